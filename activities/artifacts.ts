@@ -1,0 +1,207 @@
+/**
+ * Stage outputs and model checkpoints in the artifact store.
+ *
+ *   runs/<run>/iter-<t>/<stage>/shard-<k>.jsonl + manifest.json   (manifest written last)
+ *   models/<lineage>/<model-id>/<files...> + manifest.json        (manifest written last)
+ *
+ * Readers trust only manifests and verify every shard's sha256.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { z } from 'zod';
+import { parseJsonl, toJsonl } from '../core/jsonl';
+import { ArtifactRef, ModelManifest, StageManifest } from '../core/schemas';
+import { type ArtifactStore, sha256File, sha256Hex } from './store';
+
+export interface StageLocation {
+  run: string;
+  iteration: number;
+  stage: string;
+}
+
+export function stagePrefix(loc: StageLocation): string {
+  return `runs/${loc.run}/iter-${loc.iteration}/${loc.stage}`;
+}
+
+export function modelPrefix(lineage: string, modelId: string): string {
+  return `models/${lineage}/${modelId}`;
+}
+
+export class IntegrityError extends Error {
+  override name = 'IntegrityError';
+}
+
+/** Returns the published stage's reference, or null when the stage has no manifest yet. */
+export async function findStage(store: ArtifactStore, loc: StageLocation): Promise<ArtifactRef | null> {
+  const key = `${stagePrefix(loc)}/manifest.json`;
+  if (!(await store.exists(key))) return null;
+  const bytes = await store.getBytes(key);
+  const manifest = StageManifest.parse(JSON.parse(bytes.toString('utf8')));
+  return { uri: store.uri(key), key, count: manifest.count, sha256: sha256Hex(bytes) };
+}
+
+export interface WriteStageInput<T> extends StageLocation {
+  recordType: string;
+  records: readonly T[];
+  producer: string;
+  configHash: string;
+  stats?: Record<string, unknown>;
+  /** records per shard file */
+  shardSize?: number;
+}
+
+/** Writes the records as JSONL shards, then the manifest: the stage is published only then. */
+export async function writeStage<T>(store: ArtifactStore, input: WriteStageInput<T>): Promise<ArtifactRef> {
+  const prefix = stagePrefix(input);
+  const shardSize = input.shardSize ?? 50_000;
+  const shards: StageManifest['shards'] = [];
+  for (let k = 0, start = 0; start < input.records.length || k === 0; k++, start += shardSize) {
+    const slice = input.records.slice(start, start + shardSize);
+    const key = `${prefix}/shard-${String(k).padStart(5, '0')}.jsonl`;
+    const put = await store.putBytes(key, toJsonl(slice));
+    shards.push({ key, count: slice.length, sha256: put.sha256, bytes: put.bytes });
+    if (input.records.length === 0) break;
+  }
+  const manifest: StageManifest = {
+    kind: 'stage',
+    run: input.run,
+    iteration: input.iteration,
+    stage: input.stage,
+    recordType: input.recordType,
+    count: input.records.length,
+    shards,
+    producer: input.producer,
+    configHash: input.configHash,
+    createdAt: new Date().toISOString(),
+    stats: input.stats ?? {},
+  };
+  const key = `${prefix}/manifest.json`;
+  const put = await store.putBytes(key, JSON.stringify(manifest, null, 2) + '\n');
+  return { uri: store.uri(key), key, count: manifest.count, sha256: put.sha256 };
+}
+
+export async function readStageManifest(store: ArtifactStore, ref: ArtifactRef): Promise<StageManifest> {
+  const bytes = await store.getBytes(ref.key);
+  const digest = sha256Hex(bytes);
+  if (digest !== ref.sha256) {
+    throw new IntegrityError(`manifest ${ref.uri} changed since it was published (sha256 ${digest}, expected ${ref.sha256})`);
+  }
+  return StageManifest.parse(JSON.parse(bytes.toString('utf8')));
+}
+
+/** Reads and validates every record of a published stage, verifying each shard's sha256. */
+export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schema: z.ZodType<T>): Promise<T[]> {
+  const manifest = await readStageManifest(store, ref);
+  const out: T[] = [];
+  for (const shard of manifest.shards) {
+    const bytes = await store.getBytes(shard.key);
+    const digest = sha256Hex(bytes);
+    if (digest !== shard.sha256) {
+      throw new IntegrityError(`shard ${store.uri(shard.key)} is corrupt: sha256 ${digest}, manifest says ${shard.sha256}`);
+    }
+    if (shard.count === 0) continue;
+    out.push(...parseJsonl(bytes.toString('utf8'), schema, store.uri(shard.key)));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Models
+// ---------------------------------------------------------------------------------------
+
+export interface ModelRef {
+  modelId: string;
+  lineage: string;
+  /** manifest key in the store */
+  key: string;
+  uri: string;
+  sha256: string;
+  /** set when the weights live outside the store (a user's model directory, the packaged-model cache) */
+  externalPath?: string;
+}
+
+export async function findModel(store: ArtifactStore, lineage: string, modelId: string): Promise<ModelRef | null> {
+  const key = `${modelPrefix(lineage, modelId)}/manifest.json`;
+  if (!(await store.exists(key))) return null;
+  const bytes = await store.getBytes(key);
+  const manifest = ModelManifest.parse(JSON.parse(bytes.toString('utf8')));
+  return {
+    modelId,
+    lineage,
+    key,
+    uri: store.uri(key),
+    sha256: sha256Hex(bytes),
+    ...(manifest.externalPath ? { externalPath: manifest.externalPath } : {}),
+  };
+}
+
+export async function readModelManifest(store: ArtifactStore, ref: ModelRef): Promise<ModelManifest> {
+  const bytes = await store.getBytes(ref.key);
+  return ModelManifest.parse(JSON.parse(bytes.toString('utf8')));
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await fs.readdir(d, { withFileTypes: true })) {
+      const full = path.join(d, e.name);
+      if (e.isDirectory()) await walk(full);
+      else out.push(path.relative(dir, full).split(path.sep).join('/'));
+    }
+  };
+  await walk(dir);
+  return out.sort();
+}
+
+export interface PublishModelInput {
+  lineage: string;
+  modelId: string;
+  parent: string | null;
+  method: ModelManifest['method'];
+  trainedOn: string[];
+  metrics?: Record<string, unknown>;
+  /** directory holding the checkpoint */
+  dir: string;
+  /** keep the files where they are (not copied into the store) */
+  external?: boolean;
+}
+
+/** Copies a checkpoint directory into the store (unless external) and writes its manifest last. */
+export async function publishModel(store: ArtifactStore, input: PublishModelInput): Promise<ModelRef> {
+  const prefix = modelPrefix(input.lineage, input.modelId);
+  const files: ModelManifest['files'] = [];
+  for (const rel of await listFiles(input.dir)) {
+    if (rel === 'manifest.json') continue;
+    const full = path.join(input.dir, rel);
+    const put = input.external ? await sha256File(full) : await store.putFile(`${prefix}/${rel}`, full);
+    files.push({ path: rel, sha256: put.sha256, bytes: put.bytes });
+  }
+  const manifest: ModelManifest = {
+    kind: 'model',
+    modelId: input.modelId,
+    lineage: input.lineage,
+    parent: input.parent,
+    method: input.method,
+    files,
+    trainedOn: input.trainedOn,
+    metrics: input.metrics ?? {},
+    createdAt: new Date().toISOString(),
+    ...(input.external ? { externalPath: path.resolve(input.dir) } : {}),
+  };
+  const key = `${prefix}/manifest.json`;
+  const put = await store.putBytes(key, JSON.stringify(manifest, null, 2) + '\n');
+  return {
+    modelId: input.modelId,
+    lineage: input.lineage,
+    key,
+    uri: store.uri(key),
+    sha256: put.sha256,
+    ...(input.external ? { externalPath: path.resolve(input.dir) } : {}),
+  };
+}
+
+/** A local directory with the model's files, for the compute process to load. */
+export async function modelDir(store: ArtifactStore, ref: ModelRef): Promise<string> {
+  if (ref.externalPath) return ref.externalPath;
+  return store.localDir(modelPrefix(ref.lineage, ref.modelId));
+}

@@ -1,0 +1,210 @@
+/**
+ * The bridge to compute/ (Python): each job is a child process that reads a JSON job file
+ * and prints JSON-lines progress. Running it as a child keeps the worker's event loop free
+ * to heartbeat, and lets cancellation stop the tensors within seconds.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { ApplicationFailure } from '@temporalio/common';
+
+export interface GenerateRequest {
+  id: string;
+  messages?: { role: 'system' | 'user' | 'assistant'; content: string }[];
+  prompt?: string;
+  n: number;
+  temperature: number;
+  top_p: number;
+  max_new_tokens: number;
+  seed: number;
+}
+
+export interface GenerateOutput {
+  id: string;
+  outputs: { text: string; tokens: number; finish_reason: 'stop' | 'length' }[];
+}
+
+export interface GenerateJob {
+  model: string;
+  input: string;
+  output: string;
+  device: 'auto' | 'cpu' | 'cuda';
+  batch_size: number;
+  threads: number;
+}
+
+export interface TrainJob {
+  mode: 'sft' | 'dpo';
+  model: string;
+  ref_model: string | null;
+  data: string;
+  output: string;
+  lr: number;
+  lr_end: number;
+  epochs: number;
+  batch_size: number;
+  grad_accum: number;
+  dropout: number;
+  beta: number;
+  max_length: number;
+  seed: number;
+  device: 'auto' | 'cpu' | 'cuda';
+  threads: number;
+  max_steps: number | null;
+}
+
+export interface ImportJob {
+  packaged?: string;
+  gguf?: string;
+  output: string;
+}
+
+/** One JSON line from a compute process. */
+export interface ComputeEvent {
+  event: 'start' | 'progress' | 'done' | 'error';
+  [key: string]: unknown;
+}
+
+export interface RunControl {
+  onEvent?: (ev: ComputeEvent) => void;
+  signal?: AbortSignal;
+}
+
+export interface ComputeBackend {
+  readonly name: string;
+  generate(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent>;
+  train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent>;
+  importModel(job: ImportJob, ctl: RunControl): Promise<ComputeEvent>;
+}
+
+export interface PythonComputeOptions {
+  python: string;
+  /** directory holding the srlm_compute package */
+  packageDir: string;
+  /** where job files are written */
+  workDir: string;
+  /** extra environment for the child */
+  env?: Record<string, string>;
+  /** how long to wait after SIGTERM before SIGKILL */
+  killGraceMs?: number;
+  /** stderr of each job is appended here */
+  logFile?: string;
+}
+
+/** Runs `python -m srlm_compute <command> --job <file>` as a child process. */
+export class PythonCompute implements ComputeBackend {
+  readonly name = 'python';
+  constructor(private readonly opts: PythonComputeOptions) {}
+
+  generate(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent> {
+    return this.run('generate', job, ctl);
+  }
+  train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
+    return this.run('train', job, ctl);
+  }
+  importModel(job: ImportJob, ctl: RunControl): Promise<ComputeEvent> {
+    return this.run('import-model', job, ctl);
+  }
+
+  private async run(command: string, job: object, ctl: RunControl): Promise<ComputeEvent> {
+    await fs.mkdir(this.opts.workDir, { recursive: true });
+    const jobFile = path.join(this.opts.workDir, `${command}-${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.json`);
+    await fs.writeFile(jobFile, JSON.stringify(job, null, 2));
+    if (ctl.signal?.aborted) throw new Error(`compute ${command} cancelled before it started`);
+
+    const child = spawn(this.opts.python, ['-m', 'srlm_compute', command, '--job', jobFile], {
+      cwd: this.opts.packageDir,
+      env: {
+        ...process.env,
+        PYTHONPATH: this.opts.packageDir,
+        PYTHONUNBUFFERED: '1',
+        HF_HUB_OFFLINE: '1',
+        TRANSFORMERS_OFFLINE: '1',
+        TOKENIZERS_PARALLELISM: 'false',
+        ...this.opts.env,
+      },
+      // own process group, so cancellation can stop the job and anything it started
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+
+    const stderrTail: string[] = [];
+    const logHandle = this.opts.logFile ? await fs.open(this.opts.logFile, 'a') : null;
+    child.stderr.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      stderrTail.push(text);
+      while (stderrTail.length > 40) stderrTail.shift();
+      void logHandle?.write(text);
+    });
+
+    let last: ComputeEvent | null = null;
+    let error: ComputeEvent | null = null;
+    const lines = readline.createInterface({ input: child.stdout });
+    lines.on('line', (line) => {
+      let ev: ComputeEvent;
+      try {
+        ev = JSON.parse(line) as ComputeEvent;
+      } catch {
+        stderrTail.push(`(stdout) ${line}\n`);
+        return;
+      }
+      if (ev.event === 'error') error = ev;
+      if (ev.event === 'done') last = ev;
+      ctl.onEvent?.(ev);
+    });
+
+    let killTimer: NodeJS.Timeout | undefined;
+    const onAbort = (): void => {
+      signalGroup(child.pid, 'SIGTERM');
+      killTimer = setTimeout(() => signalGroup(child.pid, 'SIGKILL'), this.opts.killGraceMs ?? 5000);
+    };
+    ctl.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c, s) => resolve([c, s]));
+    }).finally(() => {
+      ctl.signal?.removeEventListener('abort', onAbort);
+      if (killTimer) clearTimeout(killTimer);
+      lines.close();
+      void logHandle?.close();
+    });
+
+    if (ctl.signal?.aborted) throw new Error(`compute ${command} cancelled (exit ${code ?? sig})`);
+    if (code === 0 && last) return last;
+    const errEv = error as ComputeEvent | null;
+    const message = errEv && typeof errEv.message === 'string' ? errEv.message : stderrTail.join('').trim().split('\n').slice(-8).join('\n');
+    if (code === 2) {
+      // The job itself is wrong (bad model path, malformed data): retrying cannot help.
+      throw ApplicationFailure.nonRetryable(`compute ${command}: ${message}`, 'InvalidComputeInput');
+    }
+    throw ApplicationFailure.retryable(`compute ${command} failed (exit ${code ?? sig}): ${message}`, 'ComputeFailed');
+  }
+}
+
+function signalGroup(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Reads a compute output JSONL file written by `generate`. */
+export async function readGenerateOutputs(file: string): Promise<Map<string, GenerateOutput>> {
+  const text = await fs.readFile(file, 'utf8');
+  const out = new Map<string, GenerateOutput>();
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let rec: GenerateOutput;
+    try {
+      rec = JSON.parse(line) as GenerateOutput;
+    } catch (err) {
+      throw new Error(`${file}:${i + 1}: malformed generation output (${(err as Error).message})`);
+    }
+    out.set(rec.id, rec);
+  });
+  return out;
+}

@@ -1,0 +1,670 @@
+/**
+ * The activities of a self-rewarding run, built by a factory that receives its clients
+ * (store, compute backend, reporter) so tests can pass real or fake ones.
+ *
+ * Every stage activity is idempotent: when the stage's manifest is already published it
+ * returns the existing reference without recomputing, so retries and resumed runs reuse
+ * completed work.
+ */
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { buildEftExamples } from '../core/eft';
+import { recordId, seedFromId, configHash } from '../core/ids';
+import { formatConfigError, toJsonl } from '../core/jsonl';
+import { selectPreferencePairs } from '../core/pairs';
+import { judgePrompt, parseJudgeScore } from '../core/rubric';
+import {
+  type ArtifactRef,
+  Candidate,
+  EftJudgment,
+  GeneratedPrompt,
+  IftExample,
+  Judgment,
+  type ModelSource,
+  PreferencePair,
+  RankedSet,
+  RunConfig,
+  SftExample,
+} from '../core/schemas';
+import { loadSeed } from './seed';
+import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
+import { InstructionFilter } from '../core/filters';
+import { IterationSummary, mean, median, renderIterationSummaryMarkdown } from '../core/stats';
+import {
+  findModel,
+  findStage,
+  type ModelRef,
+  modelDir,
+  publishModel,
+  readStage,
+  readStageManifest,
+  stagePrefix,
+  writeStage,
+  type StageLocation,
+} from './artifacts';
+import { type ComputeBackend, type GenerateRequest, readGenerateOutputs, type TrainJob } from './compute';
+import { type ProgressReporter, withHeartbeats } from './progress';
+import { type ArtifactStore, LocalStore } from './store';
+
+export interface ActivityDeps {
+  /** store for a run's config (`store.root`), defaulting to the worker's */
+  storeFor: (config: RunConfig) => ArtifactStore;
+  compute: ComputeBackend;
+  /** scratch space for job files and compute outputs */
+  workDir: string;
+  /** where imported packaged models are kept across runs */
+  cacheDir: string;
+  reporter?: ProgressReporter;
+  heartbeatIntervalMs?: number;
+}
+
+export function defaultStoreFor(defaultRoot: string): (config: RunConfig) => ArtifactStore {
+  return (config) => new LocalStore(config.store.root ?? defaultRoot);
+}
+
+export interface PreparedRun {
+  config: RunConfig;
+  configHash: string;
+  lineage: string;
+  seedIft: ArtifactRef;
+  seedRanked: ArtifactRef | null;
+  seedEft: ArtifactRef | null;
+}
+
+export interface TrainResult {
+  model: ModelRef;
+  metrics: Record<string, unknown>;
+}
+
+export interface IterationStageInput {
+  config: RunConfig;
+  iteration: number;
+}
+
+const PRODUCER = 'srlm/0.1.0';
+
+function invalid(message: string, type = 'InvalidInput'): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, type);
+}
+
+function where(config: RunConfig, iteration: number, stage: string): string {
+  return `run "${config.run}", iteration ${iteration}, stage ${stage}`;
+}
+
+export function lineageOf(config: RunConfig): string {
+  return config.lineage ?? config.run;
+}
+
+export function modelIdFor(config: RunConfig, name: string): string {
+  return `${config.run}.${name}`;
+}
+
+export function createActivities(deps: ActivityDeps) {
+  const hbMs = deps.heartbeatIntervalMs ?? 5000;
+
+  /** Runs a generation job for a stage, reporting progress; returns outputs by request id. */
+  async function generate(
+    config: RunConfig,
+    loc: StageLocation,
+    model: ModelRef,
+    requests: GenerateRequest[],
+    label = loc.stage,
+  ) {
+    const store = deps.storeFor(config);
+    const dir = path.join(deps.workDir, stagePrefix(loc));
+    await fs.mkdir(dir, { recursive: true });
+    const input = path.join(dir, `${label}.requests.jsonl`);
+    const output = path.join(dir, `${label}.outputs.jsonl`);
+    await fs.writeFile(input, toJsonl(requests));
+    const total = requests.length;
+    const started = Date.now();
+    const done = await withHeartbeats(async (update, signal) => {
+      return deps.compute.generate(
+        {
+          model: await modelDir(store, model),
+          input,
+          output,
+          device: config.compute.device,
+          batch_size: config.compute.generationBatchSize,
+          threads: config.compute.threads,
+        },
+        {
+          signal,
+          onEvent: (ev) => {
+            if (ev.event !== 'progress') return;
+            const p = {
+              run: config.run,
+              iteration: loc.iteration,
+              stage: label,
+              done: Number(ev.done ?? 0),
+              total,
+              tokens: Number(ev.tokens ?? 0),
+              elapsedS: (Date.now() - started) / 1000,
+            };
+            update(p);
+            deps.reporter?.(p);
+          },
+        },
+      );
+    }, hbMs);
+    const outputs = await readGenerateOutputs(output);
+    for (const r of requests) {
+      if (!outputs.has(r.id)) throw ApplicationFailure.retryable(`${where(config, loc.iteration, loc.stage)}: generation output lacks request ${r.id}`);
+    }
+    return { outputs, tokens: Number(done.tokens ?? 0), seconds: (Date.now() - started) / 1000 };
+  }
+
+  async function train(config: RunConfig, iteration: number, label: string, job: Omit<TrainJob, 'device' | 'threads'>) {
+    const started = Date.now();
+    return withHeartbeats(async (update, signal) => {
+      return deps.compute.train(
+        { ...job, device: config.compute.device, threads: config.compute.threads },
+        {
+          signal,
+          onEvent: (ev) => {
+            if (ev.event !== 'progress') return;
+            const p = {
+              run: config.run,
+              iteration,
+              stage: label,
+              done: Number(ev.step ?? 0),
+              total: Number(ev.total_steps ?? 0),
+              tokens: 0,
+              elapsedS: (Date.now() - started) / 1000,
+              note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : undefined,
+            };
+            update({ ...p, loss: ev.loss });
+            deps.reporter?.(p);
+          },
+        },
+      );
+    }, hbMs);
+  }
+
+  function samplingSeed(config: RunConfig, id: string): number {
+    return (seedFromId(id) ^ config.randomSeed) >>> 1;
+  }
+
+  return {
+    /** Validates the run config and the seed data, and publishes the seed data as stages. */
+    async prepareRun(input: unknown): Promise<PreparedRun> {
+      const parsed = RunConfig.safeParse(input);
+      if (!parsed.success) throw invalid(formatConfigError(parsed.error, 'run config'), 'InvalidConfig');
+      const config = parsed.data;
+      if ('path' in config.baseModel) {
+        const p = config.baseModel.path;
+        const ok = await fs.stat(path.join(p, 'config.json')).then(() => true, () => false);
+        if (!ok) throw invalid(`run config: "baseModel.path": ${p} is not a Hugging Face model directory (no config.json)`, 'InvalidConfig');
+      }
+      const store = deps.storeFor(config);
+      const hash = configHash(config);
+      const seedLoc = { run: config.run, iteration: 0 };
+
+      const { ift, ranked, eft: eftSeed, sources } = await loadSeed(config);
+
+      const seedIft =
+        (await findStage(store, { ...seedLoc, stage: 'seed-ift' })) ??
+        (await writeStage(store, { ...seedLoc, stage: 'seed-ift', recordType: 'IftExample', records: ift, producer: PRODUCER, configHash: hash, stats: { sources } }));
+      const seedRanked =
+        ranked.length === 0
+          ? null
+          : ((await findStage(store, { ...seedLoc, stage: 'seed-ranked' })) ??
+            (await writeStage(store, { ...seedLoc, stage: 'seed-ranked', recordType: 'RankedSet', records: ranked, producer: PRODUCER, configHash: hash, stats: { sources } })));
+      const seedEft =
+        eftSeed.length === 0
+          ? null
+          : ((await findStage(store, { ...seedLoc, stage: 'seed-eft' })) ??
+            (await writeStage(store, { ...seedLoc, stage: 'seed-eft', recordType: 'SftExample', records: eftSeed, producer: PRODUCER, configHash: hash, stats: { sources } })));
+      return { config, configHash: hash, lineage: lineageOf(config), seedIft, seedRanked, seedEft };
+    },
+
+    /** Makes a model usable as a run's starting point: a packaged GGUF is converted once and cached. */
+    async importModel(input: { config: RunConfig; source: ModelSource; name: string }): Promise<ModelRef> {
+      const { config, source } = input;
+      const store = deps.storeFor(config);
+      const lineage = lineageOf(config);
+      const modelId = modelIdFor(config, input.name);
+      const existing = await findModel(store, lineage, modelId);
+      if (existing) return existing;
+      let dir: string;
+      if ('path' in source) {
+        dir = path.resolve(source.path);
+      } else {
+        dir = path.join(deps.cacheDir, 'models', source.packaged);
+        const ready = await fs.stat(path.join(dir, 'config.json')).then(() => true, () => false);
+        if (!ready) {
+          await fs.mkdir(path.dirname(dir), { recursive: true });
+          const started = Date.now();
+          await withHeartbeats(async (_update, signal) =>
+            deps.compute.importModel({ packaged: source.packaged, output: dir }, {
+              signal,
+              onEvent: (ev) => {
+                if (ev.event === 'done') deps.reporter?.({ run: config.run, iteration: 0, stage: 'import-model', done: 1, total: 1, tokens: 0, elapsedS: (Date.now() - started) / 1000, note: source.packaged });
+              },
+            }),
+          hbMs);
+        }
+      }
+      return publishModel(store, { lineage, modelId, parent: null, method: 'path' in source ? 'external' : 'import', trainedOn: [], dir, external: true });
+    },
+
+    /** SFT of `base` on IFT (+ EFT) data: the SFT baseline, or M1. */
+    async trainSft(input: { config: RunConfig; base: ModelRef; ift: ArtifactRef; eft: ArtifactRef[]; name: string }): Promise<TrainResult> {
+      const { config } = input;
+      const store = deps.storeFor(config);
+      const lineage = lineageOf(config);
+      const modelId = modelIdFor(config, input.name);
+      const existing = await findModel(store, lineage, modelId);
+      if (existing) return { model: existing, metrics: (await readModelMetrics(store, existing)) ?? {} };
+
+      const ift = await readStage(store, input.ift, IftExample);
+      const examples: SftExample[] = ift.map((r) => ({ id: r.id, prompt: r.prompt, completion: r.response, kind: 'ift' }));
+      for (const ref of input.eft) examples.push(...(await readStage(store, ref, SftExample)));
+      const dir = path.join(deps.workDir, 'runs', config.run, 'train', input.name);
+      await fs.mkdir(dir, { recursive: true });
+      const data = path.join(dir, 'sft.jsonl');
+      await fs.writeFile(data, toJsonl(examples));
+      const output = path.join(dir, 'model');
+      await fs.rm(output, { recursive: true, force: true });
+      const done = await train(config, 0, `sft ${input.name}`, {
+        mode: 'sft',
+        model: await modelDir(store, input.base),
+        ref_model: null,
+        data,
+        output,
+        lr: config.sft.lr,
+        lr_end: config.sft.lrEnd,
+        epochs: config.sft.epochs,
+        batch_size: config.sft.batchSize,
+        grad_accum: 1,
+        dropout: config.sft.dropout,
+        beta: 0,
+        max_length: config.sft.maxLength,
+        seed: config.randomSeed,
+        max_steps: null,
+      });
+      const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), examples: examples.length, ift: ift.length, eft: examples.length - ift.length, compute: done };
+      const model = await publishModel(store, {
+        lineage,
+        modelId,
+        parent: input.base.modelId,
+        method: 'sft',
+        trainedOn: [input.ift.uri, ...input.eft.map((r) => r.uri)],
+        metrics,
+        dir: output,
+      });
+      await fs.rm(output, { recursive: true, force: true });
+      return { model, metrics };
+    },
+
+    /** EFT step 1: the SFT baseline judges every human-ranked reply. */
+    async judgeRankedReplies(input: { config: RunConfig; judge: ModelRef; ranked: ArtifactRef }): Promise<ArtifactRef> {
+      const { config } = input;
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration: 0, stage: 'eft-judgments' };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+      const sets = await readStage(store, input.ranked, RankedSet);
+      const requests: GenerateRequest[] = [];
+      const keyOf = new Map<string, { setId: string; replyIndex: number }>();
+      for (const set of sets) {
+        set.replies.forEach((reply, replyIndex) => {
+          const id = recordId(config.run, 'eft-judge', set.id, replyIndex);
+          keyOf.set(id, { setId: set.id, replyIndex });
+          requests.push({
+            id,
+            messages: [{ role: 'user', content: judgePrompt(set.prompt, reply.text) }],
+            n: config.eft.samples,
+            temperature: config.eft.sampling.temperature,
+            top_p: config.eft.sampling.topP,
+            max_new_tokens: config.eft.sampling.maxNewTokens,
+            seed: samplingSeed(config, id),
+          });
+        });
+      }
+      const { outputs, tokens, seconds } = await generate(config, loc, input.judge, requests);
+      const judgments: EftJudgment[] = [];
+      for (const req of requests) {
+        const k = keyOf.get(req.id)!;
+        outputs.get(req.id)!.outputs.forEach((o, sample) => {
+          const parsed = parseJudgeScore(o.text);
+          judgments.push({
+            id: recordId(req.id, sample),
+            setId: k.setId,
+            replyIndex: k.replyIndex,
+            sample,
+            text: o.text,
+            score: parsed.score,
+            ...(parsed.error ? { parseError: parsed.error } : {}),
+          });
+        });
+      }
+      const parsedCount = judgments.filter((j) => j.score !== null).length;
+      return writeStage(store, {
+        ...loc,
+        recordType: 'EftJudgment',
+        records: judgments,
+        producer: PRODUCER,
+        configHash: configHash(config.eft),
+        stats: { judgments: judgments.length, parsed: parsedCount, parseRate: judgments.length ? parsedCount / judgments.length : 0, tokens, seconds },
+      });
+    },
+
+    /** EFT step 2: keep judgments whose score ranking agrees with the human ranking. */
+    async buildEftData(input: { config: RunConfig; ranked: ArtifactRef; judgments: ArtifactRef }): Promise<ArtifactRef> {
+      const { config } = input;
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration: 0, stage: 'eft' };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+      const sets = await readStage(store, input.ranked, RankedSet);
+      const judgments = await readStage(store, input.judgments, EftJudgment);
+      const { examples, stats } = buildEftExamples(sets, judgments);
+      return writeStage(store, { ...loc, recordType: 'SftExample', records: examples, producer: PRODUCER, configHash: configHash(config.eft), stats });
+    },
+
+    /** Iteration step a: 8-shot self-instruct prompt generation, filtered. */
+    async generatePrompts(input: IterationStageInput & { model: ModelRef; seedIft: ArtifactRef; earlier: ArtifactRef[] }): Promise<ArtifactRef> {
+      const { config, iteration } = input;
+      const cfg = config.prompts;
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration, stage: 'prompts' };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+
+      const seed = (await readStage(store, input.seedIft, IftExample)).map((r) => ({ id: r.id, prompt: r.prompt }));
+      const earlier: GeneratedPrompt[] = [];
+      for (const ref of input.earlier) earlier.push(...(await readStage(store, ref, GeneratedPrompt)));
+      const filter = new InstructionFilter([...seed.map((s) => s.prompt), ...earlier.map((p) => p.prompt)], cfg.rougeLThreshold);
+      const kept: GeneratedPrompt[] = [];
+      let requested = 0;
+      let generated = 0;
+      let tokens = 0;
+      let seconds = 0;
+      let rounds = 0;
+      for (let round = 0; round < cfg.maxRounds && kept.length < cfg.count; round++) {
+        rounds++;
+        const pool = [...earlier, ...kept].map((p) => ({ id: p.id, prompt: p.prompt }));
+        const requests: GenerateRequest[] = [];
+        const shotsOf = new Map<string, string[]>();
+        for (let r = 0; r < cfg.requestsPerRound; r++) {
+          const id = recordId(config.run, iteration, 'self-instruct', round, r);
+          const rng = mulberry32(samplingSeed(config, id));
+          const demos = chooseDemonstrations(seed, pool, cfg.seedShots, cfg.generatedShots, rng);
+          shotsOf.set(id, demos.map((d) => d.id));
+          requests.push({
+            id,
+            messages: [{ role: 'user', content: buildSelfInstructRequest(demos.map((d) => d.prompt)) }],
+            n: 1,
+            temperature: cfg.sampling.temperature,
+            top_p: cfg.sampling.topP,
+            max_new_tokens: cfg.sampling.maxNewTokens,
+            seed: samplingSeed(config, id),
+          });
+        }
+        requested += requests.length;
+        const res = await generate(config, loc, input.model, requests, `prompts round ${round + 1}`);
+        tokens += res.tokens;
+        seconds += res.seconds;
+        for (const req of requests) {
+          for (const o of res.outputs.get(req.id)!.outputs) {
+            for (const instruction of parseGeneratedInstructions(o.text)) {
+              generated++;
+              if (kept.length >= cfg.count) continue;
+              if (filter.consider(instruction).kept) {
+                kept.push({ id: recordId(config.run, iteration, 'prompt', instruction), prompt: instruction, iteration, shots: shotsOf.get(req.id)! });
+              }
+            }
+          }
+        }
+      }
+      if (kept.length === 0) {
+        throw invalid(`${where(config, iteration, 'prompts')}: no generated instruction passed the filters after ${rounds} rounds (${generated} generated; drops ${JSON.stringify(filter.counts())})`, 'NoPrompts');
+      }
+      return writeStage(store, {
+        ...loc,
+        recordType: 'GeneratedPrompt',
+        records: kept,
+        producer: PRODUCER,
+        configHash: configHash(cfg),
+        stats: { requested, rounds, generated, kept: kept.length, filters: filter.counts(), tokens, seconds },
+      });
+    },
+
+    /** Iteration step b: N candidate responses per prompt. */
+    async generateCandidates(input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef }): Promise<ArtifactRef> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration, stage: 'candidates' };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+      const prompts = await readStage(store, input.prompts, GeneratedPrompt);
+      const requests: GenerateRequest[] = prompts.map((p) => {
+        const id = recordId(config.run, iteration, 'candidates', p.id);
+        return {
+          id,
+          messages: [{ role: 'user', content: p.prompt }],
+          n: config.candidates.n,
+          temperature: config.candidates.sampling.temperature,
+          top_p: config.candidates.sampling.topP,
+          max_new_tokens: config.candidates.sampling.maxNewTokens,
+          seed: samplingSeed(config, id),
+        };
+      });
+      const { outputs, tokens, seconds } = await generate(config, loc, input.model, requests);
+      const candidates: Candidate[] = [];
+      prompts.forEach((p, i) => {
+        outputs.get(requests[i]!.id)!.outputs.forEach((o, index) => {
+          candidates.push({
+            id: recordId(config.run, iteration, 'candidate', p.id, index),
+            promptId: p.id,
+            prompt: p.prompt,
+            index,
+            text: o.text,
+            tokens: o.tokens,
+            finishReason: o.finish_reason,
+          });
+        });
+      });
+      return writeStage(store, { ...loc, recordType: 'Candidate', records: candidates, producer: PRODUCER, configHash: configHash(config.candidates), stats: { prompts: prompts.length, tokens, seconds } });
+    },
+
+    /** Iteration step c: the model judges each candidate `samples` times; scores are parsed here. */
+    async judgeCandidates(input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef }): Promise<ArtifactRef> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration, stage: 'judgments' };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+      const candidates = await readStage(store, input.candidates, Candidate);
+      const requests: GenerateRequest[] = candidates.map((c) => {
+        const id = recordId(config.run, iteration, 'judge', c.id);
+        return {
+          id,
+          messages: [{ role: 'user', content: judgePrompt(c.prompt, c.text) }],
+          n: config.judge.samples,
+          temperature: config.judge.sampling.temperature,
+          top_p: config.judge.sampling.topP,
+          max_new_tokens: config.judge.sampling.maxNewTokens,
+          seed: samplingSeed(config, id),
+        };
+      });
+      const { outputs, tokens, seconds } = await generate(config, loc, input.model, requests);
+      const judgments: Judgment[] = [];
+      const failures: Record<string, number> = {};
+      candidates.forEach((c, i) => {
+        outputs.get(requests[i]!.id)!.outputs.forEach((o, sample) => {
+          const parsed = parseJudgeScore(o.text);
+          if (parsed.score === null) failures[parsed.error ?? 'unknown'] = (failures[parsed.error ?? 'unknown'] ?? 0) + 1;
+          judgments.push({
+            id: recordId(config.run, iteration, 'judgment', c.id, sample),
+            candidateId: c.id,
+            promptId: c.promptId,
+            sample,
+            text: o.text,
+            score: parsed.score,
+            ...(parsed.error ? { parseError: parsed.error } : {}),
+          });
+        });
+      });
+      const parsedCount = judgments.filter((j) => j.score !== null).length;
+      return writeStage(store, {
+        ...loc,
+        recordType: 'Judgment',
+        records: judgments,
+        producer: PRODUCER,
+        configHash: configHash(config.judge),
+        stats: { judgments: judgments.length, parsed: parsedCount, parseRate: judgments.length ? parsedCount / judgments.length : 0, parseFailures: failures, tokens, seconds },
+      });
+    },
+
+    /** Iteration step d: best vs worst candidate per prompt, ties and unscored prompts dropped. */
+    async selectPairs(input: IterationStageInput & { candidates: ArtifactRef; judgments: ArtifactRef }): Promise<ArtifactRef> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration, stage: 'pairs' };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+      const candidates = await readStage(store, input.candidates, Candidate);
+      const judgments = await readStage(store, input.judgments, Judgment);
+      const { pairs, drops } = selectPreferencePairs(candidates, judgments);
+      return writeStage(store, { ...loc, recordType: 'PreferencePair', records: pairs, producer: PRODUCER, configHash: configHash({}), stats: { prompts: new Set(candidates.map((c) => c.promptId)).size, pairs: pairs.length, dropped: drops } });
+    },
+
+    /** Iteration step e: DPO from M_t on the pairs, reference model M_t. */
+    async trainDpo(input: IterationStageInput & { model: ModelRef; pairs: ArtifactRef }): Promise<TrainResult> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      const lineage = lineageOf(config);
+      const name = `m${iteration + 1}`;
+      const modelId = modelIdFor(config, name);
+      const existing = await findModel(store, lineage, modelId);
+      if (existing) return { model: existing, metrics: (await readModelMetrics(store, existing)) ?? {} };
+      const pairs = await readStage(store, input.pairs, PreferencePair);
+      if (pairs.length === 0) {
+        const manifest = await readStageManifest(store, input.pairs);
+        throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(manifest.stats.dropped ?? {})})`, 'NoPreferencePairs');
+      }
+      const dir = path.join(deps.workDir, 'runs', config.run, 'train', name);
+      await fs.mkdir(dir, { recursive: true });
+      const data = path.join(dir, 'dpo.jsonl');
+      await fs.writeFile(data, toJsonl(pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected }))));
+      const output = path.join(dir, 'model');
+      await fs.rm(output, { recursive: true, force: true });
+      const done = await train(config, iteration, `dpo ${name}`, {
+        mode: 'dpo',
+        model: await modelDir(store, input.model),
+        ref_model: null,
+        data,
+        output,
+        lr: config.dpo.lr,
+        lr_end: config.dpo.lrEnd,
+        epochs: config.dpo.epochs,
+        batch_size: config.dpo.batchSize,
+        grad_accum: 1,
+        dropout: config.dpo.dropout,
+        beta: config.dpo.beta,
+        max_length: config.dpo.maxLength,
+        seed: config.randomSeed + iteration,
+        max_steps: null,
+      });
+      const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), pairs: pairs.length, compute: done };
+      const model = await publishModel(store, { lineage, modelId, parent: input.model.modelId, method: 'dpo', trainedOn: [input.pairs.uri], metrics, dir: output });
+      await fs.rm(output, { recursive: true, force: true });
+      return { model, metrics };
+    },
+
+    /** Writes the iteration's summary (JSON + Markdown) next to its artifacts and shows it. */
+    async summarizeIteration(input: IterationStageInput & {
+      modelIn: ModelRef;
+      modelOut: ModelRef;
+      prompts: ArtifactRef;
+      candidates: ArtifactRef;
+      judgments: ArtifactRef;
+      pairs: ArtifactRef;
+      dpoMetrics: Record<string, unknown>;
+      timings: Record<string, number>;
+    }): Promise<IterationSummary> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      const promptsM = await readStageManifest(store, input.prompts);
+      const judgmentsM = await readStageManifest(store, input.judgments);
+      const pairsM = await readStageManifest(store, input.pairs);
+      const candidates = await readStage(store, input.candidates, Candidate);
+      const judgments = await readStage(store, input.judgments, Judgment);
+      const pairs = await readStage(store, input.pairs, PreferencePair);
+      const scores = judgments.flatMap((j) => (j.score === null ? [] : [j.score]));
+      const histogram: Record<string, number> = { '0': 0, '1': 0, '2': 0, '3': 0, '4': 0, '5': 0 };
+      for (const s of scores) histogram[String(Math.min(5, Math.floor(s)))]! += 1;
+      const filters = (promptsM.stats.filters ?? {}) as Record<string, number>;
+      const dropped = Object.fromEntries(Object.entries(filters).filter(([k]) => k !== 'kept'));
+      const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+      const summary: IterationSummary = {
+        run: config.run,
+        iteration,
+        modelIn: input.modelIn.modelId,
+        modelOut: input.modelOut.modelId,
+        prompts: {
+          requested: Number(promptsM.stats.requested ?? 0),
+          generated: Number(promptsM.stats.generated ?? 0),
+          kept: promptsM.count,
+          dropped,
+        },
+        candidates: {
+          count: candidates.length,
+          meanTokens: mean(candidates.map((c) => c.tokens)),
+          medianTokens: median(candidates.map((c) => c.tokens)),
+          meanChars: mean(candidates.map((c) => c.text.length)),
+        },
+        judge: {
+          judgments: judgments.length,
+          parsed: scores.length,
+          parseRate: judgments.length ? scores.length / judgments.length : 0,
+          histogram,
+          meanScore: scores.length ? mean(scores) : null,
+        },
+        pairs: {
+          kept: pairs.length,
+          dropped: (pairsM.stats.dropped ?? {}) as Record<string, number>,
+          meanChosenScore: pairs.length ? mean(pairs.map((p) => p.chosenScore)) : null,
+          meanRejectedScore: pairs.length ? mean(pairs.map((p) => p.rejectedScore)) : null,
+          meanChosenChars: pairs.length ? mean(pairs.map((p) => p.chosen.length)) : null,
+          meanRejectedChars: pairs.length ? mean(pairs.map((p) => p.rejected.length)) : null,
+        },
+        dpo: {
+          loss: num(input.dpoMetrics.train_loss ?? input.dpoMetrics.loss),
+          rewardAccuracy: num(input.dpoMetrics['rewards/accuracies']),
+          rewardMargin: num(input.dpoMetrics['rewards/margins']),
+          steps: num(input.dpoMetrics.steps),
+        },
+        timings: input.timings,
+      };
+      void judgmentsM;
+      const prefix = `runs/${config.run}/iter-${iteration}`;
+      await store.putBytes(`${prefix}/summary.json`, JSON.stringify(summary, null, 2) + '\n');
+      const md = renderIterationSummaryMarkdown(summary);
+      await store.putBytes(`${prefix}/summary.md`, md);
+      deps.reporter?.({ run: config.run, iteration, stage: 'summary', done: 1, total: 1, tokens: 0, elapsedS: 0, note: store.uri(`${prefix}/summary.md`) });
+      return summary;
+    },
+  };
+}
+
+export type Activities = ReturnType<typeof createActivities>;
+
+async function readJson(file: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}
+
+async function readModelMetrics(store: ArtifactStore, ref: ModelRef): Promise<Record<string, unknown> | null> {
+  const bytes = await store.getBytes(ref.key);
+  const parsed = JSON.parse(bytes.toString('utf8')) as { metrics?: Record<string, unknown> };
+  return parsed.metrics ?? null;
+}
+
+export type { ModelRef } from './artifacts';

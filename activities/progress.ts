@@ -1,0 +1,76 @@
+/**
+ * Progress of long activities: heartbeats carry it to Temporal (visible in the Web UI and
+ * `temporal activity` output), and a reporter shows it to a person watching the main job.
+ */
+import { Context } from '@temporalio/activity';
+
+export interface StageProgress {
+  run: string;
+  iteration: number;
+  stage: string;
+  done: number;
+  total: number;
+  tokens: number;
+  elapsedS: number;
+  note?: string;
+}
+
+export type ProgressReporter = (p: StageProgress) => void;
+
+export function formatProgress(p: StageProgress): string {
+  const rate = p.elapsedS > 0 ? p.tokens / p.elapsedS : 0;
+  const frac = p.total > 0 ? p.done / p.total : 0;
+  const eta = frac > 0 && frac < 1 ? (p.elapsedS * (1 - frac)) / frac : 0;
+  const parts = [
+    `[${p.run} iter ${p.iteration}] ${p.stage}`,
+    `${p.done}/${p.total}`,
+    p.tokens > 0 ? `${rate.toFixed(1)} tok/s` : '',
+    eta > 0 ? `ETA ${formatDuration(eta)}` : '',
+    `elapsed ${formatDuration(p.elapsedS)}`,
+    p.note ?? '',
+  ];
+  return parts.filter(Boolean).join('  ');
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
+
+/** Prints progress lines, at most one per `intervalMs` per stage (and always the last one). */
+export function consoleReporter(intervalMs = 5000, write: (line: string) => void = (l) => console.log(l)): ProgressReporter {
+  const lastAt = new Map<string, number>();
+  return (p) => {
+    const key = `${p.run}/${p.iteration}/${p.stage}`;
+    const now = Date.now();
+    const final = p.total > 0 && p.done >= p.total;
+    if (!final && now - (lastAt.get(key) ?? 0) < intervalMs) return;
+    lastAt.set(key, now);
+    write(formatProgress(p));
+  };
+}
+
+/**
+ * Heartbeats on a timer while `work` runs, with the latest progress as details, and hands
+ * `work` the activity's cancellation signal. Compute runs in a child process, so the event
+ * loop stays free for these heartbeats.
+ */
+export async function withHeartbeats<T>(
+  work: (update: (details: unknown) => void, signal: AbortSignal) => Promise<T>,
+  intervalMs = 5000,
+): Promise<T> {
+  const ctx = Context.current();
+  let details: unknown = undefined;
+  ctx.heartbeat(details);
+  const timer = setInterval(() => ctx.heartbeat(details), intervalMs);
+  try {
+    return await work((d) => {
+      details = d;
+    }, ctx.cancellationSignal);
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Reading and validating a run's seed data (IFT examples, ranked replies, ready-made EFT
+ * judgments, OASST exports). Shared by the first activity and by the CLI, which checks the
+ * data before it starts anything.
+ */
+import * as fs from 'node:fs/promises';
+import { ApplicationFailure } from '@temporalio/common';
+import type { z } from 'zod';
+import { parseJsonl, RecordError } from '../core/jsonl';
+import { importOasstTrees } from '../core/oasst';
+import { judgePrompt, parseJudgeScore } from '../core/rubric';
+import { EftSeed, IftExample, RankedSet, type RunConfig, type SftExample } from '../core/schemas';
+
+export interface SeedData {
+  ift: IftExample[];
+  ranked: RankedSet[];
+  /** ready-made judgments as SFT examples (judge prompt -> judgment) */
+  eft: SftExample[];
+  sources: string[];
+}
+
+function invalid(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, 'InvalidData');
+}
+
+async function readSeedFile<T>(file: string, schema: z.ZodType<T>, what: string): Promise<T[]> {
+  let text: string;
+  try {
+    text = await fs.readFile(file, 'utf8');
+  } catch (err) {
+    throw invalid(`seed.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  try {
+    return parseJsonl(text, schema, file);
+  } catch (err) {
+    if (err instanceof RecordError) throw invalid(err.message);
+    throw err;
+  }
+}
+
+function dupCheck(records: { id: string }[], file: string): void {
+  const seen = new Set<string>();
+  for (const r of records) {
+    if (seen.has(r.id)) throw invalid(`${file}: duplicate record id "${r.id}"`);
+    seen.add(r.id);
+  }
+}
+
+export async function loadSeed(config: RunConfig): Promise<SeedData> {
+  let ift: IftExample[] = [];
+  let ranked: RankedSet[] = [];
+  const sources: string[] = [];
+  if (config.seed.ift) {
+    ift = await readSeedFile(config.seed.ift, IftExample, 'ift');
+    dupCheck(ift, config.seed.ift);
+    sources.push(config.seed.ift);
+  }
+  if (config.seed.ranked) {
+    ranked = await readSeedFile(config.seed.ranked, RankedSet, 'ranked');
+    dupCheck(ranked, config.seed.ranked);
+    sources.push(config.seed.ranked);
+  }
+  const eftSeed: SftExample[] = [];
+  if (config.seed.eft) {
+    const file = config.seed.eft;
+    const records = await readSeedFile(file, EftSeed, 'eft');
+    dupCheck(records, file);
+    records.forEach((r, i) => {
+      const parsed = parseJudgeScore(r.judgment);
+      if (parsed.score === null) throw invalid(`${file}:${i + 1}: field "judgment": its score line does not parse (${parsed.error}); end it with "Score: <0-5>"`);
+      eftSeed.push({ id: r.id, prompt: judgePrompt(r.prompt, r.response), completion: r.judgment, kind: 'eft' });
+    });
+    sources.push(file);
+  }
+  if (config.seed.oasst) {
+    let text: string;
+    try {
+      text = await fs.readFile(config.seed.oasst, 'utf8');
+    } catch (err) {
+      throw invalid(`seed.oasst: cannot read ${config.seed.oasst} (${(err as Error).message})`);
+    }
+    try {
+      const imported = importOasstTrees(text, config.seed.oasst, { lang: config.seed.lang });
+      ift.push(...imported.ift);
+      ranked.push(...imported.ranked);
+    } catch (err) {
+      if (err instanceof RecordError) throw invalid(err.message);
+      throw err;
+    }
+    sources.push(config.seed.oasst);
+  }
+  if (config.seed.maxIft) ift = ift.slice(0, config.seed.maxIft);
+  if (config.seed.maxRanked) ranked = ranked.slice(0, config.seed.maxRanked);
+  if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`);
+  const neededShots = config.prompts.seedShots + config.prompts.generatedShots;
+  if (ift.length < neededShots) {
+    throw invalid(`seed: ${ift.length} IFT examples, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`);
+  }
+
+  return { ift, ranked, eft: eftSeed, sources };
+}

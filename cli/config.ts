@@ -1,0 +1,58 @@
+/** Loading a run config file: validated, with its relative paths resolved against the file. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { formatConfigError } from '../core/jsonl';
+import { RunConfig } from '../core/schemas';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadRunConfig(file: string, overrides: Partial<Record<'run', string>> = {}): RunConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read the run config (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid JSON (${(err as Error).message})`);
+  }
+  if (raw && typeof raw === 'object' && overrides.run) (raw as Record<string, unknown>).run = overrides.run;
+  const parsed = RunConfig.safeParse(raw);
+  if (!parsed.success) throw new ConfigError(formatConfigError(parsed.error, file));
+  return resolvePaths(parsed.data, path.dirname(path.resolve(file)));
+}
+
+/** Seed files, model directories and the store root are relative to the config file. */
+export function resolvePaths(config: RunConfig, baseDir: string): RunConfig {
+  const abs = (p: string | undefined): string | undefined => (p === undefined ? undefined : path.resolve(baseDir, p));
+  const out: RunConfig = structuredClone(config);
+  if (out.seed.ift) out.seed.ift = abs(out.seed.ift);
+  if (out.seed.ranked) out.seed.ranked = abs(out.seed.ranked);
+  if (out.seed.oasst) out.seed.oasst = abs(out.seed.oasst);
+  if (out.seed.eft) out.seed.eft = abs(out.seed.eft);
+  if ('path' in out.baseModel) out.baseModel = { path: abs(out.baseModel.path)! };
+  if (out.prompts.model && 'path' in out.prompts.model) out.prompts.model = { path: abs(out.prompts.model.path)! };
+  if (out.store.root) out.store.root = abs(out.store.root);
+  return out;
+}
+
+/** Checks what can be checked before any compute starts: files exist and parse. */
+export function checkFilesExist(config: RunConfig, file: string): void {
+  const need: [string, string | undefined][] = [
+    ['seed.ift', config.seed.ift],
+    ['seed.ranked', config.seed.ranked],
+    ['seed.oasst', config.seed.oasst],
+    ['seed.eft', config.seed.eft],
+  ];
+  for (const [key, p] of need) {
+    if (p !== undefined && !fs.existsSync(p)) throw new ConfigError(`${file}: "${key}": ${p} does not exist`);
+  }
+  if ('path' in config.baseModel && !fs.existsSync(path.join(config.baseModel.path, 'config.json'))) {
+    throw new ConfigError(`${file}: "baseModel.path": ${config.baseModel.path} is not a Hugging Face model directory (no config.json)`);
+  }
+}

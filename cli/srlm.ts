@@ -1,0 +1,194 @@
+/**
+ * srlm — durable self-rewarding training on Temporal.
+ *
+ *   srlm run --config configs/demo.json     embedded: start what is missing, run, watch
+ *   srlm start --config run.json            start a run on an existing cluster
+ *   srlm status <run>                       progress of a run
+ */
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { loadSeed } from '../activities/seed';
+import { consoleReporter, formatDuration } from '../activities/progress';
+import { renderIterationSummaryMarkdown } from '../core/stats';
+import type { RunConfig } from '../core/schemas';
+import { defaultStateDir } from '../infra/paths';
+import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
+import { checkFilesExist, ConfigError, loadRunConfig } from './config';
+import { startEmbeddedStack } from './stack';
+
+const address = (): string => process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
+const namespace = (): string => process.env.TEMPORAL_NAMESPACE ?? 'default';
+
+/** Validates the config and its seed data before anything is started. */
+async function loadConfigOrExit(file: string, runName?: string): Promise<RunConfig> {
+  const config = loadRunConfig(file, runName ? { run: runName } : {});
+  checkFilesExist(config, file);
+  try {
+    await loadSeed(config);
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw new ConfigError(err.message);
+    throw err;
+  }
+  return config;
+}
+
+async function startOrAttach(client: Client, config: RunConfig): Promise<{ workflowId: string; attached: boolean }> {
+  const workflowId = runWorkflowId(config.run);
+  try {
+    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config }] });
+    return { workflowId, attached: false };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, attached: true };
+    throw err;
+  }
+}
+
+/** Polls the progress query and prints stage changes with their durations until the run ends. */
+async function watch(client: Client, workflowId: string, print: (l: string) => void): Promise<RunResult> {
+  const handle = client.workflow.getHandle(workflowId);
+  const result = handle.result() as Promise<RunResult>;
+  let finished = false;
+  void result.finally(() => (finished = true)).catch(() => undefined);
+  let lastStage = '';
+  let stageStarted = Date.now();
+  let printedSummaries = 0;
+  const stageTimes: [string, number][] = [];
+  while (!finished) {
+    let p: RunProgress | null = null;
+    try {
+      p = await handle.query(progressQuery);
+    } catch {
+      // the workflow may not have had its first task yet
+    }
+    if (p) {
+      if (p.stage !== lastStage) {
+        if (lastStage) {
+          const s = (Date.now() - stageStarted) / 1000;
+          stageTimes.push([lastStage, s]);
+          print(`  done: ${lastStage} (${formatDuration(s)})`);
+        }
+        lastStage = p.stage;
+        stageStarted = Date.now();
+        if (p.stage !== 'done') print(`stage: ${p.stage}${p.iteration ? ` (iteration ${p.iteration}/${p.iterations})` : ''}`);
+      }
+      while (printedSummaries < p.summaries.length) {
+        print('\n' + renderIterationSummaryMarkdown(p.summaries[printedSummaries]!));
+        printedSummaries++;
+      }
+    }
+    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+  }
+  if (lastStage && lastStage !== 'done') stageTimes.push([lastStage, (Date.now() - stageStarted) / 1000]);
+  const out = await result;
+  for (let i = printedSummaries; i < out.summaries.length; i++) print('\n' + renderIterationSummaryMarkdown(out.summaries[i]!));
+  if (stageTimes.length) {
+    print('\nWall time per stage (as observed by this CLI):');
+    for (const [stage, s] of stageTimes) print(`  ${stage.padEnd(20)} ${formatDuration(s)}`);
+  }
+  return out;
+}
+
+function describeFailure(err: unknown): string {
+  if (err instanceof WorkflowFailedError) {
+    let cause: unknown = err.cause;
+    const parts: string[] = [];
+    while (cause instanceof Error) {
+      parts.push(cause.message);
+      cause = (cause as { cause?: unknown }).cause;
+    }
+    return `run failed: ${parts.filter(Boolean).join(': ') || err.message}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function cmdRun(opts: { config: string; run?: string; stateDir?: string }): Promise<void> {
+  const config = await loadConfigOrExit(opts.config, opts.run);
+  const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
+  const t0 = Date.now();
+  const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000) });
+  let interrupted = false;
+  const onSignal = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    console.log('\nStopping workers; the run stays in Temporal — run the same command again to resume it.');
+    for (const w of stack.workers) w.shutdown();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const { workflowId, attached } = await startOrAttach(stack.client, config);
+    console.log(`${attached ? 'Attached to' : 'Started'} run "${config.run}" (workflow ${workflowId}, namespace ${stack.namespace})`);
+    const watching = watch(stack.client, workflowId, (l) => console.log(l));
+    const running = Promise.all(stack.workers.map((w) => w.runUntil(watching.catch(() => undefined))));
+    const [result] = await Promise.all([watching, running]);
+    console.log(`\nRun "${result.run}" completed in ${formatDuration((Date.now() - t0) / 1000)}. Models:`);
+    for (const m of result.models) console.log(`  ${m.name.padEnd(13)} ${m.model.modelId.padEnd(28)} ${m.model.externalPath ?? m.model.uri}`);
+  } catch (err) {
+    if (interrupted) return;
+    throw err;
+  } finally {
+    await stack.close();
+  }
+}
+
+async function cmdStart(opts: { config: string; run?: string }): Promise<void> {
+  const config = await loadConfigOrExit(opts.config, opts.run);
+  const connection = await Connection.connect({ address: address() });
+  try {
+    const client = new Client({ connection, namespace: namespace() });
+    const { workflowId, attached } = await startOrAttach(client, config);
+    console.log(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
+  } finally {
+    await connection.close();
+  }
+}
+
+async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
+  const connection = await Connection.connect({ address: address() });
+  try {
+    const client = new Client({ connection, namespace: namespace() });
+    const p = await client.workflow.getHandle(runWorkflowId(run)).query(progressQuery);
+    if (opts.json) console.log(JSON.stringify(p, null, 2));
+    else {
+      console.log(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
+      for (const m of p.models) console.log(`  ${m.name.padEnd(13)} ${m.modelId}`);
+      if (p.error) console.log(`  error: ${p.error}`);
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+const program = new Command()
+  .name('srlm')
+  .description('Durable self-rewarding training for language models (Yuan et al. 2024) on Temporal');
+
+program
+  .command('run')
+  .description('run on the embedded stack: start a Temporal dev server and workers if none answer, start (or resume) the run, watch it')
+  .requiredOption('-c, --config <file>', 'run config (JSON)')
+  .option('--run <name>', 'override the run name in the config')
+  .option('--state-dir <dir>', 'state directory (Temporal database, artifacts, work files)', undefined)
+  .action(cmdRun);
+
+program
+  .command('start')
+  .description('start a run on an existing Temporal cluster (workers run elsewhere)')
+  .requiredOption('-c, --config <file>', 'run config (JSON)')
+  .option('--run <name>', 'override the run name in the config')
+  .action(cmdStart);
+
+program
+  .command('status')
+  .description("show a run's progress")
+  .argument('<run>', 'run name')
+  .option('--json', 'machine-readable output')
+  .action(cmdStatus);
+
+program.parseAsync(process.argv).catch((err) => {
+  if (err instanceof ConfigError) console.error(`error: ${err.message}`);
+  else console.error(`error: ${describeFailure(err)}`);
+  process.exit(1);
+});

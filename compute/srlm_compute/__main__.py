@@ -1,0 +1,89 @@
+"""Command dispatch.
+
+    PYTHONPATH=compute python -m srlm_compute <generate|train|import-model|locate-packaged> --job JOB.json
+
+Exit codes: 0 success; 2 invalid input (bad job key, missing file, malformed
+data line); 1 any other failure; 143 / 130 when stopped by SIGTERM / SIGINT.
+Every failure also prints ``{"event":"error","message":...,"kind":...}`` on
+stdout (kind "invalid_input" for exit 2, "runtime" otherwise; a cancellation
+carries ``"signal": "SIGTERM"|"SIGINT"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from .runtime import apply_env_defaults
+
+apply_env_defaults()  # before anything imports transformers / huggingface_hub
+
+from . import progress  # noqa: E402
+from .jobs import InvalidInput  # noqa: E402
+
+COMMANDS = ("generate", "train", "import-model", "locate-packaged")
+
+
+class _ArgParser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would print usage and exit 2 with text on stderr only
+        raise InvalidInput(f"usage: python -m srlm_compute <{'|'.join(COMMANDS)}> --job JOB.json ({message})")
+
+
+def _run(command: str, job: str) -> int:
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
+    if command == "generate":
+        from .generate import main
+
+        return main(job)
+    if command == "train":
+        from .train import main
+
+        return main(job)
+    if command == "import-model":
+        from .import_model import main_import
+
+        return main_import(job)
+    if command == "locate-packaged":
+        from .import_model import main_locate
+
+        return main_locate(job)
+    raise InvalidInput(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    progress.claim_stdout()
+    progress.install_signal_handlers()
+    try:
+        parser = _ArgParser(prog="python -m srlm_compute", add_help=False)
+        parser.add_argument("command", choices=COMMANDS)
+        parser.add_argument("--job", required=True)
+        args = parser.parse_args(argv)
+        return _run(args.command, args.job)
+    except InvalidInput as exc:
+        progress.log(f"invalid input: {exc}")
+        progress.emit("error", message=str(exc), kind="invalid_input")
+        return 2
+    except progress.Cancelled as exc:
+        progress.log(str(exc))
+        progress.emit("error", message=str(exc), kind="runtime", signal=exc.name)
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary
+        traceback.print_exc(file=sys.stderr)
+        progress.emit("error", message=f"{type(exc).__name__}: {exc}", kind="runtime")
+        return 1
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code in (130, 143):
+        # Cancelled: do not wait on library threads or finalizers; everything we
+        # own was written with complete lines / atomic renames already.
+        import os
+
+        os._exit(code)
+    sys.exit(code)

@@ -1,0 +1,386 @@
+"""Typed job specifications, parsed strictly from JSON.
+
+Every CLI reads exactly one JSON object from ``--job PATH``. Parsing is strict:
+an unknown key, a missing required key or a value of the wrong type raises
+:class:`InvalidInput` whose message names the key (and the file), which the
+CLI turns into ``{"event":"error","kind":"invalid_input"}`` and exit code 2.
+
+The same machinery parses the per-line records of the generate requests file
+(:class:`GenerateRequest`), where messages name ``file:line``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+class InvalidInput(Exception):
+    """Bad job or data: exit code 2, event kind ``invalid_input``."""
+
+
+_MISSING = dataclasses.MISSING
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is list:
+        return "array"
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}.get(tp, str(tp))
+
+
+def _check_value(tp: Any, value: Any) -> tuple[bool, Any]:
+    """Return (ok, converted_value) for a JSON value against a type annotation."""
+    if tp is Any:
+        return True, value
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return (value in typing.get_args(tp) and not isinstance(value, bool)), value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, conv = _check_value(arg, value)
+            if ok:
+                return True, conv
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, int):
+            return True, value
+        if isinstance(value, float) and value.is_integer():
+            return True, int(value)
+        return False, value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, value
+        return math.isfinite(float(value)), float(value)
+    if tp is str:
+        return isinstance(value, str), value
+    if origin is list or tp is list:
+        return isinstance(value, list), value
+    if origin is dict or tp is dict:
+        return isinstance(value, dict), value
+    return isinstance(value, tp), value
+
+
+T = typing.TypeVar("T")
+
+
+def parse_record(cls: type[T], obj: Any, where: str) -> T:
+    """Build dataclass ``cls`` from a JSON object, strictly.
+
+    ``where`` prefixes every message (a file name, or ``file:line``).
+    """
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in obj if k not in fields]
+    if unknown:
+        raise InvalidInput(
+            f"{where}: unknown key {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            + f"; allowed keys: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in obj:
+            if f.default is _MISSING and f.default_factory is _MISSING:  # type: ignore[misc]
+                raise InvalidInput(f"{where}: missing required key {name!r}")
+            continue
+        ok, value = _check_value(hints[name], obj[name])
+        if not ok:
+            raise InvalidInput(
+                f"{where}: key {name!r} must be {_type_name(hints[name])}, got {json.dumps(obj[name])[:80]}"
+            )
+        kwargs[name] = value
+    record = cls(**kwargs)
+    check = getattr(record, "check", None)
+    if check is not None:
+        check(where)
+    return record
+
+
+def load_job(cls: type[T], path: str) -> T:
+    """Read and parse the job file at ``path``."""
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read job file: {exc.strerror or exc}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    return parse_record(cls, obj, path)
+
+
+def _positive(where: str, name: str, value: float | int | None, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InvalidInput(f"{where}: key {name!r} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _need_dir(where: str, name: str, path: str) -> None:
+    if not os.path.isdir(path):
+        raise InvalidInput(f"{where}: key {name!r}: model directory not found: {path}")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise InvalidInput(f"{where}: key {name!r}: {path} has no config.json (not a Hugging Face model directory)")
+
+
+def _need_file(where: str, name: str, path: str) -> None:
+    if not os.path.isfile(path):
+        raise InvalidInput(f"{where}: key {name!r}: file not found: {path}")
+
+
+def _need_output(where: str, name: str, path: str, overwrite: bool) -> None:
+    if not path:
+        raise InvalidInput(f"{where}: key {name!r} must not be empty")
+    if os.path.exists(path) and not overwrite:
+        raise InvalidInput(f"{where}: key {name!r}: {path} already exists (set \"overwrite\": true to replace it)")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InvalidInput(f"{where}: key {name!r}: parent directory does not exist: {parent}")
+
+
+# --------------------------------------------------------------------------- generate
+
+
+@dataclass
+class GenerateJob:
+    # model
+    model: str
+    device: Device = "auto"
+    threads: int = 0
+    # data
+    input: str = ""
+    output: str = ""
+    # batching
+    batch_size: int = 16
+
+    def check(self, where: str) -> None:
+        if not self.input:
+            raise InvalidInput(f"{where}: missing required key 'input'")
+        if not self.output:
+            raise InvalidInput(f"{where}: missing required key 'output'")
+        _positive(where, "batch_size", self.batch_size)
+        _positive(where, "threads", self.threads, allow_zero=True)
+        _need_dir(where, "model", self.model)
+        _need_file(where, "input", self.input)
+        parent = os.path.dirname(os.path.abspath(self.output))
+        if not os.path.isdir(parent):
+            raise InvalidInput(f"{where}: key 'output': parent directory does not exist: {parent}")
+
+
+@dataclass
+class GenerateRequest:
+    id: str
+    messages: Optional[list] = None
+    prompt: Optional[str] = None
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def check(self, where: str) -> None:
+        if not self.id:
+            raise InvalidInput(f"{where}: key 'id' must not be empty")
+        if (self.messages is None) == (self.prompt is None):
+            raise InvalidInput(f"{where}: exactly one of 'messages' or 'prompt' is required")
+        if self.messages is not None:
+            if not self.messages:
+                raise InvalidInput(f"{where}: key 'messages' must not be empty")
+            for i, m in enumerate(self.messages):
+                if not isinstance(m, dict) or set(m) != {"role", "content"}:
+                    raise InvalidInput(f"{where}: messages[{i}] must be an object with exactly 'role' and 'content'")
+                if not isinstance(m["role"], str) or m["role"] not in ("system", "user", "assistant"):
+                    raise InvalidInput(f"{where}: messages[{i}].role must be \"system\", \"user\" or \"assistant\"")
+                if not isinstance(m["content"], str):
+                    raise InvalidInput(f"{where}: messages[{i}].content must be a string")
+        _positive(where, "n", self.n)
+        _positive(where, "max_new_tokens", self.max_new_tokens)
+        _positive(where, "temperature", self.temperature, allow_zero=True)
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidInput(f"{where}: key 'top_p' must be in (0, 1], got {self.top_p}")
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainJob:
+    # model
+    mode: Literal["sft", "dpo"]
+    model: str
+    ref_model: Optional[str] = None
+    dropout: float = 0.1
+    # data
+    data: str = ""
+    output: str = ""
+    max_length: int = 1024
+    # training
+    lr: float = 5.5e-6
+    lr_end: float = 1.1e-6
+    epochs: float = 1.0
+    batch_size: int = 16
+    grad_accum: int = 1
+    beta: float = 0.1
+    seed: int = 0
+    max_steps: Optional[int] = None
+    gradient_checkpointing: Optional[bool] = None  # null: on for cuda, off for cpu
+    # runtime
+    device: Device = "auto"
+    threads: int = 0
+    overwrite: bool = False
+
+    def check(self, where: str) -> None:
+        if not self.data:
+            raise InvalidInput(f"{where}: missing required key 'data'")
+        if not self.output:
+            raise InvalidInput(f"{where}: missing required key 'output'")
+        _positive(where, "lr", self.lr)
+        _positive(where, "lr_end", self.lr_end, allow_zero=True)
+        if self.lr_end > self.lr:
+            raise InvalidInput(f"{where}: key 'lr_end' ({self.lr_end}) must not exceed 'lr' ({self.lr})")
+        _positive(where, "epochs", self.epochs)
+        _positive(where, "batch_size", self.batch_size)
+        _positive(where, "grad_accum", self.grad_accum)
+        _positive(where, "beta", self.beta)
+        _positive(where, "max_length", self.max_length)
+        _positive(where, "max_steps", self.max_steps)
+        _positive(where, "threads", self.threads, allow_zero=True)
+        if not 0.0 <= self.dropout < 1.0:
+            raise InvalidInput(f"{where}: key 'dropout' must be in [0, 1), got {self.dropout}")
+        if self.mode == "sft" and self.ref_model is not None:
+            raise InvalidInput(f"{where}: key 'ref_model' is only used with mode \"dpo\"")
+        _need_dir(where, "model", self.model)
+        if self.ref_model is not None:
+            _need_dir(where, "ref_model", self.ref_model)
+        _need_file(where, "data", self.data)
+        _need_output(where, "output", self.output, self.overwrite)
+
+
+def _non_empty(where: str, record: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not getattr(record, name).strip():
+            raise InvalidInput(f"{where}: key {name!r} must not be empty")
+
+
+@dataclass
+class SFTExample:
+    prompt: str
+    completion: str
+    id: Any = None
+    kind: Any = None
+
+    def check(self, where: str) -> None:
+        _non_empty(where, self, ("prompt", "completion"))
+
+
+@dataclass
+class DPOExample:
+    prompt: str
+    chosen: str
+    rejected: str
+    id: Any = None
+
+    def check(self, where: str) -> None:
+        _non_empty(where, self, ("prompt", "chosen", "rejected"))
+
+
+# --------------------------------------------------------------------------- import-model
+
+
+@dataclass
+class ImportJob:
+    output: str
+    packaged: Optional[str] = None
+    gguf: Optional[str] = None
+    overwrite: bool = False
+
+    def check(self, where: str) -> None:
+        from .import_model import PACKAGED  # local import: keeps jobs.py free of heavy deps
+
+        if (self.packaged is None) == (self.gguf is None):
+            raise InvalidInput(f"{where}: exactly one of 'packaged' or 'gguf' is required")
+        if self.packaged is not None and self.packaged not in PACKAGED:
+            raise InvalidInput(
+                f"{where}: key 'packaged': unknown packaged model {self.packaged!r}; known: {', '.join(PACKAGED)}"
+            )
+        if self.gguf is not None:
+            _need_file(where, "gguf", self.gguf)
+        _need_output(where, "output", self.output, self.overwrite)
+
+
+@dataclass
+class LocateJob:
+    packaged: str
+
+    def check(self, where: str) -> None:
+        from .import_model import PACKAGED
+
+        if self.packaged not in PACKAGED:
+            raise InvalidInput(
+                f"{where}: key 'packaged': unknown packaged model {self.packaged!r}; known: {', '.join(PACKAGED)}"
+            )
+
+
+def read_jsonl(path: str, cls: type[T], strict: bool = True) -> list[tuple[int, T]]:
+    """Parse a JSON-lines file into records, naming ``file:line`` on any problem.
+
+    Blank lines are skipped. With ``strict=False`` unknown keys are dropped
+    instead of rejected (data files may carry extra bookkeeping keys).
+    """
+    records: list[tuple[int, T]] = []
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    try:
+        fh = open(path, "r", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    with fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            if not strict and isinstance(obj, dict):
+                obj = {k: v for k, v in obj.items() if k in allowed}
+            records.append((lineno, parse_record(cls, obj, where)))
+    return records
+
+
+__all__ = [
+    "InvalidInput",
+    "GenerateJob",
+    "GenerateRequest",
+    "TrainJob",
+    "SFTExample",
+    "DPOExample",
+    "ImportJob",
+    "LocateJob",
+    "load_job",
+    "parse_record",
+    "read_jsonl",
+]

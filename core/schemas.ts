@@ -1,0 +1,307 @@
+/**
+ * One zod schema per record type and for the run config. Every boundary (config file,
+ * JSONL line, activity input) parses through these. Free of Temporal and I/O.
+ */
+import { z } from 'zod';
+
+/** Names that become path segments of artifact keys: no `..`, no slashes, no control chars. */
+export const SafeName = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(100, 'must be at most 100 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'may hold only letters, digits, ".", "_" and "-", and must start with a letter or digit')
+  .refine((s) => !s.includes('..'), 'must not contain ".."');
+
+const Probability = z.number().gt(0).lte(1);
+const Temperature = z.number().gte(0).lte(5);
+const PositiveInt = z.number().int().positive();
+const LearningRate = z.number().positive().lt(1);
+
+// ---------------------------------------------------------------------------------------
+// Run config
+// ---------------------------------------------------------------------------------------
+
+export const ModelSource = z.union([
+  z.strictObject({ packaged: z.enum(['smollm2-135m-instruct', 'gemma3-270m-instruct']) }),
+  z.strictObject({ path: z.string().min(1) }),
+]);
+export type ModelSource = z.infer<typeof ModelSource>;
+
+export const SeedConfig = z
+  .strictObject({
+    /** IFT examples: JSONL of IftExample. */
+    ift: z.string().min(1).optional(),
+    /** Prompts with human-ranked replies: JSONL of RankedSet. */
+    ranked: z.string().min(1).optional(),
+    /** Ready-made judge-training examples (JSONL of EftSeed), added to the EFT data the SFT baseline builds. */
+    eft: z.string().min(1).optional(),
+    /** An OASST `*.trees.jsonl` export: yields both IFT examples and ranked sets. */
+    oasst: z.string().min(1).optional(),
+    /** Language kept from an OASST export. */
+    lang: z.string().min(2).default('en'),
+    /** Caps (after import) so a demo can use a slice of a large file. */
+    maxIft: PositiveInt.optional(),
+    maxRanked: PositiveInt.optional(),
+  })
+  .refine((s) => s.ift !== undefined || s.oasst !== undefined, {
+    message: 'needs `ift` (a JSONL file of instruction examples) or `oasst` (an OASST trees export)',
+  });
+export type SeedConfig = z.infer<typeof SeedConfig>;
+
+export const SamplingConfig = z.strictObject({
+  temperature: Temperature,
+  topP: Probability,
+  maxNewTokens: PositiveInt.max(8192),
+});
+export type SamplingConfig = z.infer<typeof SamplingConfig>;
+
+export const SftConfig = z.strictObject({
+  lr: LearningRate.default(5.5e-6),
+  lrEnd: LearningRate.default(1.1e-6),
+  batchSize: PositiveInt.default(16),
+  epochs: z.number().positive().default(1),
+  dropout: z.number().gte(0).lt(1).default(0.1),
+  maxLength: PositiveInt.default(1024),
+});
+
+export const DpoConfig = z.strictObject({
+  beta: z.number().positive().default(0.1),
+  lr: LearningRate.default(1e-6),
+  lrEnd: LearningRate.default(1e-7),
+  batchSize: PositiveInt.default(16),
+  epochs: z.number().positive().default(1),
+  dropout: z.number().gte(0).lt(1).default(0.1),
+  maxLength: PositiveInt.default(1024),
+});
+
+export const EftConfig = z.strictObject({
+  /** Judgments sampled per human-ranked reply by the SFT baseline. */
+  samples: PositiveInt.default(1),
+  sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
+});
+
+export const PromptGenConfig = z.strictObject({
+  /** How many new prompts to keep per iteration. */
+  count: PositiveInt.default(10_000),
+  seedShots: z.number().int().nonnegative().default(6),
+  generatedShots: z.number().int().nonnegative().default(2),
+  /** Requests issued per round of self-instruct generation. */
+  requestsPerRound: PositiveInt.default(64),
+  /** Rounds after which generation stops even if `count` was not reached. */
+  maxRounds: PositiveInt.default(1000),
+  rougeLThreshold: z.number().gt(0).lte(1).default(0.7),
+  sampling: SamplingConfig.default({ temperature: 0.6, topP: 0.9, maxNewTokens: 256 }),
+  /** A fixed model for writing prompts (the paper used one); default: the iteration's model M_t. */
+  model: ModelSource.optional(),
+});
+
+export const CandidateConfig = z.strictObject({
+  n: PositiveInt.default(4),
+  sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 512 }),
+});
+
+export const JudgeConfig = z.strictObject({
+  samples: PositiveInt.default(3),
+  sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
+});
+
+export const ComputeConfig = z.strictObject({
+  /** cpu, cuda, or auto (cuda when available). */
+  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  /** Sequences generated together. */
+  generationBatchSize: PositiveInt.default(16),
+  /** Worker threads torch may use on CPU (0: torch's default). */
+  threads: z.number().int().nonnegative().default(0),
+});
+
+export const StoreConfig = z.strictObject({
+  /** A directory for the local artifact store; default `<stateDir>/artifacts`. */
+  root: z.string().min(1).optional(),
+});
+
+export const RunConfig = z.strictObject({
+  /** Run name: workflow IDs and artifact keys derive from it. */
+  run: SafeName,
+  /** Model lineage the run's checkpoints belong to; default the run name. */
+  lineage: SafeName.optional(),
+  baseModel: ModelSource.default({ packaged: 'smollm2-135m-instruct' }),
+  seed: SeedConfig,
+  /** Self-rewarding iterations after SFT: 2 gives M1 -> M2 -> M3 as in the paper. */
+  iterations: PositiveInt.max(100).default(2),
+  /** Seed of every sampler and trainer in the run. */
+  randomSeed: z.number().int().nonnegative().default(0),
+  sft: SftConfig.default(SftConfig.parse({})),
+  eft: EftConfig.default(EftConfig.parse({})),
+  prompts: PromptGenConfig.default(PromptGenConfig.parse({})),
+  candidates: CandidateConfig.default(CandidateConfig.parse({})),
+  judge: JudgeConfig.default(JudgeConfig.parse({})),
+  dpo: DpoConfig.default(DpoConfig.parse({})),
+  compute: ComputeConfig.default(ComputeConfig.parse({})),
+  store: StoreConfig.default({}),
+});
+export type RunConfig = z.infer<typeof RunConfig>;
+export type RunConfigInput = z.input<typeof RunConfig>;
+
+// ---------------------------------------------------------------------------------------
+// Records (one JSON object per JSONL line)
+// ---------------------------------------------------------------------------------------
+
+/** Seed instruction-following example (IFT). */
+export const IftExample = z.strictObject({
+  id: z.string().min(1),
+  prompt: z.string().min(1),
+  response: z.string().min(1),
+  source: z.string().optional(),
+});
+export type IftExample = z.infer<typeof IftExample>;
+
+/** A prompt with human-ranked replies; rank 0 is best, ranks are distinct. */
+export const RankedSet = z
+  .strictObject({
+    id: z.string().min(1),
+    prompt: z.string().min(1),
+    replies: z
+      .array(z.strictObject({ text: z.string().min(1), rank: z.number().int().nonnegative() }))
+      .min(2, 'needs at least 2 ranked replies'),
+    source: z.string().optional(),
+  })
+  .refine((s) => new Set(s.replies.map((r) => r.rank)).size === s.replies.length, {
+    message: 'reply ranks must be distinct',
+    path: ['replies'],
+  });
+export type RankedSet = z.infer<typeof RankedSet>;
+
+/** SFT training example: loss on `completion` only. */
+export const SftExample = z.strictObject({
+  id: z.string().min(1),
+  prompt: z.string().min(1),
+  completion: z.string().min(1),
+  kind: z.enum(['ift', 'eft']),
+});
+export type SftExample = z.infer<typeof SftExample>;
+
+/** A self-instruct prompt kept after filtering. */
+export const GeneratedPrompt = z.strictObject({
+  id: z.string().min(1),
+  prompt: z.string().min(1),
+  iteration: z.number().int().positive(),
+  /** ids of the demonstrations in the few-shot request that produced it */
+  shots: z.array(z.string()),
+});
+export type GeneratedPrompt = z.infer<typeof GeneratedPrompt>;
+
+export const Candidate = z.strictObject({
+  id: z.string().min(1),
+  promptId: z.string().min(1),
+  prompt: z.string().min(1),
+  index: z.number().int().nonnegative(),
+  text: z.string(),
+  tokens: z.number().int().nonnegative(),
+  finishReason: z.enum(['stop', 'length']),
+});
+export type Candidate = z.infer<typeof Candidate>;
+
+export const Judgment = z.strictObject({
+  id: z.string().min(1),
+  candidateId: z.string().min(1),
+  promptId: z.string().min(1),
+  sample: z.number().int().nonnegative(),
+  /** the judge's generated text only (never the judge prompt) */
+  text: z.string(),
+  /** parsed 0-5 score, or null for a parse failure */
+  score: z.number().gte(0).lte(5).nullable(),
+  parseError: z.string().optional(),
+});
+export type Judgment = z.infer<typeof Judgment>;
+
+export const PreferencePair = z.strictObject({
+  id: z.string().min(1),
+  promptId: z.string().min(1),
+  prompt: z.string().min(1),
+  chosen: z.string(),
+  rejected: z.string(),
+  chosenId: z.string().min(1),
+  rejectedId: z.string().min(1),
+  chosenScore: z.number(),
+  rejectedScore: z.number(),
+});
+export type PreferencePair = z.infer<typeof PreferencePair>;
+
+// ---------------------------------------------------------------------------------------
+// Artifacts
+// ---------------------------------------------------------------------------------------
+
+export const ShardEntry = z.strictObject({
+  key: z.string().min(1),
+  count: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+export type ShardEntry = z.infer<typeof ShardEntry>;
+
+/** A stage's output: JSONL shards; readers trust only the manifest. */
+export const StageManifest = z.strictObject({
+  kind: z.literal('stage'),
+  run: z.string(),
+  iteration: z.number().int().nonnegative(),
+  stage: z.string(),
+  recordType: z.string(),
+  count: z.number().int().nonnegative(),
+  shards: z.array(ShardEntry),
+  producer: z.string(),
+  configHash: z.string(),
+  createdAt: z.string(),
+  /** stage-specific counters (filter drops, parse failures, ...) */
+  stats: z.record(z.string(), z.unknown()).default({}),
+});
+export type StageManifest = z.infer<typeof StageManifest>;
+
+export const ModelManifest = z.strictObject({
+  kind: z.literal('model'),
+  modelId: z.string().min(1),
+  lineage: z.string().min(1),
+  parent: z.string().nullable(),
+  method: z.enum(['import', 'sft', 'dpo', 'external']),
+  files: z.array(z.strictObject({ path: z.string(), sha256: z.string(), bytes: z.number().int().nonnegative() })),
+  trainedOn: z.array(z.string()),
+  metrics: z.record(z.string(), z.unknown()).default({}),
+  createdAt: z.string(),
+  /** weights kept outside the store (a user's model directory, the packaged-model cache) */
+  externalPath: z.string().optional(),
+});
+export type ModelManifest = z.infer<typeof ModelManifest>;
+
+/** What workflows carry: a reference to an artifact, never its records. */
+export const ArtifactRef = z.strictObject({
+  uri: z.string(),
+  key: z.string(),
+  count: z.number().int().nonnegative(),
+  sha256: z.string(),
+});
+export type ArtifactRef = z.infer<typeof ArtifactRef>;
+
+/** The SFT baseline's judgment of one human-ranked reply (EFT data building). */
+export const EftJudgment = z.strictObject({
+  id: z.string().min(1),
+  setId: z.string().min(1),
+  replyIndex: z.number().int().nonnegative(),
+  sample: z.number().int().nonnegative(),
+  text: z.string(),
+  score: z.number().gte(0).lte(5).nullable(),
+  parseError: z.string().optional(),
+});
+export type EftJudgment = z.infer<typeof EftJudgment>;
+
+/**
+ * A ready-made judgment (written by people or a stronger model) of one response, in the
+ * judge's output format; the last line must parse as a 0-5 score.
+ */
+export const EftSeed = z.strictObject({
+  id: z.string().min(1),
+  setId: z.string().min(1).optional(),
+  rank: z.number().int().nonnegative().optional(),
+  prompt: z.string().min(1),
+  response: z.string().min(1),
+  judgment: z.string().min(1),
+});
+export type EftSeed = z.infer<typeof EftSeed>;

@@ -1,0 +1,206 @@
+/**
+ * Numbers that describe one self-rewarding iteration, its summary record, and the
+ * summary rendered as Markdown for people.
+ */
+import { z } from 'zod';
+import type { Candidate, Judgment } from './schemas';
+
+/** Arithmetic mean; null for no values. */
+export function mean(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  let sum = 0;
+  for (const v of values) sum += v;
+  return sum / values.length;
+}
+
+/** Median (mean of the middle two for an even count); null for no values. */
+export function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/**
+ * Counts of 0-5 scores in bins of `binWidth` (1 or 0.5). A score goes to the bin of its
+ * value rounded down to the width ("3" holds 3 ≤ s < 4); 5 has a bin of its own. Every bin
+ * is present, zero or not, so tables line up across iterations. Used both for raw
+ * judgment scores and for per-candidate means.
+ */
+export function histogram(scores: readonly number[], binWidth: 1 | 0.5 = 1): Record<string, number> {
+  const bins: Record<string, number> = {};
+  const steps = Math.round(5 / binWidth);
+  for (let k = 0; k <= steps; k++) bins[binLabel(k * binWidth)] = 0;
+  for (const s of scores) {
+    if (!Number.isFinite(s) || s < 0 || s > 5) throw new RangeError(`histogram: score ${s} is outside 0..5`);
+    const k = Math.min(steps, Math.floor(s / binWidth + 1e-9));
+    bins[binLabel(k * binWidth)]!++;
+  }
+  return bins;
+}
+
+function binLabel(value: number): string {
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+// ---------------------------------------------------------------------------------------
+// Iteration summary
+// ---------------------------------------------------------------------------------------
+
+const Count = z.number().int().nonnegative();
+const MaybeNumber = z.number().nullable();
+
+export const IterationSummary = z.strictObject({
+  run: z.string().min(1),
+  iteration: z.number().int().nonnegative(),
+  modelIn: z.string().min(1),
+  /** null until training produced the next model */
+  modelOut: z.string().min(1).nullable(),
+  prompts: z.strictObject({
+    requested: Count,
+    generated: Count,
+    kept: Count,
+    dropped: z.record(z.string(), Count),
+  }),
+  candidates: z.strictObject({
+    count: Count,
+    meanTokens: MaybeNumber,
+    medianTokens: MaybeNumber,
+    meanChars: MaybeNumber,
+  }),
+  judge: z.strictObject({
+    judgments: Count,
+    parsed: Count,
+    parseRate: MaybeNumber,
+    /** raw parsed scores, as from histogram() */
+    histogram: z.record(z.string(), Count),
+    meanScore: MaybeNumber,
+  }),
+  pairs: z.strictObject({
+    kept: Count,
+    dropped: z.record(z.string(), Count),
+    meanChosenScore: MaybeNumber,
+    meanRejectedScore: MaybeNumber,
+    meanChosenChars: MaybeNumber,
+    meanRejectedChars: MaybeNumber,
+  }),
+  dpo: z
+    .strictObject({
+      // null where the trainer did not report the metric
+      loss: MaybeNumber,
+      rewardAccuracy: MaybeNumber,
+      rewardMargin: MaybeNumber,
+      steps: Count.nullable(),
+    })
+    .nullable(),
+  /** seconds per stage */
+  timings: z.record(z.string(), z.number().nonnegative()),
+});
+export type IterationSummary = z.infer<typeof IterationSummary>;
+
+export function summarizeCandidates(candidates: readonly Candidate[]): IterationSummary['candidates'] {
+  const tokens = candidates.map((c) => c.tokens);
+  return {
+    count: candidates.length,
+    meanTokens: mean(tokens),
+    medianTokens: median(tokens),
+    meanChars: mean(candidates.map((c) => c.text.length)),
+  };
+}
+
+export function summarizeJudgments(judgments: readonly Judgment[]): IterationSummary['judge'] {
+  const scores = judgments.flatMap((j) => (j.score === null ? [] : [j.score]));
+  return {
+    judgments: judgments.length,
+    parsed: scores.length,
+    parseRate: judgments.length === 0 ? null : scores.length / judgments.length,
+    histogram: histogram(scores),
+    meanScore: mean(scores),
+  };
+}
+
+/** The summary as a Markdown page: a title, then one short table per stage. */
+export function renderIterationSummaryMarkdown(summary: IterationSummary): string {
+  const s = IterationSummary.parse(summary);
+  const out: string[] = [];
+  out.push(`# Run \`${s.run}\`, iteration ${s.iteration}`, '');
+  out.push(`Model \`${s.modelIn}\` → ${s.modelOut === null ? '(not trained yet)' : `\`${s.modelOut}\``}`, '');
+
+  out.push('## Prompts', '');
+  out.push(...table(['', 'count'], [
+    ['requested', s.prompts.requested],
+    ['generated', s.prompts.generated],
+    ['kept', s.prompts.kept],
+    ...sortedEntries(s.prompts.dropped).map(([k, v]) => [`dropped: ${k}`, v] as Row),
+  ]), '');
+
+  out.push('## Candidates', '');
+  out.push(...table(['', 'value'], [
+    ['responses', s.candidates.count],
+    ['mean tokens', s.candidates.meanTokens],
+    ['median tokens', s.candidates.medianTokens],
+    ['mean characters', s.candidates.meanChars],
+  ]), '');
+
+  out.push('## Judge', '');
+  out.push(...table(['', 'value'], [
+    ['judgments', s.judge.judgments],
+    ['parsed', s.judge.parsed],
+    ['parse rate', percent(s.judge.parseRate)],
+    ['mean score', s.judge.meanScore],
+  ]), '');
+  const bins = Object.entries(s.judge.histogram).sort(([a], [b]) => Number(a) - Number(b));
+  if (bins.length > 0) {
+    out.push(...table(['score', ...bins.map(([k]) => k)], [['judgments', ...bins.map(([, v]) => v)]]), '');
+  }
+
+  out.push('## Preference pairs', '');
+  out.push(...table(['', 'value'], [
+    ['pairs', s.pairs.kept],
+    ...sortedEntries(s.pairs.dropped).map(([k, v]) => [`dropped: ${k}`, v] as Row),
+  ]), '');
+  out.push(...table(['', 'chosen', 'rejected'], [
+    ['mean score', s.pairs.meanChosenScore, s.pairs.meanRejectedScore],
+    ['mean characters', s.pairs.meanChosenChars, s.pairs.meanRejectedChars],
+  ]), '');
+
+  out.push('## DPO', '');
+  if (s.dpo === null) out.push('No training results.', '');
+  else {
+    out.push(...table(['', 'value'], [
+      ['steps', s.dpo.steps],
+      ['final loss', s.dpo.loss],
+      ['reward accuracy', percent(s.dpo.rewardAccuracy)],
+      ['reward margin', s.dpo.rewardMargin],
+    ]), '');
+  }
+
+  out.push('## Timings', '');
+  const timings = Object.entries(s.timings);
+  if (timings.length === 0) out.push('No timings recorded.', '');
+  else out.push(...table(['stage', 'seconds'], timings.map(([k, v]) => [k, v] as Row)), '');
+  return out.join('\n');
+}
+
+type Cell = string | number | null;
+type Row = Cell[];
+
+function table(header: string[], rows: Row[]): string[] {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, k) => (k === 0 ? ' --- ' : ' ---: ')).join('|')}|`];
+  for (const row of rows) lines.push(`| ${row.map(cell).join(' | ')} |`);
+  return lines;
+}
+
+function cell(value: Cell): string {
+  if (value === null) return '–';
+  if (typeof value === 'string') return value.replace(/\|/g, '\\|');
+  return Number.isInteger(value) ? String(value) : value.toFixed(value !== 0 && Math.abs(value) < 0.01 ? 4 : 2);
+}
+
+function percent(value: number | null): string | null {
+  return value === null ? null : `${(value * 100).toFixed(1)}%`;
+}
+
+function sortedEntries(record: Record<string, number>): [string, number][] {
+  return Object.entries(record).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}

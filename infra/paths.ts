@@ -1,0 +1,106 @@
+/**
+ * Where the things installed by `scripts/bootstrap.sh` live: the Python venv's interpreter,
+ * the Temporal CLI and the cache directory. Bootstrap records them in `<repo>/.srlm/env.json`;
+ * env vars override single entries.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { z } from 'zod';
+
+const EnvFile = z.object({
+  python: z.string().min(1),
+  temporal: z.string().min(1),
+  cacheDir: z.string().min(1),
+  venv: z.string().min(1),
+});
+
+export interface EnvPaths {
+  /** The venv's python (env SRLM_PYTHON overrides). */
+  python: string;
+  /** The `temporal` CLI (env SRLM_TEMPORAL_BIN overrides). */
+  temporal: string;
+  /** Cache root holding venvs and wheels (env SRLM_CACHE_DIR overrides). */
+  cacheDir: string;
+  /** The venv directory. */
+  venv: string;
+}
+
+let cachedRoot: string | undefined;
+
+/** The directory holding srlm's package.json, found upwards from this file. */
+export function repoRoot(): string {
+  if (cachedRoot) return cachedRoot;
+  let dir = __dirname;
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (fs.existsSync(pkg)) {
+      try {
+        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'srlm') {
+          cachedRoot = dir;
+          return dir;
+        }
+      } catch {
+        // not ours (or unreadable): keep looking upwards
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find srlm's package.json above ${__dirname}`);
+    dir = parent;
+  }
+}
+
+/** Where runs keep their state: `$SRLM_STATE_DIR`, else `<repo>/.srlm/state`. */
+export function defaultStateDir(): string {
+  const fromEnv = process.env.SRLM_STATE_DIR;
+  return fromEnv ? path.resolve(fromEnv) : path.join(repoRoot(), '.srlm', 'state');
+}
+
+/** Path of the env file written by bootstrap. */
+export function envFilePath(root: string = repoRoot()): string {
+  return path.join(root, '.srlm', 'env.json');
+}
+
+/**
+ * Reads `.srlm/env.json` and applies the overrides SRLM_PYTHON, SRLM_TEMPORAL_BIN and
+ * SRLM_CACHE_DIR. When all of python and temporal are given by env vars, the file is optional.
+ */
+export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv = process.env): EnvPaths {
+  const file = envFilePath(root);
+  const overrides = {
+    python: env.SRLM_PYTHON || undefined,
+    temporal: env.SRLM_TEMPORAL_BIN || undefined,
+    cacheDir: env.SRLM_CACHE_DIR || undefined,
+  };
+
+  let fromFile: z.infer<typeof EnvFile> | undefined;
+  if (fs.existsSync(file)) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`${file} is not valid JSON (${(err as Error).message}): run \`bash scripts/bootstrap.sh\` again`);
+    }
+    const parsed = EnvFile.safeParse(raw);
+    if (!parsed.success) {
+      throw new Error(
+        `${file} is malformed (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}): ` +
+          'run `bash scripts/bootstrap.sh` again',
+      );
+    }
+    fromFile = parsed.data;
+  } else if (!(overrides.python && overrides.temporal)) {
+    throw new Error(
+      `${file} not found: run \`bash scripts/bootstrap.sh\` first ` +
+        '(or set SRLM_PYTHON and SRLM_TEMPORAL_BIN)',
+    );
+  }
+
+  const python = overrides.python ?? fromFile!.python;
+  return {
+    python,
+    temporal: overrides.temporal ?? fromFile!.temporal,
+    cacheDir: path.resolve(overrides.cacheDir ?? fromFile?.cacheDir ?? path.join(os.homedir(), '.cache', 'srlm')),
+    venv: fromFile?.venv ?? path.dirname(path.dirname(python)),
+  };
+}

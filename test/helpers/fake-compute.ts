@@ -1,0 +1,105 @@
+/**
+ * FakeCompute: a FAKE compute backend for orchestration tests. It never loads a model: it
+ * answers generation requests with deterministic text of the right shape (self-instruct
+ * continuations, answers, judge texts ending in a score line) and "trains" by writing a
+ * checkpoint whose bytes depend on the data. Tests of the real model use PythonCompute.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import type { ComputeBackend, ComputeEvent, GenerateJob, GenerateRequest, ImportJob, RunControl, TrainJob } from '../../activities/compute';
+
+const SUBJECTS = ['tides', 'compound interest', 'photosynthesis', 'a bicycle gear', 'sourdough', 'volcanoes', 'jet lag', 'the printing press', 'vaccines', 'solar panels', 'chess openings', 'coral reefs', 'inflation', 'bird migration', 'rainbows', 'the stock market', 'black holes', 'recycling plastics', 'sleep cycles', 'honeybees', 'electric cars', 'glaciers', 'caffeine', 'the immune system', 'wind turbines', 'earthquakes', 'fermentation', 'credit scores', 'the moon landing', 'tea ceremonies'];
+const AUDIENCES = ['a ten-year-old', 'a busy manager', 'a retired teacher', 'a first-year student', 'a tourist', 'a skeptical engineer', 'a new parent', 'a poet', 'a chef', 'a sailor'];
+const VERBS = ['Explain', 'Summarize the main facts about', 'Give three practical tips related to', 'Describe the history of', 'List common myths about', 'Compare two viewpoints on'];
+
+export function hashInt(...parts: (string | number)[]): number {
+  return createHash('sha256').update(parts.join('|')).digest().readUInt32BE(0);
+}
+
+export interface FakeComputeOptions {
+  /** fraction (0..1) of judge outputs without a parsable score */
+  judgeParseFailureRate?: number;
+  /** every judge output gets this score (forces ties: no pairs) */
+  constantScore?: number;
+  /** milliseconds to wait per request, to make runs observable/cancellable */
+  delayPerRequestMs?: number;
+}
+
+export class FakeCompute implements ComputeBackend {
+  readonly name = 'fake';
+  readonly calls: { kind: string; job: unknown }[] = [];
+  constructor(private readonly opts: FakeComputeOptions = {}) {}
+
+  private content(r: GenerateRequest): string {
+    return r.messages?.map((m) => m.content).join('\n') ?? r.prompt ?? '';
+  }
+
+  private respond(r: GenerateRequest, sample: number): string {
+    const text = this.content(r);
+    const h = hashInt(r.id, sample, r.seed);
+    if (/Task 9:\s*$/.test(text.trim()) || text.includes('Task 9:')) {
+      const verb = VERBS[h % VERBS.length]!;
+      const subject = SUBJECTS[(h >>> 8) % SUBJECTS.length]!;
+      const audience = AUDIENCES[(h >>> 16) % AUDIENCES.length]!;
+      return ` ${verb} ${subject} for ${audience}, using an example from ${SUBJECTS[(h >>> 4) % SUBJECTS.length]}.`;
+    }
+    if (text.includes('Score:')) {
+      if (this.opts.constantScore !== undefined) return `The answer is on topic.\nScore: ${this.opts.constantScore}`;
+      if ((h % 1000) / 1000 < (this.opts.judgeParseFailureRate ?? 0)) return 'The response is fine but I will not give a number.';
+      return `The response addresses the question (fake judge).\nScore: ${h % 6}`;
+    }
+    return `Here is a fake answer number ${h % 97} about the request, with ${'detail '.repeat((h >>> 3) % 5)}included.`;
+  }
+
+  async generate(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent> {
+    this.calls.push({ kind: 'generate', job });
+    const requests = (await fs.readFile(job.input, 'utf8'))
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l) as GenerateRequest);
+    const lines: string[] = [];
+    let tokens = 0;
+    for (const [i, r] of requests.entries()) {
+      if (ctl.signal?.aborted) throw new Error('fake generate cancelled');
+      if (this.opts.delayPerRequestMs) await new Promise((res) => setTimeout(res, this.opts.delayPerRequestMs));
+      const outputs = Array.from({ length: r.n }, (_, s) => {
+        const text = this.respond(r, s);
+        const t = text.split(/\s+/).length;
+        tokens += t;
+        return { text, tokens: t, finish_reason: 'stop' as const };
+      });
+      lines.push(JSON.stringify({ id: r.id, outputs }));
+      ctl.onEvent?.({ event: 'progress', done: i + 1, total: requests.length, tokens });
+    }
+    await fs.writeFile(job.output, lines.join('\n') + '\n');
+    const done: ComputeEvent = { event: 'done', done: requests.length, tokens };
+    ctl.onEvent?.(done);
+    return done;
+  }
+
+  async train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
+    this.calls.push({ kind: 'train', job });
+    const data = await fs.readFile(job.data, 'utf8');
+    const parent = await fs.readFile(path.join(job.model, 'weights.bin'), 'utf8').catch(() => 'base');
+    await fs.mkdir(job.output, { recursive: true });
+    await fs.writeFile(path.join(job.output, 'config.json'), JSON.stringify({ fake: true, mode: job.mode }));
+    await fs.writeFile(path.join(job.output, 'weights.bin'), createHash('sha256').update(parent).update(data).digest('hex'));
+    const examples = data.split('\n').filter(Boolean).length;
+    const metrics =
+      job.mode === 'dpo'
+        ? { train_loss: 0.69, steps: 1, examples, 'rewards/accuracies': 0.5, 'rewards/margins': 0.01 }
+        : { train_loss: 2.5, steps: 1, examples };
+    await fs.writeFile(path.join(job.output, 'metrics.json'), JSON.stringify(metrics));
+    ctl.onEvent?.({ event: 'progress', step: 1, total_steps: 1, loss: metrics.train_loss });
+    return { event: 'done', ...metrics };
+  }
+
+  async importModel(job: ImportJob, _ctl: RunControl): Promise<ComputeEvent> {
+    this.calls.push({ kind: 'import', job });
+    await fs.mkdir(job.output, { recursive: true });
+    await fs.writeFile(path.join(job.output, 'config.json'), JSON.stringify({ fake: true }));
+    await fs.writeFile(path.join(job.output, 'weights.bin'), 'base');
+    return { event: 'done', params: 0 };
+  }
+}

@@ -1,0 +1,167 @@
+/**
+ * Orchestration on a real Temporal dev server, with FakeCompute (a fake, named so) in place
+ * of the model: the point here is the workflow shape, idempotent stages and failures.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultStoreFor } from '../../activities';
+import { findStage, readStage } from '../../activities/artifacts';
+import { LocalStore } from '../../activities/store';
+import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample, StageManifest } from '../../core/schemas';
+import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
+import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { FakeCompute } from '../helpers/fake-compute';
+import { testTemporalAddress } from '../helpers/temporal';
+
+const repo = path.resolve(__dirname, '../..');
+
+function demoConfig(run: string, root: string, over: Partial<RunConfigInput> = {}): RunConfigInput {
+  return {
+    run,
+    seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl') },
+    iterations: 2,
+    eft: { samples: 3 },
+    prompts: { count: 12, requestsPerRound: 8, maxRounds: 5 },
+    store: { root },
+    ...over,
+  };
+}
+
+describe('srlmRun workflow (FakeCompute)', () => {
+  let client: Client;
+  let connection: Connection;
+  let native: NativeConnection;
+  let tmp: string;
+  let fake: FakeCompute;
+  let workers: Worker[];
+  let running: Promise<unknown>;
+
+  beforeAll(async () => {
+    installQuietRuntime();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-wf-'));
+    connection = await Connection.connect({ address: testTemporalAddress() });
+    client = new Client({ connection });
+    native = await NativeConnection.connect({ address: testTemporalAddress() });
+    fake = new FakeCompute({ judgeParseFailureRate: 0.1 });
+    workers = await createWorkers({
+      connection: native,
+      namespace: 'default',
+      queues: ALL_QUEUES,
+      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: fake, workDir: path.join(tmp, 'work'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+    });
+    running = Promise.all(workers.map((w) => w.run()));
+  });
+
+  afterAll(async () => {
+    for (const w of workers ?? []) w.shutdown();
+    await running;
+    await connection?.close();
+    await native?.close();
+  });
+
+  async function runToEnd(config: RunConfigInput): Promise<RunResult> {
+    return client.workflow.execute('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(String(config.run)),
+      args: [{ config }],
+      workflowExecutionTimeout: '5 minutes',
+    });
+  }
+
+  it('runs M0 -> SFT -> M1 -> M2 -> M3 and publishes every stage with a valid manifest', async () => {
+    const root = path.join(tmp, 'store-a');
+    const result = await runToEnd(demoConfig('wf-a', root));
+    expect(result.models.map((m) => m.name)).toEqual(['M0', 'SFT baseline', 'M1', 'M2', 'M3']);
+    expect(result.summaries).toHaveLength(2);
+    const store = new LocalStore(root);
+    for (const t of [1, 2]) {
+      for (const stage of ['prompts', 'candidates', 'judgments', 'pairs']) {
+        const m = StageManifest.parse(JSON.parse((await store.getBytes(`runs/wf-a/iter-${t}/${stage}/manifest.json`)).toString()));
+        expect(m.count).toBeGreaterThan(0);
+      }
+      expect(await store.exists(`runs/wf-a/iter-${t}/summary.md`)).toBe(true);
+    }
+    const s1 = result.summaries[0]!;
+    expect(s1.prompts.kept).toBe(12);
+    expect(s1.candidates.count).toBe(48); // N = 4 per prompt
+    expect(s1.judge.judgments).toBe(144); // 3 judgments per candidate
+    expect(s1.judge.parseRate).toBeGreaterThan(0.7);
+    expect(s1.judge.parseRate).toBeLessThan(1);
+    expect(s1.pairs.kept + Object.values(s1.pairs.dropped).reduce((a, b) => a + b, 0)).toBe(12);
+    // M_{t+1} is trained from M_t with M_t as reference
+    const dpoJobs = fake.calls.filter((c) => c.kind === 'train' && (c.job as { mode: string }).mode === 'dpo');
+    expect(dpoJobs).toHaveLength(2);
+    // prompts of iteration 2 are new: the filter saw iteration 1's prompts
+    const p1 = await readStage(store, (await findStage(store, { run: 'wf-a', iteration: 1, stage: 'prompts' }))!, GeneratedPrompt);
+    const p2 = await readStage(store, (await findStage(store, { run: 'wf-a', iteration: 2, stage: 'prompts' }))!, GeneratedPrompt);
+    const first = new Set(p1.map((p) => p.prompt));
+    expect(p2.filter((p) => first.has(p.prompt))).toEqual([]);
+  });
+
+  it('records: pairs are max vs min of mean parsed scores, parse failures excluded', async () => {
+    const root = path.join(tmp, 'store-a');
+    const store = new LocalStore(root);
+    const ref = async (stage: string, iteration = 1) => (await findStage(store, { run: 'wf-a', iteration, stage }))!;
+    const candidates = await readStage(store, await ref('candidates'), Candidate);
+    const judgments = await readStage(store, await ref('judgments'), Judgment);
+    const pairs = await readStage(store, await ref('pairs'), PreferencePair);
+    expect(new Set(candidates.map((c) => c.id)).size).toBe(candidates.length);
+    expect(new Set(judgments.map((j) => j.id)).size).toBe(judgments.length);
+    for (const pair of pairs) {
+      const meanOf = (id: string) => {
+        const s = judgments.filter((j) => j.candidateId === id && j.score !== null).map((j) => j.score!);
+        return s.reduce((a, b) => a + b, 0) / s.length;
+      };
+      const scored = candidates.filter((c) => c.promptId === pair.promptId).map((c) => meanOf(c.id)).filter((x) => !Number.isNaN(x));
+      expect(meanOf(pair.chosenId)).toBe(Math.max(...scored));
+      expect(meanOf(pair.rejectedId)).toBe(Math.min(...scored));
+      expect(pair.chosenId).not.toBe(pair.rejectedId);
+      expect(pair.chosenScore).toBeGreaterThan(pair.rejectedScore);
+    }
+    const eft = await readStage(store, await ref('eft', 0), SftExample);
+    for (const e of eft) expect(e.kind).toBe('eft');
+  });
+
+  it('starting a completed run again reuses every artifact and trains nothing', async () => {
+    const root = path.join(tmp, 'store-a');
+    const before = fake.calls.length;
+    const manifestsBefore = fs.readFileSync(path.join(root, 'runs/wf-a/iter-2/pairs/manifest.json'), 'utf8');
+    const result = await runToEnd(demoConfig('wf-a', root));
+    expect(result.summaries).toHaveLength(2);
+    expect(fake.calls.length).toBe(before);
+    expect(fs.readFileSync(path.join(root, 'runs/wf-a/iter-2/pairs/manifest.json'), 'utf8')).toBe(manifestsBefore);
+  });
+
+  it('fails at once, without retrying, on an invalid config, naming the key', async () => {
+    const bad = { ...demoConfig('wf-bad', path.join(tmp, 'store-bad')), candidates: { n: 0 } };
+    const err = await runToEnd(bad).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const text = JSON.stringify(String((err as WorkflowFailedError).cause?.message));
+    expect(text).toContain('candidates.n');
+    expect(fake.calls.filter((c) => (c.job as { output?: string }).output?.includes('wf-bad'))).toHaveLength(0);
+  });
+
+  it('fails with NoPreferencePairs when every candidate ties, naming run and iteration', async () => {
+    // restart the workers with a fake judge that gives every candidate the same score
+    const tieFake = new FakeCompute({ constantScore: 3 });
+    for (const w of workers) w.shutdown();
+    await running;
+    workers = await createWorkers({
+      connection: native,
+      namespace: 'default',
+      queues: ALL_QUEUES,
+      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: tieFake, workDir: path.join(tmp, 'work-tie'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+    });
+    running = Promise.all(workers.map((w) => w.run()));
+    const err = await runToEnd(demoConfig('wf-tie', path.join(tmp, 'store-tie'), { iterations: 1, seed: { ift: path.join(repo, 'seed/ift.jsonl') } })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const message = String((err as WorkflowFailedError).cause?.message);
+    expect(message).toContain('wf-tie');
+    expect(message).toContain('iteration 1');
+    expect(message).toMatch(/no preference pairs/);
+  });
+});

@@ -1,0 +1,89 @@
+/**
+ * Workers, one per task queue. The embedded stack runs all three in one process; on a
+ * cluster each host runs the queues its resources suit (`workers/main.ts --queues ...`).
+ */
+import * as path from 'node:path';
+import { bundleWorkflowCode, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
+import { type ComputeBackend, PythonCompute } from '../activities/compute';
+import type { ProgressReporter } from '../activities/progress';
+import { loadEnvPaths, repoRoot } from '../infra/paths';
+import { type QueueName, TASK_QUEUES } from '../workflows/shared';
+
+export const ALL_QUEUES: QueueName[] = ['orchestration', 'generation', 'training'];
+
+export interface WorkerSetOptions {
+  connection: NativeConnection;
+  namespace: string;
+  queues: QueueName[];
+  deps: ActivityDeps;
+  /** prebuilt workflow bundle; built from workflows/ when absent */
+  workflowBundle?: WorkflowBundleWithSourceMap;
+  /** concurrent generation / training jobs per worker (one model in memory each) */
+  computeConcurrency?: number;
+}
+
+let cachedBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  cachedBundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietLogger() });
+  return cachedBundle;
+}
+
+function quietLogger() {
+  const noop = (): void => undefined;
+  return { trace: noop, debug: noop, info: noop, warn: (m: string) => console.warn(m), error: (m: string) => console.error(m), log: noop };
+}
+
+export async function createWorkers(opts: WorkerSetOptions): Promise<Worker[]> {
+  const activities = createActivities(opts.deps);
+  const workers: Worker[] = [];
+  for (const queue of opts.queues) {
+    const isCompute = queue !== 'orchestration';
+    workers.push(
+      await Worker.create({
+        connection: opts.connection,
+        namespace: opts.namespace,
+        taskQueue: TASK_QUEUES[queue],
+        activities,
+        ...(queue === 'orchestration' ? { workflowBundle: opts.workflowBundle ?? (await workflowBundle()) } : {}),
+        maxConcurrentActivityTaskExecutions: isCompute ? (opts.computeConcurrency ?? 1) : 20,
+        // let compute children notice cancellation and exit before the worker shuts down
+        shutdownGraceTime: '20s',
+      }),
+    );
+  }
+  return workers;
+}
+
+export interface DefaultDepsOptions {
+  stateDir: string;
+  storeRoot?: string;
+  reporter?: ProgressReporter;
+  compute?: ComputeBackend;
+}
+
+export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
+  const root = repoRoot();
+  const env = loadEnvPaths(root);
+  const workDir = path.join(opts.stateDir, 'work');
+  return {
+    storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts')),
+    compute:
+      opts.compute ??
+      new PythonCompute({ python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') }),
+    workDir,
+    cacheDir: env.cacheDir,
+    ...(opts.reporter ? { reporter: opts.reporter } : {}),
+  };
+}
+
+/** Keep the Rust core's own log lines out of the user's terminal unless asked for. */
+export function installQuietRuntime(): void {
+  if (process.env.SRLM_TEMPORAL_LOG) return;
+  try {
+    Runtime.install({ logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (m: string) => console.warn(`temporal: ${m}`), error: (m: string) => console.error(`temporal: ${m}`) } as never });
+  } catch {
+    // already installed
+  }
+}

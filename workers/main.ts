@@ -1,0 +1,35 @@
+/**
+ * A worker process for one or more task queues, for running on a cluster:
+ *
+ *   tsx workers/main.ts --queues generation          # on each GPU host
+ *   tsx workers/main.ts --queues orchestration       # anywhere
+ *
+ * Connection settings: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE.
+ * Artifacts: SRLM_STORE_ROOT (default <state dir>/artifacts), SRLM_STATE_DIR.
+ */
+import { NativeConnection } from '@temporalio/worker';
+import { consoleReporter } from '../activities/progress';
+import { defaultStateDir } from '../infra/paths';
+import type { QueueName } from '../workflows/shared';
+import { ALL_QUEUES, createWorkers, defaultDeps } from './index';
+
+async function run(): Promise<void> {
+  const arg = process.argv.indexOf('--queues');
+  const queues = (arg >= 0 ? (process.argv[arg + 1] ?? '') : ALL_QUEUES.join(',')).split(',').filter(Boolean) as QueueName[];
+  for (const q of queues) if (!ALL_QUEUES.includes(q)) throw new Error(`--queues: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);
+  const connection = await NativeConnection.connect({ address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233' });
+  const workers = await createWorkers({
+    connection,
+    namespace: process.env.TEMPORAL_NAMESPACE ?? 'default',
+    queues,
+    deps: defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() }),
+  });
+  console.log(`srlm worker serving ${queues.join(', ')}`);
+  await Promise.all(workers.map((w) => w.run()));
+  await connection.close();
+}
+
+run().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,180 @@
+/**
+ * The self-rewarding run as Temporal workflows.
+ *
+ *   srlmRun:        validate -> import M0 -> SFT baseline -> EFT -> SFT M1 -> iterations
+ *   srlmIteration:  prompts -> candidates -> judgments -> pairs -> DPO -> summary
+ *
+ * Workflows carry artifact references only; every stage is an idempotent activity, so
+ * starting a run again over the same store resumes it at its first incomplete stage.
+ */
+import { ApplicationFailure, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { Activities, ModelRef } from '../activities';
+import type { ArtifactRef, RunConfig } from '../core/schemas';
+import type { IterationSummary } from '../core/stats';
+import {
+  iterationProgressQuery,
+  iterationWorkflowId,
+  progressQuery,
+  type IterationProgress,
+  type RunProgress,
+  type RunResult,
+  TASK_QUEUES,
+} from './shared';
+
+export * from './shared';
+
+const NON_RETRYABLE = ['InvalidConfig', 'InvalidData', 'InvalidInput', 'InvalidComputeInput', 'NoPreferencePairs', 'NoPrompts'];
+
+// Light CPU stages: quick, retried a few times.
+const cpu = proxyActivities<Activities>({
+  taskQueue: TASK_QUEUES.orchestration,
+  startToCloseTimeout: '30 minutes',
+  retry: { maximumAttempts: 5, initialInterval: '2s', backoffCoefficient: 2, nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
+// Sampling and judging: long, heartbeating; a lost worker is noticed within the heartbeat timeout.
+const generation = proxyActivities<Activities>({
+  taskQueue: TASK_QUEUES.generation,
+  startToCloseTimeout: '24 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { maximumAttempts: 10, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '10 minutes', nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
+const training = proxyActivities<Activities>({
+  taskQueue: TASK_QUEUES.training,
+  startToCloseTimeout: '72 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { maximumAttempts: 10, initialInterval: '30s', backoffCoefficient: 2, maximumInterval: '30 minutes', nonRetryableErrorTypes: NON_RETRYABLE },
+});
+
+export interface RunInput {
+  /** the run config as written by the user; validated by the first activity */
+  config: unknown;
+}
+
+export async function srlmRun(input: RunInput): Promise<RunResult> {
+  const progress: RunProgress = {
+    run: typeof (input.config as { run?: unknown })?.run === 'string' ? (input.config as { run: string }).run : workflowInfo().workflowId,
+    status: 'starting',
+    iteration: 0,
+    iterations: 0,
+    stage: 'validate',
+    stagesDone: [],
+    models: [],
+    summaries: [],
+  };
+  setHandler(progressQuery, () => progress);
+
+  const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    progress.stage = stage;
+    const out = await fn();
+    progress.stagesDone.push(stage);
+    return out;
+  };
+  const models: RunResult['models'] = [];
+  const addModel = (name: string, model: ModelRef): void => {
+    models.push({ name, model });
+    progress.models.push({ name, modelId: model.modelId, uri: model.uri });
+  };
+
+  try {
+    const prepared = await step('validate', () => cpu.prepareRun(input.config));
+    const config: RunConfig = prepared.config;
+    progress.status = 'running';
+    progress.iterations = config.iterations;
+
+    const m0 = await step('import-model', () => training.importModel({ config, source: config.baseModel, name: 'm0' }));
+    addModel('M0', m0);
+    const promptWriter = config.prompts.model
+      ? await step('import-prompt-model', () => training.importModel({ config, source: config.prompts.model!, name: 'prompt-writer' }))
+      : null;
+
+    const eft: ArtifactRef[] = [];
+    if (prepared.seedRanked) {
+      const baseline = await step('sft-baseline', () => training.trainSft({ config, base: m0, ift: prepared.seedIft, eft: [], name: 'sft-baseline' }));
+      addModel('SFT baseline', baseline.model);
+      const ranked = prepared.seedRanked;
+      const eftJudgments = await step('eft-judgments', () => generation.judgeRankedReplies({ config, judge: baseline.model, ranked }));
+      eft.push(await step('eft', () => cpu.buildEftData({ config, ranked, judgments: eftJudgments })));
+    }
+    if (prepared.seedEft) eft.push(prepared.seedEft);
+    const m1 = await step('sft-m1', () => training.trainSft({ config, base: m0, ift: prepared.seedIft, eft, name: 'm1' }));
+    addModel('M1', m1.model);
+
+    let current = m1.model;
+    const earlier: ArtifactRef[] = [];
+    const summaries: IterationSummary[] = [];
+    for (let t = 1; t <= config.iterations; t++) {
+      progress.iteration = t;
+      const out = await step(`iteration ${t}`, () =>
+        executeChild(srlmIteration, {
+          workflowId: iterationWorkflowId(config.run, t),
+          taskQueue: TASK_QUEUES.orchestration,
+          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier] }],
+        }),
+      );
+      current = out.modelOut;
+      earlier.push(out.prompts);
+      summaries.push(out.summary);
+      progress.summaries.push(out.summary);
+      addModel(`M${t + 1}`, out.modelOut);
+    }
+    progress.status = 'completed';
+    progress.stage = 'done';
+    return { run: config.run, models, summaries, finalModel: current };
+  } catch (err) {
+    progress.status = 'failed';
+    progress.error = err instanceof Error ? err.message : String(err);
+    throw err;
+  }
+}
+
+export interface IterationInput {
+  config: RunConfig;
+  iteration: number;
+  model: ModelRef;
+  /** a fixed prompt-writing model; null: the iteration's model writes the prompts */
+  promptModel: ModelRef | null;
+  seedIft: ArtifactRef;
+  earlierPrompts: ArtifactRef[];
+}
+
+export interface IterationResult {
+  modelOut: ModelRef;
+  prompts: ArtifactRef;
+  pairs: ArtifactRef;
+  summary: IterationSummary;
+}
+
+export async function srlmIteration(input: IterationInput): Promise<IterationResult> {
+  const { config, iteration, model } = input;
+  const progress: IterationProgress = { run: config.run, iteration, stage: 'prompts', stagesDone: [] };
+  setHandler(iterationProgressQuery, () => progress);
+  const timings: Record<string, number> = {};
+  const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    progress.stage = stage;
+    const started = Date.now();
+    const out = await fn();
+    timings[stage] = (Date.now() - started) / 1000;
+    progress.stagesDone.push(stage);
+    return out;
+  };
+
+  const prompts = await step('prompts', () =>
+    generation.generatePrompts({ config, iteration, model: input.promptModel ?? model, seedIft: input.seedIft, earlier: input.earlierPrompts }),
+  );
+  const candidates = await step('candidates', () => generation.generateCandidates({ config, iteration, model, prompts }));
+  const judgments = await step('judgments', () => generation.judgeCandidates({ config, iteration, model, candidates }));
+  const pairs = await step('pairs', () => cpu.selectPairs({ config, iteration, candidates, judgments }));
+  if (pairs.count === 0) {
+    throw ApplicationFailure.nonRetryable(
+      `run "${config.run}", iteration ${iteration}: pair selection kept no preference pairs, so there is nothing to train on; see ${pairs.uri}`,
+      'NoPreferencePairs',
+    );
+  }
+  const dpo = await step('dpo', () => training.trainDpo({ config, iteration, model, pairs }));
+  const summary = await step('summary', () =>
+    cpu.summarizeIteration({ config, iteration, modelIn: model, modelOut: dpo.model, prompts, candidates, judgments, pairs, dpoMetrics: dpo.metrics, timings: { ...timings } }),
+  );
+  return { modelOut: dpo.model, prompts, pairs, summary };
+}

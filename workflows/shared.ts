@@ -1,0 +1,58 @@
+/**
+ * Names shared by workflows, workers and clients: task queues, workflow IDs, queries,
+ * signals. Deterministic and free of Node built-ins (workflows import it).
+ */
+import { defineQuery } from '@temporalio/workflow';
+import type { IterationSummary } from '../core/stats';
+import type { ModelRef } from '../activities/artifacts';
+
+export const TASK_QUEUES = {
+  /** workflows and light CPU stages (validation, filtering, pair selection, summaries) */
+  orchestration: 'srlm-orchestration',
+  /** sampling and judging on GPU (or CPU) hosts */
+  generation: 'srlm-generation',
+  /** SFT / DPO training */
+  training: 'srlm-training',
+} as const;
+
+export type QueueName = keyof typeof TASK_QUEUES;
+
+export function runWorkflowId(run: string): string {
+  return `srlm-${run}`;
+}
+
+export function iterationWorkflowId(run: string, iteration: number): string {
+  return `srlm-${run}-iter-${iteration}`;
+}
+
+export type RunStatus = 'starting' | 'running' | 'completed' | 'failed';
+
+export interface RunProgress {
+  run: string;
+  status: RunStatus;
+  /** 0 for the SFT phase, t for iteration M_t -> M_{t+1} */
+  iteration: number;
+  iterations: number;
+  stage: string;
+  stagesDone: string[];
+  models: { name: string; modelId: string; uri: string }[];
+  summaries: IterationSummary[];
+  error?: string;
+}
+
+export interface IterationProgress {
+  run: string;
+  iteration: number;
+  stage: string;
+  stagesDone: string[];
+}
+
+export const progressQuery = defineQuery<RunProgress>('progress');
+export const iterationProgressQuery = defineQuery<IterationProgress>('progress');
+
+export interface RunResult {
+  run: string;
+  models: { name: string; model: ModelRef }[];
+  summaries: IterationSummary[];
+  finalModel: ModelRef;
+}
