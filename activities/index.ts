@@ -12,7 +12,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { buildEftExamples } from '../core/eft';
 import { recordId, seedFromId, configHash } from '../core/ids';
 import { formatConfigError, toJsonl } from '../core/jsonl';
-import { selectPreferencePairs } from '../core/pairs';
+import { selectPreferencePairs, summarizePairs } from '../core/pairs';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
 import {
   type ArtifactRef,
@@ -30,7 +30,7 @@ import {
 import { loadSeed } from './seed';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
-import { IterationSummary, mean, median, renderIterationSummaryMarkdown } from '../core/stats';
+import { IterationSummary, renderIterationSummaryMarkdown, summarizeCandidates, summarizeJudgments } from '../core/stats';
 import {
   findModel,
   findStage,
@@ -409,7 +409,8 @@ export function createActivities(deps: ActivityDeps) {
         seconds += res.seconds;
         for (const req of requests) {
           for (const o of res.outputs.get(req.id)!.outputs) {
-            for (const instruction of parseGeneratedInstructions(o.text)) {
+            // a continuation cut off by the token limit may end in half an instruction
+            for (const instruction of parseGeneratedInstructions(o.text, { truncated: o.finish_reason === 'length' })) {
               generated++;
               if (kept.length >= cfg.count) continue;
               if (filter.consider(instruction).kept) {
@@ -589,14 +590,10 @@ export function createActivities(deps: ActivityDeps) {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       const promptsM = await readStageManifest(store, input.prompts);
-      const judgmentsM = await readStageManifest(store, input.judgments);
       const pairsM = await readStageManifest(store, input.pairs);
       const candidates = await readStage(store, input.candidates, Candidate);
       const judgments = await readStage(store, input.judgments, Judgment);
       const pairs = await readStage(store, input.pairs, PreferencePair);
-      const scores = judgments.flatMap((j) => (j.score === null ? [] : [j.score]));
-      const histogram: Record<string, number> = { '0': 0, '1': 0, '2': 0, '3': 0, '4': 0, '5': 0 };
-      for (const s of scores) histogram[String(Math.min(5, Math.floor(s)))]! += 1;
       const filters = (promptsM.stats.filters ?? {}) as Record<string, number>;
       const dropped = Object.fromEntries(Object.entries(filters).filter(([k]) => k !== 'kept'));
       const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -611,27 +608,9 @@ export function createActivities(deps: ActivityDeps) {
           kept: promptsM.count,
           dropped,
         },
-        candidates: {
-          count: candidates.length,
-          meanTokens: mean(candidates.map((c) => c.tokens)),
-          medianTokens: median(candidates.map((c) => c.tokens)),
-          meanChars: mean(candidates.map((c) => c.text.length)),
-        },
-        judge: {
-          judgments: judgments.length,
-          parsed: scores.length,
-          parseRate: judgments.length ? scores.length / judgments.length : 0,
-          histogram,
-          meanScore: scores.length ? mean(scores) : null,
-        },
-        pairs: {
-          kept: pairs.length,
-          dropped: (pairsM.stats.dropped ?? {}) as Record<string, number>,
-          meanChosenScore: pairs.length ? mean(pairs.map((p) => p.chosenScore)) : null,
-          meanRejectedScore: pairs.length ? mean(pairs.map((p) => p.rejectedScore)) : null,
-          meanChosenChars: pairs.length ? mean(pairs.map((p) => p.chosen.length)) : null,
-          meanRejectedChars: pairs.length ? mean(pairs.map((p) => p.rejected.length)) : null,
-        },
+        candidates: summarizeCandidates(candidates),
+        judge: summarizeJudgments(judgments),
+        pairs: { ...summarizePairs(pairs), dropped: (pairsM.stats.dropped ?? {}) as Record<string, number> },
         dpo: {
           loss: num(input.dpoMetrics.train_loss ?? input.dpoMetrics.loss),
           rewardAccuracy: num(input.dpoMetrics['rewards/accuracies']),
@@ -640,7 +619,6 @@ export function createActivities(deps: ActivityDeps) {
         },
         timings: input.timings,
       };
-      void judgmentsM;
       const prefix = `runs/${config.run}/iter-${iteration}`;
       await store.putBytes(`${prefix}/summary.json`, JSON.stringify(summary, null, 2) + '\n');
       const md = renderIterationSummaryMarkdown(summary);

@@ -22,7 +22,7 @@ const LearningRate = z.number().positive().lt(1);
 // ---------------------------------------------------------------------------------------
 
 export const ModelSource = z.union([
-  z.strictObject({ packaged: z.enum(['smollm2-135m-instruct', 'gemma3-270m-instruct']) }),
+  z.strictObject({ packaged: z.enum(['smollm2-135m-instruct', 'gemma3-270m']) }),
   z.strictObject({ path: z.string().min(1) }),
 ]);
 export type ModelSource = z.infer<typeof ModelSource>;

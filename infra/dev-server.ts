@@ -61,6 +61,60 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Whether nothing listens on 127.0.0.1:port right now. */
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, HOST, () => srv.close(() => resolve(true)));
+  });
+}
+
+/** What `<dbFile>.server.json` records about the server that has the db open. */
+export interface RunningDevServer {
+  pid: number;
+  address: string;
+  uiUrl?: string;
+  startedAt: string;
+}
+
+function stateFileOf(dbFile: string): string {
+  return `${path.resolve(dbFile)}.server.json`;
+}
+
+function pidIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * The dev server that has `dbFile` open (started by startDevServer in this or another process
+ * and still alive), if any. Two servers must never share one SQLite file.
+ */
+export function runningDevServer(dbFile: string): RunningDevServer | undefined {
+  const file = stateFileOf(dbFile);
+  let rec: RunningDevServer;
+  try {
+    rec = JSON.parse(fs.readFileSync(file, 'utf8')) as RunningDevServer;
+  } catch {
+    return undefined;
+  }
+  if (typeof rec.pid !== 'number' || !pidIsAlive(rec.pid)) return undefined;
+  try {
+    // Guard against pid reuse: the process must be a temporal server on this db.
+    const cmdline = fs.readFileSync(`/proc/${rec.pid}/cmdline`, 'utf8');
+    if (!cmdline.includes(path.resolve(dbFile))) return undefined;
+  } catch {
+    // no /proc (not Linux): trust the pid
+  }
+  return rec;
+}
+
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -74,13 +128,16 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
  * With `namespace`, also requires that namespace to be registered. Never throws, never hangs.
  */
 export async function isTemporalReachable(address: string, timeoutMs = 2000, namespace?: string): Promise<boolean> {
-  let conn: Connection | undefined;
+  // lazy + ensureConnected rather than Connection.connect, so the connection can be closed
+  // even when connecting fails.
+  const conn = Connection.lazy({ address, connectTimeout: timeoutMs });
+  const deadline = Date.now() + timeoutMs;
   const attempt = (async () => {
-    conn = await Connection.connect({ address, connectTimeout: timeoutMs });
-    // Connection.connect alone also succeeds against any HTTP/2 endpoint that answers 404
+    await conn.ensureConnected();
+    // ensureConnected alone also succeeds against any HTTP/2 endpoint that answers 404
     // (mapped to UNIMPLEMENTED, which it tolerates for old servers): require real answers.
-    await conn.workflowService.getSystemInfo({});
-    if (namespace) await conn.workflowService.describeNamespace({ namespace });
+    await conn.withDeadline(deadline, () => conn.workflowService.getSystemInfo({}));
+    if (namespace) await conn.withDeadline(deadline, () => conn.workflowService.describeNamespace({ namespace }));
     return true;
   })();
   try {
@@ -88,11 +145,9 @@ export async function isTemporalReachable(address: string, timeoutMs = 2000, nam
   } catch {
     return false;
   } finally {
-    // A connect that finishes after the timeout still has to be closed.
-    void attempt.then(
-      () => conn?.close().catch(() => undefined),
-      () => undefined,
-    );
+    // Close once the attempt has settled (it may settle after the timeout).
+    const close = () => conn.close().catch(() => undefined);
+    void attempt.then(close, close);
   }
 }
 
@@ -130,6 +185,19 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
   const logFile = path.resolve(opts.logFile ?? `${dbFile}.log`);
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const namespace = opts.namespace ?? 'default';
+  const already = runningDevServer(dbFile);
+  if (already) {
+    throw new Error(
+      `a Temporal dev server (pid ${already.pid}, ${already.address}) already has ${dbFile} open; ` +
+        'connect to it or stop it first',
+    );
+  }
+  if (opts.port !== undefined && !(await portIsFree(opts.port))) {
+    throw new Error(`cannot start the Temporal dev server: port ${HOST}:${opts.port} is in use`);
+  }
+  if (typeof opts.uiPort === 'number' && !(await portIsFree(opts.uiPort))) {
+    throw new Error(`cannot start the Temporal dev server: UI port ${HOST}:${opts.uiPort} is in use`);
+  }
   const port = opts.port ?? (await freePort());
   const uiPort = opts.uiPort === false ? false : (opts.uiPort ?? (await freePort()));
   const address = `${HOST}:${port}`;
@@ -163,7 +231,25 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
     });
   });
 
-  const onExit = () => killGroup(child, 'SIGTERM');
+  const stateFile = stateFileOf(dbFile);
+  const removeStateFile = () => {
+    try {
+      const rec = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as RunningDevServer;
+      if (rec.pid === child.pid) fs.rmSync(stateFile, { force: true });
+    } catch {
+      // not there
+    }
+  };
+  const uiUrl = uiPort === false ? undefined : `http://${HOST}:${uiPort}`;
+  if (child.pid !== undefined) {
+    const rec: RunningDevServer = { pid: child.pid, address, uiUrl, startedAt: new Date().toISOString() };
+    fs.writeFileSync(stateFile, JSON.stringify(rec, null, 2) + '\n');
+  }
+  void exited.then(removeStateFile);
+  const onExit = () => {
+    killGroup(child, 'SIGTERM');
+    removeStateFile();
+  };
   if (opts.stopOnExit !== false) process.once('exit', onExit);
 
   let stopping: Promise<void> | undefined;
@@ -172,8 +258,11 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
       process.removeListener('exit', onExit);
       if (exitInfo !== undefined) return;
       killGroup(child, 'SIGTERM');
-      const timer = sleep(10_000).then(() => 'timeout' as const);
-      if ((await Promise.race([exited.then(() => 'exited' as const), timer])) === 'timeout') {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 10_000)));
+      const how = await Promise.race([exited.then(() => 'exited' as const), timedOut]);
+      clearTimeout(timer);
+      if (how === 'timeout') {
         killGroup(child, 'SIGKILL');
         await exited;
       }
@@ -200,10 +289,19 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
     }
     await Promise.race([sleep(250), exited]);
   }
+  // Something else answering on the port would also pass the probe: our child must be alive.
+  await Promise.race([sleep(300), exited]);
+  if (exitInfo !== undefined) {
+    process.removeListener('exit', onExit);
+    throw new Error(
+      `temporal server start-dev exited (${exitInfo}) right after start; last lines of ${logFile}:\n${tail(logFile)}`,
+    );
+  }
+
 
   return {
     address,
-    uiUrl: uiPort === false ? undefined : `http://${HOST}:${uiPort}`,
+    uiUrl,
     pid: child.pid!,
     namespace,
     dbFile,

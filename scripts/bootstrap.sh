@@ -11,7 +11,8 @@
 #
 # When everything is present this takes well under a second and prints one line.
 # Env: SRLM_CACHE_DIR (cache root), SRLM_REQUIREMENTS (requirements file, default
-# compute/requirements.txt), SRLM_BOOTSTRAP_PYTHON (interpreter for the venv, default python3).
+# compute/requirements.txt), SRLM_BOOTSTRAP_PYTHON (interpreter for the venv, default python3),
+# SRLM_KEEP_VENVS (how many venvs to keep in the cache, default 2).
 set -euo pipefail
 
 say() { printf 'bootstrap: %s\n' "$*"; }
@@ -74,7 +75,8 @@ REQ="${SRLM_REQUIREMENTS:-$ROOT/compute/requirements.txt}"
 BASE_PY="${SRLM_BOOTSTRAP_PYTHON:-python3}"
 command -v "$BASE_PY" >/dev/null || die "$BASE_PY not found on PATH (Python 3.10+ with the venv module is required)"
 
-CACHE_DIR="${SRLM_CACHE_DIR:-$HOME/.cache/srlm}"
+HOME_DIR="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+CACHE_DIR="${SRLM_CACHE_DIR:-$HOME_DIR/.cache/srlm}"
 mkdir -p "$CACHE_DIR" || die "cannot create cache directory $CACHE_DIR"
 CACHE_DIR="$(cd "$CACHE_DIR" && pwd)"
 
@@ -157,6 +159,21 @@ if [ ! -f "$VENV/.complete" ]; then
   fi
   [ -f "$VENV/.complete" ] || build_venv
   exec 9>&-
+fi
+touch "$VENV/.last-used"
+
+# Each venv is several GB: keep the current one and the $SRLM_KEEP_VENVS-1 most recently used others.
+keep="${SRLM_KEEP_VENVS:-2}"
+if [ "$(find "$CACHE_DIR" -maxdepth 1 -name 'venv-????????????' -type d | wc -l)" -gt "$keep" ]; then
+  n=1
+  while read -r old; do
+    [ "$old" = "$VENV" ] && continue
+    n=$((n + 1))
+    if [ "$n" -gt "$keep" ] && [ -f "$old/.complete" ]; then
+      say "removing old python venv $old (SRLM_KEEP_VENVS=$keep)"
+      rm -rf "$old"
+    fi
+  done < <(ls -1dt "$CACHE_DIR"/venv-????????????/.last-used 2>/dev/null | xargs -r -n1 dirname)
 fi
 
 # ---------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
  * Workers, one per task queue. The embedded stack runs all three in one process; on a
  * cluster each host runs the queues its resources suit (`workers/main.ts --queues ...`).
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bundleWorkflowCode, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
@@ -26,7 +27,8 @@ export interface WorkerSetOptions {
 let cachedBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  cachedBundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietLogger() });
+  const ts = path.resolve(__dirname, '../workflows/index.ts');
+  cachedBundle ??= bundleWorkflowCode({ workflowsPath: fs.existsSync(ts) ? ts : path.resolve(__dirname, '../workflows/index.js'), logger: quietLogger() });
   return cachedBundle;
 }
 
@@ -82,7 +84,9 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
 export function installQuietRuntime(): void {
   if (process.env.SRLM_TEMPORAL_LOG) return;
   try {
-    Runtime.install({ logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (m: string) => console.warn(`temporal: ${m}`), error: (m: string) => console.error(`temporal: ${m}`) } as never });
+    Runtime.install({ logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (m: string) => {
+      if (!m.startsWith('No workflows registered')) console.warn(`temporal: ${m}`);
+    }, error: (m: string) => console.error(`temporal: ${m}`) } as never });
   } catch {
     // already installed
   }

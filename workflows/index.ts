@@ -123,10 +123,24 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     progress.stage = 'done';
     return { run: config.run, models, summaries, finalModel: current };
   } catch (err) {
+    // Surface the innermost cause (the activity's own message) at the top of the failure,
+    // where `temporal workflow show`, the Web UI and clients look first.
+    const root = rootCause(err);
     progress.status = 'failed';
-    progress.error = err instanceof Error ? err.message : String(err);
-    throw err;
+    progress.error = `stage ${progress.stage}: ${root.message}`;
+    throw ApplicationFailure.create({ message: `run "${progress.run}" failed at ${progress.error}`, type: root.type, nonRetryable: true, cause: err instanceof Error ? err : undefined });
   }
+}
+
+function rootCause(err: unknown): { message: string; type: string } {
+  let cur: unknown = err;
+  let best = { message: err instanceof Error ? err.message : String(err), type: 'RunFailed' };
+  while (cur instanceof Error) {
+    const type = (cur as { type?: unknown }).type;
+    if (cur.message) best = { message: cur.message, type: typeof type === 'string' && type ? type : best.type };
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return best;
 }
 
 export interface IterationInput {

@@ -31,9 +31,7 @@ class _ArgParser(argparse.ArgumentParser):
 
 
 def _run(command: str, job: str) -> int:
-    from .runtime import quiet_libraries
-
-    quiet_libraries()
+    # Each command validates its job (cheap) before importing torch / transformers.
     if command == "generate":
         from .generate import main
 

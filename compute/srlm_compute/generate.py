@@ -207,6 +207,9 @@ def main(job_path: str) -> int:
     todo = [(lineno, r) for lineno, r in records if r.id not in done_ids]
     skipped = len(records) - len(todo)
 
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 

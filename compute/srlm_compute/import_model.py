@@ -218,6 +218,9 @@ def main_import(job_path: str) -> int:
     job = load_job(ImportJob, job_path)
     t0 = time.monotonic()
     gguf_path = locate(job.packaged) if job.packaged else os.path.abspath(job.gguf)  # type: ignore[arg-type]
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
     progress.emit("start", cmd="import-model", gguf=gguf_path, output=job.output, packaged=job.packaged)
     partial = fresh_partial_dir(job.output)
     try:

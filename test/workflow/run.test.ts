@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
@@ -140,8 +140,10 @@ describe('srlmRun workflow (FakeCompute)', () => {
     const bad = { ...demoConfig('wf-bad', path.join(tmp, 'store-bad')), candidates: { n: 0 } };
     const err = await runToEnd(bad).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
-    const text = JSON.stringify(String((err as WorkflowFailedError).cause?.message));
-    expect(text).toContain('candidates.n');
+    const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
+    expect(cause.message).toContain('"candidates.n"');
+    expect(cause.message).toContain('run "wf-bad" failed at stage validate');
+    expect(cause.type).toBe('InvalidConfig');
     expect(fake.calls.filter((c) => (c.job as { output?: string }).output?.includes('wf-bad'))).toHaveLength(0);
   });
 
@@ -160,6 +162,7 @@ describe('srlmRun workflow (FakeCompute)', () => {
     const err = await runToEnd(demoConfig('wf-tie', path.join(tmp, 'store-tie'), { iterations: 1, seed: { ift: path.join(repo, 'seed/ift.jsonl') } })).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const message = String((err as WorkflowFailedError).cause?.message);
+    expect(((err as WorkflowFailedError).cause as ApplicationFailure).type).toBe('NoPreferencePairs');
     expect(message).toContain('wf-tie');
     expect(message).toContain('iteration 1');
     expect(message).toMatch(/no preference pairs/);

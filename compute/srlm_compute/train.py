@@ -1,0 +1,295 @@
+"""SFT and DPO training with TRL.
+
+    PYTHONPATH=compute python -m srlm_compute train --job job.json
+
+Job::
+
+    {"mode": "sft" | "dpo",
+     # model
+     "model": "<HF dir>", "ref_model": "<HF dir>" | null, "dropout": 0.1,
+     # data
+     "data": "train.jsonl", "output": "<dir>", "max_length": 1024,
+     # training
+     "lr": 5.5e-6, "lr_end": 1.1e-6, "epochs": 1, "batch_size": 16, "grad_accum": 1,
+     "beta": 0.1, "seed": 0, "max_steps": null, "gradient_checkpointing": null,
+     # runtime
+     "device": "auto", "threads": 0, "overwrite": false}
+
+Data lines (extra keys are ignored; a missing/empty field is exit 2 with ``file:line``)::
+
+    sft: {"id": ..., "prompt": "...", "completion": "...", "kind": ...}
+    dpo: {"id": ..., "prompt": "...", "chosen": "...", "rejected": "..."}
+
+Each line becomes a *conversational* example (user prompt, assistant reply)
+rendered with the model's chat template by TRL. SFT uses SFTTrainer's
+prompt-completion format with ``completion_only_loss=True`` (loss on the
+assistant completion tokens only). DPO uses DPOTrainer (sigmoid loss, ``beta``
+from the job); the reference model is ``ref_model`` or, when null, TRL's
+default: a frozen copy of ``model`` loaded from the same directory.
+
+Schedule: cosine decay from ``lr`` to ``lr_end`` (transformers'
+``cosine_with_min_lr``, ``min_lr=lr_end``), no warmup. Dropout: every numeric
+``*dropout*`` / ``*pdrop`` field of the model config is set to ``dropout``
+before the model is built (DPO's ``disable_dropout`` is turned off so it stays
+active); the saved config gets the original values back, and
+``metrics.json`` records the fields under ``dropout_fields``.
+
+Output: model + tokenizer (safetensors) and ``metrics.json`` are written to
+``output + ".partial"`` and renamed to ``output`` only when complete.
+Progress, one line per optimizer step::
+
+    {"event":"progress","step":s,"total_steps":T,"loss":...,"epoch":...,"lr":...,
+     "grad_norm":..., (dpo) "rewards_accuracy":..., "rewards_margin":...}
+
+No hub, no reporting, no checkpoints (``save_strategy="no"``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from . import progress
+from .jobs import DPOExample, InvalidInput, SFTExample, TrainJob, load_job, read_jsonl
+
+DPO_LOG_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+
+
+def dropout_fields(config) -> list[str]:
+    """Names of the numeric dropout fields of a (text) model config."""
+    names = []
+    for key, value in config.to_dict().items():
+        if ("dropout" in key or key.endswith("pdrop")) and isinstance(value, (int, float)) and not isinstance(
+            value, bool
+        ):
+            names.append(key)
+    return sorted(names)
+
+
+def load_examples(job: TrainJob) -> list[dict[str, Any]]:
+    cls = SFTExample if job.mode == "sft" else DPOExample
+    records = read_jsonl(job.data, cls, strict=False)
+    if not records:
+        raise InvalidInput(f"{job.data}:1: no training examples (empty data file)")
+    rows = []
+    for _, ex in records:
+        user = [{"role": "user", "content": ex.prompt}]
+        if job.mode == "sft":
+            rows.append({"prompt": user, "completion": [{"role": "assistant", "content": ex.completion}]})
+        else:
+            rows.append(
+                {
+                    "prompt": user,
+                    "chosen": [{"role": "assistant", "content": ex.chosen}],
+                    "rejected": [{"role": "assistant", "content": ex.rejected}],
+                }
+            )
+    return rows
+
+
+def _make_progress_callback(mode: str, history: list[dict]):
+    from transformers import TrainerCallback
+
+    class JsonProgress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or "loss" not in logs:
+                return  # the end-of-training summary (train_runtime, ...) is reported in "done"
+            history.append(dict(logs))
+            event = {
+                "step": state.global_step,
+                "total_steps": state.max_steps,
+                "loss": logs.get("loss"),
+                "epoch": logs.get("epoch"),
+                "lr": logs.get("learning_rate"),
+                "grad_norm": logs.get("grad_norm"),
+            }
+            if mode == "dpo":
+                event["rewards_accuracy"] = logs.get("rewards/accuracies")
+                event["rewards_margin"] = logs.get("rewards/margins")
+            progress.emit("progress", **event)
+
+    return JsonProgress()
+
+
+def _summary(history: list[dict], keys) -> tuple[dict, dict]:
+    last: dict[str, float] = {}
+    mean: dict[str, float] = {}
+    for key in keys:
+        values = [h[key] for h in history if isinstance(h.get(key), (int, float))]
+        if values:
+            last[key] = values[-1]
+            mean[key] = sum(values) / len(values)
+    return last, mean
+
+
+def main(job_path: str) -> int:
+    job = load_job(TrainJob, job_path)
+    t_start = time.monotonic()
+    rows = load_examples(job)
+
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
+    import torch
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .runtime import fresh_partial_dir, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads
+
+    device = resolve_device(job.device)
+    set_threads(job.threads)
+    progress.emit(
+        "start",
+        cmd="train",
+        mode=job.mode,
+        model=job.model,
+        ref_model=job.ref_model,
+        device=device,
+        examples=len(rows),
+        threads=torch.get_num_threads(),
+    )
+
+    # model
+    tokenizer = AutoTokenizer.from_pretrained(job.model)
+    if not tokenizer.chat_template:
+        raise InvalidInput(f"{job.model}: the tokenizer has no chat template (conversational training needs one)")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    config = AutoConfig.from_pretrained(job.model)
+    text_config = config.get_text_config()
+    fields = dropout_fields(text_config)
+    original_dropout = {name: getattr(text_config, name) for name in fields}
+    for name in fields:
+        setattr(text_config, name, job.dropout)
+    if not fields:
+        progress.log(f"warning: {config.model_type} config has no dropout fields; 'dropout' has no effect")
+    model = AutoModelForCausalLM.from_pretrained(job.model, config=config, dtype=torch.float32)
+    model.config.use_cache = False
+    ref_model = None
+    if job.mode == "dpo" and job.ref_model is not None:
+        ref_model = AutoModelForCausalLM.from_pretrained(job.ref_model, dtype=torch.float32)
+        ref_model.config.use_cache = False
+    initial_params = sum(p.numel() for p in model.parameters())
+
+    partial = job.output.rstrip("/\\") + ".partial"
+    remove_partial(job.output)  # a leftover of a killed run
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    grad_ckpt = bool(job.gradient_checkpointing) if job.gradient_checkpointing is not None else False
+    common = dict(
+        output_dir=partial,
+        per_device_train_batch_size=job.batch_size,
+        gradient_accumulation_steps=job.grad_accum,
+        learning_rate=job.lr,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr": job.lr_end},
+        warmup_steps=0,
+        num_train_epochs=job.epochs,
+        max_steps=job.max_steps if job.max_steps is not None else -1,
+        max_length=job.max_length,
+        logging_strategy="steps",
+        logging_steps=1,
+        logging_first_step=True,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        push_to_hub=False,
+        seed=job.seed,
+        data_seed=job.seed,
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=grad_ckpt,
+        disable_tqdm=True,
+        log_level="error",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=device == "cuda",
+    )
+    history: list[dict] = []
+    callbacks = [_make_progress_callback(job.mode, history)]
+    dataset = Dataset.from_list(rows)
+
+    if job.mode == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, completion_only_loss=True, packing=False)
+        trainer = SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+        )
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, beta=job.beta, disable_dropout=False, loss_type=["sigmoid"])
+        trainer = DPOTrainer(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+    n_train = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
+    if n_train == 0:
+        raise InvalidInput(f"{job.data}: no example fits max_length={job.max_length}")
+
+    t_train = time.monotonic()
+    try:
+        result = trainer.train()
+        train_s = time.monotonic() - t_train
+
+        trained = trainer.accelerator.unwrap_model(trainer.model)
+        # The checkpoint keeps the original dropout values; training-time dropout is a job setting.
+        saved_text_config = trained.config.get_text_config()
+        for name, value in original_dropout.items():
+            setattr(saved_text_config, name, value)
+        trained.config.use_cache = True
+
+        last, mean = _summary(history, DPO_LOG_KEYS if job.mode == "dpo" else ("loss", "grad_norm"))
+        steps = int(result.global_step)
+        metrics = {
+            "mode": job.mode,
+            "train_loss": result.training_loss,
+            "steps": steps,
+            "runtime_s": round(train_s, 3),
+            "seconds_per_step": round(train_s / steps, 3) if steps else None,
+            "examples": n_train,
+            "epochs": result.metrics.get("epoch", history[-1].get("epoch") if history else None),
+            "batch_size": job.batch_size,
+            "grad_accum": job.grad_accum,
+            "lr": job.lr,
+            "lr_end": job.lr_end,
+            "final_lr": history[-1].get("learning_rate") if history else None,
+            "beta": job.beta if job.mode == "dpo" else None,
+            "dropout": job.dropout,
+            "dropout_fields": fields,
+            "ref_model": job.ref_model if job.mode == "dpo" else None,
+            "device": device,
+            "params": initial_params,
+            "last": last,
+            "mean": mean,
+            "peak_rss_mb": round(peak_rss_mb(), 1),
+        }
+        partial = fresh_partial_dir(job.output)
+        trained.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        with open(os.path.join(partial, "metrics.json"), "w", encoding="utf-8") as fh:
+            json.dump(progress._clean(metrics), fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        publish_dir(partial, job.output)
+    except BaseException:
+        remove_partial(job.output)
+        raise
+
+    done = {k: metrics[k] for k in ("train_loss", "steps", "runtime_s", "seconds_per_step", "examples")}
+    if job.mode == "dpo":
+        done["rewards_accuracy"] = last.get("rewards/accuracies")
+        done["rewards_margin"] = last.get("rewards/margins")
+    progress.emit(
+        "done",
+        output=job.output,
+        elapsed_s=round(time.monotonic() - t_start, 3),
+        peak_rss_mb=metrics["peak_rss_mb"],
+        **done,
+    )
+    return 0
