@@ -279,7 +279,7 @@ export function createActivities(deps: ActivityDeps) {
         batch_size: config.sft.batchSize,
         grad_accum: 1,
         dropout: config.sft.dropout,
-        beta: 0,
+        beta: config.dpo.beta, // unused by SFT
         max_length: config.sft.maxLength,
         seed: config.randomSeed,
         max_steps: null,

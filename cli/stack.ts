@@ -50,9 +50,10 @@ export async function startEmbeddedStack(opts: StackOptions): Promise<EmbeddedSt
   } else {
     log(`Using the Temporal server at ${opts.address}`);
   }
-  const connection = await Connection.connect({ address: opts.address });
+  const address = server?.address ?? opts.address;
+  const connection = await Connection.connect({ address });
   const client = new Client({ connection, namespace: opts.namespace });
-  const nativeConnection = await NativeConnection.connect({ address: opts.address });
+  const nativeConnection = await NativeConnection.connect({ address });
   const workers = await createWorkers({
     connection: nativeConnection,
     namespace: opts.namespace,
@@ -60,7 +61,7 @@ export async function startEmbeddedStack(opts: StackOptions): Promise<EmbeddedSt
     deps: defaultDeps({ stateDir: opts.stateDir, ...(opts.reporter ? { reporter: opts.reporter } : {}) }),
   });
   return {
-    address: opts.address,
+    address,
     namespace: opts.namespace,
     client,
     workers,

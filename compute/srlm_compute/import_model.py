@@ -212,8 +212,8 @@ def locate(name: str) -> str:
 
 
 def main_import(job_path: str) -> int:
-    from .runtime import fresh_partial_dir, publish_dir, remove_partial
     from .jobs import load_job
+    from .runtime import fresh_partial_dir, peak_rss_mb, publish_dir, remove_partial
 
     job = load_job(ImportJob, job_path)
     t0 = time.monotonic()
@@ -247,6 +247,7 @@ def main_import(job_path: str) -> int:
         eos_token_ids=result.eos_token_ids,
         notes=notes,
         elapsed_s=round(time.monotonic() - t0, 3),
+        peak_rss_mb=round(peak_rss_mb(), 1),
     )
     return 0
 

@@ -16,6 +16,10 @@ ENV_DEFAULTS = {
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "TQDM_DISABLE": "1",
+    # OpenMP worker threads sleep instead of spinning at barriers. On a small box shared with the
+    # orchestrator (2 cores here), spinning threads made torch ops up to 5x slower whenever another
+    # process held a core; passive waiting costs a few percent when the machine is idle.
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
 

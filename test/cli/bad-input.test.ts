@@ -1,0 +1,65 @@
+/**
+ * Bad input to `srlm run` fails before anything starts (no server, no compute), with one
+ * clear line naming the file and line or the config key.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const repo = path.resolve(__dirname, '../..');
+let tmp: string;
+
+function srlmRun(config: unknown, files: Record<string, string> = {}): { code: number | null; stderr: string; stateDir: string } {
+  const dir = fs.mkdtempSync(path.join(tmp, 'case-'));
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+  const file = path.join(dir, 'run.json');
+  fs.writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
+  const stateDir = path.join(dir, 'state');
+  const res = spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'run', '--config', file, '--state-dir', stateDir], {
+    encoding: 'utf8',
+    // a port nothing listens on: if validation failed to stop the run, it would try to start a server
+    env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' },
+    timeout: 60_000,
+  });
+  return { code: res.status, stderr: res.stderr.replace(dir + '/', ''), stateDir };
+}
+
+const ift = (n: number) =>
+  Array.from({ length: n }, (_, i) => JSON.stringify({ id: `i${i}`, prompt: `Explain topic number ${i} in two sentences.`, response: `Topic ${i} is explained here.` })).join('\n') + '\n';
+
+describe('srlm run rejects bad input before starting anything', () => {
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-cli-'));
+  });
+
+  const cases: [string, unknown, Record<string, string>, RegExp][] = [
+    ['an unknown config key', { run: 'x', seed: { ift: 'ift.jsonl' }, judge: { samplez: 3 } }, { 'ift.jsonl': ift(10) }, /run\.json: unknown key "samplez" at "judge"/],
+    ['N = 0', { run: 'x', seed: { ift: 'ift.jsonl' }, candidates: { n: 0 } }, { 'ift.jsonl': ift(10) }, /run\.json: "candidates\.n": must be > 0/],
+    ['a negative learning rate', { run: 'x', seed: { ift: 'ift.jsonl' }, dpo: { lr: -1 } }, { 'ift.jsonl': ift(10) }, /"dpo\.lr"/],
+    ['a wrong type', { run: 'x', seed: { ift: 'ift.jsonl' }, iterations: 'two' }, { 'ift.jsonl': ift(10) }, /"iterations": expected number/],
+    ['a run name with a path in it', { run: '../etc', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(10) }, /"run"/],
+    ['a config that is not JSON', '{ "run": "x", ', {}, /run\.json: not valid JSON/],
+    ['a seed file that does not exist', { run: 'x', seed: { ift: 'missing.jsonl' } }, {}, /"seed\.ift": .*missing\.jsonl does not exist/],
+    ['a model path that does not exist', { run: 'x', seed: { ift: 'ift.jsonl' }, baseModel: { path: 'no-such-model' } }, { 'ift.jsonl': ift(10) }, /"baseModel\.path": .*no-such-model is not a Hugging Face model directory/],
+    ['a malformed JSONL line', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(3) + '{"id": "bad", "prompt": \n' }, /ift\.jsonl:4: malformed JSON/],
+    ['a missing field', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(2) + JSON.stringify({ id: 'z', prompt: 'Say hello to the team.' }) + '\n' }, /ift\.jsonl:3: field "response": missing/],
+    ['an empty seed file', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': '\n' }, /ift\.jsonl: file is empty/],
+    ['too few seed examples for 8-shot prompts', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(5) }, /5 IFT examples, but self-instruct needs at least 8/],
+    ['a ranked set with repeated ranks', { run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl' } }, { 'ift.jsonl': ift(10), 'ranked.jsonl': JSON.stringify({ id: 'r', prompt: 'Pick one.', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 0 }] }) + '\n' }, /ranked\.jsonl:1: .*ranks must be distinct/],
+    ['an EFT judgment without a score line', { run: 'x', seed: { ift: 'ift.jsonl', eft: 'eft.jsonl' } }, { 'ift.jsonl': ift(10), 'eft.jsonl': JSON.stringify({ id: 'e', prompt: 'q', response: 'r', judgment: 'Looks fine to me.' }) + '\n' }, /eft\.jsonl:1: field "judgment": its score line does not parse/],
+  ];
+
+  for (const [what, config, files, pattern] of cases) {
+    it(`names the problem for ${what}`, () => {
+      const res = srlmRun(config, files);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toMatch(pattern);
+      // one line per problem, each naming the file it is in
+      for (const line of res.stderr.trim().split('\n')) expect(line).toMatch(/\.jsonl?\b/);
+      // nothing was started: no state directory, no server database
+      expect(fs.existsSync(res.stateDir)).toBe(false);
+    });
+  }
+});
