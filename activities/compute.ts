@@ -92,6 +92,17 @@ export interface PythonComputeOptions {
   logFile?: string;
 }
 
+/** Process groups of running compute jobs, so none outlives this process. */
+const liveGroups = new Set<number>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const pid of liveGroups) signalGroup(pid, 'SIGKILL');
+  });
+}
+
 /** Runs `python -m srlm_compute <command> --job <file>` as a child process. */
 export class PythonCompute implements ComputeBackend {
   readonly name = 'python';
@@ -129,6 +140,8 @@ export class PythonCompute implements ComputeBackend {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
 
+    installExitHook();
+    if (child.pid !== undefined) liveGroups.add(child.pid);
     const stderrTail: string[] = [];
     const logHandle = this.opts.logFile ? await fs.open(this.opts.logFile, 'a') : null;
     child.stderr.on('data', (chunk: Buffer) => {
@@ -165,6 +178,7 @@ export class PythonCompute implements ComputeBackend {
       child.once('error', reject);
       child.once('close', (c, s) => resolve([c, s]));
     }).finally(() => {
+      if (child.pid !== undefined) liveGroups.delete(child.pid);
       ctl.signal?.removeEventListener('abort', onAbort);
       if (killTimer) clearTimeout(killTimer);
       lines.close();

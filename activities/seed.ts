@@ -91,6 +91,7 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
   }
   if (config.seed.maxIft) ift = ift.slice(0, config.seed.maxIft);
   if (config.seed.maxRanked) ranked = ranked.slice(0, config.seed.maxRanked);
+  if (config.seed.maxEft) eftSeed.splice(config.seed.maxEft);
   if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`);
   const neededShots = config.prompts.seedShots + config.prompts.generatedShots;
   if (ift.length < neededShots) {

@@ -11,6 +11,7 @@ import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFaile
 import { ApplicationFailure } from '@temporalio/common';
 import { loadSeed } from '../activities/seed';
 import { consoleReporter, formatDuration } from '../activities/progress';
+import { configHash } from '../core/ids';
 import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { defaultStateDir } from '../infra/paths';
@@ -40,22 +41,34 @@ async function startOrAttach(client: Client, config: RunConfig): Promise<{ workf
     await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config }] });
     return { workflowId, attached: false };
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return { workflowId, attached: true };
-    throw err;
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
   }
+  // Attaching to a running execution is only right when it runs this very config.
+  const running = await client.workflow
+    .getHandle(workflowId)
+    .query(progressQuery)
+    .catch(() => null);
+  if (running?.configHash && running.configHash !== configHash(config)) {
+    throw new ConfigError(
+      `run "${config.run}" is already running (workflow ${workflowId}) with a different config; wait for it, cancel it (temporal workflow cancel --workflow-id ${workflowId}), or choose another run name with --run`,
+    );
+  }
+  return { workflowId, attached: true };
 }
 
 /** Polls the progress query and prints stage changes with their durations until the run ends. */
-async function watch(client: Client, workflowId: string, print: (l: string) => void): Promise<RunResult> {
+async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal): Promise<RunResult | null> {
   const handle = client.workflow.getHandle(workflowId);
   const result = handle.result() as Promise<RunResult>;
   let finished = false;
   void result.finally(() => (finished = true)).catch(() => undefined);
+  const stopped = new Promise<void>((resolve) => stop?.addEventListener('abort', () => resolve(), { once: true }));
   let lastStage = '';
   let stageStarted = Date.now();
   let printedSummaries = 0;
   const stageTimes: [string, number][] = [];
   while (!finished) {
+    if (stop?.aborted) return null;
     let p: RunProgress | null = null;
     try {
       p = await handle.query(progressQuery);
@@ -78,7 +91,7 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
         printedSummaries++;
       }
     }
-    await Promise.race([result.catch(() => undefined), new Promise((r) => setTimeout(r, 1000))]);
+    await Promise.race([result.catch(() => undefined), stopped, new Promise((r) => setTimeout(r, 1000))]);
   }
   if (lastStage && lastStage !== 'done') stageTimes.push([lastStage, (Date.now() - stageStarted) / 1000]);
   const out = await result;
@@ -108,27 +121,30 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string })
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
   const t0 = Date.now();
   const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000) });
-  let interrupted = false;
+  const interrupt = new AbortController();
   const onSignal = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-    console.log('\nStopping workers; the run stays in Temporal — run the same command again to resume it.');
-    for (const w of stack.workers) w.shutdown();
+    if (interrupt.signal.aborted) process.exit(130);
+    console.log('\nStopping: running compute is cancelled, the run stays in Temporal; run the same command again to resume it.');
+    interrupt.abort();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // workers run until the CLI is done watching (or interrupted)
+  let release!: () => void;
+  const done = new Promise<void>((resolve) => (release = resolve));
+  const running = Promise.all(stack.workers.map((w) => w.runUntil(done)));
   try {
     const { workflowId, attached } = await startOrAttach(stack.client, config);
     console.log(`${attached ? 'Attached to' : 'Started'} run "${config.run}" (workflow ${workflowId}, namespace ${stack.namespace})`);
-    const watching = watch(stack.client, workflowId, (l) => console.log(l));
-    const running = Promise.all(stack.workers.map((w) => w.runUntil(watching.catch(() => undefined))));
-    const [result] = await Promise.all([watching, running]);
+    console.log(`Progress: temporal workflow query --address ${stack.address} --workflow-id ${workflowId} --name progress`);
+    const result = await watch(stack.client, workflowId, (l) => console.log(l), interrupt.signal);
+    if (result === null) return;
     console.log(`\nRun "${result.run}" completed in ${formatDuration((Date.now() - t0) / 1000)}. Models:`);
     for (const m of result.models) console.log(`  ${m.name.padEnd(13)} ${m.model.modelId.padEnd(28)} ${m.model.externalPath ?? m.model.uri}`);
-  } catch (err) {
-    if (interrupted) return;
-    throw err;
   } finally {
+    // in-flight activities are cancelled after the workers' grace time; compute children get SIGTERM
+    release();
+    await running.catch(() => undefined);
     await stack.close();
   }
 }

@@ -4,17 +4,16 @@
  */
 
 /** Bump when the prompt text changes: judgments made with another version are not comparable. */
-export const RUBRIC_VERSION = 'additive-5pt-v1';
+export const RUBRIC_VERSION = 'additive-5pt-v2';
 
 /** The judge's instruction for one (question, response) pair. */
 export function judgePrompt(instruction: string, response: string): string {
-  return `You are grading how well an AI assistant answered a user. Read the user's question and the assistant's response below, then grade the response with the additive rubric that follows. Start from 0 and add one point for each criterion the response meets, so the total is a whole number from 0 to 5.
-
-- Add 1 point if the response is on topic and offers some information that bears on the user's request, even if it is incomplete or includes some material that does not belong.
-- Add a 2nd point if the response deals with a large part of what the user asked, but stops short of fully resolving it.
-- Add a 3rd point if the response covers the essential parts of the question and is useful, however plain or unpolished its style.
-- Add a 4th point if the response is plainly written from the viewpoint of an AI assistant, speaks to the question directly and in full, and is well organised and helpful, with only small things left to improve.
-- Add a 5th point if the response fits the question perfectly: it shows expert knowledge, is engaging and insightful, and contains nothing superfluous.
+  return `Grade the assistant's response to the user's question. Start at 0 and add one point per criterion met:
+1. On topic, with some information relevant to the request, even if incomplete or partly off the point.
+2. Covers a large part of the question without fully resolving it.
+3. Answers the essential parts usefully, whatever its style.
+4. Clearly an AI assistant's answer: direct, complete, well organised and helpful, with only minor flaws.
+5. Tailored to the question perfectly: expert, engaging and insightful, with nothing superfluous.
 
 <question>
 ${instruction}
@@ -24,9 +23,7 @@ ${instruction}
 ${response}
 </response>
 
-Now that you have examined the question and the response:
-- Justify your total briefly, in no more than 100 words.
-- End with a final line written exactly as "Score: <points>", where <points> is your total from 0 to 5.`;
+Justify your total in no more than 100 words, then end with a final line written exactly as "Score: <points>", where <points> is the total from 0 to 5.`;
 }
 
 export type JudgeScore = { score: number; error?: undefined } | { score: null; error: string };

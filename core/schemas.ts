@@ -42,6 +42,7 @@ export const SeedConfig = z
     /** Caps (after import) so a demo can use a slice of a large file. */
     maxIft: PositiveInt.optional(),
     maxRanked: PositiveInt.optional(),
+    maxEft: PositiveInt.optional(),
   })
   .refine((s) => s.ift !== undefined || s.oasst !== undefined, {
     message: 'needs `ift` (a JSONL file of instruction examples) or `oasst` (an OASST trees export)',

@@ -20,6 +20,7 @@ export interface WorkerSetOptions {
   deps: ActivityDeps;
   /** prebuilt workflow bundle; built from workflows/ when absent */
   workflowBundle?: WorkflowBundleWithSourceMap;
+  shutdownGraceTime?: number;
   /** concurrent generation / training jobs per worker (one model in memory each) */
   computeConcurrency?: number;
 }
@@ -50,8 +51,8 @@ export async function createWorkers(opts: WorkerSetOptions): Promise<Worker[]> {
         activities,
         ...(queue === 'orchestration' ? { workflowBundle: opts.workflowBundle ?? (await workflowBundle()) } : {}),
         maxConcurrentActivityTaskExecutions: isCompute ? (opts.computeConcurrency ?? 1) : 20,
-        // let compute children notice cancellation and exit before the worker shuts down
-        shutdownGraceTime: '20s',
+        // in-flight activities are cancelled after this on shutdown; their compute children get SIGTERM
+        shutdownGraceTime: opts.shutdownGraceTime ?? 10_000,
       }),
     );
   }

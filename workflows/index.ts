@@ -80,6 +80,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
   try {
     const prepared = await step('validate', () => cpu.prepareRun(input.config));
     const config: RunConfig = prepared.config;
+    progress.configHash = prepared.configHash;
     progress.status = 'running';
     progress.iterations = config.iterations;
 

@@ -35,6 +35,8 @@ export interface RunProgress {
   iterations: number;
   stage: string;
   stagesDone: string[];
+  /** hash of the validated run config (set once validated) */
+  configHash?: string;
   models: { name: string; modelId: string; uri: string }[];
   summaries: IterationSummary[];
   error?: string;

@@ -87,7 +87,7 @@ def bench_generate(work: Path):
                sample=rows[0]["outputs"][0]["text"][:200] if rows else None)
 
 
-def bench_train(work: Path, mode: str, batch_size: int, steps: int):
+def bench_train(work: Path, mode: str, batch_size: int, steps: int, grad_ckpt: bool | None = None):
     model = ensure_model("smollm2-135m-instruct", work)
     rows = []
     for i in range(batch_size * steps):
@@ -104,12 +104,15 @@ def bench_train(work: Path, mode: str, batch_size: int, steps: int):
     out = work / f"{mode}-out"
     job = {"mode": mode, "model": str(model), "data": str(data), "output": str(out), "batch_size": batch_size,
            "max_steps": steps, "device": "cpu", "overwrite": True, "max_length": 512}
+    if grad_ckpt is not None:
+        job["gradient_checkpointing"] = grad_ckpt
     rc, events, wall = run("train", job, work)
     step_times = [t for t, e in events if e.get("event") == "progress"]
     per_step = [round(b - a, 1) for a, b in zip(step_times, step_times[1:])]
     done = events[-1][1]
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
     report(measure=mode, model="smollm2-135m-instruct", rc=rc, batch_size=batch_size, steps=done.get("steps"),
+           gradient_checkpointing=metrics.get("gradient_checkpointing"), tokens_per_step=metrics.get("tokens_per_step"),
            wall_s=round(wall, 1), runtime_s=done.get("runtime_s"), seconds_per_step_incl_first=done.get(
                "seconds_per_step"), seconds_per_later_step=per_step, peak_rss_mb=done.get("peak_rss_mb"),
            last=metrics.get("last"))
@@ -121,6 +124,7 @@ def main():
     parser.add_argument("--work", default="/tmp/srlm-bench")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--grad-ckpt", choices=["on", "off"], default=None)
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -130,7 +134,8 @@ def main():
         bench_generate(work)
     for mode in ("sft", "dpo"):
         if mode in args.what:
-            bench_train(work, mode, args.batch_size, args.steps)
+            gc = None if args.grad_ckpt is None else args.grad_ckpt == "on"
+            bench_train(work, mode, args.batch_size, args.steps, gc)
 
 
 if __name__ == "__main__":

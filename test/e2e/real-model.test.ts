@@ -22,9 +22,9 @@ const repo = path.resolve(__dirname, '../..');
 const tinyConfig = (root: string): RunConfigInput => ({
   run: 'e2e',
   baseModel: { packaged: 'smollm2-135m-instruct' },
-  seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), eft: path.join(repo, 'seed/eft.jsonl'), maxRanked: 4 },
+  seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), eft: path.join(repo, 'seed/eft.jsonl'), maxIft: 12, maxRanked: 3, maxEft: 12 },
   iterations: 1,
-  sft: { lr: 5e-5, lrEnd: 1e-5, batchSize: 8, epochs: 2, maxLength: 768 },
+  sft: { lr: 1e-4, lrEnd: 2e-5, batchSize: 4, epochs: 2, maxLength: 768 },
   eft: { samples: 1, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 48 } },
   prompts: { count: 3, requestsPerRound: 4, maxRounds: 4, sampling: { temperature: 0.6, topP: 0.9, maxNewTokens: 48 } },
   candidates: { n: 4, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 48 } },

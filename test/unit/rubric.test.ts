@@ -15,9 +15,9 @@ describe('judgePrompt', () => {
     expect(prompt).toMatch(/from 0 to 5/);
   });
 
-  it('lists five additive criteria, one point each', () => {
-    expect(prompt.match(/^- Add (1|a \w+) point/gm)).toHaveLength(5);
-    expect(prompt).toMatch(/additive/);
+  it('lists five additive criteria, one point each, starting from 0', () => {
+    expect(prompt.match(/^[1-5]\. /gm)).toHaveLength(5);
+    expect(prompt).toMatch(/Start at 0 and add one point per criterion/);
   });
 
   it('does not itself parse as a score: the rubric text holds no score statement', () => {
