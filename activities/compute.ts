@@ -52,6 +52,7 @@ export interface TrainJob {
   device: 'auto' | 'cpu' | 'cuda';
   threads: number;
   max_steps: number | null;
+  gradient_checkpointing: boolean;
 }
 
 export interface ImportJob {

@@ -155,11 +155,11 @@ export function createActivities(deps: ActivityDeps) {
     return { outputs, tokens: Number(done.tokens ?? 0), seconds: (Date.now() - started) / 1000 };
   }
 
-  async function train(config: RunConfig, iteration: number, label: string, job: Omit<TrainJob, 'device' | 'threads'>) {
+  async function train(config: RunConfig, iteration: number, label: string, job: Omit<TrainJob, 'device' | 'threads' | 'gradient_checkpointing'>) {
     const started = Date.now();
     return withHeartbeats(async (update, signal) => {
       return deps.compute.train(
-        { ...job, device: config.compute.device, threads: config.compute.threads },
+        { ...job, device: config.compute.device, threads: config.compute.threads, gradient_checkpointing: config.compute.gradientCheckpointing },
         {
           signal,
           onEvent: (ev) => {

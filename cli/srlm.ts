@@ -59,7 +59,8 @@ async function startOrAttach(client: Client, config: RunConfig): Promise<{ workf
 /** Polls the progress query and prints stage changes with their durations until the run ends. */
 async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal): Promise<RunResult | null> {
   const handle = client.workflow.getHandle(workflowId);
-  const result = handle.result() as Promise<RunResult>;
+  // the result long-poll is aborted with the watch, so closing the connection afterwards is safe
+  const result = (stop ? client.connection.withAbortSignal(stop, () => handle.result()) : handle.result()) as Promise<RunResult>;
   let finished = false;
   void result.finally(() => (finished = true)).catch(() => undefined);
   const stopped = new Promise<void>((resolve) => stop?.addEventListener('abort', () => resolve(), { once: true }));

@@ -113,6 +113,8 @@ export const ComputeConfig = z.strictObject({
   generationBatchSize: PositiveInt.default(16),
   /** Worker threads torch may use on CPU (0: torch's default). */
   threads: z.number().int().nonnegative().default(0),
+  /** Recompute activations in the backward pass: about half the memory, about twice the time. */
+  gradientCheckpointing: z.boolean().default(true),
 });
 
 export const StoreConfig = z.strictObject({

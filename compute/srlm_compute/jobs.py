@@ -246,7 +246,7 @@ class TrainJob:
     beta: float = 0.1
     seed: int = 0
     max_steps: Optional[int] = None
-    gradient_checkpointing: Optional[bool] = None  # null: on for cuda, off for cpu
+    gradient_checkpointing: Optional[bool] = None  # null: on (TRL's default)
     # runtime
     device: Device = "auto"
     threads: int = 0

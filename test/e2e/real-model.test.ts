@@ -30,7 +30,7 @@ const tinyConfig = (root: string): RunConfigInput => ({
   candidates: { n: 4, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 48 } },
   judge: { samples: 3, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 96 } },
   dpo: { lr: 5e-6, lrEnd: 5e-7, batchSize: 4, epochs: 1, maxLength: 768 },
-  compute: { device: 'cpu', generationBatchSize: 16 },
+  compute: { device: 'cpu', generationBatchSize: 16, gradientCheckpointing: false },
   store: { root },
 });
 
