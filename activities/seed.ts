@@ -95,7 +95,7 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
   if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`);
   const neededShots = config.prompts.seedShots + config.prompts.generatedShots;
   if (ift.length < neededShots) {
-    throw invalid(`seed: ${ift.length} IFT examples, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`);
+    throw invalid(`seed: ${ift.length} IFT examples in ${sources.join(', ')}, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`);
   }
 
   return { ift, ranked, eft: eftSeed, sources };

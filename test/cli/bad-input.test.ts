@@ -46,7 +46,7 @@ describe('srlm run rejects bad input before starting anything', () => {
     ['a malformed JSONL line', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(3) + '{"id": "bad", "prompt": \n' }, /ift\.jsonl:4: malformed JSON/],
     ['a missing field', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(2) + JSON.stringify({ id: 'z', prompt: 'Say hello to the team.' }) + '\n' }, /ift\.jsonl:3: field "response": missing/],
     ['an empty seed file', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': '\n' }, /ift\.jsonl: file is empty/],
-    ['too few seed examples for 8-shot prompts', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(5) }, /5 IFT examples, but self-instruct needs at least 8/],
+    ['too few seed examples for 8-shot prompts', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(5) }, /5 IFT examples in .*ift\.jsonl, but self-instruct needs at least 8/],
     ['a ranked set with repeated ranks', { run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl' } }, { 'ift.jsonl': ift(10), 'ranked.jsonl': JSON.stringify({ id: 'r', prompt: 'Pick one.', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 0 }] }) + '\n' }, /ranked\.jsonl:1: .*ranks must be distinct/],
     ['an EFT judgment without a score line', { run: 'x', seed: { ift: 'ift.jsonl', eft: 'eft.jsonl' } }, { 'ift.jsonl': ift(10), 'eft.jsonl': JSON.stringify({ id: 'e', prompt: 'q', response: 'r', judgment: 'Looks fine to me.' }) + '\n' }, /eft\.jsonl:1: field "judgment": its score line does not parse/],
   ];
