@@ -5,6 +5,7 @@
  *   srlm start --config run.json            start a run on an existing cluster
  *   srlm status <run>                       progress of a run
  */
+import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
@@ -59,8 +60,12 @@ async function startOrAttach(client: Client, config: RunConfig): Promise<{ workf
 /** Polls the progress query and prints stage changes with their durations until the run ends. */
 async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal): Promise<RunResult | null> {
   const handle = client.workflow.getHandle(workflowId);
-  // the result long-poll is aborted with the watch, so closing the connection afterwards is safe
-  const result = (stop ? client.connection.withAbortSignal(stop, () => handle.result()) : handle.result()) as Promise<RunResult>;
+  // The result long-poll is aborted with the watch, so closing the connection afterwards is
+  // safe. Each poll adds a listener to the signal: a private one, without the listener cap.
+  const pollAbort = new AbortController();
+  setMaxListeners(0, pollAbort.signal);
+  stop?.addEventListener('abort', () => pollAbort.abort(), { once: true });
+  const result = client.connection.withAbortSignal(pollAbort.signal, () => handle.result()) as Promise<RunResult>;
   let finished = false;
   void result.finally(() => (finished = true)).catch(() => undefined);
   const stopped = new Promise<void>((resolve) => stop?.addEventListener('abort', () => resolve(), { once: true }));

@@ -22,11 +22,11 @@ const repo = path.resolve(__dirname, '../..');
 const tinyConfig = (root: string): RunConfigInput => ({
   run: 'e2e',
   baseModel: { packaged: 'smollm2-135m-instruct' },
-  seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), eft: path.join(repo, 'seed/eft.jsonl'), maxIft: 12, maxRanked: 3, maxEft: 12 },
+  seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), eft: path.join(repo, 'seed/eft.jsonl'), maxIft: 8, maxRanked: 2, maxEft: 10 },
   iterations: 1,
-  sft: { lr: 1e-4, lrEnd: 2e-5, batchSize: 4, epochs: 2, maxLength: 768 },
+  sft: { lr: 2e-4, lrEnd: 5e-5, batchSize: 4, epochs: 3, maxLength: 768 },
   eft: { samples: 1, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 48 } },
-  prompts: { count: 3, requestsPerRound: 4, maxRounds: 4, sampling: { temperature: 0.6, topP: 0.9, maxNewTokens: 48 } },
+  prompts: { count: 4, requestsPerRound: 4, maxRounds: 10, sampling: { temperature: 0.6, topP: 0.9, maxNewTokens: 48 } },
   candidates: { n: 4, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 48 } },
   judge: { samples: 3, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 96 } },
   dpo: { lr: 5e-6, lrEnd: 5e-7, batchSize: 4, epochs: 1, maxLength: 768 },
@@ -96,7 +96,7 @@ describe('a real self-rewarding run with the packaged model', () => {
     const judgments = await read(1, 'judgments', Judgment);
     const pairs = await read(1, 'pairs', PreferencePair);
     expect(eft.every((e) => e.kind === 'eft')).toBe(true);
-    expect(prompts.length).toBe(3);
+    expect(prompts.length).toBe(4);
     expect(candidates.length).toBe(prompts.length * 4);
     expect(judgments.length).toBe(candidates.length * 3);
     expect(pairs.length).toBeGreaterThan(0);
