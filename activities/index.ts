@@ -597,6 +597,7 @@ export function createActivities(deps: ActivityDeps) {
       const filters = (promptsM.stats.filters ?? {}) as Record<string, number>;
       const dropped = Object.fromEntries(Object.entries(filters).filter(([k]) => k !== 'kept'));
       const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+      const meanOf = (key: string): unknown => (input.dpoMetrics.mean as Record<string, unknown> | undefined)?.[key];
       const summary: IterationSummary = {
         run: config.run,
         iteration,
@@ -613,8 +614,9 @@ export function createActivities(deps: ActivityDeps) {
         pairs: { ...summarizePairs(pairs), dropped: (pairsM.stats.dropped ?? {}) as Record<string, number> },
         dpo: {
           loss: num(input.dpoMetrics.train_loss ?? input.dpoMetrics.loss),
-          rewardAccuracy: num(input.dpoMetrics['rewards/accuracies']),
-          rewardMargin: num(input.dpoMetrics['rewards/margins']),
+          // means over all logged steps of the DPO run
+          rewardAccuracy: num(meanOf('rewards/accuracies')),
+          rewardMargin: num(meanOf('rewards/margins')),
           steps: num(input.dpoMetrics.steps),
         },
         timings: input.timings,

@@ -88,7 +88,7 @@ export class FakeCompute implements ComputeBackend {
     const examples = data.split('\n').filter(Boolean).length;
     const metrics =
       job.mode === 'dpo'
-        ? { train_loss: 0.69, steps: 1, examples, 'rewards/accuracies': 0.5, 'rewards/margins': 0.01 }
+        ? { train_loss: 0.69, steps: 1, examples, mean: { loss: 0.69, 'rewards/accuracies': 0.5, 'rewards/margins': 0.01 } }
         : { train_loss: 2.5, steps: 1, examples };
     await fs.writeFile(path.join(job.output, 'metrics.json'), JSON.stringify(metrics));
     ctl.onEvent?.({ event: 'progress', step: 1, total_steps: 1, loss: metrics.train_loss });

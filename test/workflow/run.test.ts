@@ -91,6 +91,7 @@ describe('srlmRun workflow (FakeCompute)', () => {
     expect(s1.judge.judgments).toBe(144); // 3 judgments per candidate
     expect(s1.judge.parseRate).toBeGreaterThan(0.7);
     expect(s1.judge.parseRate).toBeLessThan(1);
+    expect(s1.dpo).toEqual({ loss: 0.69, rewardAccuracy: 0.5, rewardMargin: 0.01, steps: 1 });
     expect(s1.pairs.kept + Object.values(s1.pairs.dropped).reduce((a, b) => a + b, 0)).toBe(12);
     // M_{t+1} is trained from M_t with M_t as reference
     const dpoJobs = fake.calls.filter((c) => c.kind === 'train' && (c.job as { mode: string }).mode === 'dpo');
