@@ -328,26 +328,16 @@ export function createActivities(deps: ActivityDeps) {
       for (const req of requests) {
         const k = keyOf.get(req.id)!;
         outputs.get(req.id)!.outputs.forEach((o, sample) => {
-          const parsed = parseJudgeScore(o.text);
-          judgments.push({
-            id: recordId(req.id, sample),
-            setId: k.setId,
-            replyIndex: k.replyIndex,
-            sample,
-            text: o.text,
-            score: parsed.score,
-            ...(parsed.error ? { parseError: parsed.error } : {}),
-          });
+          judgments.push({ id: recordId(req.id, sample), setId: k.setId, replyIndex: k.replyIndex, sample, text: o.text, ...scoreOf(o.text) });
         });
       }
-      const parsedCount = judgments.filter((j) => j.score !== null).length;
       return writeStage(store, {
         ...loc,
         recordType: 'EftJudgment',
         records: judgments,
         producer: PRODUCER,
         configHash: configHash(config.eft),
-        stats: { judgments: judgments.length, parsed: parsedCount, parseRate: judgments.length ? parsedCount / judgments.length : 0, tokens, seconds },
+        stats: { ...parseStats(judgments), tokens, seconds },
       });
     },
 
@@ -493,30 +483,18 @@ export function createActivities(deps: ActivityDeps) {
       });
       const { outputs, tokens, seconds } = await generate(config, loc, input.model, requests);
       const judgments: Judgment[] = [];
-      const failures: Record<string, number> = {};
       candidates.forEach((c, i) => {
         outputs.get(requests[i]!.id)!.outputs.forEach((o, sample) => {
-          const parsed = parseJudgeScore(o.text);
-          if (parsed.score === null) failures[parsed.error ?? 'unknown'] = (failures[parsed.error ?? 'unknown'] ?? 0) + 1;
-          judgments.push({
-            id: recordId(config.run, iteration, 'judgment', c.id, sample),
-            candidateId: c.id,
-            promptId: c.promptId,
-            sample,
-            text: o.text,
-            score: parsed.score,
-            ...(parsed.error ? { parseError: parsed.error } : {}),
-          });
+          judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text) });
         });
       });
-      const parsedCount = judgments.filter((j) => j.score !== null).length;
       return writeStage(store, {
         ...loc,
         recordType: 'Judgment',
         records: judgments,
         producer: PRODUCER,
         configHash: configHash(config.judge),
-        stats: { judgments: judgments.length, parsed: parsedCount, parseRate: judgments.length ? parsedCount / judgments.length : 0, parseFailures: failures, tokens, seconds },
+        stats: { ...parseStats(judgments), tokens, seconds },
       });
     },
 
@@ -632,6 +610,19 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** The score parsed from a judge's generated text, or null with the reason. */
+function scoreOf(text: string): { score: number | null; parseError?: string } {
+  const parsed = parseJudgeScore(text);
+  return parsed.score === null ? { score: null, parseError: parsed.error } : { score: parsed.score };
+}
+
+function parseStats(judgments: readonly { score: number | null; parseError?: string }[]) {
+  const parsed = judgments.filter((j) => j.score !== null).length;
+  const parseFailures: Record<string, number> = {};
+  for (const j of judgments) if (j.score === null) parseFailures[j.parseError ?? 'unknown'] = (parseFailures[j.parseError ?? 'unknown'] ?? 0) + 1;
+  return { judgments: judgments.length, parsed, parseRate: judgments.length ? parsed / judgments.length : 0, parseFailures };
+}
 
 async function readJson(file: string): Promise<Record<string, unknown>> {
   try {
