@@ -23,12 +23,17 @@ export interface GenerateRequest {
 export interface GenerateOutput {
   id: string;
   outputs: { text: string; tokens: number; finish_reason: 'stop' | 'length' }[];
+  /** set when the request was not generated (e.g. "prompt_too_long: ...") */
+  skipped?: string;
 }
 
 export interface GenerateJob {
   model: string;
-  input: string;
-  output: string;
+  /** one request file and its output file ... */
+  input?: string;
+  output?: string;
+  /** ... or several, processed in order with one model load; `shard_done` follows each */
+  shards?: { input: string; output: string }[];
   device: 'auto' | 'cpu' | 'cuda';
   batch_size: number;
   threads: number;
@@ -53,6 +58,11 @@ export interface TrainJob {
   threads: number;
   max_steps: number | null;
   gradient_checkpointing: boolean;
+  /** save a full checkpoint every N optimizer steps into checkpoint_dir (null: never) */
+  checkpoint_every?: number | null;
+  checkpoint_dir?: string | null;
+  /** a checkpoint directory (with its manifest) to continue from */
+  resume_from?: string | null;
 }
 
 export interface ImportJob {
@@ -63,7 +73,7 @@ export interface ImportJob {
 
 /** One JSON line from a compute process. */
 export interface ComputeEvent {
-  event: 'start' | 'progress' | 'done' | 'error';
+  event: 'start' | 'progress' | 'done' | 'error' | 'shard_done' | 'checkpoint';
   [key: string]: unknown;
 }
 

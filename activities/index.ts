@@ -8,6 +8,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { buildEftExamples } from '../core/eft';
 import { recordId, seedFromId, configHash } from '../core/ids';
@@ -39,13 +40,14 @@ import {
   publishModel,
   readStage,
   readStageManifest,
-  stagePrefix,
   writeStage,
   type StageLocation,
 } from './artifacts';
-import { type ComputeBackend, type GenerateRequest, readGenerateOutputs, type TrainJob } from './compute';
+import type { ComputeBackend, GenerateRequest, TrainJob } from './compute';
+import { generateSharded } from './shards';
 import { type ProgressReporter, withHeartbeats } from './progress';
-import { type ArtifactStore, LocalStore } from './store';
+import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
+import { type ArtifactStore, LocalStore, sha256Hex } from './store';
 
 export interface ActivityDeps {
   /** store for a run's config (`store.root`), defaulting to the worker's */
@@ -101,85 +103,163 @@ export function modelIdFor(config: RunConfig, name: string): string {
 }
 
 export function createActivities(deps: ActivityDeps) {
-  const hbMs = deps.heartbeatIntervalMs ?? 5000;
+  const hbMs = deps.heartbeatIntervalMs ?? 2000;
 
-  /** Runs a generation job for a stage, reporting progress; returns outputs by request id. */
+  /**
+   * Runs a stage's generation requests shard by shard (see shards.ts), reporting progress in
+   * heartbeats; returns outputs by request id. Committed shards of an earlier attempt are reused.
+   */
   async function generate(
     config: RunConfig,
     loc: StageLocation,
     model: ModelRef,
     requests: GenerateRequest[],
+    part = 'all',
     label = loc.stage,
   ) {
     const store = deps.storeFor(config);
-    const dir = path.join(deps.workDir, stagePrefix(loc));
-    await fs.mkdir(dir, { recursive: true });
-    const input = path.join(dir, `${label}.requests.jsonl`);
-    const output = path.join(dir, `${label}.outputs.jsonl`);
-    await fs.writeFile(input, toJsonl(requests));
-    const total = requests.length;
     const started = Date.now();
-    const done = await withHeartbeats(async (update, signal) => {
-      return deps.compute.generate(
-        {
-          model: await modelDir(store, model),
-          input,
-          output,
-          device: config.compute.device,
-          batch_size: config.compute.generationBatchSize,
-          threads: config.compute.threads,
+    const previous = Context.current().info.heartbeatDetails as { part?: string; shardsCommitted?: number; done?: number } | undefined;
+    const attempt = Context.current().info.attempt;
+    const res = await withHeartbeats(async (update, signal) =>
+      generateSharded({
+        store,
+        compute: deps.compute,
+        workDir: deps.workDir,
+        loc,
+        part,
+        model: await modelDir(store, model),
+        requests,
+        shardSize: config.durability.shardSize,
+        partialFlushMs: config.durability.partialFlushSeconds * 1000,
+        device: config.compute.device,
+        batchSize: config.compute.generationBatchSize,
+        threads: config.compute.threads,
+        signal,
+        log: (line) => console.warn(`[${config.run}] ${line}`),
+        onProgress: (sp) => {
+          const p = { run: config.run, iteration: loc.iteration, stage: label, done: sp.done, total: sp.total, tokens: sp.tokens, elapsedS: (Date.now() - started) / 1000 };
+          update({ ...p, part: sp.part, shards: sp.shards, shardsCommitted: sp.shardsCommitted });
+          deps.reporter?.(p);
         },
-        {
-          signal,
-          onEvent: (ev) => {
-            if (ev.event !== 'progress') return;
-            const p = {
-              run: config.run,
-              iteration: loc.iteration,
-              stage: label,
-              done: Number(ev.done ?? 0),
-              total,
-              tokens: Number(ev.tokens ?? 0),
-              elapsedS: (Date.now() - started) / 1000,
-            };
-            update(p);
-            deps.reporter?.(p);
-          },
-        },
-      );
-    }, hbMs);
-    const outputs = await readGenerateOutputs(output);
-    for (const r of requests) {
-      if (!outputs.has(r.id)) throw ApplicationFailure.retryable(`${where(config, loc.iteration, loc.stage)}: generation output lacks request ${r.id}`);
+      }),
+    hbMs);
+    if (attempt > 1 && (res.shardsReused > 0 || res.requestsResumed > 0)) {
+      deps.reporter?.({ run: config.run, iteration: loc.iteration, stage: label, done: requests.length, total: requests.length, tokens: res.tokens, elapsedS: res.seconds, note: `attempt ${attempt}: reused ${res.shardsReused}/${res.shards} committed shards and ${res.requestsResumed} partial outputs${previous?.done !== undefined ? ` (last heartbeat: ${previous.done} done)` : ''}` });
     }
-    return { outputs, tokens: Number(done.tokens ?? 0), seconds: (Date.now() - started) / 1000 };
+    for (const r of requests) {
+      if (!res.outputs.has(r.id)) throw ApplicationFailure.retryable(`${where(config, loc.iteration, loc.stage)}: generation output lacks request ${r.id}`);
+    }
+    const skipped = requests.filter((r) => res.outputs.get(r.id)!.skipped !== undefined).length;
+    return { outputs: res.outputs, tokens: res.tokens, seconds: res.seconds, skipped, shards: res.shards, shardsReused: res.shardsReused, requestsResumed: res.requestsResumed, requestsGenerated: res.requestsGenerated };
   }
 
-  async function train(config: RunConfig, iteration: number, label: string, job: Omit<TrainJob, 'device' | 'threads' | 'gradient_checkpointing'>) {
+  /**
+   * One training job (SFT or DPO) from a base model to a published model, with full
+   * checkpoints copied into the store every `durability.checkpointEvery` steps. A retried
+   * attempt resumes from the newest complete checkpoint of the same job; torn ones are skipped.
+   */
+  async function trainModel(input: {
+    config: RunConfig;
+    iteration: number;
+    name: string;
+    method: 'sft' | 'dpo';
+    base: ModelRef;
+    data: object[];
+    trainedOn: string[];
+    hyper: Pick<TrainJob, 'lr' | 'lr_end' | 'epochs' | 'batch_size' | 'dropout' | 'beta' | 'max_length' | 'seed'>;
+    extraMetrics: Record<string, unknown>;
+  }): Promise<TrainResult> {
+    const { config, iteration, name } = input;
+    const store = deps.storeFor(config);
+    const lineage = lineageOf(config);
+    const modelId = modelIdFor(config, name);
+    const label = `${input.method} ${name}`;
+    const dir = path.join(deps.workDir, 'runs', config.run, 'train', name);
+    await fs.mkdir(dir, { recursive: true });
+    const dataText = toJsonl(input.data);
+    const data = path.join(dir, `${input.method}.jsonl`);
+    await fs.writeFile(data, dataText);
+    const output = path.join(dir, 'model');
+    await fs.rm(output, { recursive: true, force: true });
+    const localCheckpoints = path.join(dir, 'checkpoints');
+    await fs.rm(localCheckpoints, { recursive: true, force: true });
+    await fs.mkdir(localCheckpoints, { recursive: true });
+
+    const every = config.durability.checkpointEvery;
+    // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
+    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: sha256Hex(dataText), hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
+    const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
+    const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
+    for (const t of scan.torn) console.warn(`[${config.run}] ${label}: skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`);
+    const resume = scan.newest;
+    if (resume) deps.reporter?.({ run: config.run, iteration, stage: label, done: resume.step, total: 0, tokens: 0, elapsedS: 0, note: `resuming from checkpoint at step ${resume.step}` });
+
     const started = Date.now();
-    return withHeartbeats(async (update, signal) => {
-      return deps.compute.train(
-        { ...job, device: config.compute.device, threads: config.compute.threads, gradient_checkpointing: config.compute.gradientCheckpointing },
-        {
-          signal,
-          onEvent: (ev) => {
-            if (ev.event !== 'progress') return;
-            const p = {
-              run: config.run,
-              iteration,
-              stage: label,
-              done: Number(ev.step ?? 0),
-              total: Number(ev.total_steps ?? 0),
-              tokens: 0,
-              elapsedS: (Date.now() - started) / 1000,
-              note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : undefined,
-            };
-            update({ ...p, loss: ev.loss });
-            deps.reporter?.(p);
+    let lastCheckpoint = resume?.step ?? 0;
+    let chain: Promise<void> = Promise.resolve();
+    let chainError: unknown = null;
+    const done = await withHeartbeats(async (update, signal) =>
+      deps.compute
+        .train(
+          {
+            mode: input.method,
+            model: await modelDir(store, input.base),
+            ref_model: null,
+            data,
+            output,
+            ...input.hyper,
+            grad_accum: 1,
+            max_steps: null,
+            device: config.compute.device,
+            threads: config.compute.threads,
+            gradient_checkpointing: config.compute.gradientCheckpointing,
+            checkpoint_every: every > 0 ? every : null,
+            checkpoint_dir: every > 0 ? localCheckpoints : null,
+            resume_from: resume ? resume.dir : null,
           },
-        },
-      );
-    }, hbMs);
+          {
+            signal,
+            onEvent: (ev) => {
+              if (ev.event === 'checkpoint' && typeof ev.dir === 'string') {
+                const local = ev.dir;
+                chain = chain
+                  .then(async () => {
+                    const step = await publishCheckpoint(store, ckptPrefix, local);
+                    // keep the newest complete checkpoint only; the one before goes once this one is whole
+                    await pruneCheckpoints(store, ckptPrefix, [step]);
+                    await fs.rm(local, { recursive: true, force: true });
+                    lastCheckpoint = step;
+                  })
+                  .catch((err: unknown) => {
+                    chainError ??= err;
+                  });
+                return;
+              }
+              if (ev.event !== 'progress') return;
+              const p = {
+                run: config.run,
+                iteration,
+                stage: label,
+                done: Number(ev.step ?? 0),
+                total: Number(ev.total_steps ?? 0),
+                tokens: 0,
+                elapsedS: (Date.now() - started) / 1000,
+                note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : undefined,
+              };
+              update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint });
+              deps.reporter?.(p);
+            },
+          },
+        )
+        .finally(() => chain),
+    hbMs);
+    if (chainError) throw ApplicationFailure.retryable(`${where(config, iteration, label)}: could not store a checkpoint: ${(chainError as Error).message}`, 'CheckpointFailed');
+    const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), ...input.extraMetrics, compute: done };
+    const model = await publishModel(store, { lineage, modelId, parent: input.base.modelId, method: input.method, trainedOn: input.trainedOn, metrics, dir: output });
+    await fs.rm(output, { recursive: true, force: true });
+    await store.deletePrefix(ckptPrefix);
+    return { model, metrics };
   }
 
   function samplingSeed(config: RunConfig, id: string): number {
@@ -261,41 +341,26 @@ export function createActivities(deps: ActivityDeps) {
       const ift = await readStage(store, input.ift, IftExample);
       const examples: SftExample[] = ift.map((r) => ({ id: r.id, prompt: r.prompt, completion: r.response, kind: 'ift' }));
       for (const ref of input.eft) examples.push(...(await readStage(store, ref, SftExample)));
-      const dir = path.join(deps.workDir, 'runs', config.run, 'train', input.name);
-      await fs.mkdir(dir, { recursive: true });
-      const data = path.join(dir, 'sft.jsonl');
-      await fs.writeFile(data, toJsonl(examples));
-      const output = path.join(dir, 'model');
-      await fs.rm(output, { recursive: true, force: true });
-      const done = await train(config, 0, `sft ${input.name}`, {
-        mode: 'sft',
-        model: await modelDir(store, input.base),
-        ref_model: null,
-        data,
-        output,
-        lr: config.sft.lr,
-        lr_end: config.sft.lrEnd,
-        epochs: config.sft.epochs,
-        batch_size: config.sft.batchSize,
-        grad_accum: 1,
-        dropout: config.sft.dropout,
-        beta: config.dpo.beta, // unused by SFT
-        max_length: config.sft.maxLength,
-        seed: config.randomSeed,
-        max_steps: null,
-      });
-      const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), examples: examples.length, ift: ift.length, eft: examples.length - ift.length, compute: done };
-      const model = await publishModel(store, {
-        lineage,
-        modelId,
-        parent: input.base.modelId,
+      return trainModel({
+        config,
+        iteration: 0,
+        name: input.name,
         method: 'sft',
+        base: input.base,
+        data: examples,
         trainedOn: [input.ift.uri, ...input.eft.map((r) => r.uri)],
-        metrics,
-        dir: output,
+        hyper: {
+          lr: config.sft.lr,
+          lr_end: config.sft.lrEnd,
+          epochs: config.sft.epochs,
+          batch_size: config.sft.batchSize,
+          dropout: config.sft.dropout,
+          beta: config.dpo.beta, // unused by SFT
+          max_length: config.sft.maxLength,
+          seed: config.randomSeed,
+        },
+        extraMetrics: { examples: examples.length, ift: ift.length, eft: examples.length - ift.length },
       });
-      await fs.rm(output, { recursive: true, force: true });
-      return { model, metrics };
     },
 
     /** EFT step 1: the SFT baseline judges every human-ranked reply. */
@@ -323,7 +388,8 @@ export function createActivities(deps: ActivityDeps) {
           });
         });
       }
-      const { outputs, tokens, seconds } = await generate(config, loc, input.judge, requests);
+      const gen = await generate(config, loc, input.judge, requests);
+      const { outputs, tokens, seconds } = gen;
       const judgments: EftJudgment[] = [];
       for (const req of requests) {
         const k = keyOf.get(req.id)!;
@@ -337,7 +403,7 @@ export function createActivities(deps: ActivityDeps) {
         records: judgments,
         producer: PRODUCER,
         configHash: configHash(config.eft),
-        stats: { ...parseStats(judgments), tokens, seconds },
+        stats: { ...parseStats(judgments), tokens, seconds, ...shardStats(gen) },
       });
     },
 
@@ -373,6 +439,7 @@ export function createActivities(deps: ActivityDeps) {
       let tokens = 0;
       let seconds = 0;
       let rounds = 0;
+      const shardTotals = { shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0, skipped: 0 };
       for (let round = 0; round < cfg.maxRounds && kept.length < cfg.count; round++) {
         rounds++;
         const pool = [...earlier, ...kept].map((p) => ({ id: p.id, prompt: p.prompt }));
@@ -394,9 +461,14 @@ export function createActivities(deps: ActivityDeps) {
           });
         }
         requested += requests.length;
-        const res = await generate(config, loc, input.model, requests, `prompts round ${round + 1}`);
+        const res = await generate(config, loc, input.model, requests, `round-${String(round).padStart(3, '0')}`, `prompts round ${round + 1}`);
         tokens += res.tokens;
         seconds += res.seconds;
+        shardTotals.shards += res.shards;
+        shardTotals.shardsReused += res.shardsReused;
+        shardTotals.requestsResumed += res.requestsResumed;
+        shardTotals.requestsGenerated += res.requestsGenerated;
+        shardTotals.skipped += res.skipped;
         for (const req of requests) {
           for (const o of res.outputs.get(req.id)!.outputs) {
             // a continuation cut off by the token limit may end in half an instruction
@@ -419,7 +491,7 @@ export function createActivities(deps: ActivityDeps) {
         records: kept,
         producer: PRODUCER,
         configHash: configHash(cfg),
-        stats: { requested, rounds, generated, kept: kept.length, filters: filter.counts(), tokens, seconds },
+        stats: { requested, rounds, generated, kept: kept.length, filters: filter.counts(), tokens, seconds, ...shardTotals },
       });
     },
 
@@ -443,7 +515,8 @@ export function createActivities(deps: ActivityDeps) {
           seed: samplingSeed(config, id),
         };
       });
-      const { outputs, tokens, seconds } = await generate(config, loc, input.model, requests);
+      const gen = await generate(config, loc, input.model, requests);
+      const { outputs, tokens, seconds } = gen;
       const candidates: Candidate[] = [];
       prompts.forEach((p, i) => {
         outputs.get(requests[i]!.id)!.outputs.forEach((o, index) => {
@@ -458,7 +531,7 @@ export function createActivities(deps: ActivityDeps) {
           });
         });
       });
-      return writeStage(store, { ...loc, recordType: 'Candidate', records: candidates, producer: PRODUCER, configHash: configHash(config.candidates), stats: { prompts: prompts.length, tokens, seconds } });
+      return writeStage(store, { ...loc, recordType: 'Candidate', records: candidates, producer: PRODUCER, configHash: configHash(config.candidates), stats: { prompts: prompts.length, tokens, seconds, ...shardStats(gen) } });
     },
 
     /** Iteration step c: the model judges each candidate `samples` times; scores are parsed here. */
@@ -481,7 +554,8 @@ export function createActivities(deps: ActivityDeps) {
           seed: samplingSeed(config, id),
         };
       });
-      const { outputs, tokens, seconds } = await generate(config, loc, input.model, requests);
+      const gen = await generate(config, loc, input.model, requests);
+      const { outputs, tokens, seconds } = gen;
       const judgments: Judgment[] = [];
       candidates.forEach((c, i) => {
         outputs.get(requests[i]!.id)!.outputs.forEach((o, sample) => {
@@ -494,7 +568,7 @@ export function createActivities(deps: ActivityDeps) {
         records: judgments,
         producer: PRODUCER,
         configHash: configHash(config.judge),
-        stats: { ...parseStats(judgments), tokens, seconds },
+        stats: { ...parseStats(judgments), tokens, seconds, ...shardStats(gen) },
       });
     },
 
@@ -525,33 +599,26 @@ export function createActivities(deps: ActivityDeps) {
         const manifest = await readStageManifest(store, input.pairs);
         throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(manifest.stats.dropped ?? {})})`, 'NoPreferencePairs');
       }
-      const dir = path.join(deps.workDir, 'runs', config.run, 'train', name);
-      await fs.mkdir(dir, { recursive: true });
-      const data = path.join(dir, 'dpo.jsonl');
-      await fs.writeFile(data, toJsonl(pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected }))));
-      const output = path.join(dir, 'model');
-      await fs.rm(output, { recursive: true, force: true });
-      const done = await train(config, iteration, `dpo ${name}`, {
-        mode: 'dpo',
-        model: await modelDir(store, input.model),
-        ref_model: null,
-        data,
-        output,
-        lr: config.dpo.lr,
-        lr_end: config.dpo.lrEnd,
-        epochs: config.dpo.epochs,
-        batch_size: config.dpo.batchSize,
-        grad_accum: 1,
-        dropout: config.dpo.dropout,
-        beta: config.dpo.beta,
-        max_length: config.dpo.maxLength,
-        seed: config.randomSeed + iteration,
-        max_steps: null,
+      return trainModel({
+        config,
+        iteration,
+        name,
+        method: 'dpo',
+        base: input.model,
+        data: pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected })),
+        trainedOn: [input.pairs.uri],
+        hyper: {
+          lr: config.dpo.lr,
+          lr_end: config.dpo.lrEnd,
+          epochs: config.dpo.epochs,
+          batch_size: config.dpo.batchSize,
+          dropout: config.dpo.dropout,
+          beta: config.dpo.beta,
+          max_length: config.dpo.maxLength,
+          seed: config.randomSeed + iteration,
+        },
+        extraMetrics: { pairs: pairs.length },
       });
-      const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), pairs: pairs.length, compute: done };
-      const model = await publishModel(store, { lineage, modelId, parent: input.model.modelId, method: 'dpo', trainedOn: [input.pairs.uri], metrics, dir: output });
-      await fs.rm(output, { recursive: true, force: true });
-      return { model, metrics };
     },
 
     /** Writes the iteration's summary (JSON + Markdown) next to its artifacts and shows it. */
@@ -610,6 +677,11 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** How a generation stage went in terms of shards: what was reused from earlier attempts, what was skipped. */
+function shardStats(g: { shards: number; shardsReused: number; requestsResumed: number; requestsGenerated: number; skipped: number }) {
+  return { shards: g.shards, shardsReused: g.shardsReused, requestsResumed: g.requestsResumed, requestsGenerated: g.requestsGenerated, skipped: g.skipped };
+}
 
 /** The score parsed from a judge's generated text, or null with the reason. */
 function scoreOf(text: string): { score: number | null; parseError?: string } {

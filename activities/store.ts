@@ -25,6 +25,10 @@ export interface ArtifactStore {
   list(prefix: string): Promise<string[]>;
   /** A local directory holding the files under `prefix` (the store's own for a local store). */
   localDir(prefix: string): Promise<string>;
+  /** Removes one object (no error when absent). */
+  delete(key: string): Promise<void>;
+  /** Removes every object under a prefix. */
+  deletePrefix(prefix: string): Promise<void>;
 }
 
 /** Object keys are built from validated names only; refuse anything that could escape the root. */
@@ -141,5 +145,13 @@ export class LocalStore implements ArtifactStore {
 
   async localDir(prefix: string): Promise<string> {
     return this.file(prefix);
+  }
+
+  async delete(key: string): Promise<void> {
+    await fs.rm(this.file(key), { force: true });
+  }
+
+  async deletePrefix(prefix: string): Promise<void> {
+    await fs.rm(this.file(prefix), { recursive: true, force: true });
   }
 }

@@ -117,6 +117,22 @@ export const ComputeConfig = z.strictObject({
   gradientCheckpointing: z.boolean().default(true),
 });
 
+export const DurabilityConfig = z.strictObject({
+  /** Generation requests per shard: the unit published atomically, and at most what a crash redoes. */
+  shardSize: PositiveInt.max(1_000_000).default(64),
+  /** A shard's outputs so far are copied to the store at most this often, for a worker on another host to continue. */
+  partialFlushSeconds: z.number().nonnegative().default(30),
+  /** SFT and DPO save a full checkpoint into the store every this many optimizer steps (0: never). */
+  checkpointEvery: z.number().int().nonnegative().default(50),
+  /** A generation or training attempt without a heartbeat for this long is taken as lost and retried. */
+  heartbeatTimeoutSeconds: PositiveInt.default(300),
+  /** First retry delay of a failed generation or training attempt (doubling up to 10 minutes). */
+  retryInitialSeconds: z.number().positive().default(10),
+  /** Attempts of a generation or training activity before the run fails. */
+  maximumAttempts: PositiveInt.max(1000).default(10),
+});
+export type DurabilityConfig = z.infer<typeof DurabilityConfig>;
+
 export const StoreConfig = z.strictObject({
   /** A directory for the local artifact store; default `<stateDir>/artifacts`. */
   root: z.string().min(1).optional(),
@@ -129,8 +145,8 @@ export const RunConfig = z.strictObject({
   lineage: SafeName.optional(),
   baseModel: ModelSource.default({ packaged: 'smollm2-135m-instruct' }),
   seed: SeedConfig,
-  /** Self-rewarding iterations after SFT: 2 gives M1 -> M2 -> M3 as in the paper. */
-  iterations: PositiveInt.max(100).default(2),
+  /** Self-rewarding iterations after SFT: 2 gives M1 -> M2 -> M3 as in the paper; 0 stops at M1. */
+  iterations: z.number().int().nonnegative().max(100).default(2),
   /** Seed of every sampler and trainer in the run. */
   randomSeed: z.number().int().nonnegative().default(0),
   sft: SftConfig.default(SftConfig.parse({})),
@@ -140,6 +156,7 @@ export const RunConfig = z.strictObject({
   judge: JudgeConfig.default(JudgeConfig.parse({})),
   dpo: DpoConfig.default(DpoConfig.parse({})),
   compute: ComputeConfig.default(ComputeConfig.parse({})),
+  durability: DurabilityConfig.default(DurabilityConfig.parse({})),
   store: StoreConfig.default({}),
 });
 export type RunConfig = z.infer<typeof RunConfig>;

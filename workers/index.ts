@@ -23,6 +23,8 @@ export interface WorkerSetOptions {
   shutdownGraceTime?: number;
   /** concurrent generation / training jobs per worker (one model in memory each) */
   computeConcurrency?: number;
+  /** most time between heartbeats sent to the server (default 2 s) */
+  heartbeatThrottleMs?: number;
 }
 
 let cachedBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -53,6 +55,9 @@ export async function createWorkers(opts: WorkerSetOptions): Promise<Worker[]> {
         maxConcurrentActivityTaskExecutions: isCompute ? (opts.computeConcurrency ?? 1) : 20,
         // in-flight activities are cancelled after this on shutdown; their compute children get SIGTERM
         shutdownGraceTime: opts.shutdownGraceTime ?? 10_000,
+        // heartbeats reach the server (and a cancellation reaches the activity) within this
+        maxHeartbeatThrottleInterval: opts.heartbeatThrottleMs ?? 2000,
+        defaultHeartbeatThrottleInterval: opts.heartbeatThrottleMs ?? 2000,
       }),
     );
   }

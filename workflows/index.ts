@@ -7,9 +7,18 @@
  * Workflows carry artifact references only; every stage is an idempotent activity, so
  * starting a run again over the same store resumes it at its first incomplete stage.
  */
-import { ApplicationFailure, executeChild, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  ChildWorkflowCancellationType,
+  executeChild,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities, ModelRef } from '../activities';
-import type { ArtifactRef, RunConfig } from '../core/schemas';
+import type { ArtifactRef, DurabilityConfig, RunConfig } from '../core/schemas';
 import type { IterationSummary } from '../core/stats';
 import {
   iterationProgressQuery,
@@ -32,20 +41,28 @@ const cpu = proxyActivities<Activities>({
   retry: { maximumAttempts: 5, initialInterval: '2s', backoffCoefficient: 2, nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
-// Sampling and judging: long, heartbeating; a lost worker is noticed within the heartbeat timeout.
-const generation = proxyActivities<Activities>({
-  taskQueue: TASK_QUEUES.generation,
-  startToCloseTimeout: '24 hours',
-  heartbeatTimeout: '5 minutes',
-  retry: { maximumAttempts: 10, initialInterval: '10s', backoffCoefficient: 2, maximumInterval: '10 minutes', nonRetryableErrorTypes: NON_RETRYABLE },
-});
-
-const training = proxyActivities<Activities>({
-  taskQueue: TASK_QUEUES.training,
-  startToCloseTimeout: '72 hours',
-  heartbeatTimeout: '5 minutes',
-  retry: { maximumAttempts: 10, initialInterval: '30s', backoffCoefficient: 2, maximumInterval: '30 minutes', nonRetryableErrorTypes: NON_RETRYABLE },
-});
+/**
+ * Sampling/judging and training: long and heartbeating, so a lost worker is noticed within
+ * the heartbeat timeout and the stage continues elsewhere from its committed shards or
+ * checkpoints. Cancellation waits until the activity has stopped its compute process.
+ */
+function computeActivities(d: DurabilityConfig) {
+  const common = {
+    heartbeatTimeout: d.heartbeatTimeoutSeconds * 1000,
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  };
+  const retry = (maxInterval: number) => ({
+    maximumAttempts: d.maximumAttempts,
+    initialInterval: d.retryInitialSeconds * 1000,
+    backoffCoefficient: 2,
+    maximumInterval: Math.max(d.retryInitialSeconds * 1000, maxInterval),
+    nonRetryableErrorTypes: NON_RETRYABLE,
+  });
+  return {
+    generation: proxyActivities<Activities>({ ...common, taskQueue: TASK_QUEUES.generation, startToCloseTimeout: '24 hours', retry: retry(10 * 60_000) }),
+    training: proxyActivities<Activities>({ ...common, taskQueue: TASK_QUEUES.training, startToCloseTimeout: '72 hours', retry: retry(30 * 60_000) }),
+  };
+}
 
 export interface RunInput {
   /** the run config as written by the user; validated by the first activity */
@@ -83,6 +100,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     progress.configHash = prepared.configHash;
     progress.status = 'running';
     progress.iterations = config.iterations;
+    const { generation, training } = computeActivities(config.durability);
 
     const m0 = await step('import-model', () => training.importModel({ config, source: config.baseModel, name: 'm0' }));
     addModel('M0', m0);
@@ -111,6 +129,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
         executeChild(srlmIteration, {
           workflowId: iterationWorkflowId(config.run, t),
           taskQueue: TASK_QUEUES.orchestration,
+          cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
           args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier] }],
         }),
       );
@@ -124,6 +143,11 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     progress.stage = 'done';
     return { run: config.run, models, summaries, finalModel: current };
   } catch (err) {
+    if (isCancellation(err)) {
+      // an operator's cancel: the activities have stopped their compute processes by now
+      progress.status = 'cancelled';
+      throw err;
+    }
     // Surface the innermost cause (the activity's own message) at the top of the failure,
     // where `temporal workflow show`, the Web UI and clients look first.
     const root = rootCause(err);
@@ -166,6 +190,7 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const progress: IterationProgress = { run: config.run, iteration, stage: 'prompts', stagesDone: [] };
   setHandler(iterationProgressQuery, () => progress);
   const timings: Record<string, number> = {};
+  const { generation, training } = computeActivities(config.durability);
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     progress.stage = stage;
     const started = Date.now();

@@ -25,7 +25,7 @@ export function iterationWorkflowId(run: string, iteration: number): string {
   return `srlm-${run}-iter-${iteration}`;
 }
 
-export type RunStatus = 'starting' | 'running' | 'completed' | 'failed';
+export type RunStatus = 'starting' | 'running' | 'completed' | 'failed' | 'cancelled';
 
 export interface RunProgress {
   run: string;

@@ -24,6 +24,8 @@ export interface FakeComputeOptions {
   constantScore?: number;
   /** milliseconds to wait per request, to make runs observable/cancellable */
   delayPerRequestMs?: number;
+  /** every generated request id is appended here (to count work done, and redone) */
+  logFile?: string;
 }
 
 export class FakeCompute implements ComputeBackend {
@@ -52,30 +54,54 @@ export class FakeCompute implements ComputeBackend {
     return `Here is a fake answer number ${h % 97} about the request, with ${'detail '.repeat((h >>> 3) % 5)}included.`;
   }
 
+  /**
+   * Like the real engine: one output line appended per finished request, ids already in an
+   * output file skipped (a torn last line cut first), `shard_done` after each shard.
+   */
   async generate(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent> {
     this.calls.push({ kind: 'generate', job });
-    const requests = (await fs.readFile(job.input, 'utf8'))
-      .split('\n')
-      .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as GenerateRequest);
-    const lines: string[] = [];
+    const shards = job.shards ?? [{ input: job.input!, output: job.output! }];
+    const all = await Promise.all(
+      shards.map(async (s) =>
+        (await fs.readFile(s.input, 'utf8'))
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => JSON.parse(l) as GenerateRequest),
+      ),
+    );
+    const total = all.reduce((n, r) => n + r.length, 0);
+    let done = 0;
     let tokens = 0;
-    for (const [i, r] of requests.entries()) {
-      if (ctl.signal?.aborted) throw new Error('fake generate cancelled');
-      if (this.opts.delayPerRequestMs) await new Promise((res) => setTimeout(res, this.opts.delayPerRequestMs));
-      const outputs = Array.from({ length: r.n }, (_, s) => {
-        const text = this.respond(r, s);
-        const t = text.split(/\s+/).length;
-        tokens += t;
-        return { text, tokens: t, finish_reason: 'stop' as const };
-      });
-      lines.push(JSON.stringify({ id: r.id, outputs }));
-      ctl.onEvent?.({ event: 'progress', done: i + 1, total: requests.length, tokens });
+    for (const [k, s] of shards.entries()) {
+      let existing = await fs.readFile(s.output, 'utf8').catch(() => '');
+      if (existing && !existing.endsWith('\n')) {
+        existing = existing.slice(0, existing.lastIndexOf('\n') + 1);
+        await fs.writeFile(s.output, existing);
+      }
+      const have = new Set(existing.split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { id: string }).id));
+      for (const r of all[k]!) {
+        if (have.has(r.id)) {
+          done++;
+          continue;
+        }
+        if (ctl.signal?.aborted) throw new Error('fake generate cancelled');
+        if (this.opts.delayPerRequestMs) await new Promise((res) => setTimeout(res, this.opts.delayPerRequestMs));
+        const outputs = Array.from({ length: r.n }, (_, i) => {
+          const text = this.respond(r, i);
+          const t = text.split(/\s+/).length;
+          tokens += t;
+          return { text, tokens: t, finish_reason: 'stop' as const };
+        });
+        await fs.appendFile(s.output, JSON.stringify({ id: r.id, outputs }) + '\n');
+        if (this.opts.logFile) await fs.appendFile(this.opts.logFile, r.id + '\n');
+        done++;
+        ctl.onEvent?.({ event: 'progress', shard: k, done, total, tokens });
+      }
+      ctl.onEvent?.({ event: 'shard_done', shard: k, requests: all[k]!.length, output: s.output });
     }
-    await fs.writeFile(job.output, lines.join('\n') + '\n');
-    const done: ComputeEvent = { event: 'done', done: requests.length, tokens };
-    ctl.onEvent?.(done);
-    return done;
+    const ev: ComputeEvent = { event: 'done', done, tokens };
+    ctl.onEvent?.(ev);
+    return ev;
   }
 
   async train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
