@@ -32,7 +32,7 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
   CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
   JudgeConfig: { valid: { samples: 1 }, invalid: [[{ samples: 0 }, 'samples'], [{ extra: 1 }, '']] },
   ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
-  DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds'], [{ retries: 3 }, 'retries']] },
+  DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
   StoreConfig: { valid: { root: '/tmp/srlm' }, invalid: [[{ root: '' }, 'root']] },
   RunConfig: {
     valid: { run: 'demo', seed: { ift: 'seed/ift.jsonl' } },
