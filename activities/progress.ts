@@ -3,6 +3,7 @@
  * `temporal activity` output), and a reporter shows it to a person watching the main job.
  */
 import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
 
 export interface StageProgress {
   run: string;
@@ -70,6 +71,14 @@ export async function withHeartbeats<T>(
     return await work((d) => {
       details = d;
     }, ctx.cancellationSignal);
+  } catch (err) {
+    // A cancelled activity reports cancellation, not the error its stopped child produced,
+    // so the workflow sees a cancellation (and retries nothing).
+    if (ctx.cancellationSignal.aborted) {
+      const reason: unknown = ctx.cancellationSignal.reason;
+      throw reason instanceof Error ? reason : new CancelledFailure(`activity cancelled: ${String(reason)}`);
+    }
+    throw err;
   } finally {
     clearInterval(timer);
   }

@@ -4,6 +4,8 @@
  *   srlm run --config configs/demo.json     embedded: start what is missing, run, watch
  *   srlm start --config run.json            start a run on an existing cluster
  *   srlm status <run>                       progress of a run
+ *   srlm resume <run> [--config run.json]   new execution of a failed/cancelled/terminated run
+ *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  */
 import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
@@ -18,6 +20,7 @@ import type { RunConfig } from '../core/schemas';
 import { defaultStateDir } from '../infra/paths';
 import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
+import { cancelRun, resumeRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
 const address = (): string => process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
@@ -183,6 +186,32 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
   }
 }
 
+async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
+  const connection = await Connection.connect({ address: address() });
+  try {
+    return await fn(new Client({ connection, namespace: namespace() }));
+  } finally {
+    await connection.close();
+  }
+}
+
+async function cmdResume(run: string, opts: { config?: string; watch?: boolean }): Promise<void> {
+  const config = opts.config ? await loadConfigOrExit(opts.config, run) : undefined;
+  await withClient(async (client) => {
+    const out = await resumeRun(client, run, config ? { config } : {});
+    console.log(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
+    console.log('Completed stages, committed shards and training checkpoints are reused.');
+    if (opts.watch) await watch(client, out.workflowId, (l) => console.log(l));
+  });
+}
+
+async function cmdCancel(run: string): Promise<void> {
+  await withClient(async (client) => {
+    const status = await cancelRun(client, run);
+    console.log(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
+  });
+}
+
 const program = new Command()
   .name('srlm')
   .description('Durable self-rewarding training for language models (Yuan et al. 2024) on Temporal');
@@ -208,6 +237,20 @@ program
   .argument('<run>', 'run name')
   .option('--json', 'machine-readable output')
   .action(cmdStatus);
+
+program
+  .command('resume')
+  .description('start a new execution of a run that failed, was cancelled or terminated; it reuses every completed artifact')
+  .argument('<run>', 'run name')
+  .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
+  .option('--watch', 'watch the resumed run until it ends')
+  .action(cmdResume);
+
+program
+  .command('cancel')
+  .description('cancel a run: its compute processes are stopped, published artifacts stay')
+  .argument('<run>', 'run name')
+  .action(cmdCancel);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof ConfigError) console.error(`error: ${err.message}`);

@@ -1,12 +1,19 @@
 """Command dispatch.
 
-    PYTHONPATH=compute python -m srlm_compute <generate|train|import-model|locate-packaged> --job JOB.json
+    PYTHONPATH=compute python -m srlm_compute <command> --job JOB.json
+
+Commands: generate, train, import-model, locate-packaged, make-tiny-model.
 
 Exit codes: 0 success; 2 invalid input (bad job key, missing file, malformed
-data line); 1 any other failure; 143 / 130 when stopped by SIGTERM / SIGINT.
+data line, torn checkpoint); 1 any other failure (including an output lock held
+by another process, and a parent that died before we started); 143 / 130 when
+stopped by SIGTERM / SIGINT.
 Every failure also prints ``{"event":"error","message":...,"kind":...}`` on
 stdout (kind "invalid_input" for exit 2, "runtime" otherwise; a cancellation
 carries ``"signal": "SIGTERM"|"SIGINT"``).
+
+Every command first asks the kernel to SIGKILL it when its parent process dies
+(``prctl(PR_SET_PDEATHSIG)``, Linux; see :func:`srlm_compute.runtime.die_with_parent`).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ apply_env_defaults()  # before anything imports transformers / huggingface_hub
 from . import progress  # noqa: E402
 from .jobs import InvalidInput  # noqa: E402
 
-COMMANDS = ("generate", "train", "import-model", "locate-packaged")
+COMMANDS = ("generate", "train", "import-model", "locate-packaged", "make-tiny-model")
 
 
 class _ArgParser(argparse.ArgumentParser):
@@ -48,12 +55,26 @@ def _run(command: str, job: str) -> int:
         from .import_model import main_locate
 
         return main_locate(job)
+    if command == "make-tiny-model":
+        from .tiny_model import main
+
+        return main(job)
     raise InvalidInput(f"unknown command {command!r}; expected one of {', '.join(COMMANDS)}")
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .runtime import LockHeld, die_with_parent
+
     progress.claim_stdout()
     progress.install_signal_handlers()
+    if not die_with_parent():
+        message = "the parent process is already gone (orphaned at start); not running"
+        progress.log(message)
+        try:
+            progress.emit("error", message=message, kind="runtime")
+        except OSError:  # nobody reads stdout any more
+            pass
+        return 1
     try:
         parser = _ArgParser(prog="python -m srlm_compute", add_help=False)
         parser.add_argument("command", choices=COMMANDS)
@@ -68,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         progress.log(str(exc))
         progress.emit("error", message=str(exc), kind="runtime", signal=exc.name)
         return exc.exit_code
+    except LockHeld as exc:
+        progress.log(str(exc))
+        progress.emit("error", message=str(exc), kind="runtime")
+        return 1
     except Exception as exc:  # noqa: BLE001 - the CLI boundary
         traceback.print_exc(file=sys.stderr)
         progress.emit("error", message=f"{type(exc).__name__}: {exc}", kind="runtime")

@@ -165,7 +165,25 @@ def _need_output(where: str, name: str, path: str, overwrite: bool) -> None:
 
 
 @dataclass
+class GenerateShard:
+    input: str
+    output: str
+
+    def check(self, where: str) -> None:
+        if not self.input:
+            raise InvalidInput(f"{where}: key 'input' must not be empty")
+        if not self.output:
+            raise InvalidInput(f"{where}: key 'output' must not be empty")
+        _need_file(where, "input", self.input)
+        parent = os.path.dirname(os.path.abspath(self.output))
+        if not os.path.isdir(parent):
+            raise InvalidInput(f"{where}: key 'output': parent directory does not exist: {parent}")
+
+
+@dataclass
 class GenerateJob:
+    """Either ``input`` + ``output`` (one file pair) or ``shards`` (a list of them), never both."""
+
     # model
     model: str
     device: Device = "auto"
@@ -173,21 +191,53 @@ class GenerateJob:
     # data
     input: str = ""
     output: str = ""
+    shards: Optional[list] = None  # [{"input": path, "output": path}, ...]; parsed to GenerateShard by check()
     # batching
     batch_size: int = 16
 
     def check(self, where: str) -> None:
-        if not self.input:
-            raise InvalidInput(f"{where}: missing required key 'input'")
-        if not self.output:
-            raise InvalidInput(f"{where}: missing required key 'output'")
+        if self.shards is not None:
+            given = [k for k in ("input", "output") if getattr(self, k)]
+            if given:
+                raise InvalidInput(
+                    f"{where}: key {given[0]!r} cannot be combined with 'shards' "
+                    "(give either 'input' + 'output' or 'shards')"
+                )
+            if not self.shards:
+                raise InvalidInput(f"{where}: key 'shards' must not be empty")
+        else:
+            if not self.input:
+                raise InvalidInput(f"{where}: missing required key 'input' (or give 'shards')")
+            if not self.output:
+                raise InvalidInput(f"{where}: missing required key 'output' (or give 'shards')")
         _positive(where, "batch_size", self.batch_size)
         _positive(where, "threads", self.threads, allow_zero=True)
         _need_dir(where, "model", self.model)
-        _need_file(where, "input", self.input)
-        parent = os.path.dirname(os.path.abspath(self.output))
-        if not os.path.isdir(parent):
-            raise InvalidInput(f"{where}: key 'output': parent directory does not exist: {parent}")
+        if self.shards is None:
+            GenerateShard(input=self.input, output=self.output).check(where)
+            return
+        parsed: list[GenerateShard] = []
+        outputs: dict[str, int] = {}
+        for i, obj in enumerate(self.shards):
+            if isinstance(obj, GenerateShard):  # check() already ran once
+                shard = obj
+                shard.check(f"{where}: shards[{i}]")
+            else:
+                shard = parse_record(GenerateShard, obj, f"{where}: shards[{i}]")
+            key = os.path.realpath(shard.output)
+            if key in outputs:
+                raise InvalidInput(
+                    f"{where}: shards[{i}]: output {shard.output} is also the output of shards[{outputs[key]}]"
+                )
+            outputs[key] = i
+            parsed.append(shard)
+        self.shards = parsed
+
+    def shard_list(self) -> list[GenerateShard]:
+        """The job's (input, output) pairs: ``shards``, or the single top-level pair."""
+        if self.shards is not None:
+            return list(self.shards)
+        return [GenerateShard(input=self.input, output=self.output)]
 
 
 @dataclass
@@ -247,6 +297,10 @@ class TrainJob:
     seed: int = 0
     max_steps: Optional[int] = None
     gradient_checkpointing: Optional[bool] = None  # null: on (TRL's default)
+    # checkpoints (see train.py)
+    checkpoint_every: Optional[int] = None  # optimizer steps; null / 0: no checkpoints
+    checkpoint_dir: Optional[str] = None  # required when checkpoint_every > 0
+    resume_from: Optional[str] = None  # a step-NNNNNN directory written by an earlier run
     # runtime
     device: Device = "auto"
     threads: int = 0
@@ -277,6 +331,26 @@ class TrainJob:
             _need_dir(where, "ref_model", self.ref_model)
         _need_file(where, "data", self.data)
         _need_output(where, "output", self.output, self.overwrite)
+        _positive(where, "checkpoint_every", self.checkpoint_every, allow_zero=True)
+        if self.checkpoint_every and not self.checkpoint_dir:
+            raise InvalidInput(f"{where}: key 'checkpoint_dir' is required when 'checkpoint_every' > 0")
+        if self.checkpoint_dir is not None:
+            if not self.checkpoint_dir:
+                raise InvalidInput(f"{where}: key 'checkpoint_dir' must not be empty")
+            ckpt = os.path.realpath(self.checkpoint_dir)
+            out = os.path.realpath(self.output.rstrip("/\\"))
+            for owned in (out, out + ".partial"):
+                if ckpt == owned or ckpt.startswith(owned + os.sep):
+                    raise InvalidInput(
+                        f"{where}: key 'checkpoint_dir' must not be inside the output directory {owned}"
+                    )
+            parent = os.path.dirname(ckpt)
+            if not os.path.isdir(parent):
+                raise InvalidInput(f"{where}: key 'checkpoint_dir': parent directory does not exist: {parent}")
+            if os.path.exists(ckpt) and not os.path.isdir(ckpt):
+                raise InvalidInput(f"{where}: key 'checkpoint_dir': {self.checkpoint_dir} is not a directory")
+        if self.resume_from is not None and not os.path.isdir(self.resume_from):
+            raise InvalidInput(f"{where}: key 'resume_from': checkpoint directory not found: {self.resume_from}")
 
 
 def _non_empty(where: str, record: Any, names: tuple[str, ...]) -> None:
@@ -305,6 +379,38 @@ class DPOExample:
 
     def check(self, where: str) -> None:
         _non_empty(where, self, ("prompt", "chosen", "rejected"))
+
+
+# --------------------------------------------------------------------------- make-tiny-model
+
+
+@dataclass
+class TinyModelJob:
+    tokenizer: str
+    output: str
+    hidden_size: int = 64
+    layers: int = 2
+    heads: int = 4
+    seed: int = 0
+    overwrite: bool = False
+
+    def check(self, where: str) -> None:
+        if not os.path.isdir(self.tokenizer):
+            raise InvalidInput(f"{where}: key 'tokenizer': directory not found: {self.tokenizer}")
+        if not any(
+            os.path.isfile(os.path.join(self.tokenizer, name))
+            for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+        ):
+            raise InvalidInput(f"{where}: key 'tokenizer': {self.tokenizer} holds no tokenizer files")
+        _positive(where, "hidden_size", self.hidden_size)
+        _positive(where, "layers", self.layers)
+        _positive(where, "heads", self.heads)
+        if self.hidden_size % self.heads or (self.hidden_size // self.heads) % 2:
+            raise InvalidInput(
+                f"{where}: key 'hidden_size' ({self.hidden_size}) must be 'heads' ({self.heads}) times an even number"
+            )
+        _positive(where, "seed", self.seed, allow_zero=True)
+        _need_output(where, "output", self.output, self.overwrite)
 
 
 # --------------------------------------------------------------------------- import-model
@@ -374,12 +480,14 @@ def read_jsonl(path: str, cls: type[T], strict: bool = True) -> list[tuple[int, 
 __all__ = [
     "InvalidInput",
     "GenerateJob",
+    "GenerateShard",
     "GenerateRequest",
     "TrainJob",
     "SFTExample",
     "DPOExample",
     "ImportJob",
     "LocateJob",
+    "TinyModelJob",
     "load_job",
     "parse_record",
     "read_jsonl",

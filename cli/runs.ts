@@ -1,0 +1,75 @@
+/**
+ * Operations on a run's executions that the CLI offers: resume a run that ended without
+ * completing, and cancel a running one. Library functions, so tests drive them directly.
+ */
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { RunConfig } from '../core/schemas';
+import { runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { ConfigError } from './config';
+
+export interface ResumeOutcome {
+  workflowId: string;
+  /** the execution that ended */
+  previousRunId: string;
+  previousStatus: string;
+  /** the new execution */
+  runId: string;
+  /** true when the config was replaced by the caller's */
+  configChanged: boolean;
+}
+
+/** The `config` a closed execution was started with, read from its first history event. */
+export async function startedConfig(client: Client, workflowId: string, runId?: string): Promise<unknown> {
+  const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+  const first = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+  const payload = first?.input?.payloads?.[0];
+  if (!payload) throw new ConfigError(`workflow ${workflowId}: its history has no start input to resume from`);
+  const input = defaultPayloadConverter.fromPayload<{ config?: unknown }>(payload);
+  if (!input || typeof input !== 'object' || !('config' in input)) throw new ConfigError(`workflow ${workflowId}: start input has no config`);
+  return input.config;
+}
+
+/**
+ * Starts a new execution of a run that failed, was cancelled, terminated or timed out. Every
+ * stage activity finds its published artifacts and returns them, so the new execution
+ * starts working at the first incomplete stage (or shard, or checkpoint). With `config`, the
+ * run continues under that config (same run name); otherwise under the one it had.
+ */
+export async function resumeRun(client: Client, run: string, opts: { config?: RunConfig } = {}): Promise<ResumeOutcome> {
+  const workflowId = runWorkflowId(run);
+  let desc;
+  try {
+    desc = await client.workflow.getHandle(workflowId).describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new ConfigError(`run "${run}" has no workflow ${workflowId} to resume; start it with \`srlm start\``);
+    throw err;
+  }
+  const status = desc.status.name;
+  if (status === 'RUNNING') throw new ConfigError(`run "${run}" is still running (workflow ${workflowId}, run id ${desc.runId}); nothing to resume`);
+  if (status === 'COMPLETED') throw new ConfigError(`run "${run}" completed (workflow ${workflowId}); nothing to resume`);
+  if (opts.config && opts.config.run !== run) {
+    throw new ConfigError(`the config names run "${opts.config.run}", not "${run}": a resumed run keeps its name`);
+  }
+  const config = opts.config ?? (await startedConfig(client, workflowId, desc.runId));
+  const handle = await client.workflow.start('srlmRun', {
+    taskQueue: TASK_QUEUES.orchestration,
+    workflowId,
+    args: [{ config }],
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+  });
+  return { workflowId, previousRunId: desc.runId, previousStatus: status, runId: handle.firstExecutionRunId, configChanged: opts.config !== undefined };
+}
+
+/** Requests cancellation and waits until the run has stopped (its compute processes first). */
+export async function cancelRun(client: Client, run: string, waitMs = 120_000): Promise<string> {
+  const handle = client.workflow.getHandle(runWorkflowId(run));
+  await handle.cancel();
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const d = await handle.describe();
+    if (d.status.name !== 'RUNNING') return d.status.name;
+    if (Date.now() > deadline) return 'RUNNING';
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

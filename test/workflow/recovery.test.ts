@@ -1,0 +1,204 @@
+/**
+ * Recovering runs on a real Temporal dev server, with FakeCompute (a fake, named so) in place
+ * of the model: a store that cannot be written, resuming with `srlm resume`, resetting with
+ * the Temporal CLI, cancelling. Killed processes are in test/fault/.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultStoreFor } from '../../activities';
+import { LocalStore } from '../../activities/store';
+import { readCommittedShard } from '../../activities/shards';
+import type { RunConfigInput } from '../../core/schemas';
+import { cancelRun } from '../../cli/runs';
+import { loadEnvPaths, repoRoot } from '../../infra/paths';
+import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
+import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { FakeCompute } from '../helpers/fake-compute';
+import { duplicates, runRecords } from '../helpers/stages';
+import { testTemporalAddress } from '../helpers/temporal';
+
+const run = promisify(execFile);
+const repo = path.resolve(__dirname, '../..');
+
+function config(name: string, root: string, over: Partial<RunConfigInput> = {}): RunConfigInput {
+  return {
+    run: name,
+    seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl') },
+    iterations: 1,
+    prompts: { count: 8, requestsPerRound: 8, maxRounds: 4 },
+    durability: { shardSize: 4, retryInitialSeconds: 0.2, maximumAttempts: 2, heartbeatTimeoutSeconds: 10, partialFlushSeconds: 0 },
+    store: { root },
+    ...over,
+  };
+}
+
+describe('recovering runs (FakeCompute)', () => {
+  let client: Client;
+  let connection: Connection;
+  let native: NativeConnection;
+  let tmp: string;
+  let fake: FakeCompute;
+  let workers: Worker[];
+  let running: Promise<unknown>;
+
+  beforeAll(async () => {
+    installQuietRuntime();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-recovery-'));
+    connection = await Connection.connect({ address: testTemporalAddress() });
+    client = new Client({ connection });
+    native = await NativeConnection.connect({ address: testTemporalAddress() });
+    fake = new FakeCompute({ judgeParseFailureRate: 0.1 });
+    workers = await createWorkers({
+      connection: native,
+      namespace: 'default',
+      queues: ALL_QUEUES,
+      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: fake, workDir: path.join(tmp, 'work'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+      heartbeatThrottleMs: 200,
+    });
+    running = Promise.all(workers.map((w) => w.run()));
+  });
+
+  afterAll(async () => {
+    // leave nothing running for the next test file's workers to pick up
+    await client?.workflow.getHandle(runWorkflowId('rec')).terminate('test over').catch(() => undefined);
+    for (const w of workers ?? []) w.shutdown();
+    await running;
+    await connection?.close();
+    await native?.close();
+  });
+
+  const execute = (c: RunConfigInput): Promise<RunResult> =>
+    client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(String(c.run)), args: [{ config: c }], workflowExecutionTimeout: '5 minutes' });
+
+  /** Makes `<root>/runs/<run>/iter-1/candidates` a file, so nothing can be written beneath it. */
+  function blockCandidates(root: string, name: string): string {
+    const blocker = path.join(root, 'runs', name, 'iter-1', 'candidates');
+    fs.mkdirSync(path.dirname(blocker), { recursive: true });
+    fs.writeFileSync(blocker, 'not a directory');
+    return blocker;
+  }
+
+  const generateCallsFor = (name: string, stage: string): number =>
+    fake.calls.filter((c) => c.kind === 'generate' && JSON.stringify(c.job).includes(`/runs/${name}/iter-`) && JSON.stringify(c.job).includes(`/${stage}/`)).length;
+
+  let reference: Awaited<ReturnType<typeof runRecords>>;
+  let referenceModel: string;
+
+  it('a fault-free reference run', async () => {
+    const root = path.join(tmp, 'store-ref');
+    const result = await execute(config('rec', root));
+    reference = await runRecords(root, 'rec', 1);
+    for (const [stage, records] of Object.entries(reference)) {
+      expect(records, stage).not.toBeNull();
+      expect(records!.length, stage).toBeGreaterThan(0);
+      expect(duplicates(records!), stage).toEqual([]);
+    }
+    referenceModel = fs.readFileSync(path.join(root, 'models/rec/rec.m2/weights.bin'), 'utf8');
+    expect(result.finalModel.modelId).toBe('rec.m2');
+    // a second run of the same name must not find this run's scratch files
+    fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+  });
+
+  it('a store write error fails the stage retryably, publishes nothing corrupt, and `srlm resume` finishes the run', async () => {
+    const root = path.join(tmp, 'store-w');
+    const blocker = blockCandidates(root, 'rec');
+    const err = await execute(config('rec', root)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const message = String((err as WorkflowFailedError).cause?.message);
+    expect(message).toContain('run "rec" failed at stage iteration 1');
+    expect(message).toMatch(/ENOTDIR|EEXIST|not a directory/);
+    // retried (the attempts are in the history), then failed: not retried forever
+    const history = await client.workflow.getHandle(runWorkflowId('rec')).fetchHistory();
+    expect(history.events?.some((e) => e.workflowExecutionFailedEventAttributes)).toBe(true);
+    // nothing of the failed stage is visible; earlier stages are intact
+    const store = new LocalStore(root);
+    expect(await store.exists('runs/rec/iter-1/candidates/manifest.json')).toBe(false);
+    const partial = await runRecords(root, 'rec', 1);
+    expect(partial['1/prompts']).toEqual(reference['1/prompts']);
+    expect(partial['1/candidates']).toBeNull();
+    const promptCalls = generateCallsFor('rec', 'prompts');
+    const trainCalls = fake.calls.filter((c) => c.kind === 'train').length;
+
+    // the operator fixes the store and resumes with the CLI
+    fs.rmSync(blocker);
+    const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'resume', 'rec'], {
+      cwd: repo,
+      env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() },
+    });
+    expect(out.stdout).toMatch(/Resumed run "rec": the failed execution \S+ is followed by \S+/);
+    const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
+    expect(result.finalModel.modelId).toBe('rec.m2');
+    // completed stages were reused, not redone
+    expect(generateCallsFor('rec', 'prompts')).toBe(promptCalls);
+    expect(fake.calls.filter((c) => c.kind === 'train').length).toBe(trainCalls + 1); // DPO only
+    expect(await runRecords(root, 'rec', 1)).toEqual(reference);
+    expect(fs.readFileSync(path.join(root, 'models/rec/rec.m2/weights.bin'), 'utf8')).toBe(referenceModel);
+    fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+  });
+
+  it('`temporal workflow reset` of a failed run completes it', async () => {
+    const root = path.join(tmp, 'store-reset');
+    const blocker = blockCandidates(root, 'rec');
+    await expect(execute(config('rec', root))).rejects.toBeInstanceOf(WorkflowFailedError);
+    fs.rmSync(blocker);
+    const temporal = loadEnvPaths(repoRoot()).temporal;
+    const out = await run(temporal, ['workflow', 'reset', '--address', testTemporalAddress(), '--workflow-id', runWorkflowId('rec'), '--type', 'FirstWorkflowTask', '--reason', 'store fixed']);
+    expect(out.stdout + out.stderr).toMatch(/Resetting workflow srlm-rec/);
+    const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
+    expect(result.finalModel.modelId).toBe('rec.m2');
+    expect(await runRecords(root, 'rec', 1)).toEqual(reference);
+    fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+  });
+
+  it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
+    const root = path.join(tmp, 'store-cancel');
+    try {
+      const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
+      const store = new LocalStore(root);
+      const deadline = Date.now() + 60_000;
+      // slow generation down once the prompts exist, so cancellation meets a running stage
+      while (!(await store.exists('runs/rec/iter-1/prompts/manifest.json'))) {
+        if (Date.now() > deadline) throw new Error('prompts were never published');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      fake.opts.delayPerRequestMs = 500;
+      // wait until candidates have a committed shard and more are being generated
+      while (!(await store.exists('runs/rec/iter-1/candidates/parts/all/shard-00000.commit.json'))) {
+        if (Date.now() > deadline) throw new Error('candidates never committed a shard');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const abortedBefore = fake.aborted;
+      const t0 = Date.now();
+      const status = await cancelRun(client, 'rec', 30_000);
+      const seconds = (Date.now() - t0) / 1000;
+      expect(status).toBe('CANCELLED');
+      expect(seconds).toBeLessThan(10);
+      // the workflow waited for the activity to stop its compute
+      expect(fake.aborted).toBe(abortedBefore + 1);
+      const p = await handle.query(progressQuery).catch(() => null);
+      if (p) expect(p.status).toBe('cancelled');
+      // published artifacts stay valid
+      expect((await runRecords(root, 'rec', 1))['1/prompts']).toEqual(reference['1/prompts']);
+      const shard0 = await readCommittedShard(store, { run: 'rec', iteration: 1, stage: 'candidates' }, 'all', 0, await firstShardRequests(tmp));
+      expect(shard0?.size).toBe(4);
+    } finally {
+      fake.opts.delayPerRequestMs = 0;
+    }
+  });
+});
+
+/** The requests of candidates shard 0, as the activity wrote them for the compute process. */
+async function firstShardRequests(tmp: string) {
+  const file = path.join(tmp, 'work', 'runs', 'rec', 'iter-1', 'candidates', 'parts', 'all', 'shard-00000.requests.jsonl');
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
