@@ -316,7 +316,7 @@ def main(job_path: str) -> int:
 
     from .runtime import quiet_libraries
 
-    quiet_libraries()
+    quiet_libraries(datasets=False)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 

@@ -40,7 +40,9 @@ def _type_name(tp: Any) -> str:
         return "null"
     if origin is list:
         return "array"
-    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}.get(tp, str(tp))
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}.get(
+        tp, str(tp)
+    )
 
 
 def _check_value(tp: Any, value: Any) -> tuple[bool, Any]:

@@ -50,7 +50,7 @@ def main(job_path: str) -> int:
 
     from .runtime import quiet_libraries
 
-    quiet_libraries()
+    quiet_libraries(datasets=False)
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 

@@ -5,16 +5,19 @@ once per session into pytest's cache directory (reused across runs), unless
 ``SRLM_TEST_MODEL_DIR`` points at an already imported HF directory.
 
 ``tiny_model_dir``: a randomly initialised 2-layer Llama (``make-tiny-model``) with
-SmolLM2's tokenizer and chat template, built fresh once per session. It writes
-gibberish; it is for tests of the machinery (sharding, locks, checkpoints, resume).
-``tiny_model_twin_dir`` is a second build of the same job, made concurrently, for
-the determinism test.
+SmolLM2's tokenizer and chat template. It writes gibberish; it is for tests of the
+machinery (sharding, locks, checkpoints, resume). Built once into pytest's cache,
+under a key hashing tiny_model.py, the job and the torch / transformers versions
+(so a code or library change rebuilds it); test_tiny_model.py builds it again and
+compares bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -121,28 +124,35 @@ def model_dir(request, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def _tiny_models(model_dir, tmp_path_factory) -> tuple[Path, Path]:
-    """Two builds of the same make-tiny-model job, run concurrently (one for tests, one to compare)."""
-    root = tmp_path_factory.mktemp("tiny")
-    procs = []
-    for name in ("tiny", "tiny-twin"):
-        job = {"tokenizer": str(model_dir), "output": str(root / name), "hidden_size": 64, "layers": 2, "heads": 4,
-               "seed": 0}
-        procs.append((root / name, start_cli("make-tiny-model", job, root)))
-    for path, proc in procs:
-        out, _ = proc.communicate(timeout=300)
-        events = parse_events(out)
-        assert proc.returncode == 0, Path(proc.args[-1] + ".stderr").read_text()[-3000:]
-        assert events[-1]["event"] == "done" and events[-1]["output"] == str(path)
-    return procs[0][0], procs[1][0]
+TINY_JOB = {"hidden_size": 64, "layers": 2, "heads": 4, "seed": 0}
+
+
+def tiny_job(model_dir: Path, output: Path) -> dict:
+    return {"tokenizer": str(model_dir), "output": str(output), **TINY_JOB}
+
+
+def _tiny_cache_key(model_dir: Path) -> str:
+    from importlib.metadata import version
+
+    parts = [
+        (COMPUTE_DIR / "srlm_compute" / "tiny_model.py").read_text(),
+        json.dumps(TINY_JOB, sort_keys=True),
+        str(model_dir),
+        version("torch"),
+        version("transformers"),
+    ]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(_tiny_models) -> Path:
-    return _tiny_models[0]
-
-
-@pytest.fixture(scope="session")
-def tiny_model_twin_dir(_tiny_models) -> Path:
-    return _tiny_models[1]
+def tiny_model_dir(model_dir, request, tmp_path_factory) -> Path:
+    cache_root = Path(request.config.cache.mkdir("srlm-models"))
+    path = cache_root / f"tiny-{_tiny_cache_key(model_dir)}"
+    if (path / "model.safetensors").is_file() and (path / "config.json").is_file():
+        return path
+    for old in cache_root.glob("tiny-*"):  # builds of older code / library versions
+        shutil.rmtree(old, ignore_errors=True)
+    res = run_cli("make-tiny-model", {**tiny_job(model_dir, path), "overwrite": True}, tmp_path_factory.mktemp("tiny"))
+    assert res.rc == 0, res.stderr[-3000:]
+    assert res.last()["event"] == "done" and res.last()["output"] == str(path)
+    return path

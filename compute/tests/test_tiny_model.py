@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+import hashlib
+
+from conftest import run_cli, tiny_job
 
 
-def test_tiny_model_is_deterministic_and_complete(tiny_model_dir, tiny_model_twin_dir, model_dir, tmp_path):
-    # Two builds of the same job (made concurrently by the fixture) are byte-identical.
+def test_tiny_model_is_deterministic_and_complete(tiny_model_dir, model_dir, tmp_path):
+    # A fresh build of the same job is byte-identical to the fixture's (an earlier process, maybe an earlier session).
+    again = tmp_path / "again"
+    res = run_cli("make-tiny-model", tiny_job(model_dir, again), tmp_path)
+    assert res.rc == 0, res.stderr[-3000:]
     a = (tiny_model_dir / "model.safetensors").read_bytes()
-    b = (tiny_model_twin_dir / "model.safetensors").read_bytes()
+    b = (again / "model.safetensors").read_bytes()
     assert a == b
-    assert not (tiny_model_dir.parent / "tiny.partial").exists()
+    assert res.last()["sha256"] == hashlib.sha256(b).hexdigest()
+    assert 3_000_000 < res.last()["params"] < 4_000_000
+    assert not (tmp_path / "again.partial").exists()
 
     config = json.loads((tiny_model_dir / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"]

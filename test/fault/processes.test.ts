@@ -1,0 +1,216 @@
+/**
+ * Fault tests against real processes: worker processes SIGKILLed mid-shard, the workflow
+ * worker's process killed, the Temporal dev server stopped and started again on its
+ * database. Workers run FakeCompute (a fake, named so: deterministic text instead of a
+ * model), each in its own OS process. Every faulted run must end with exactly the records
+ * of a fault-free run of the same config: same ids and counts, no duplicates, no gaps.
+ * Training processes killed mid-training are in training.test.ts (real model, real TRL).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultStoreFor } from '../../activities';
+import type { RunConfigInput } from '../../core/schemas';
+import { type DevServerHandle, startDevServer } from '../../infra/dev-server';
+import { loadEnvPaths, repoRoot } from '../../infra/paths';
+import { ALL_QUEUES, createWorkers, installQuietRuntime, workflowBundle } from '../../workers';
+import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
+import { FakeCompute } from '../helpers/fake-compute';
+import { duplicates, runRecords } from '../helpers/stages';
+
+const repo = path.resolve(__dirname, '../..');
+const RUN = 'flt';
+const SHARD = 4;
+
+function config(root: string): RunConfigInput {
+  return {
+    run: RUN,
+    seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), maxRanked: 4 },
+    iterations: 1,
+    prompts: { count: 12, requestsPerRound: 8, maxRounds: 6 },
+    durability: { shardSize: SHARD, heartbeatTimeoutSeconds: 2, retryInitialSeconds: 0.5, partialFlushSeconds: 0 },
+    store: { root },
+  };
+}
+
+interface WorkerProcess {
+  child: ChildProcess;
+  ready: Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** A worker in its own OS process (`node --import tsx test/helpers/fake-worker.ts`). */
+function spawnWorker(address: string, queues: string, workDir: string, extra: Record<string, string> = {}): WorkerProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/fake-worker.ts')], {
+    cwd: repo,
+    env: { ...process.env, SRLM_TEST_ADDRESS: address, SRLM_TEST_QUEUES: queues, SRLM_TEST_WORKDIR: workDir, ...extra },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stderr: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    const lines = readline.createInterface({ input: child.stdout! });
+    lines.on('line', (l) => {
+      if (l.trim() === 'ready') resolve();
+    });
+    void exited.then((code) => reject(new Error(`worker (${queues}) exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`)));
+  });
+  return { child, ready, exited };
+}
+
+async function sigkill(w: WorkerProcess): Promise<void> {
+  w.child.kill('SIGKILL');
+  await w.exited;
+}
+
+async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Lines in a shard's local output file (requests finished by the compute process so far). */
+function localLines(workDir: string, stage: string, shard: number): number {
+  const f = path.join(workDir, 'runs', RUN, 'iter-1', stage, 'parts', 'all', `shard-${String(shard).padStart(5, '0')}.outputs.jsonl`);
+  try {
+    return fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length;
+  } catch {
+    return 0;
+  }
+}
+
+const committed = (root: string, stage: string, shard: number): boolean =>
+  fs.existsSync(path.join(root, 'runs', RUN, 'iter-1', stage, 'parts', 'all', `shard-${String(shard).padStart(5, '0')}.commit.json`));
+
+/** Waits for the run to close, riding out a frontend that is briefly away. */
+async function waitClosed(client: Client, timeoutMs = 240_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const d = await client.workflow.getHandle(runWorkflowId(RUN)).describe();
+      if (d.status.name !== 'RUNNING') return d.status.name;
+    } catch {
+      // server restarting
+    }
+    if (Date.now() > deadline) throw new Error('run did not finish');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('fault tests: killed processes (FakeCompute workers)', () => {
+  let tmp: string;
+  let server: DevServerHandle;
+  let dbFile: string;
+  let connection: Connection;
+  let client: Client;
+  const procs: WorkerProcess[] = [];
+  let reference: Awaited<ReturnType<typeof runRecords>>;
+  let referenceModel: string;
+
+  beforeAll(async () => {
+    installQuietRuntime();
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-fault-'));
+    dbFile = path.join(tmp, 'temporal.db');
+    server = await startDevServer({ temporalBin: loadEnvPaths(repoRoot()).temporal, dbFile, uiPort: false });
+    connection = await Connection.connect({ address: server.address });
+    client = new Client({ connection });
+    await workflowBundle(); // compiled once here, not in the middle of a timed wait
+  });
+
+  afterAll(async () => {
+    for (const p of procs) p.child.kill('SIGKILL');
+    await connection?.close();
+    await server?.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  const start = (root: string) =>
+    client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(RUN), args: [{ config: config(root) }], workflowExecutionTimeout: '10 minutes' });
+
+  it('a fault-free reference run', async () => {
+    const native = await NativeConnection.connect({ address: server.address });
+    const workers = await createWorkers({
+      connection: native,
+      namespace: 'default',
+      queues: ALL_QUEUES,
+      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: new FakeCompute(), workDir: path.join(tmp, 'work-ref'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+    });
+    const running = Promise.all(workers.map((w) => w.run()));
+    const root = path.join(tmp, 'store-ref');
+    await (await start(root)).result();
+    for (const w of workers) w.shutdown();
+    await running;
+    await native.close();
+    reference = await runRecords(root, RUN, 1);
+    expect(reference['1/candidates']).toHaveLength(48);
+    expect(reference['1/judgments']).toHaveLength(144);
+    referenceModel = fs.readFileSync(path.join(root, `models/${RUN}/${RUN}.m2/weights.bin`), 'utf8');
+  });
+
+  it('SIGKILL of the generation worker mid-shard (candidates, then judging) and of the workflow worker: the run completes, at most one shard redone per kill', async () => {
+    const root = path.join(tmp, 'store-kill');
+    const work = path.join(tmp, 'work-kill');
+    const log = path.join(tmp, 'generated.log');
+    const gen = (): WorkerProcess => {
+      const w = spawnWorker(server.address, 'generation', work, { SRLM_FAKE_DELAY_MS: '60', SRLM_FAKE_LOG: log });
+      procs.push(w);
+      return w;
+    };
+    let orch = spawnWorker(server.address, 'orchestration,training', work);
+    procs.push(orch);
+    let g = gen();
+    await Promise.all([orch.ready, g.ready]);
+    await start(root);
+
+    // 1. candidates: shard 0 committed, shard 1 half written
+    await waitFor('candidates mid-shard', () => committed(root, 'candidates', 0) && localLines(work, 'candidates', 1) >= 1);
+    await sigkill(g);
+    expect(committed(root, 'candidates', 2)).toBe(false);
+    g = gen();
+    // 2. judging: shard 3 committed, shard 4 half written; the workflow worker goes too
+    await waitFor('judgments mid-shard', () => committed(root, 'judgments', 3) && localLines(work, 'judgments', 4) >= 1);
+    await sigkill(g);
+    await sigkill(orch);
+    g = gen();
+    orch = spawnWorker(server.address, 'orchestration,training', work);
+    procs.push(orch);
+
+    expect(await waitClosed(client)).toBe('COMPLETED');
+    const records = await runRecords(root, RUN, 1);
+    for (const [stage, recs] of Object.entries(records)) expect(duplicates(recs ?? []), stage).toEqual([]);
+    expect(records).toEqual(reference);
+    expect(fs.readFileSync(path.join(root, `models/${RUN}/${RUN}.m2/weights.bin`), 'utf8')).toBe(referenceModel);
+    // work redone: requests generated more than once, over both kills
+    const ids = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+    const redone = ids.length - new Set(ids).size;
+    expect(redone).toBeLessThanOrEqual(2 * SHARD);
+    // and the final attempts really continued: committed shards and partial outputs were reused
+    const stats = (stage: string) => JSON.parse(fs.readFileSync(path.join(root, 'runs', RUN, 'iter-1', stage, 'manifest.json'), 'utf8')).stats;
+    expect(stats('candidates').shardsReused).toBeGreaterThanOrEqual(1);
+    expect(stats('candidates').requestsResumed).toBeGreaterThanOrEqual(1);
+    expect(stats('judgments').shardsReused).toBeGreaterThanOrEqual(4);
+    expect(stats('judgments').requestsResumed).toBeGreaterThanOrEqual(1);
+    console.log(`[fault] generated ${ids.length} requests for ${new Set(ids).size} distinct; redone ${redone} over 2 kills`);
+  });
+
+  it('the Temporal dev server stopped mid-run and started again on its database: the run completes', async () => {
+    const root = path.join(tmp, 'store-server');
+    fs.rmSync(path.join(tmp, 'work-kill', 'runs'), { recursive: true, force: true });
+    await start(root);
+    await waitFor('candidates under way', () => committed(root, 'candidates', 0));
+    const port = Number(server.address.split(':').pop());
+    await server.stop();
+    await new Promise((r) => setTimeout(r, 1000));
+    server = await startDevServer({ temporalBin: loadEnvPaths(repoRoot()).temporal, dbFile, port, uiPort: false });
+    expect(await waitClosed(client)).toBe('COMPLETED');
+    expect(await runRecords(root, RUN, 1)).toEqual(reference);
+  });
+});
