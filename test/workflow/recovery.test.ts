@@ -20,6 +20,7 @@ import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
 import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
+import { recordHistory } from '../helpers/histories';
 import { duplicates, runRecords } from '../helpers/stages';
 import { testTemporalAddress } from '../helpers/temporal';
 
@@ -110,6 +111,7 @@ describe('recovering runs (FakeCompute)', () => {
     const blocker = blockCandidates(root, 'rec');
     const err = await execute(config('rec', root)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
+    await recordHistory(testTemporalAddress(), 'run-failed-store-error', runWorkflowId('rec'));
     const message = String((err as WorkflowFailedError).cause?.message);
     expect(message).toContain('run "rec" failed at stage iteration 1');
     expect(message).toMatch(/ENOTDIR|EEXIST|not a directory/);
@@ -133,6 +135,7 @@ describe('recovering runs (FakeCompute)', () => {
     });
     expect(out.stdout).toMatch(/Resumed run "rec": the failed execution \S+ is followed by \S+/);
     const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
+    await recordHistory(testTemporalAddress(), 'run-resumed', runWorkflowId('rec'));
     expect(result.finalModel.modelId).toBe('rec.m2');
     // completed stages were reused, not redone
     expect(generateCallsFor('rec', 'prompts')).toBe(promptCalls);
@@ -178,6 +181,7 @@ describe('recovering runs (FakeCompute)', () => {
       const status = await cancelRun(client, 'rec', 30_000);
       const seconds = (Date.now() - t0) / 1000;
       expect(status).toBe('CANCELLED');
+      await recordHistory(testTemporalAddress(), 'run-cancelled', runWorkflowId('rec'));
       expect(seconds).toBeLessThan(10);
       // the workflow waited for the activity to stop its compute
       expect(fake.aborted).toBe(abortedBefore + 1);

@@ -13,7 +13,8 @@ import { findStage, readStage } from '../../activities/artifacts';
 import { LocalStore } from '../../activities/store';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample, StageManifest } from '../../core/schemas';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
-import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { recordHistory } from '../helpers/histories';
 import { FakeCompute } from '../helpers/fake-compute';
 import { testTemporalAddress } from '../helpers/temporal';
 
@@ -75,6 +76,8 @@ describe('srlmRun workflow (FakeCompute)', () => {
   it('runs M0 -> SFT -> M1 -> M2 -> M3 and publishes every stage with a valid manifest', async () => {
     const root = path.join(tmp, 'store-a');
     const result = await runToEnd(demoConfig('wf-a', root));
+    await recordHistory(testTemporalAddress(), 'run-completed', runWorkflowId('wf-a'));
+    await recordHistory(testTemporalAddress(), 'iteration-completed', iterationWorkflowId('wf-a', 2));
     expect(result.models.map((m) => m.name)).toEqual(['M0', 'SFT baseline', 'M1', 'M2', 'M3']);
     expect(result.summaries).toHaveLength(2);
     const store = new LocalStore(root);
