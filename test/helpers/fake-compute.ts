@@ -97,8 +97,9 @@ export class FakeCompute implements ComputeBackend {
           tokens += t;
           return { text, tokens: t, finish_reason: 'stop' as const };
         });
-        await fs.appendFile(s.output, JSON.stringify({ id: r.id, outputs }) + '\n');
+        // logged when generated, before it is written: a request whose line never landed counts as redone work
         if (this.opts.logFile) await fs.appendFile(this.opts.logFile, r.id + '\n');
+        await fs.appendFile(s.output, JSON.stringify({ id: r.id, outputs }) + '\n');
         done++;
         ctl.onEvent?.({ event: 'progress', shard: k, done, total, tokens });
       }
