@@ -541,7 +541,9 @@ export function createActivities(deps: ActivityDeps) {
       const loc = { run: config.run, iteration, stage: 'judgments' };
       const existing = await findStage(store, loc);
       if (existing) return existing;
-      const candidates = await readStage(store, input.candidates, Candidate);
+      const all = await readStage(store, input.candidates, Candidate);
+      // an empty response (or one the engine skipped) has nothing to judge: counted, not judged
+      const candidates = all.filter((c) => c.text.trim() !== '');
       const requests: GenerateRequest[] = candidates.map((c) => {
         const id = recordId(config.run, iteration, 'judge', c.id);
         return {
@@ -568,7 +570,7 @@ export function createActivities(deps: ActivityDeps) {
         records: judgments,
         producer: PRODUCER,
         configHash: configHash(config.judge),
-        stats: { ...parseStats(judgments), tokens, seconds, ...shardStats(gen) },
+        stats: { ...parseStats(judgments), tokens, seconds, ...shardStats(gen), emptyCandidates: all.length - candidates.length },
       });
     },
 
@@ -665,6 +667,7 @@ export function createActivities(deps: ActivityDeps) {
           steps: num(input.dpoMetrics.steps),
         },
         timings: input.timings,
+        skipped: skipCounts(promptsM.stats, (await readStageManifest(store, input.candidates)).stats, (await readStageManifest(store, input.judgments)).stats),
       };
       const prefix = `runs/${config.run}/iter-${iteration}`;
       await store.putBytes(`${prefix}/summary.json`, JSON.stringify(summary, null, 2) + '\n');
@@ -681,6 +684,18 @@ export type Activities = ReturnType<typeof createActivities>;
 /** How a generation stage went in terms of shards: what was reused from earlier attempts, what was skipped. */
 function shardStats(g: { shards: number; shardsReused: number; requestsResumed: number; requestsGenerated: number; skipped: number }) {
   return { shards: g.shards, shardsReused: g.shardsReused, requestsResumed: g.requestsResumed, requestsGenerated: g.requestsGenerated, skipped: g.skipped };
+}
+
+/** Requests and records left out along the iteration, by reason (only reasons that occurred). */
+function skipCounts(prompts: Record<string, unknown>, candidates: Record<string, unknown>, judgments: Record<string, unknown>): Record<string, number> {
+  const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  const out: Record<string, number> = {
+    'self-instruct requests over the context': n(prompts.skipped),
+    'prompts over the context': n(candidates.skipped),
+    'empty candidates (not judged)': n(judgments.emptyCandidates),
+    'judge requests over the context': n(judgments.skipped),
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v > 0));
 }
 
 /** The score parsed from a judge's generated text, or null with the reason. */

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { z } from 'zod';
-import { parseJsonl, RecordError } from '../core/jsonl';
+import { decodeUtf8, parseJsonl, RecordError } from '../core/jsonl';
 import { importOasstTrees } from '../core/oasst';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
 import { EftSeed, IftExample, RankedSet, type RunConfig, type SftExample } from '../core/schemas';
@@ -23,15 +23,15 @@ function invalid(message: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, 'InvalidData');
 }
 
-async function readSeedFile<T>(file: string, schema: z.ZodType<T>, what: string): Promise<T[]> {
-  let text: string;
+async function readSeedFile<T extends { id: string }>(file: string, schema: z.ZodType<T>, what: string): Promise<T[]> {
+  let bytes: Buffer;
   try {
-    text = await fs.readFile(file, 'utf8');
+    bytes = await fs.readFile(file);
   } catch (err) {
     throw invalid(`seed.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
   }
   try {
-    return parseJsonl(text, schema, file);
+    return parseJsonl(decodeUtf8(bytes, file), schema, file, { uniqueId: (r) => r.id });
   } catch (err) {
     if (err instanceof RecordError) throw invalid(err.message);
     throw err;
@@ -73,13 +73,14 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
     sources.push(file);
   }
   if (config.seed.oasst) {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await fs.readFile(config.seed.oasst, 'utf8');
+      bytes = await fs.readFile(config.seed.oasst);
     } catch (err) {
       throw invalid(`seed.oasst: cannot read ${config.seed.oasst} (${(err as Error).message})`);
     }
     try {
+      const text = decodeUtf8(bytes, config.seed.oasst);
       const imported = importOasstTrees(text, config.seed.oasst, { lang: config.seed.lang });
       ift.push(...imported.ift);
       ranked.push(...imported.ranked);

@@ -22,11 +22,38 @@ export class RecordError extends Error {
 }
 
 /**
+ * Decodes UTF-8 strictly: invalid bytes are an error naming the file and line, never
+ * silently replaced with U+FFFD.
+ */
+export function decodeUtf8(bytes: Uint8Array, file: string): string {
+  const fatal = new TextDecoder('utf-8', { fatal: true });
+  try {
+    return fatal.decode(bytes);
+  } catch {
+    let line = 1;
+    let start = 0;
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i === bytes.length || bytes[i] === 0x0a) {
+        try {
+          fatal.decode(bytes.subarray(start, i));
+        } catch {
+          throw new RecordError(file, line, 'invalid UTF-8 (the file must be UTF-8 text)');
+        }
+        line++;
+        start = i + 1;
+      }
+    }
+    throw new RecordError(file, 0, 'invalid UTF-8 (the file must be UTF-8 text)');
+  }
+}
+
+/**
  * Parses JSONL text: one JSON value per line, blank lines skipped, each validated by
  * `schema`. Throws RecordError at the first bad line, or when no line holds a record.
  */
-export function parseJsonl<T>(text: string, schema: z.ZodType<T>, file: string): T[] {
+export function parseJsonl<T>(text: string, schema: z.ZodType<T>, file: string, opts: { uniqueId?: (r: T) => string } = {}): T[] {
   const records: T[] = [];
+  const firstLine = new Map<string, number>();
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const raw = lines[i]!.replace(/\r$/, '');
@@ -37,7 +64,14 @@ export function parseJsonl<T>(text: string, schema: z.ZodType<T>, file: string):
     } catch (err) {
       throw new RecordError(file, i + 1, `malformed JSON (${(err as Error).message})`);
     }
-    records.push(parseRecord(value, schema, file, i + 1));
+    const record = parseRecord(value, schema, file, i + 1);
+    if (opts.uniqueId) {
+      const id = opts.uniqueId(record);
+      const seen = firstLine.get(id);
+      if (seen !== undefined) throw new RecordError(file, i + 1, `duplicate record id "${id}" (first on line ${seen})`, 'id');
+      firstLine.set(id, i + 1);
+    }
+    records.push(record);
   }
   if (records.length === 0) throw new RecordError(file, 0, 'file is empty');
   return records;

@@ -95,6 +95,8 @@ export const IterationSummary = z.strictObject({
     .nullable(),
   /** seconds per stage */
   timings: z.record(z.string(), z.number().nonnegative()),
+  /** requests and records left out, by reason (prompt over the model's context, empty response, ...) */
+  skipped: z.record(z.string(), Count).default({}),
 });
 export type IterationSummary = z.infer<typeof IterationSummary>;
 
@@ -173,6 +175,11 @@ export function renderIterationSummaryMarkdown(summary: IterationSummary): strin
       ['reward accuracy', percent(s.dpo.rewardAccuracy)],
       ['reward margin', s.dpo.rewardMargin],
     ]), '');
+  }
+
+  if (Object.keys(s.skipped).length > 0) {
+    out.push('## Skipped', '');
+    out.push(...table(['reason', 'count'], sortedEntries(s.skipped).map(([k, v]) => [k, v] as Row)), '');
   }
 
   out.push('## Timings', '');

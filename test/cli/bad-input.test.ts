@@ -11,7 +11,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 const repo = path.resolve(__dirname, '../..');
 let tmp: string;
 
-function srlmRun(config: unknown, files: Record<string, string> = {}): { code: number | null; stderr: string; stateDir: string } {
+function srlmRun(config: unknown, files: Record<string, string | Buffer> = {}): { code: number | null; stderr: string; stateDir: string } {
   const dir = fs.mkdtempSync(path.join(tmp, 'case-'));
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
   const file = path.join(dir, 'run.json');
@@ -34,7 +34,7 @@ describe('srlm run rejects bad input before starting anything', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-cli-'));
   });
 
-  const cases: [string, unknown, Record<string, string>, RegExp][] = [
+  const cases: [string, unknown, Record<string, string | Buffer>, RegExp][] = [
     ['an unknown config key', { run: 'x', seed: { ift: 'ift.jsonl' }, judge: { samplez: 3 } }, { 'ift.jsonl': ift(10) }, /run\.json: unknown key "samplez" at "judge"/],
     ['N = 0', { run: 'x', seed: { ift: 'ift.jsonl' }, candidates: { n: 0 } }, { 'ift.jsonl': ift(10) }, /run\.json: "candidates\.n": must be > 0/],
     ['a negative learning rate', { run: 'x', seed: { ift: 'ift.jsonl' }, dpo: { lr: -1 } }, { 'ift.jsonl': ift(10) }, /"dpo\.lr"/],
@@ -45,6 +45,9 @@ describe('srlm run rejects bad input before starting anything', () => {
     ['a model path that does not exist', { run: 'x', seed: { ift: 'ift.jsonl' }, baseModel: { path: 'no-such-model' } }, { 'ift.jsonl': ift(10) }, /"baseModel\.path": .*no-such-model is not a Hugging Face model directory/],
     ['a malformed JSONL line', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(3) + '{"id": "bad", "prompt": \n' }, /ift\.jsonl:4: malformed JSON/],
     ['a missing field', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(2) + JSON.stringify({ id: 'z', prompt: 'Say hello to the team.' }) + '\n' }, /ift\.jsonl:3: field "response": missing/],
+    ['a duplicate record id', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(9) + JSON.stringify({ id: 'i3', prompt: 'Again?', response: 'Yes.' }) + '\n' }, /ift\.jsonl:10: duplicate record id "i3" \(first on line 4\)/],
+    ['invalid UTF-8', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': Buffer.concat([Buffer.from(ift(9)), Buffer.from('{"id":"u","prompt":"caf'), Buffer.from([0xc3, 0x28]), Buffer.from('","response":"ok"}\n')]) }, /ift\.jsonl:10: invalid UTF-8/],
+    ['an impossible token limit', { run: 'x', seed: { ift: 'ift.jsonl' }, judge: { sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 100000 } } }, { 'ift.jsonl': ift(10) }, /"judge\.sampling\.maxNewTokens"/],
     ['an empty seed file', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': '\n' }, /ift\.jsonl: file is empty/],
     ['too few seed examples for 8-shot prompts', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(5) }, /5 IFT examples in .*ift\.jsonl, but self-instruct needs at least 8/],
     ['a ranked set with repeated ranks', { run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl' } }, { 'ift.jsonl': ift(10), 'ranked.jsonl': JSON.stringify({ id: 'r', prompt: 'Pick one.', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 0 }] }) + '\n' }, /ranked\.jsonl:1: .*ranks must be distinct/],

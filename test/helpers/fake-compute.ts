@@ -22,6 +22,8 @@ export interface FakeComputeOptions {
   judgeParseFailureRate?: number;
   /** every judge output gets this score (forces ties: no pairs) */
   constantScore?: number;
+  /** fraction (0..1) of answers that come back empty */
+  emptyAnswerRate?: number;
   /** milliseconds to wait per request, to make runs observable/cancellable */
   delayPerRequestMs?: number;
   /** every generated request id is appended here (to count work done, and redone) */
@@ -53,6 +55,7 @@ export class FakeCompute implements ComputeBackend {
       if ((h % 1000) / 1000 < (this.opts.judgeParseFailureRate ?? 0)) return 'The response is fine but I will not give a number.';
       return `The response addresses the question (fake judge).\nScore: ${h % 6}`;
     }
+    if ((h % 997) / 997 < (this.opts.emptyAnswerRate ?? 0)) return '';
     return `Here is a fake answer number ${h % 97} about the request, with ${'detail '.repeat((h >>> 3) % 5)}included.`;
   }
 

@@ -51,6 +51,7 @@ const summary: IterationSummary = {
   pairs: { kept: 80, dropped: { tie: 15, too_few_scored: 5 }, meanChosenScore: 4.6, meanRejectedScore: 2.1, meanChosenChars: 1000, meanRejectedChars: 800 },
   dpo: { loss: 0.61, rewardAccuracy: 0.7, rewardMargin: 0.35, steps: 5 },
   timings: { prompts: 120.5, candidates: 300, judge: 250, pairs: 1, dpo: 600 },
+  skipped: {},
 };
 
 describe('IterationSummary', () => {
@@ -84,6 +85,14 @@ describe('renderIterationSummaryMarkdown', () => {
     expect(md).toContain('| judgments | 10 | 40 | 100 | 300 | 600 | 100 |');
     expect(md).toContain('| mean score | 4.60 | 2.10 |');
     expect(md).toContain('| reward accuracy | 70.0% |');
+  });
+
+  it('lists skipped requests by reason, and has no such section when nothing was skipped', () => {
+    expect(md).not.toContain('## Skipped');
+    const withSkips = renderIterationSummaryMarkdown({ ...summary, skipped: { 'prompts over the context': 3, 'empty candidates (not judged)': 2 } });
+    expect(withSkips).toContain('## Skipped');
+    expect(withSkips).toContain('| prompts over the context | 3 |');
+    expect(withSkips).toContain('| empty candidates (not judged) | 2 |');
   });
 
   it('says so when there are no training results, and shows missing numbers as a dash', () => {

@@ -140,6 +140,21 @@ describe('srlmRun workflow (FakeCompute)', () => {
     expect(fs.readFileSync(path.join(root, 'runs/wf-a/iter-2/pairs/manifest.json'), 'utf8')).toBe(manifestsBefore);
   });
 
+  it('empty candidates are not judged and are counted in the summary', async () => {
+    fake.opts.emptyAnswerRate = 0.25;
+    try {
+      const result = await runToEnd(demoConfig('wf-empty', path.join(tmp, 'store-empty'), { iterations: 1 }));
+      const s = result.summaries[0]!;
+      const empty = s.skipped['empty candidates (not judged)'] ?? 0;
+      expect(empty).toBeGreaterThan(0);
+      expect(s.judge.judgments).toBe((s.candidates.count - empty) * 3);
+      const md = fs.readFileSync(path.join(tmp, 'store-empty/runs/wf-empty/iter-1/summary.md'), 'utf8');
+      expect(md).toContain(`| empty candidates (not judged) | ${empty} |`);
+    } finally {
+      fake.opts.emptyAnswerRate = 0;
+    }
+  });
+
   it('fails at once, without retrying, on an invalid config, naming the key', async () => {
     const bad = { ...demoConfig('wf-bad', path.join(tmp, 'store-bad')), candidates: { n: 0 } };
     const err = await runToEnd(bad).catch((e: unknown) => e);
