@@ -159,6 +159,26 @@ describe('recovering runs (FakeCompute)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
+  it('the README\'s Temporal CLI steps (show, extract the input, start) resume a failed run', async () => {
+    const root = path.join(tmp, 'store-cli');
+    const blocker = blockCandidates(root, 'rec');
+    await expect(execute(config('rec', root))).rejects.toBeInstanceOf(WorkflowFailedError);
+    fs.rmSync(blocker);
+    const dir = fs.mkdtempSync(path.join(tmp, 'cli-'));
+    const temporal = loadEnvPaths(repoRoot()).temporal;
+    const a = ['--address', testTemporalAddress()];
+    const shown = await run(temporal, ['workflow', 'show', ...a, '--workflow-id', 'srlm-rec', '--output', 'json'], { maxBuffer: 64 << 20 });
+    fs.writeFileSync(path.join(dir, 'history.json'), shown.stdout);
+    const extract = 'const h = require("./history.json"); process.stdout.write(Buffer.from(h.events[0].workflowExecutionStartedEventAttributes.input.payloads[0].data, "base64"))';
+    const input = await run(process.execPath, ['-e', extract], { cwd: dir });
+    fs.writeFileSync(path.join(dir, 'input.json'), input.stdout);
+    await run(temporal, ['workflow', 'start', ...a, '--type', 'srlmRun', '--task-queue', 'srlm-orchestration', '--workflow-id', 'srlm-rec', '--input-file', path.join(dir, 'input.json')]);
+    const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
+    expect(result.finalModel.modelId).toBe('rec.m2');
+    expect(await runRecords(root, 'rec', 1)).toEqual(reference);
+    fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+  });
+
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {
