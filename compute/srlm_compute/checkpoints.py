@@ -38,7 +38,12 @@ MANIFEST = "manifest.json"
 KIND = "train-checkpoint"
 # What transformers' Trainer needs to resume exactly (weights are checked separately: safetensors or sharded).
 REQUIRED_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def step_dir_name(step: int) -> str:
@@ -181,7 +186,8 @@ def verify(path: str, mode: str | None = None) -> dict[str, Any]:
         raise InvalidInput(f"{os.path.join(path, 'trainer_state.json')}: unreadable: {exc}") from None
     if state_step != step:
         raise InvalidInput(
-            f"{os.path.join(path, 'trainer_state.json')}: global_step {state_step} differs from the manifest's step {step}"
+            f"{os.path.join(path, 'trainer_state.json')}: global_step {state_step} "
+            f"differs from the manifest's step {step}"
         )
     return manifest
 

@@ -318,7 +318,6 @@ def main(job_path: str) -> int:
 
     quiet_libraries(datasets=False)
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     from .runtime import peak_rss_mb, resolve_device, set_threads
 
@@ -344,6 +343,8 @@ def main(job_path: str) -> int:
         return 0
 
     # model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -45,7 +45,7 @@ def test_shards_resume_too_long_and_lock_wait(tiny_model_dir, tmp_path):
     # Another process holds shard 2's lock for a moment: the job waits, then runs.
     fd = os.open(str(o2) + ".lock", os.O_RDWR | os.O_CREAT)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    timer = threading.Timer(1.5, lambda: os.close(fd))
+    timer = threading.Timer(1.0, lambda: os.close(fd))
     timer.start()
     try:
         res = run_cli("generate", job, tmp_path)
