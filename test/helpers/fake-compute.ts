@@ -22,6 +22,8 @@ export interface FakeComputeOptions {
   judgeParseFailureRate?: number;
   /** every judge output gets this score (forces ties: no pairs) */
   constantScore?: number;
+  /** fraction (0..1) of answer requests the engine skips as longer than the model's context */
+  tooLongRate?: number;
   /** fraction (0..1) of answers that come back empty */
   emptyAnswerRate?: number;
   /** milliseconds to wait per request, to make runs observable/cancellable */
@@ -94,6 +96,13 @@ export class FakeCompute implements ComputeBackend {
           throw new Error('fake generate cancelled');
         }
         if (this.opts.delayPerRequestMs) await new Promise((res) => setTimeout(res, this.opts.delayPerRequestMs));
+        const content = this.content(r);
+        const isAnswer = !content.includes('Task 9:') && !content.includes('Score:');
+        if (isAnswer && (hashInt('long', r.id) % 1000) / 1000 < (this.opts.tooLongRate ?? 0)) {
+          await fs.appendFile(s.output, JSON.stringify({ id: r.id, outputs: [], skipped: 'prompt_too_long: fake context limit' }) + '\n');
+          done++;
+          continue;
+        }
         const outputs = Array.from({ length: r.n }, (_, i) => {
           const text = this.respond(r, i);
           const t = text.split(/\s+/).length;

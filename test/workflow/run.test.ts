@@ -140,8 +140,9 @@ describe('srlmRun workflow (FakeCompute)', () => {
     expect(fs.readFileSync(path.join(root, 'runs/wf-a/iter-2/pairs/manifest.json'), 'utf8')).toBe(manifestsBefore);
   });
 
-  it('empty candidates are not judged and are counted in the summary', async () => {
+  it('empty candidates and prompts over the context are skipped and counted in the summary', async () => {
     fake.opts.emptyAnswerRate = 0.25;
+    fake.opts.tooLongRate = 0.2;
     try {
       const result = await runToEnd(demoConfig('wf-empty', path.join(tmp, 'store-empty'), { iterations: 1 }));
       const s = result.summaries[0]!;
@@ -150,7 +151,11 @@ describe('srlmRun workflow (FakeCompute)', () => {
       expect(s.judge.judgments).toBe((s.candidates.count - empty) * 3);
       const md = fs.readFileSync(path.join(tmp, 'store-empty/runs/wf-empty/iter-1/summary.md'), 'utf8');
       expect(md).toContain(`| empty candidates (not judged) | ${empty} |`);
+      const tooLong = s.skipped['prompts over the context'] ?? 0;
+      expect(tooLong).toBeGreaterThan(0);
+      expect(s.candidates.count).toBe((s.prompts.kept - tooLong) * 4);
     } finally {
+      fake.opts.tooLongRate = 0;
       fake.opts.emptyAnswerRate = 0;
     }
   });
