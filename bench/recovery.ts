@@ -26,6 +26,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { defaultStoreFor } from '../activities';
 import type { RunConfigInput } from '../core/schemas';
+import { mulberry32 } from '../core/selfInstruct';
 import { startDevServer } from '../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { createWorkers, installQuietRuntime } from '../workers';
@@ -50,17 +51,6 @@ const SEED = arg('seed', 1);
 // judging has one request per candidate: prompts x N
 const N = 4;
 const PROMPTS = Math.ceil((SHARDS * SHARD_SIZE) / N);
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function spawnGenerationWorker(address: string, workDir: string, log: string): { child: ChildProcess; ready: Promise<void>; exited: Promise<void> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/fake-worker.ts')], {
@@ -98,7 +88,7 @@ async function main(): Promise<void> {
     deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: new FakeCompute(), workDir: path.join(tmp, 'work-orch'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
   });
   const running = Promise.all(workers.map((w) => w.run()));
-  const random = rng(SEED);
+  const random = mulberry32(SEED);
   const results: Record<'same-host' | 'other-host', { redone: number[]; recover: number[]; killedAt: number[] }> = {
     'same-host': { redone: [], recover: [], killedAt: [] },
     'other-host': { redone: [], recover: [], killedAt: [] },

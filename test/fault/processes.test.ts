@@ -21,6 +21,7 @@ import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { ALL_QUEUES, createWorkers, installQuietRuntime, workflowBundle } from '../../workers';
 import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
+import { waitFor } from '../helpers/stack';
 import { duplicates, runRecords } from '../helpers/stages';
 
 const repo = path.resolve(__dirname, '../..');
@@ -67,14 +68,6 @@ function spawnWorker(address: string, queues: string, workDir: string, extra: Re
 async function sigkill(w: WorkerProcess): Promise<void> {
   w.child.kill('SIGKILL');
   await w.exited;
-}
-
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 120_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** Lines in a shard's local output file (requests finished by the compute process so far). */

@@ -10,18 +10,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultStoreFor } from '../../activities';
 import { findNewestCheckpoint } from '../../activities/checkpoints';
 import { PythonCompute } from '../../activities/compute';
 import { LocalStore } from '../../activities/store';
 import { ModelManifest, type RunConfigInput } from '../../core/schemas';
 import { cancelRun } from '../../cli/runs';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
 import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
+import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
 import { testTemporalAddress } from '../helpers/temporal';
 
 const repo = repoRoot();
@@ -48,25 +46,13 @@ const alive = (pid: number): boolean => {
   }
 };
 
-async function waitFor(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 240_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 describe('fault tests: the training process (real TRL, tiny model)', () => {
   let tmp: string;
   let tiny: string;
-  let connection: Connection;
   let client: Client;
-  let native: NativeConnection;
-  let workers: Worker[];
-  let running: Promise<unknown>;
+  let stack: TestStack;
 
   beforeAll(async () => {
-    installQuietRuntime();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-train-fault-'));
     const compute = new PythonCompute({ python: env.python, packageDir: path.join(repo, 'compute'), workDir: path.join(tmp, 'jobs') });
     // SmolLM2's tokenizer (converted once per machine and cached, as `npm start` does)
@@ -80,25 +66,13 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
     fs.writeFileSync(job, JSON.stringify({ tokenizer: smol, output: tiny, hidden_size: 64, layers: 2, heads: 4, seed: 0 }));
     await promisify(execFile)(env.python, ['-m', 'srlm_compute', 'make-tiny-model', '--job', job], { cwd: path.join(repo, 'compute'), env: { ...process.env, PYTHONPATH: path.join(repo, 'compute') } });
 
-    connection = await Connection.connect({ address: testTemporalAddress() });
-    client = new Client({ connection });
-    native = await NativeConnection.connect({ address: testTemporalAddress() });
-    workers = await createWorkers({
-      connection: native,
-      namespace: 'default',
-      queues: ALL_QUEUES,
-      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute, workDir: path.join(tmp, 'work'), cacheDir: env.cacheDir, heartbeatIntervalMs: 500 },
-      heartbeatThrottleMs: 500,
-    });
-    running = Promise.all(workers.map((w) => w.run()));
+    stack = await startTestStack({ address: testTemporalAddress(), compute, dir: tmp, cacheDir: env.cacheDir, heartbeatMs: 500 });
+    client = stack.client;
   }, 600_000);
 
   afterAll(async () => {
     await client?.workflow.getHandle(runWorkflowId('tr')).terminate('test over').catch(() => undefined);
-    for (const w of workers ?? []) w.shutdown();
-    await running;
-    await connection?.close();
-    await native?.close();
+    await stack?.stop();
   });
 
   function config(root: string, epochs: number): RunConfigInput {

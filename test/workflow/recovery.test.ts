@@ -8,19 +8,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultStoreFor } from '../../activities';
 import { LocalStore } from '../../activities/store';
 import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { cancelRun } from '../../cli/runs';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
 import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
 import { recordHistory } from '../helpers/histories';
+import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
 import { duplicates, runRecords } from '../helpers/stages';
 import { testTemporalAddress } from '../helpers/temporal';
 
@@ -41,37 +39,21 @@ function config(name: string, root: string, over: Partial<RunConfigInput> = {}):
 
 describe('recovering runs (FakeCompute)', () => {
   let client: Client;
-  let connection: Connection;
-  let native: NativeConnection;
   let tmp: string;
   let fake: FakeCompute;
-  let workers: Worker[];
-  let running: Promise<unknown>;
+  let stack: TestStack;
 
   beforeAll(async () => {
-    installQuietRuntime();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-recovery-'));
-    connection = await Connection.connect({ address: testTemporalAddress() });
-    client = new Client({ connection });
-    native = await NativeConnection.connect({ address: testTemporalAddress() });
     fake = new FakeCompute({ judgeParseFailureRate: 0.1 });
-    workers = await createWorkers({
-      connection: native,
-      namespace: 'default',
-      queues: ALL_QUEUES,
-      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: fake, workDir: path.join(tmp, 'work'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
-      heartbeatThrottleMs: 200,
-    });
-    running = Promise.all(workers.map((w) => w.run()));
+    stack = await startTestStack({ address: testTemporalAddress(), compute: fake, dir: tmp });
+    client = stack.client;
   });
 
   afterAll(async () => {
     // leave nothing running for the next test file's workers to pick up
     await client?.workflow.getHandle(runWorkflowId('rec')).terminate('test over').catch(() => undefined);
-    for (const w of workers ?? []) w.shutdown();
-    await running;
-    await connection?.close();
-    await native?.close();
+    await stack?.stop();
   });
 
   const execute = (c: RunConfigInput): Promise<RunResult> =>
@@ -184,18 +166,11 @@ describe('recovering runs (FakeCompute)', () => {
     try {
       const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
       const store = new LocalStore(root);
-      const deadline = Date.now() + 60_000;
       // slow generation down once the prompts exist, so cancellation meets a running stage
-      while (!(await store.exists('runs/rec/iter-1/prompts/manifest.json'))) {
-        if (Date.now() > deadline) throw new Error('prompts were never published');
-        await new Promise((r) => setTimeout(r, 20));
-      }
+      await waitFor('prompts', () => store.exists('runs/rec/iter-1/prompts/manifest.json'), 60_000);
       fake.opts.delayPerRequestMs = 500;
       // wait until candidates have a committed shard and more are being generated
-      while (!(await store.exists('runs/rec/iter-1/candidates/parts/all/shard-00000.commit.json'))) {
-        if (Date.now() > deadline) throw new Error('candidates never committed a shard');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitFor('a committed candidates shard', () => store.exists('runs/rec/iter-1/candidates/parts/all/shard-00000.commit.json'), 60_000);
       const abortedBefore = fake.aborted;
       const t0 = Date.now();
       const status = await cancelRun(client, 'rec', 30_000);
