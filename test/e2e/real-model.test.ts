@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findStage, modelDir, readModelManifest, readStage } from '../../activities/artifacts';
+import { findStage, modelDir, readModelManifest, readStage, readStageManifest } from '../../activities/artifacts';
 import { sha256File } from '../../activities/store';
 import { LocalStore } from '../../activities/store';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample } from '../../core/schemas';
@@ -31,6 +31,8 @@ const tinyConfig = (root: string): RunConfigInput => ({
   judge: { samples: 3, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 96 } },
   dpo: { lr: 5e-6, lrEnd: 5e-7, batchSize: 4, epochs: 1, maxLength: 768 },
   compute: { device: 'cpu', generationBatchSize: 16, gradientCheckpointing: false },
+  // several shards per generation stage, and a full checkpoint during M1's SFT
+  durability: { shardSize: 4, checkpointEvery: 8 },
   store: { root },
 });
 
@@ -105,5 +107,18 @@ describe('a real self-rewarding run with the packaged model', () => {
     expect(s.pairs.kept).toBe(pairs.length);
     expect(s.dpo?.loss).toEqual(expect.any(Number));
     expect(await store.exists('runs/e2e/iter-1/summary.md')).toBe(true);
+  });
+
+  it('generation ran in committed shards and training checkpoints were cleaned up after publishing', async () => {
+    const manifest = async (stage: string) => readStageManifest(store, (await findStage(store, { run: 'e2e', iteration: 1, stage }))!);
+    const judgments = await manifest('judgments');
+    const shards = Math.ceil(judgments.count / 3 / 4); // one request (3 samples) per candidate, shards of 4
+    expect(shards).toBeGreaterThan(1);
+    expect(judgments.stats.shards).toBe(shards);
+    for (let k = 0; k < shards; k++) expect(await store.exists(`runs/e2e/iter-1/judgments/parts/all/shard-0000${k}.commit.json`)).toBe(true);
+    const m1 = await readModelManifest(store, result.models.find((m) => m.name === 'M1')!.model);
+    expect(Number(m1.metrics.steps)).toBeGreaterThan(8); // so one checkpoint was written on the way
+    expect(m1.metrics.resumed_from_step).toBe(0);
+    expect((await store.list('runs/e2e/train')).filter((k) => k.includes('/checkpoints/'))).toEqual([]);
   });
 });
