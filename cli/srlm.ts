@@ -6,6 +6,7 @@
  *   srlm status <run>                       progress of a run
  *   srlm resume <run> [--config run.json]   new execution of a failed/cancelled/terminated run
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
+ *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
  */
 import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
@@ -13,6 +14,7 @@ import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { loadSeed } from '../activities/seed';
+import { LocalStore } from '../activities/store';
 import { consoleReporter, formatDuration } from '../activities/progress';
 import { configHash } from '../core/ids';
 import { renderIterationSummaryMarkdown } from '../core/stats';
@@ -20,6 +22,7 @@ import type { RunConfig } from '../core/schemas';
 import { defaultStateDir } from '../infra/paths';
 import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
+import { listLineage, renderLineage } from './models';
 import { cancelRun, resumeRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
@@ -212,6 +215,12 @@ async function cmdCancel(run: string): Promise<void> {
   });
 }
 
+async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: string; json?: boolean }): Promise<void> {
+  const root = path.resolve(opts.store ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir ?? defaultStateDir(), 'artifacts'));
+  const entries = await listLineage(new LocalStore(root), opts.lineage);
+  console.log(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
+}
+
 const program = new Command()
   .name('srlm')
   .description('Durable self-rewarding training for language models (Yuan et al. 2024) on Temporal');
@@ -251,6 +260,15 @@ program
   .description('cancel a run: its compute processes are stopped, published artifacts stay')
   .argument('<run>', 'run name')
   .action(cmdCancel);
+
+program
+  .command('models')
+  .description('list the models in the artifact store: parent, method, training data, metrics')
+  .option('--lineage <name>', 'only this lineage')
+  .option('--store <dir>', 'artifact store directory (default $SRLM_STORE_ROOT or <state dir>/artifacts)')
+  .option('--state-dir <dir>', 'state directory of the embedded stack')
+  .option('--json', 'machine-readable output')
+  .action(cmdModels);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof ConfigError) console.error(`error: ${err.message}`);

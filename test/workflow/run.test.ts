@@ -2,6 +2,7 @@
  * Orchestration on a real Temporal dev server, with FakeCompute (a fake, named so) in place
  * of the model: the point here is the workflow shape, idempotent stages and failures.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -128,6 +129,23 @@ describe('srlmRun workflow (FakeCompute)', () => {
     }
     const eft = await readStage(store, await ref('eft', 0), SftExample);
     for (const e of eft) expect(e.kind).toBe('eft');
+  });
+
+  it('`srlm models` shows the lineage: M0 -> M1 -> M2 -> M3 with parents, methods and data', async () => {
+    const root = path.join(tmp, 'store-a');
+    const cli = (args: string[]) =>
+      execFileSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'models', '--store', root, ...args], { encoding: 'utf8' });
+    const entries = JSON.parse(cli(['--json'])) as { modelId: string; parent: string | null; method: string; depth: number; trainedOn: string[] }[];
+    const byId = Object.fromEntries(entries.map((e) => [e.modelId, e]));
+    expect(Object.keys(byId).sort()).toEqual(['wf-a.m0', 'wf-a.m1', 'wf-a.m2', 'wf-a.m3', 'wf-a.sft-baseline']);
+    expect(byId['wf-a.m3']).toMatchObject({ parent: 'wf-a.m2', method: 'dpo', depth: 3 });
+    expect(byId['wf-a.m2']).toMatchObject({ parent: 'wf-a.m1', method: 'dpo', depth: 2 });
+    expect(byId['wf-a.m1']).toMatchObject({ parent: 'wf-a.m0', method: 'sft', depth: 1 });
+    expect(byId['wf-a.m0']).toMatchObject({ parent: null, method: 'import', depth: 0 });
+    expect(byId['wf-a.m2']!.trainedOn[0]).toMatch(/runs\/wf-a\/iter-1\/pairs\/manifest\.json$/);
+    const text = cli([]);
+    expect(text).toContain('lineage wf-a');
+    expect(text).toMatch(/\n {8}wf-a\.m3 {2}\(dpo of wf-a\.m2; 1 dataset/);
   });
 
   it('starting a completed run again reuses every artifact and trains nothing', async () => {
