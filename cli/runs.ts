@@ -5,7 +5,7 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import { runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
 import { ConfigError } from './config';
 
 export interface ResumeOutcome {
@@ -72,4 +72,60 @@ export async function cancelRun(client: Client, run: string, waitMs = 120_000): 
     if (Date.now() > deadline) return 'RUNNING';
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+export interface LiveActivity {
+  workflowId: string;
+  activity: string;
+  attempt: number;
+  /** the last heartbeat's details (progress: done/total, shards, tokens, loss, checkpoint) */
+  details: Record<string, unknown> | null;
+}
+
+/**
+ * Activities running now in a run and in its current iteration, with their last heartbeat
+ * details: where shard counts, tokens and training loss live between progress queries.
+ */
+export async function liveActivities(client: Client, run: string, iteration: number): Promise<LiveActivity[]> {
+  const ids = [runWorkflowId(run), ...(iteration > 0 ? [iterationWorkflowId(run, iteration)] : [])];
+  const out: LiveActivity[] = [];
+  for (const workflowId of ids) {
+    const desc = await client.workflow
+      .getHandle(workflowId)
+      .describe()
+      .catch(() => null);
+    if (!desc || desc.status.name !== 'RUNNING') continue;
+    for (const a of desc.raw.pendingActivities ?? []) {
+      const payload = a.heartbeatDetails?.payloads?.[0];
+      let details: Record<string, unknown> | null = null;
+      if (payload) {
+        try {
+          details = defaultPayloadConverter.fromPayload<Record<string, unknown>>(payload) ?? null;
+        } catch {
+          details = null;
+        }
+      }
+      out.push({ workflowId, activity: a.activityType?.name ?? '?', attempt: a.attempt ?? 1, details });
+    }
+  }
+  return out;
+}
+
+/** One line for a live activity: stage, done/total, shards, rate, ETA, loss, checkpoint, attempt. */
+export function formatLive(a: LiveActivity): string {
+  const d = a.details ?? {};
+  const num = (k: string): number | null => (typeof d[k] === 'number' && Number.isFinite(d[k]) ? (d[k] as number) : null);
+  const done = num('done');
+  const total = num('total');
+  const elapsed = num('elapsedS');
+  const tokens = num('tokens');
+  const parts = [`${typeof d.stage === 'string' ? d.stage : a.activity}`];
+  if (done !== null && total) parts.push(`${done}/${total} (${((100 * done) / total).toFixed(0)}%)`);
+  if (num('shards') !== null) parts.push(`shards ${num('shardsCommitted') ?? 0}/${num('shards')} committed`);
+  if (tokens && elapsed) parts.push(`${(tokens / elapsed).toFixed(1)} tok/s`);
+  if (done && total && elapsed && done < total) parts.push(`ETA ${Math.round(((total - done) * elapsed) / done)}s`);
+  if (num('loss') !== null) parts.push(`loss ${num('loss')!.toFixed(4)}`);
+  if (num('checkpointStep')) parts.push(`checkpoint at step ${num('checkpointStep')}`);
+  if (a.attempt > 1) parts.push(`attempt ${a.attempt}`);
+  return parts.join('  ');
 }

@@ -5,6 +5,7 @@
  *   srlm start --config run.json            start a run on an existing cluster
  *   srlm status <run>                       progress of a run
  *   srlm resume <run> [--config run.json]   new execution of a failed/cancelled/terminated run
+ *   srlm watch <run>                        follow a running run with live progress
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
  */
@@ -23,7 +24,7 @@ import { defaultStateDir } from '../infra/paths';
 import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
-import { cancelRun, resumeRun } from './runs';
+import { cancelRun, formatLive, liveActivities, resumeRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
 const address = (): string => process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
@@ -64,7 +65,8 @@ async function startOrAttach(client: Client, config: RunConfig): Promise<{ workf
 }
 
 /** Polls the progress query and prints stage changes with their durations until the run ends. */
-async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal): Promise<RunResult | null> {
+async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal, live = false, liveEveryMs = 5000): Promise<RunResult | null> {
+  let lastLive = 0;
   const handle = client.workflow.getHandle(workflowId);
   // The result long-poll is aborted with the watch, so closing the connection afterwards is
   // safe. Each poll adds a listener to the signal: a private one, without the listener cap.
@@ -97,6 +99,10 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
         lastStage = p.stage;
         stageStarted = Date.now();
         if (p.stage !== 'done') print(`stage: ${p.stage}${p.iteration ? ` (iteration ${p.iteration}/${p.iterations})` : ''}`);
+      }
+      if (live && Date.now() - lastLive >= liveEveryMs) {
+        lastLive = Date.now();
+        for (const a of await liveActivities(client, p.run, p.iteration).catch(() => [])) if (a.details) print(`    ${formatLive(a)}`);
       }
       while (printedSummaries < p.summaries.length) {
         print('\n' + renderIterationSummaryMarkdown(p.summaries[printedSummaries]!));
@@ -208,6 +214,13 @@ async function cmdResume(run: string, opts: { config?: string; watch?: boolean }
   });
 }
 
+async function cmdWatch(run: string, opts: { interval?: string }): Promise<void> {
+  await withClient(async (client) => {
+    const out = await watch(client, runWorkflowId(run), (l) => console.log(l), undefined, true, Number(opts.interval ?? 5) * 1000);
+    if (out) console.log(`\nRun "${out.run}" completed; final model ${out.finalModel.modelId}.`);
+  });
+}
+
 async function cmdCancel(run: string): Promise<void> {
   await withClient(async (client) => {
     const status = await cancelRun(client, run);
@@ -254,6 +267,13 @@ program
   .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
   .option('--watch', 'watch the resumed run until it ends')
   .action(cmdResume);
+
+program
+  .command('watch')
+  .description('follow a running run: stage changes, live progress of its activities (done/total, shards, tok/s, loss, checkpoints), iteration summaries')
+  .argument('<run>', 'run name')
+  .option('--interval <seconds>', 'seconds between progress lines', '5')
+  .action(cmdWatch);
 
 program
   .command('cancel')

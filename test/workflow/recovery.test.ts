@@ -161,6 +161,25 @@ describe('recovering runs (FakeCompute)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
+  it('`srlm watch` follows a run with live shard progress until it completes', async () => {
+    const root = path.join(tmp, 'store-watch');
+    fake.opts.delayPerRequestMs = 30;
+    try {
+      await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
+      const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'watch', 'rec', '--interval', '0.3'], {
+        cwd: repo,
+        env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() },
+        timeout: 120_000,
+      });
+      expect(out.stdout).toMatch(/stage: iteration 1/);
+      expect(out.stdout).toMatch(/\d+\/\d+ \(\d+%\) {2}shards \d+\/\d+ committed/);
+      expect(out.stdout).toContain('Run "rec" completed; final model rec.m2.');
+    } finally {
+      fake.opts.delayPerRequestMs = 0;
+      fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+    }
+  });
+
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {
