@@ -20,6 +20,7 @@ import { consoleReporter, formatDuration } from '../activities/progress';
 import { configHash } from '../core/ids';
 import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
+import { temporalSettings } from '../infra/connection';
 import { defaultStateDir } from '../infra/paths';
 import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
@@ -27,8 +28,11 @@ import { listLineage, renderLineage } from './models';
 import { cancelRun, formatLive, liveActivities, resumeRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
-const address = (): string => process.env.TEMPORAL_ADDRESS ?? 'localhost:7233';
-const namespace = (): string => process.env.TEMPORAL_NAMESPACE ?? 'default';
+// TEMPORAL_ADDRESS / _NAMESPACE / _API_KEY / _TLS_* and the TOML profile, as the temporal CLI reads them
+const settings = () => temporalSettings();
+const address = (): string => settings().address;
+const namespace = (): string => settings().namespace;
+const connect = () => Connection.connect(settings().connectionOptions);
 
 /** Validates the config and its seed data before anything is started. */
 async function loadConfigOrExit(file: string, runName?: string): Promise<RunConfig> {
@@ -138,6 +142,9 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string })
   const config = await loadConfigOrExit(opts.config, opts.run);
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
   const t0 = Date.now();
+  if (settings().secured) {
+    throw new ConfigError(`srlm run is the embedded stack (a local dev server and in-process workers), but the connection settings name a secured cluster at ${address()}; use \`srlm start\` there, with workers from workers/main.ts`);
+  }
   const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000) });
   const interrupt = new AbortController();
   const onSignal = (): void => {
@@ -169,7 +176,7 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string })
 
 async function cmdStart(opts: { config: string; run?: string }): Promise<void> {
   const config = await loadConfigOrExit(opts.config, opts.run);
-  const connection = await Connection.connect({ address: address() });
+  const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
     const { workflowId, attached } = await startOrAttach(client, config);
@@ -180,7 +187,7 @@ async function cmdStart(opts: { config: string; run?: string }): Promise<void> {
 }
 
 async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
-  const connection = await Connection.connect({ address: address() });
+  const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
     const p = await client.workflow.getHandle(runWorkflowId(run)).query(progressQuery);
@@ -196,7 +203,7 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
 }
 
 async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await Connection.connect({ address: address() });
+  const connection = await connect();
   try {
     return await fn(new Client({ connection, namespace: namespace() }));
   } finally {

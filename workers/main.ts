@@ -4,11 +4,13 @@
  *   tsx workers/main.ts --queues generation          # on each GPU host
  *   tsx workers/main.ts --queues orchestration       # anywhere
  *
- * Connection settings: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE.
+ * Connection settings as the temporal CLI reads them (infra/connection.ts): TEMPORAL_ADDRESS,
+ * TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, the TOML profile (TEMPORAL_PROFILE).
  * Artifacts: SRLM_STORE_ROOT (default <state dir>/artifacts), SRLM_STATE_DIR.
  */
 import { NativeConnection } from '@temporalio/worker';
 import { consoleReporter } from '../activities/progress';
+import { temporalSettings } from '../infra/connection';
 import { defaultStateDir } from '../infra/paths';
 import type { QueueName } from '../workflows/shared';
 import { ALL_QUEUES, createWorkers, defaultDeps } from './index';
@@ -17,10 +19,11 @@ async function run(): Promise<void> {
   const arg = process.argv.indexOf('--queues');
   const queues = (arg >= 0 ? (process.argv[arg + 1] ?? '') : ALL_QUEUES.join(',')).split(',').filter(Boolean) as QueueName[];
   for (const q of queues) if (!ALL_QUEUES.includes(q)) throw new Error(`--queues: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);
-  const connection = await NativeConnection.connect({ address: process.env.TEMPORAL_ADDRESS ?? 'localhost:7233' });
+  const settings = temporalSettings();
+  const connection = await NativeConnection.connect(settings.connectionOptions);
   const workers = await createWorkers({
     connection,
-    namespace: process.env.TEMPORAL_NAMESPACE ?? 'default',
+    namespace: settings.namespace,
     queues,
     deps: defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() }),
   });

@@ -180,6 +180,20 @@ describe('recovering runs (FakeCompute)', () => {
     }
   });
 
+  it('the srlm CLI takes its connection from a Temporal TOML profile, like the temporal CLI', async () => {
+    const file = path.join(tmp, 'temporal.toml');
+    fs.writeFileSync(file, `[profile.tests]\naddress = "${testTemporalAddress()}"\nnamespace = "default"\n`);
+    const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'tests' };
+    delete env.TEMPORAL_ADDRESS;
+    const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'status', 'rec', '--json'], { cwd: repo, env });
+    const p = JSON.parse(out.stdout) as { run: string; status: string };
+    expect(p.run).toBe('rec');
+    expect(p.status).toBe('completed');
+    // and the temporal CLI reads the same profile
+    const listed = await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'describe', '--workflow-id', runWorkflowId('rec')], { env });
+    expect(listed.stdout).toMatch(/srlmRun/);
+  });
+
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {
