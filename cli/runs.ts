@@ -5,7 +5,7 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { iterationWorkflowId, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
 import { ConfigError } from './config';
 
 export interface ResumeOutcome {
@@ -128,4 +128,24 @@ export function formatLive(a: LiveActivity): string {
   if (num('checkpointStep')) parts.push(`checkpoint at step ${num('checkpointStep')}`);
   if (a.attempt > 1) parts.push(`attempt ${a.attempt}`);
   return parts.join('  ');
+}
+
+/** Pauses a running run: the running stage finishes, the next one waits for `resume`. */
+export async function pauseRun(client: Client, run: string, reason?: string): Promise<void> {
+  const handle = client.workflow.getHandle(runWorkflowId(run));
+  const d = await handle.describe().catch((err: unknown) => {
+    if (err instanceof WorkflowNotFoundError) throw new ConfigError(`run "${run}" has no workflow ${runWorkflowId(run)}`);
+    throw err;
+  });
+  if (d.status.name !== 'RUNNING') throw new ConfigError(`run "${run}" is not running (${d.status.name.toLowerCase()}); nothing to pause`);
+  await handle.signal(pauseSignal, reason ? { reason } : {});
+}
+
+/** Lifts a pause of a running run. Returns false when the run is not running. */
+export async function unpauseRun(client: Client, run: string): Promise<boolean> {
+  const handle = client.workflow.getHandle(runWorkflowId(run));
+  const d = await handle.describe().catch(() => null);
+  if (!d || d.status.name !== 'RUNNING') return false;
+  await handle.signal(resumeSignal);
+  return true;
 }

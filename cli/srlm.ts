@@ -4,7 +4,8 @@
  *   srlm run --config configs/demo.json     embedded: start what is missing, run, watch
  *   srlm start --config run.json            start a run on an existing cluster
  *   srlm status <run>                       progress of a run
- *   srlm resume <run> [--config run.json]   new execution of a failed/cancelled/terminated run
+ *   srlm pause <run>                        pause between stages
+ *   srlm resume <run> [--config run.json]   lift a pause, or start a new execution of a failed/cancelled/terminated run
  *   srlm watch <run>                        follow a running run with live progress
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
@@ -25,7 +26,7 @@ import { defaultStateDir } from '../infra/paths';
 import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
-import { cancelRun, formatLive, liveActivities, resumeRun } from './runs';
+import { cancelRun, formatLive, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
 // TEMPORAL_ADDRESS / _NAMESPACE / _API_KEY / _TLS_* and the TOML profile, as the temporal CLI reads them
@@ -195,6 +196,7 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
     else {
       console.log(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
       for (const m of p.models) console.log(`  ${m.name.padEnd(13)} ${m.modelId}`);
+      if (p.paused) console.log(`  paused since ${p.paused.since}: ${p.paused.reason}`);
       if (p.error) console.log(`  error: ${p.error}`);
     }
   } finally {
@@ -211,9 +213,22 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
   }
 }
 
+async function cmdPause(run: string, opts: { reason?: string }): Promise<void> {
+  await withClient(async (client) => {
+    await pauseRun(client, run, opts.reason);
+    console.log(`run "${run}": pausing; the running stage finishes, the next waits for \`srlm resume ${run}\`.`);
+  });
+}
+
 async function cmdResume(run: string, opts: { config?: string; watch?: boolean }): Promise<void> {
   const config = opts.config ? await loadConfigOrExit(opts.config, run) : undefined;
   await withClient(async (client) => {
+    // a running (paused) run gets the resume signal; one that ended gets a new execution
+    if (!config && (await unpauseRun(client, run))) {
+      console.log(`run "${run}": resumed.`);
+      if (opts.watch) await watch(client, runWorkflowId(run), (l) => console.log(l));
+      return;
+    }
     const out = await resumeRun(client, run, config ? { config } : {});
     console.log(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
     console.log('Completed stages, committed shards and training checkpoints are reused.');
@@ -268,8 +283,15 @@ program
   .action(cmdStatus);
 
 program
+  .command('pause')
+  .description('pause a running run: the running stage finishes, the next one waits for `srlm resume`')
+  .argument('<run>', 'run name')
+  .option('--reason <text>', 'why (shown by status and the progress query)')
+  .action(cmdPause);
+
+program
   .command('resume')
-  .description('start a new execution of a run that failed, was cancelled or terminated; it reuses every completed artifact')
+  .description('continue a run: lift a pause, or start a new execution of a run that failed, was cancelled or terminated (reusing every completed artifact)')
   .argument('<run>', 'run name')
   .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
   .option('--watch', 'watch the resumed run until it ends')

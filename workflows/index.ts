@@ -11,7 +11,9 @@ import {
   ActivityCancellationType,
   ApplicationFailure,
   ChildWorkflowCancellationType,
+  condition,
   executeChild,
+  getExternalWorkflowHandle,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -23,7 +25,9 @@ import type { IterationSummary } from '../core/stats';
 import {
   iterationProgressQuery,
   iterationWorkflowId,
+  pauseSignal,
   progressQuery,
+  resumeSignal,
   type IterationProgress,
   type RunProgress,
   type RunResult,
@@ -81,8 +85,24 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     summaries: [],
   };
   setHandler(progressQuery, () => progress);
+  // pause/resume: applied between stages here, and forwarded to the running iteration
+  let child: string | null = null;
+  const forward = (send: (id: string) => Promise<void>): void => {
+    if (child) void send(child).catch(() => undefined); // the iteration may have just ended
+  };
+  setHandler(pauseSignal, (opts) => {
+    progress.paused = { since: new Date().toISOString(), reason: opts?.reason ?? 'paused by an operator' };
+    if (progress.status === 'running') progress.status = 'paused';
+    forward((id) => getExternalWorkflowHandle(id).signal(pauseSignal, opts));
+  });
+  setHandler(resumeSignal, () => {
+    delete progress.paused;
+    if (progress.status === 'paused') progress.status = 'running';
+    forward((id) => getExternalWorkflowHandle(id).signal(resumeSignal));
+  });
 
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    await waitWhilePaused(progress);
     progress.stage = stage;
     const out = await fn();
     progress.stagesDone.push(stage);
@@ -98,7 +118,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     const prepared = await step('validate', () => cpu.prepareRun(input.config));
     const config: RunConfig = prepared.config;
     progress.configHash = prepared.configHash;
-    progress.status = 'running';
+    progress.status = progress.paused ? 'paused' : 'running';
     progress.iterations = config.iterations;
     const { generation, training } = computeActivities(config.durability);
 
@@ -125,14 +145,16 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     const summaries: IterationSummary[] = [];
     for (let t = 1; t <= config.iterations; t++) {
       progress.iteration = t;
-      const out = await step(`iteration ${t}`, () =>
-        executeChild(srlmIteration, {
+      const out = await step(`iteration ${t}`, () => {
+        child = iterationWorkflowId(config.run, t);
+        return executeChild(srlmIteration, {
           workflowId: iterationWorkflowId(config.run, t),
           taskQueue: TASK_QUEUES.orchestration,
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier] }],
-        }),
-      );
+          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier], ...(progress.paused ? { paused: progress.paused } : {}) }],
+        });
+      });
+      child = null;
       current = out.modelOut;
       earlier.push(out.prompts);
       summaries.push(out.summary);
@@ -168,6 +190,11 @@ function rootCause(err: unknown): { message: string; type: string } {
   return best;
 }
 
+/** Resolves at once unless a pause is in effect; then when the resume signal arrives. */
+async function waitWhilePaused(progress: { paused?: unknown }): Promise<void> {
+  if (progress.paused) await condition(() => !progress.paused);
+}
+
 export interface IterationInput {
   config: RunConfig;
   iteration: number;
@@ -176,6 +203,8 @@ export interface IterationInput {
   promptModel: ModelRef | null;
   seedIft: ArtifactRef;
   earlierPrompts: ArtifactRef[];
+  /** the run was paused when this iteration started */
+  paused?: { since: string; reason: string };
 }
 
 export interface IterationResult {
@@ -187,11 +216,18 @@ export interface IterationResult {
 
 export async function srlmIteration(input: IterationInput): Promise<IterationResult> {
   const { config, iteration, model } = input;
-  const progress: IterationProgress = { run: config.run, iteration, stage: 'prompts', stagesDone: [] };
+  const progress: IterationProgress = { run: config.run, iteration, stage: 'prompts', stagesDone: [], ...(input.paused ? { paused: input.paused } : {}) };
   setHandler(iterationProgressQuery, () => progress);
+  setHandler(pauseSignal, (opts) => {
+    progress.paused = { since: new Date().toISOString(), reason: opts?.reason ?? 'paused by an operator' };
+  });
+  setHandler(resumeSignal, () => {
+    delete progress.paused;
+  });
   const timings: Record<string, number> = {};
   const { generation, training } = computeActivities(config.durability);
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
+    await waitWhilePaused(progress);
     progress.stage = stage;
     const started = Date.now();
     const out = await fn();

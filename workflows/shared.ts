@@ -2,7 +2,7 @@
  * Names shared by workflows, workers and clients: task queues, workflow IDs, queries,
  * signals. Deterministic and free of Node built-ins (workflows import it).
  */
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 import type { IterationSummary } from '../core/stats';
 import type { ModelRef } from '../activities/artifacts';
 
@@ -25,7 +25,7 @@ export function iterationWorkflowId(run: string, iteration: number): string {
   return `srlm-${run}-iter-${iteration}`;
 }
 
-export type RunStatus = 'starting' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type RunStatus = 'starting' | 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
 
 export interface RunProgress {
   run: string;
@@ -40,6 +40,8 @@ export interface RunProgress {
   models: { name: string; modelId: string; uri: string }[];
   summaries: IterationSummary[];
   error?: string;
+  /** set while a pause is in effect: no new stage starts until the resume signal */
+  paused?: { since: string; reason: string };
 }
 
 export interface IterationProgress {
@@ -47,9 +49,17 @@ export interface IterationProgress {
   iteration: number;
   stage: string;
   stagesDone: string[];
+  paused?: { since: string; reason: string };
 }
 
 export const progressQuery = defineQuery<RunProgress>('progress');
+
+/**
+ * Pause: the stage that is running finishes (its shards commit, its model is published) and
+ * no next stage starts until `resume`. Send to `srlm-<run>`; it reaches the running iteration.
+ */
+export const pauseSignal = defineSignal<[{ reason?: string }?]>('pause');
+export const resumeSignal = defineSignal('resume');
 export const iterationProgressQuery = defineQuery<IterationProgress>('progress');
 
 export interface RunResult {

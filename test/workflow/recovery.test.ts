@@ -15,7 +15,7 @@ import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { cancelRun } from '../../cli/runs';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationProgressQuery, iterationWorkflowId, progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
@@ -163,7 +163,7 @@ describe('recovering runs (FakeCompute)', () => {
 
   it('`srlm watch` follows a run with live shard progress until it completes', async () => {
     const root = path.join(tmp, 'store-watch');
-    fake.opts.delayPerRequestMs = 30;
+    fake.opts.delayPerRequestMs = 60;
     try {
       await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
       const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'watch', 'rec', '--interval', '0.3'], {
@@ -192,6 +192,44 @@ describe('recovering runs (FakeCompute)', () => {
     // and the temporal CLI reads the same profile
     const listed = await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'describe', '--workflow-id', runWorkflowId('rec')], { env });
     expect(listed.stdout).toMatch(/srlmRun/);
+  });
+
+  it('`srlm pause` holds a run between stages; the Temporal CLI\'s resume signal lets it finish', async () => {
+    const root = path.join(tmp, 'store-pause');
+    const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
+    const store = new LocalStore(root);
+    const child = client.workflow.getHandle(iterationWorkflowId('rec', 1));
+    try {
+      await waitFor('prompts', () => store.exists('runs/rec/iter-1/prompts/manifest.json'), 60_000);
+      fake.opts.delayPerRequestMs = 300;
+      const tsx = path.join(repo, 'node_modules/.bin/tsx');
+      const env = { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() };
+      const paused = await run(tsx, [path.join(repo, 'cli/srlm.ts'), 'pause', 'rec', '--reason', 'disk check'], { cwd: repo, env });
+      expect(paused.stdout).toContain('pausing');
+      // the running stage finishes; then nothing runs and no stage starts
+      const idle = async () => ((await child.describe()).raw.pendingActivities ?? []).length === 0;
+      await waitFor('the running stage to finish', idle, 60_000);
+      const stages = (await child.query(iterationProgressQuery)).stagesDone.length;
+      fake.opts.delayPerRequestMs = 0;
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await idle()).toBe(true);
+      expect((await child.query(iterationProgressQuery)).stagesDone.length).toBe(stages);
+      expect(await store.exists('runs/rec/iter-1/pairs/manifest.json')).toBe(false);
+      const p = await handle.query(progressQuery);
+      expect(p.status).toBe('paused');
+      expect(p.paused?.reason).toBe('disk check');
+      const status = await run(tsx, [path.join(repo, 'cli/srlm.ts'), 'status', 'rec'], { cwd: repo, env });
+      expect(status.stdout).toMatch(/paused since .*: disk check/);
+      await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'signal', '--address', testTemporalAddress(), '--workflow-id', runWorkflowId('rec'), '--name', 'resume']);
+      const result = (await handle.result()) as RunResult;
+      await recordHistory(testTemporalAddress(), 'run-paused-resumed', runWorkflowId('rec'));
+      await recordHistory(testTemporalAddress(), 'iteration-paused-resumed', iterationWorkflowId('rec', 1));
+      expect(result.finalModel.modelId).toBe('rec.m2');
+      expect(await runRecords(root, 'rec', 1)).toEqual(reference);
+    } finally {
+      fake.opts.delayPerRequestMs = 0;
+      fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+    }
   });
 
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
