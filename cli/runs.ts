@@ -7,6 +7,7 @@ import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
 import { iterationWorkflowId, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
 import { ConfigError } from './config';
+import { ensureSearchAttributes } from './search-attributes';
 
 export interface ResumeOutcome {
   workflowId: string;
@@ -52,10 +53,11 @@ export async function resumeRun(client: Client, run: string, opts: { config?: Ru
     throw new ConfigError(`the config names run "${opts.config.run}", not "${run}": a resumed run keeps its name`);
   }
   const config = opts.config ?? (await startedConfig(client, workflowId, desc.runId));
+  const sa = await ensureSearchAttributes(client, client.options.namespace);
   const handle = await client.workflow.start('srlmRun', {
     taskQueue: TASK_QUEUES.orchestration,
     workflowId,
-    args: [{ config }],
+    args: [{ config, searchAttributes: sa.enabled }],
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
   return { workflowId, previousRunId: desc.runId, previousStatus: status, runId: handle.firstExecutionRunId, configChanged: opts.config !== undefined };

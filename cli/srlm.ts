@@ -26,6 +26,7 @@ import { defaultStateDir } from '../infra/paths';
 import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
+import { ensureSearchAttributes } from './search-attributes';
 import { cancelRun, formatLive, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
@@ -50,8 +51,10 @@ async function loadConfigOrExit(file: string, runName?: string): Promise<RunConf
 
 async function startOrAttach(client: Client, config: RunConfig): Promise<{ workflowId: string; attached: boolean }> {
   const workflowId = runWorkflowId(config.run);
+  const sa = await ensureSearchAttributes(client, client.options.namespace);
+  if (!sa.enabled) console.warn(`note: runs are started without search attributes: ${sa.reason}`);
   try {
-    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config }] });
+    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config, searchAttributes: sa.enabled }] });
     return { workflowId, attached: false };
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;

@@ -15,8 +15,10 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities, ModelRef } from '../activities';
@@ -28,6 +30,7 @@ import {
   pauseSignal,
   progressQuery,
   resumeSignal,
+  SEARCH_ATTRIBUTES_PATCH,
   type IterationProgress,
   type RunProgress,
   type RunResult,
@@ -71,6 +74,16 @@ function computeActivities(d: DurabilityConfig) {
 export interface RunInput {
   /** the run config as written by the user; validated by the first activity */
   config: unknown;
+  /** the namespace has srlm's search attributes (SEARCH_ATTRIBUTES): keep them up to date */
+  searchAttributes?: boolean;
+}
+
+/** Upserts srlm's search attributes when enabled; versioned with patched() (added after the first release). */
+function searchAttributeUpdater(enabled: boolean | undefined): (attrs: Record<string, string | number>) => void {
+  const on = enabled === true && patched(SEARCH_ATTRIBUTES_PATCH);
+  return (attrs) => {
+    if (on) upsertSearchAttributes(Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, [v]])) as never);
+  };
 }
 
 export async function srlmRun(input: RunInput): Promise<RunResult> {
@@ -101,9 +114,11 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     forward((id) => getExternalWorkflowHandle(id).signal(resumeSignal));
   });
 
+  const searchAttributes = searchAttributeUpdater(input.searchAttributes);
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
+    searchAttributes({ SrlmRun: progress.run, SrlmStage: stage, SrlmIteration: progress.iteration });
     const out = await fn();
     progress.stagesDone.push(stage);
     return out;
@@ -112,6 +127,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
   const addModel = (name: string, model: ModelRef): void => {
     models.push({ name, model });
     progress.models.push({ name, modelId: model.modelId, uri: model.uri });
+    searchAttributes({ SrlmModel: model.modelId });
   };
 
   try {
@@ -151,7 +167,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
           workflowId: iterationWorkflowId(config.run, t),
           taskQueue: TASK_QUEUES.orchestration,
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier], ...(progress.paused ? { paused: progress.paused } : {}) }],
+          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier], ...(progress.paused ? { paused: progress.paused } : {}), ...(input.searchAttributes ? { searchAttributes: true } : {}) }],
         });
       });
       child = null;
@@ -163,6 +179,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     }
     progress.status = 'completed';
     progress.stage = 'done';
+    searchAttributes({ SrlmStage: 'done' });
     return { run: config.run, models, summaries, finalModel: current };
   } catch (err) {
     if (isCancellation(err)) {
@@ -205,6 +222,8 @@ export interface IterationInput {
   earlierPrompts: ArtifactRef[];
   /** the run was paused when this iteration started */
   paused?: { since: string; reason: string };
+  /** keep srlm's search attributes up to date */
+  searchAttributes?: boolean;
 }
 
 export interface IterationResult {
@@ -226,9 +245,11 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   });
   const timings: Record<string, number> = {};
   const { generation, training } = computeActivities(config.durability);
+  const searchAttributes = searchAttributeUpdater(input.searchAttributes);
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
+    searchAttributes({ SrlmRun: config.run, SrlmIteration: iteration, SrlmStage: stage });
     const started = Date.now();
     const out = await fn();
     timings[stage] = (Date.now() - started) / 1000;

@@ -68,3 +68,17 @@ export interface RunResult {
   summaries: IterationSummary[];
   finalModel: ModelRef;
 }
+
+/**
+ * Custom search attributes a run keeps up to date (when its input says they are registered),
+ * for `temporal workflow list --query` and the Web UI's filters.
+ */
+export const SEARCH_ATTRIBUTES = {
+  SrlmRun: 'Keyword',
+  SrlmIteration: 'Int',
+  SrlmStage: 'Keyword',
+  SrlmModel: 'Keyword',
+} as const;
+
+/** patched() id of the change that added search attribute upserts */
+export const SEARCH_ATTRIBUTES_PATCH = 'srlm-search-attributes-v1';

@@ -232,6 +232,28 @@ describe('recovering runs (FakeCompute)', () => {
     }
   });
 
+  it('`srlm start` registers and keeps search attributes; `temporal workflow list --query` finds the run by them', async () => {
+    const root = path.join(tmp, 'store-sa');
+    const file = path.join(tmp, 'sa-run.json');
+    fs.writeFileSync(file, JSON.stringify(config('rec', root)));
+    const env = { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() };
+    const started = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'start', '--config', file], { cwd: repo, env });
+    expect(started.stdout).toContain('Started: srlm-rec');
+    expect(started.stderr).not.toMatch(/without search attributes/);
+    const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
+    await recordHistory(testTemporalAddress(), 'run-search-attributes', runWorkflowId('rec'));
+    await recordHistory(testTemporalAddress(), 'iteration-search-attributes', iterationWorkflowId('rec', 1));
+    expect(result.finalModel.modelId).toBe('rec.m2');
+    const temporal = loadEnvPaths(repoRoot()).temporal;
+    const list = async (query: string) =>
+      (await run(temporal, ['workflow', 'list', '--address', testTemporalAddress(), '--query', query, '--output', 'json'])).stdout;
+    await waitFor('visibility', async () => (await list(`SrlmRun = 'rec' AND SrlmStage = 'done'`)).includes('srlm-rec'), 20_000, 250);
+    expect(await list(`SrlmModel = 'rec.m2' AND ExecutionStatus = 'Completed'`)).toContain('"srlm-rec"');
+    expect(await list(`SrlmRun = 'rec' AND SrlmIteration = 1 AND SrlmStage = 'summary'`)).toContain('srlm-rec-iter-1');
+    expect(await list(`SrlmRun = 'no-such-run'`)).not.toContain('srlm-rec');
+    fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+  });
+
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {
