@@ -44,6 +44,7 @@ import {
   type StageLocation,
 } from './artifacts';
 import type { ComputeBackend, GenerateRequest, TrainJob } from './compute';
+import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type ProgressReporter, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
@@ -248,6 +249,7 @@ export function createActivities(deps: ActivityDeps) {
                 note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : undefined,
               };
               update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint });
+              recordTrainingMetrics(modelId, { ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}), checkpointStep: lastCheckpoint });
               deps.reporter?.(p);
             },
           },
@@ -260,6 +262,22 @@ export function createActivities(deps: ActivityDeps) {
     await fs.rm(output, { recursive: true, force: true });
     await store.deletePrefix(ckptPrefix);
     return { model, metrics };
+  }
+
+  /** Publishes a stage and records its metrics (records, tokens, tokens/s, parse failures, skips). */
+  async function publish<T>(store: ArtifactStore, input: Parameters<typeof writeStage<T>>[1]): Promise<ArtifactRef> {
+    const ref = await writeStage(store, input);
+    const st = (input.stats ?? {}) as Record<string, unknown>;
+    const n = (k: string): number => (typeof st[k] === 'number' ? (st[k] as number) : 0);
+    recordStageMetrics(input.stage, {
+      records: input.records.length,
+      tokens: n('tokens'),
+      seconds: n('seconds'),
+      parseFailures: n('judgments') - n('parsed'),
+      skipped: n('skipped') + n('emptyCandidates'),
+      requestsGenerated: n('requestsGenerated'),
+    });
+    return ref;
   }
 
   function samplingSeed(config: RunConfig, id: string): number {
@@ -397,7 +415,7 @@ export function createActivities(deps: ActivityDeps) {
           judgments.push({ id: recordId(req.id, sample), setId: k.setId, replyIndex: k.replyIndex, sample, text: o.text, ...scoreOf(o.text) });
         });
       }
-      return writeStage(store, {
+      return publish(store, {
         ...loc,
         recordType: 'EftJudgment',
         records: judgments,
@@ -417,7 +435,7 @@ export function createActivities(deps: ActivityDeps) {
       const sets = await readStage(store, input.ranked, RankedSet);
       const judgments = await readStage(store, input.judgments, EftJudgment);
       const { examples, stats } = buildEftExamples(sets, judgments);
-      return writeStage(store, { ...loc, recordType: 'SftExample', records: examples, producer: PRODUCER, configHash: configHash(config.eft), stats });
+      return publish(store, { ...loc, recordType: 'SftExample', records: examples, producer: PRODUCER, configHash: configHash(config.eft), stats });
     },
 
     /** Iteration step a: 8-shot self-instruct prompt generation, filtered. */
@@ -485,7 +503,7 @@ export function createActivities(deps: ActivityDeps) {
       if (kept.length === 0) {
         throw invalid(`${where(config, iteration, 'prompts')}: no generated instruction passed the filters after ${rounds} rounds (${generated} generated; drops ${JSON.stringify(filter.counts())})`, 'NoPrompts');
       }
-      return writeStage(store, {
+      return publish(store, {
         ...loc,
         recordType: 'GeneratedPrompt',
         records: kept,
@@ -531,7 +549,7 @@ export function createActivities(deps: ActivityDeps) {
           });
         });
       });
-      return writeStage(store, { ...loc, recordType: 'Candidate', records: candidates, producer: PRODUCER, configHash: configHash(config.candidates), stats: { prompts: prompts.length, tokens, seconds, ...shardStats(gen) } });
+      return publish(store, { ...loc, recordType: 'Candidate', records: candidates, producer: PRODUCER, configHash: configHash(config.candidates), stats: { prompts: prompts.length, tokens, seconds, ...shardStats(gen) } });
     },
 
     /** Iteration step c: the model judges each candidate `samples` times; scores are parsed here. */
@@ -564,7 +582,7 @@ export function createActivities(deps: ActivityDeps) {
           judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text) });
         });
       });
-      return writeStage(store, {
+      return publish(store, {
         ...loc,
         recordType: 'Judgment',
         records: judgments,
@@ -584,7 +602,7 @@ export function createActivities(deps: ActivityDeps) {
       const candidates = await readStage(store, input.candidates, Candidate);
       const judgments = await readStage(store, input.judgments, Judgment);
       const { pairs, drops } = selectPreferencePairs(candidates, judgments);
-      return writeStage(store, { ...loc, recordType: 'PreferencePair', records: pairs, producer: PRODUCER, configHash: configHash({}), stats: { prompts: new Set(candidates.map((c) => c.promptId)).size, pairs: pairs.length, dropped: drops } });
+      return publish(store, { ...loc, recordType: 'PreferencePair', records: pairs, producer: PRODUCER, configHash: configHash({}), stats: { prompts: new Set(candidates.map((c) => c.promptId)).size, pairs: pairs.length, dropped: drops } });
     },
 
     /** Iteration step e: DPO from M_t on the pairs, reference model M_t. */

@@ -86,13 +86,30 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   };
 }
 
-/** Keep the Rust core's own log lines out of the user's terminal unless asked for. */
+/**
+ * The SDK runtime, installed once per process: the Rust core's own log lines stay out of the
+ * user's terminal unless SRLM_TEMPORAL_LOG is set, and with SRLM_METRICS_BIND=host:port the
+ * process serves Prometheus metrics at http://host:port/metrics: the SDK's worker metrics
+ * (temporal_*) and srlm's pipeline metrics (srlm_*, see activities/metrics.ts).
+ */
 export function installQuietRuntime(): void {
-  if (process.env.SRLM_TEMPORAL_LOG) return;
-  try {
-    Runtime.install({ logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (m: string) => {
+  const quiet = {
+    log: () => undefined,
+    trace: () => undefined,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (m: string) => {
       if (!m.startsWith('No workflows registered')) console.warn(`temporal: ${m}`);
-    }, error: (m: string) => console.error(`temporal: ${m}`) } as never });
+    },
+    error: (m: string) => console.error(`temporal: ${m}`),
+  };
+  const bind = process.env.SRLM_METRICS_BIND;
+  if (process.env.SRLM_TEMPORAL_LOG && !bind) return;
+  try {
+    Runtime.install({
+      ...(process.env.SRLM_TEMPORAL_LOG ? {} : { logger: quiet as never }),
+      ...(bind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: bind } } } } : {}),
+    });
   } catch {
     // already installed
   }

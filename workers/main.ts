@@ -6,6 +6,7 @@
  *
  * Connection settings as the temporal CLI reads them (infra/connection.ts): TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, the TOML profile (TEMPORAL_PROFILE).
+ * Metrics: SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics (temporal_*, srlm_*).
  * Artifacts: SRLM_STORE_ROOT (default <state dir>/artifacts), SRLM_STATE_DIR.
  */
 import { NativeConnection } from '@temporalio/worker';
@@ -13,9 +14,10 @@ import { consoleReporter } from '../activities/progress';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir } from '../infra/paths';
 import type { QueueName } from '../workflows/shared';
-import { ALL_QUEUES, createWorkers, defaultDeps } from './index';
+import { ALL_QUEUES, createWorkers, defaultDeps, installQuietRuntime } from './index';
 
 async function run(): Promise<void> {
+  installQuietRuntime(); // SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics
   const arg = process.argv.indexOf('--queues');
   const queues = (arg >= 0 ? (process.argv[arg + 1] ?? '') : ALL_QUEUES.join(',')).split(',').filter(Boolean) as QueueName[];
   for (const q of queues) if (!ALL_QUEUES.includes(q)) throw new Error(`--queues: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);

@@ -16,7 +16,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
 import type { RunConfigInput } from '../../core/schemas';
-import { type DevServerHandle, startDevServer } from '../../infra/dev-server';
+import { type DevServerHandle, freePort, startDevServer } from '../../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { ALL_QUEUES, createWorkers, installQuietRuntime, workflowBundle } from '../../workers';
 import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
@@ -172,8 +172,12 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
     await waitFor('judgments mid-shard', () => committed(root, 'judgments', 3) && localLines(work, 'judgments', 4) >= 1);
     await sigkill(g);
     await sigkill(orch);
-    g = gen();
-    orch = spawnWorker(server.address, 'orchestration,training', work);
+    // the replacements also serve Prometheus metrics
+    const genMetrics = `127.0.0.1:${await freePort()}`;
+    const orchMetrics = `127.0.0.1:${await freePort()}`;
+    g = spawnWorker(server.address, 'generation', work, { SRLM_FAKE_DELAY_MS: '60', SRLM_FAKE_LOG: log, SRLM_METRICS_BIND: genMetrics });
+    procs.push(g);
+    orch = spawnWorker(server.address, 'orchestration,training', work, { SRLM_METRICS_BIND: orchMetrics });
     procs.push(orch);
 
     expect(await waitClosed(client)).toBe('COMPLETED');
@@ -191,6 +195,14 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
     expect(stats('candidates').requestsResumed).toBeGreaterThanOrEqual(1);
     expect(stats('judgments').shardsReused).toBeGreaterThanOrEqual(4);
     expect(stats('judgments').requestsResumed).toBeGreaterThanOrEqual(1);
+    // Prometheus: the SDK's worker metrics and srlm's pipeline metrics, tagged by stage
+    const scrape = async (bind: string) => (await fetch(`http://${bind}/metrics`)).text();
+    const genText = await scrape(genMetrics);
+    expect(genText).toMatch(/^temporal_\w+/m);
+    expect(genText).toMatch(/^srlm_records_total\{[^}]*stage="judgments"[^}]*\} 144$/m);
+    expect(genText).toMatch(/^srlm_generated_tokens_total\{[^}]*stage="judgments"/m);
+    const orchText = await scrape(orchMetrics);
+    expect(orchText).toMatch(new RegExp(`^srlm_records_total\\{[^}]*stage="pairs"[^}]*\\} ${reference['1/pairs']!.length}$`, 'm'));
     console.log(`[fault] generated ${ids.length} requests for ${new Set(ids).size} distinct; redone ${redone} over 2 kills`);
   });
 
