@@ -286,7 +286,12 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     /** Validates the run config and the seed data, and publishes the seed data as stages. */
-    async prepareRun(input: unknown): Promise<PreparedRun> {
+    async prepareRun(input: unknown, scheduled?: { runName: string }): Promise<PreparedRun> {
+      // a scheduled run is named after its execution; its lineage stays the configured one
+      if (scheduled && input && typeof input === 'object') {
+        const raw = input as Record<string, unknown>;
+        input = { ...raw, run: scheduled.runName, lineage: raw.lineage ?? raw.run };
+      }
       const parsed = RunConfig.safeParse(input);
       if (!parsed.success) throw invalid(formatConfigError(parsed.error, 'run config'), 'InvalidConfig');
       const config = parsed.data;
@@ -325,6 +330,14 @@ export function createActivities(deps: ActivityDeps) {
       const modelId = modelIdFor(config, input.name);
       const existing = await findModel(store, lineage, modelId);
       if (existing) return existing;
+      if ('promoted' in source) {
+        // the lineage's promoted model is used as it is: no copy, no new manifest
+        const promoted = await readPromoted(store, source.promoted);
+        if (!promoted) throw invalid(`${where(config, 0, 'import-model')}: lineage "${source.promoted}" has no promoted model yet (${store.uri(promotedKey(source.promoted))} is missing); run it once from a base model`, 'InvalidConfig');
+        const ref = await findModel(store, source.promoted, promoted.modelId);
+        if (!ref) throw invalid(`${where(config, 0, 'import-model')}: lineage "${source.promoted}" promotes ${promoted.modelId}, which has no manifest`, 'InvalidConfig');
+        return ref;
+      }
       let dir: string;
       if ('path' in source) {
         dir = path.resolve(source.path);
@@ -641,6 +654,19 @@ export function createActivities(deps: ActivityDeps) {
       });
     },
 
+    /**
+     * Marks a run's final model as the lineage's promoted one (what `{"promoted": lineage}`
+     * starts from). Every completed run promotes its final model; an evaluation gate may come first.
+     */
+    async promoteModel(input: { config: RunConfig; model: ModelRef }): Promise<{ lineage: string; modelId: string; previous: string | null }> {
+      const store = deps.storeFor(input.config);
+      const lineage = input.model.lineage;
+      const previous = await readPromoted(store, lineage);
+      const record = { lineage, modelId: input.model.modelId, run: input.config.run, promotedAt: new Date().toISOString(), previous: previous?.modelId ?? null };
+      await store.putBytes(promotedKey(lineage), JSON.stringify(record, null, 2) + '\n');
+      return { lineage, modelId: input.model.modelId, previous: record.previous };
+    },
+
     /** Writes the iteration's summary (JSON + Markdown) next to its artifacts and shows it. */
     async summarizeIteration(input: IterationStageInput & {
       modelIn: ModelRef;
@@ -698,6 +724,17 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+export function promotedKey(lineage: string): string {
+  return `models/${lineage}/promoted.json`;
+}
+
+/** The lineage's promoted model, or null when none was promoted yet. */
+export async function readPromoted(store: ArtifactStore, lineage: string): Promise<{ modelId: string; run: string; promotedAt: string } | null> {
+  const key = promotedKey(lineage);
+  if (!(await store.exists(key))) return null;
+  return JSON.parse((await store.getBytes(key)).toString('utf8')) as { modelId: string; run: string; promotedAt: string };
+}
 
 /** How a generation stage went in terms of shards: what was reused from earlier attempts, what was skipped. */
 function shardStats(g: { shards: number; shardsReused: number; requestsResumed: number; requestsGenerated: number; skipped: number }) {

@@ -23,10 +23,11 @@ import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir } from '../infra/paths';
-import { progressQuery, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
+import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
 import { ensureSearchAttributes } from './search-attributes';
+import { createSchedule, describeSchedule, listSchedules, renderSchedule } from './schedules';
 import { cancelRun, formatLive, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
@@ -321,6 +322,104 @@ program
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--json', 'machine-readable output')
   .action(cmdModels);
+
+const schedule = program.command('schedule').description('recurring retraining with Temporal Schedules (overlap Skip, catch-up window, pause on failure)');
+
+schedule
+  .command('create')
+  .description('create a schedule that starts a run of this config; with "baseModel": {"promoted": "<lineage>"} each run starts from the last promoted model')
+  .argument('<name>', 'schedule name; runs are named <name>-<time>')
+  .requiredOption('-c, --config <file>', 'run config (JSON)')
+  .option('--cron <expr...>', 'cron expression(s) in UTC, e.g. "0 3 * * 1"')
+  .option('--every <interval>', 'a fixed interval instead, e.g. 24h')
+  .option('--catchup-window <duration>', 'how late a missed run may still start (default 1 hour)')
+  .option('--paused', 'create it paused')
+  .option('--note <text>', 'a note shown by describe')
+  .action(async (name: string, opts: { config: string; cron?: string[]; every?: string; catchupWindow?: string; paused?: boolean; note?: string }) => {
+    const config = await loadConfigOrExit(opts.config);
+    await withClient(async (client) => {
+      const id = await createSchedule(client, { name, config, ...(opts.cron ? { cron: opts.cron } : {}), ...(opts.every ? { every: opts.every } : {}), ...(opts.catchupWindow ? { catchupWindow: opts.catchupWindow } : {}), ...(opts.paused ? { paused: true } : {}), ...(opts.note ? { note: opts.note } : {}) });
+      console.log(`Created schedule ${id}: runs of "${config.run}" in lineage "${config.lineage ?? config.run}".`);
+    });
+  });
+
+schedule
+  .command('list')
+  .description("list srlm's schedules")
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) =>
+    withClient(async (client) => {
+      const all = await listSchedules(client);
+      if (opts.json) console.log(JSON.stringify(all, null, 2));
+      else if (all.length === 0) console.log('No srlm schedules.');
+      else for (const s of all) console.log(`${s.name.padEnd(24)} ${s.paused ? 'paused' : 'active'}  ${s.scheduleId}`);
+    }),
+  );
+
+schedule
+  .command('describe')
+  .description('spec, state, next and recent runs of a schedule')
+  .argument('<name>', 'schedule name')
+  .option('--json', 'machine-readable output')
+  .action(async (name: string, opts: { json?: boolean }) =>
+    withClient(async (client) => {
+      const d = await describeSchedule(client, name);
+      console.log(opts.json ? JSON.stringify(d, null, 2) : renderSchedule(d));
+    }),
+  );
+
+for (const [cmd, what] of [['pause', 'pause a schedule (no new runs start)'], ['unpause', 'unpause a schedule']] as const) {
+  schedule
+    .command(cmd)
+    .description(what)
+    .argument('<name>', 'schedule name')
+    .option('--note <text>', 'why')
+    .action(async (name: string, opts: { note?: string }) =>
+      withClient(async (client) => {
+        const handle = client.schedule.getHandle(scheduleIdOf(name));
+        await (cmd === 'pause' ? handle.pause(opts.note) : handle.unpause(opts.note));
+        console.log(`schedule ${name}: ${cmd === 'pause' ? 'paused' : 'active'}`);
+      }),
+    );
+}
+
+schedule
+  .command('trigger')
+  .description('start a run of the schedule now (skipped if one is running)')
+  .argument('<name>', 'schedule name')
+  .action(async (name: string) =>
+    withClient(async (client) => {
+      await client.schedule.getHandle(scheduleIdOf(name)).trigger();
+      console.log(`schedule ${name}: triggered`);
+    }),
+  );
+
+schedule
+  .command('backfill')
+  .description('take the runs the schedule would have started in a past time range')
+  .argument('<name>', 'schedule name')
+  .requiredOption('--from <time>', 'start (ISO 8601)')
+  .requiredOption('--to <time>', 'end (ISO 8601)')
+  .action(async (name: string, opts: { from: string; to: string }) =>
+    withClient(async (client) => {
+      const start = new Date(opts.from);
+      const end = new Date(opts.to);
+      if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) throw new ConfigError(`--from/--to: need two ISO 8601 times, --from before --to (got "${opts.from}", "${opts.to}")`);
+      await client.schedule.getHandle(scheduleIdOf(name)).backfill({ start, end });
+      console.log(`schedule ${name}: backfilling ${start.toISOString()} .. ${end.toISOString()}`);
+    }),
+  );
+
+schedule
+  .command('delete')
+  .description('delete a schedule (its runs and models stay)')
+  .argument('<name>', 'schedule name')
+  .action(async (name: string) =>
+    withClient(async (client) => {
+      await client.schedule.getHandle(scheduleIdOf(name)).delete();
+      console.log(`schedule ${name}: deleted`);
+    }),
+  );
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof ConfigError) console.error(`error: ${err.message}`);

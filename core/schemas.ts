@@ -24,6 +24,8 @@ const LearningRate = z.number().positive().lt(1);
 export const ModelSource = z.union([
   z.strictObject({ packaged: z.enum(['smollm2-135m-instruct', 'gemma3-270m']) }),
   z.strictObject({ path: z.string().min(1) }),
+  /** the model currently promoted in a lineage of the store (recurring retraining starts here) */
+  z.strictObject({ promoted: SafeName }),
 ]);
 export type ModelSource = z.infer<typeof ModelSource>;
 

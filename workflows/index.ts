@@ -30,6 +30,8 @@ import {
   pauseSignal,
   progressQuery,
   resumeSignal,
+  PROMOTE_PATCH,
+  scheduledRunName,
   SEARCH_ATTRIBUTES_PATCH,
   type IterationProgress,
   type RunProgress,
@@ -76,6 +78,8 @@ export interface RunInput {
   config: unknown;
   /** the namespace has srlm's search attributes (SEARCH_ATTRIBUTES): keep them up to date */
   searchAttributes?: boolean;
+  /** started by a Schedule: the run is named after this execution (scheduledRunName) */
+  scheduled?: boolean;
 }
 
 /** Upserts srlm's search attributes when enabled; versioned with patched() (added after the first release). */
@@ -87,8 +91,9 @@ function searchAttributeUpdater(enabled: boolean | undefined): (attrs: Record<st
 }
 
 export async function srlmRun(input: RunInput): Promise<RunResult> {
+  const scheduled = input.scheduled ? { runName: scheduledRunName(workflowInfo().workflowId) } : undefined;
   const progress: RunProgress = {
-    run: typeof (input.config as { run?: unknown })?.run === 'string' ? (input.config as { run: string }).run : workflowInfo().workflowId,
+    run: scheduled?.runName ?? (typeof (input.config as { run?: unknown })?.run === 'string' ? (input.config as { run: string }).run : workflowInfo().workflowId),
     status: 'starting',
     iteration: 0,
     iterations: 0,
@@ -131,7 +136,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
   };
 
   try {
-    const prepared = await step('validate', () => cpu.prepareRun(input.config));
+    const prepared = await step('validate', () => (scheduled ? cpu.prepareRun(input.config, scheduled) : cpu.prepareRun(input.config)));
     const config: RunConfig = prepared.config;
     progress.configHash = prepared.configHash;
     progress.status = progress.paused ? 'paused' : 'running';
@@ -176,6 +181,10 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
       summaries.push(out.summary);
       progress.summaries.push(out.summary);
       addModel(`M${t + 1}`, out.modelOut);
+    }
+    if (patched(PROMOTE_PATCH)) {
+      const promoted = await step('promote', () => cpu.promoteModel({ config, model: current }));
+      progress.promoted = promoted.modelId;
     }
     progress.status = 'completed';
     progress.stage = 'done';

@@ -40,6 +40,8 @@ export interface RunProgress {
   models: { name: string; modelId: string; uri: string }[];
   summaries: IterationSummary[];
   error?: string;
+  /** the model this run promoted in its lineage when it completed */
+  promoted?: string;
   /** set while a pause is in effect: no new stage starts until the resume signal */
   paused?: { since: string; reason: string };
 }
@@ -82,3 +84,19 @@ export const SEARCH_ATTRIBUTES = {
 
 /** patched() id of the change that added search attribute upserts */
 export const SEARCH_ATTRIBUTES_PATCH = 'srlm-search-attributes-v1';
+
+/** patched() id of the change that promotes a completed run's final model */
+export const PROMOTE_PATCH = 'srlm-promote-v1';
+
+/**
+ * The run name of a scheduled execution: Temporal Schedules start `srlm-<name>-<time>`, so
+ * the name is that workflow ID without the prefix, with characters a run name cannot hold
+ * (":" of the time) replaced by "-".
+ */
+export function scheduledRunName(workflowId: string): string {
+  return workflowId.replace(/^srlm-/, '').replace(/[^A-Za-z0-9._-]/g, '-').replace(/\.\.+/g, '.').slice(0, 100);
+}
+
+export function scheduleId(name: string): string {
+  return `srlm-schedule-${name}`;
+}

@@ -15,7 +15,7 @@ import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { cancelRun } from '../../cli/runs';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { iterationProgressQuery, iterationWorkflowId, progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationProgressQuery, iterationWorkflowId, progressQuery, runWorkflowId, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
@@ -252,6 +252,47 @@ describe('recovering runs (FakeCompute)', () => {
     expect(await list(`SrlmRun = 'rec' AND SrlmIteration = 1 AND SrlmStage = 'summary'`)).toContain('srlm-rec-iter-1');
     expect(await list(`SrlmRun = 'no-such-run'`)).not.toContain('srlm-rec');
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
+  });
+
+  it('a schedule created, triggered and backfilled with `srlm schedule` starts runs from the promoted model of the lineage', async () => {
+    const root = path.join(tmp, 'store-ref'); // where the reference run promoted rec.m2
+    expect(JSON.parse(fs.readFileSync(path.join(root, 'models/rec/promoted.json'), 'utf8')).modelId).toBe('rec.m2');
+    const file = path.join(tmp, 'nightly.json');
+    fs.writeFileSync(file, JSON.stringify({ ...config('nightly', root), lineage: 'rec', baseModel: { promoted: 'rec' } }));
+    const env = { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() };
+    const srlm = async (...args: string[]) => (await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'schedule', ...args], { cwd: repo, env })).stdout;
+    expect(await srlm('create', 'nightly', '--config', file, '--cron', '0 3 1 1 *', '--note', 'weekly retraining')).toContain('Created schedule srlm-schedule-nightly');
+    try {
+      expect(JSON.parse(await srlm('list', '--json'))).toContainEqual({ name: 'nightly', scheduleId: 'srlm-schedule-nightly', paused: false });
+      expect(await srlm('trigger', 'nightly')).toContain('triggered');
+      const firstRun = async () => (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: { workflowId: string }[] }).recentRuns[0]?.workflowId;
+      await waitFor('the triggered run', async () => Boolean(await firstRun()), 30_000, 500);
+      const workflowId = (await firstRun())!;
+      expect(workflowId).toMatch(/^srlm-nightly-\d{4}-/);
+      const result = (await client.workflow.getHandle(workflowId).result()) as RunResult;
+      await recordHistory(testTemporalAddress(), 'run-scheduled-promoted', workflowId);
+      // it started from the promoted model, trained in the same lineage, and promoted its own result
+      expect(result.models[0]!.model.modelId).toBe('rec.m2');
+      expect(result.run).toBe(scheduledRunName(workflowId));
+      expect(result.finalModel.lineage).toBe('rec');
+      expect(result.finalModel.modelId).toBe(`${result.run}.m2`);
+      expect(JSON.parse(fs.readFileSync(path.join(root, 'models/rec/promoted.json'), 'utf8'))).toMatchObject({ modelId: result.finalModel.modelId, previous: 'rec.m2' });
+      expect(await srlm('pause', 'nightly', '--note', 'holiday')).toContain('paused');
+      const described = await srlm('describe', 'nightly');
+      expect(described).toContain('PAUSED — holiday');
+      expect(described).toContain('cron "0 3 1 1 *"');
+      expect(await srlm('unpause', 'nightly')).toContain('active');
+      // a backfill over a past firing time starts one more run
+      expect(await srlm('backfill', 'nightly', '--from', '2026-01-01T00:00:00Z', '--to', '2026-01-01T06:00:00Z')).toContain('backfilling');
+      await waitFor('the backfilled run', async () => (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: unknown[] }).recentRuns.length >= 2, 30_000, 500);
+      const recent = (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: { workflowId: string }[] }).recentRuns;
+      const backfilled = recent.map((r) => r.workflowId).find((id) => id !== workflowId)!;
+      expect(backfilled).toContain('2026-01-01T03:00:00Z');
+      await client.workflow.getHandle(backfilled).result();
+    } finally {
+      expect(await srlm('delete', 'nightly')).toContain('deleted');
+    }
+    expect(JSON.parse(await srlm('list', '--json'))).toEqual([]);
   });
 
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
