@@ -4,6 +4,7 @@
  */
 import type { ArtifactStore } from '../activities/store';
 import { ModelManifest } from '../core/schemas';
+import { readPromoted } from '../activities';
 
 export interface LineageEntry {
   modelId: string;
@@ -18,6 +19,8 @@ export interface LineageEntry {
   location: string;
   /** this model's distance from the lineage's root (0 for an imported M0) */
   depth: number;
+  /** the lineage's promoted (current) model: what `{"promoted": lineage}` starts from */
+  promoted: boolean;
 }
 
 const HEADLINE = ['train_loss', 'steps', 'examples', 'pairs', 'resumed_from_step'];
@@ -47,6 +50,7 @@ export async function listLineage(store: ArtifactStore, lineage?: string): Promi
       metrics,
       location: m.externalPath ?? store.uri(key.replace(/\/manifest\.json$/, '')),
       depth: 0,
+      promoted: false,
     });
   }
   const byId = new Map(entries.map((e) => [e.modelId, e]));
@@ -57,6 +61,10 @@ export async function listLineage(store: ArtifactStore, lineage?: string): Promi
     return p ? depthOf(p, seen) + 1 : 0;
   };
   for (const e of entries) e.depth = depthOf(e);
+  for (const lineageName of new Set(entries.map((e) => e.lineage))) {
+    const current = await readPromoted(store, lineageName);
+    for (const e of entries) if (e.lineage === lineageName && e.modelId === current?.modelId) e.promoted = true;
+  }
   return entries.sort((a, b) => a.lineage.localeCompare(b.lineage) || a.depth - b.depth || a.createdAt.localeCompare(b.createdAt));
 }
 
@@ -71,7 +79,7 @@ export function renderLineage(entries: readonly LineageEntry[]): string {
       out.push(`lineage ${current}`);
     }
     const nums = Object.entries(e.metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(', ');
-    out.push(`${'  '.repeat(e.depth + 1)}${e.modelId}  (${e.method}${e.parent ? ` of ${e.parent}` : ''}; ${e.trainedOn.length} dataset${e.trainedOn.length === 1 ? '' : 's'}${nums ? `; ${nums}` : ''})  ${e.createdAt}`);
+    out.push(`${'  '.repeat(e.depth + 1)}${e.modelId}  (${e.method}${e.parent ? ` of ${e.parent}` : ''}; ${e.trainedOn.length} dataset${e.trainedOn.length === 1 ? '' : 's'}${nums ? `; ${nums}` : ''})  ${e.createdAt}${e.promoted ? '  <- promoted' : ''}`);
   }
   return out.join('\n');
 }

@@ -295,6 +295,26 @@ describe('recovering runs (FakeCompute)', () => {
     expect(JSON.parse(await srlm('list', '--json'))).toEqual([]);
   });
 
+  it('the README\'s `temporal schedule create` command makes a schedule whose runs work the same', async () => {
+    const root = path.join(tmp, 'store-ref');
+    const cfg = { ...config('tcli', root), lineage: 'rec', baseModel: { promoted: 'rec' } };
+    const temporal = loadEnvPaths(repoRoot()).temporal;
+    const a = ['--address', testTemporalAddress()];
+    await run(temporal, ['schedule', 'create', ...a, '--schedule-id', 'srlm-schedule-tcli', '--cron', '0 3 * * 1', '--overlap-policy', 'Skip', '--catchup-window', '6h', '--pause-on-failure',
+      '--type', 'srlmRun', '--task-queue', 'srlm-orchestration', '--workflow-id', 'srlm-tcli', '--input', JSON.stringify({ config: cfg, scheduled: true })]);
+    try {
+      await run(temporal, ['schedule', 'trigger', ...a, '--schedule-id', 'srlm-schedule-tcli']);
+      const recent = async () => (await client.schedule.getHandle('srlm-schedule-tcli').describe()).info.recentActions[0];
+      await waitFor('the triggered run', async () => Boolean(await recent()), 30_000, 500);
+      const action = (await recent())!.action;
+      const result = (await client.workflow.getHandle('workflow' in action ? action.workflow.workflowId : '').result()) as RunResult;
+      expect(result.run).toMatch(/^tcli-\d{4}-/);
+      expect(result.finalModel.lineage).toBe('rec');
+    } finally {
+      await run(temporal, ['schedule', 'delete', ...a, '--schedule-id', 'srlm-schedule-tcli']);
+    }
+  });
+
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {

@@ -142,10 +142,11 @@ describe('srlmRun workflow (FakeCompute)', () => {
     expect(byId['wf-a.m2']).toMatchObject({ parent: 'wf-a.m1', method: 'dpo', depth: 2 });
     expect(byId['wf-a.m1']).toMatchObject({ parent: 'wf-a.m0', method: 'sft', depth: 1 });
     expect(byId['wf-a.m0']).toMatchObject({ parent: null, method: 'import', depth: 0 });
+    expect(entries.filter((e) => (e as { promoted?: boolean }).promoted).map((e) => e.modelId)).toEqual(['wf-a.m3']);
     expect(byId['wf-a.m2']!.trainedOn[0]).toMatch(/runs\/wf-a\/iter-1\/pairs\/manifest\.json$/);
     const text = cli([]);
     expect(text).toContain('lineage wf-a');
-    expect(text).toMatch(/\n {8}wf-a\.m3 {2}\(dpo of wf-a\.m2; 1 dataset/);
+    expect(text).toMatch(/\n {8}wf-a\.m3 {2}\(dpo of wf-a\.m2; 1 dataset.*<- promoted\n?/);
   });
 
   it('starting a completed run again reuses every artifact and trains nothing', async () => {
