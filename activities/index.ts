@@ -46,7 +46,7 @@ import {
 import type { ComputeBackend, GenerateRequest, TrainJob } from './compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
-import { type ProgressReporter, withHeartbeats } from './progress';
+import { type ProgressReporter, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
 import { type ArtifactStore, LocalStore, sha256Hex } from './store';
 
@@ -137,7 +137,7 @@ export function createActivities(deps: ActivityDeps) {
         batchSize: config.compute.generationBatchSize,
         threads: config.compute.threads,
         signal,
-        log: (line) => console.warn(`[${config.run}] ${line}`),
+        log: (line) => stageLog('warn', line, { run: config.run, iteration: loc.iteration, stage: loc.stage }),
         onProgress: (sp) => {
           const p = { run: config.run, iteration: loc.iteration, stage: label, done: sp.done, total: sp.total, tokens: sp.tokens, elapsedS: (Date.now() - started) / 1000 };
           update({ ...p, part: sp.part, shards: sp.shards, shardsCommitted: sp.shardsCommitted });
@@ -192,7 +192,8 @@ export function createActivities(deps: ActivityDeps) {
     const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: sha256Hex(dataText), hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
-    for (const t of scan.torn) console.warn(`[${config.run}] ${label}: skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`);
+    for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
+    if (scan.newest) stageLog('info', 'resuming training from a checkpoint', { run: config.run, iteration, stage: label, step: scan.newest.step });
     const resume = scan.newest;
     if (resume) deps.reporter?.({ run: config.run, iteration, stage: label, done: resume.step, total: 0, tokens: 0, elapsedS: 0, note: `resuming from checkpoint at step ${resume.step}` });
 
@@ -261,12 +262,14 @@ export function createActivities(deps: ActivityDeps) {
     const model = await publishModel(store, { lineage, modelId, parent: input.base.modelId, method: input.method, trainedOn: input.trainedOn, metrics, dir: output });
     await fs.rm(output, { recursive: true, force: true });
     await store.deletePrefix(ckptPrefix);
+    stageLog('info', 'model published', { run: config.run, iteration, stage: label, modelId, uri: model.uri });
     return { model, metrics };
   }
 
   /** Publishes a stage and records its metrics (records, tokens, tokens/s, parse failures, skips). */
   async function publish<T>(store: ArtifactStore, input: Parameters<typeof writeStage<T>>[1]): Promise<ArtifactRef> {
     const ref = await writeStage(store, input);
+    stageLog('info', 'stage published', { run: input.run, iteration: input.iteration, stage: input.stage, records: input.records.length, uri: ref.uri });
     const st = (input.stats ?? {}) as Record<string, unknown>;
     const n = (k: string): number => (typeof st[k] === 'number' ? (st[k] as number) : 0);
     recordStageMetrics(input.stage, {

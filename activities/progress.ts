@@ -83,3 +83,13 @@ export async function withHeartbeats<T>(
     clearInterval(timer);
   }
 }
+
+/** A log line from an activity with run, iteration and stage as fields (the SDK adds workflow and activity). */
+export function stageLog(level: 'info' | 'warn', message: string, fields: { run: string; iteration: number; stage: string } & Record<string, unknown>): void {
+  try {
+    Context.current().log[level](message, fields);
+  } catch {
+    // outside an activity
+    (level === 'warn' ? console.warn : console.log)(`[${fields.run} iter ${fields.iteration} ${fields.stage}] ${message}`);
+  }
+}

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { bundleWorkflowCode, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
 import { type ComputeBackend, PythonCompute } from '../activities/compute';
 import type { ProgressReporter } from '../activities/progress';
@@ -90,7 +90,8 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
  * The SDK runtime, installed once per process: the Rust core's own log lines stay out of the
  * user's terminal unless SRLM_TEMPORAL_LOG is set, and with SRLM_METRICS_BIND=host:port the
  * process serves Prometheus metrics at http://host:port/metrics: the SDK's worker metrics
- * (temporal_*) and srlm's pipeline metrics (srlm_*, see activities/metrics.ts).
+ * (temporal_*) and srlm's pipeline metrics (srlm_*, see activities/metrics.ts). SRLM_LOG=json
+ * turns the log into JSON lines carrying run, iteration and stage.
  */
 export function installQuietRuntime(): void {
   const quiet = {
@@ -104,10 +105,17 @@ export function installQuietRuntime(): void {
     error: (m: string) => console.error(`temporal: ${m}`),
   };
   const bind = process.env.SRLM_METRICS_BIND;
-  if (process.env.SRLM_TEMPORAL_LOG && !bind) return;
+  const json = process.env.SRLM_LOG === 'json';
+  if (process.env.SRLM_TEMPORAL_LOG && !bind && !json) return;
+  // SRLM_LOG=json: one JSON object per line on stdout, with the SDK's context (workflow,
+  // activity, task queue) and srlm's (run, iteration, stage) as fields
+  const jsonLogger = new DefaultLogger('INFO', (entry) => {
+    const { message, level, timestampNanos, meta } = entry;
+    console.log(JSON.stringify({ ts: new Date(Number(timestampNanos / 1_000_000n)).toISOString(), level, msg: message, ...(meta ?? {}) }));
+  });
   try {
     Runtime.install({
-      ...(process.env.SRLM_TEMPORAL_LOG ? {} : { logger: quiet as never }),
+      ...(json ? { logger: jsonLogger } : process.env.SRLM_TEMPORAL_LOG ? {} : { logger: quiet as never }),
       ...(bind ? { telemetryOptions: { metrics: { prometheus: { bindAddress: bind } } } } : {}),
     });
   } catch {

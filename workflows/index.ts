@@ -15,6 +15,7 @@ import {
   executeChild,
   getExternalWorkflowHandle,
   isCancellation,
+  log,
   patched,
   proxyActivities,
   setHandler,
@@ -124,6 +125,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     await waitWhilePaused(progress);
     progress.stage = stage;
     searchAttributes({ SrlmRun: progress.run, SrlmStage: stage, SrlmIteration: progress.iteration });
+    log.info('stage started', { run: progress.run, iteration: progress.iteration, stage });
     const out = await fn();
     progress.stagesDone.push(stage);
     return out;
@@ -259,6 +261,7 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     await waitWhilePaused(progress);
     progress.stage = stage;
     searchAttributes({ SrlmRun: config.run, SrlmIteration: iteration, SrlmStage: stage });
+    log.info('stage started', { run: config.run, iteration, stage });
     const started = Date.now();
     const out = await fn();
     timings[stage] = (Date.now() - started) / 1000;

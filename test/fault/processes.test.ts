@@ -41,6 +41,8 @@ function config(root: string): RunConfigInput {
 
 interface WorkerProcess {
   child: ChildProcess;
+  /** the process's stdout, line by line */
+  lines: string[];
   ready: Promise<void>;
   exited: Promise<number | null>;
 }
@@ -55,14 +57,16 @@ function spawnWorker(address: string, queues: string, workDir: string, extra: Re
   const stderr: string[] = [];
   child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const out: string[] = [];
   const ready = new Promise<void>((resolve, reject) => {
     const lines = readline.createInterface({ input: child.stdout! });
     lines.on('line', (l) => {
+      out.push(l);
       if (l.trim() === 'ready') resolve();
     });
     void exited.then((code) => reject(new Error(`worker (${queues}) exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`)));
   });
-  return { child, ready, exited };
+  return { child, lines: out, ready, exited };
 }
 
 async function sigkill(w: WorkerProcess): Promise<void> {
@@ -177,7 +181,7 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
     const orchMetrics = `127.0.0.1:${await freePort()}`;
     g = spawnWorker(server.address, 'generation', work, { SRLM_FAKE_DELAY_MS: '60', SRLM_FAKE_LOG: log, SRLM_METRICS_BIND: genMetrics });
     procs.push(g);
-    orch = spawnWorker(server.address, 'orchestration,training', work, { SRLM_METRICS_BIND: orchMetrics });
+    orch = spawnWorker(server.address, 'orchestration,training', work, { SRLM_METRICS_BIND: orchMetrics, SRLM_LOG: 'json' });
     procs.push(orch);
 
     expect(await waitClosed(client)).toBe('COMPLETED');
@@ -203,6 +207,11 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
     expect(genText).toMatch(/^srlm_generated_tokens_total\{[^}]*stage="judgments"/m);
     const orchText = await scrape(orchMetrics);
     expect(orchText).toMatch(new RegExp(`^srlm_records_total\\{[^}]*stage="pairs"[^}]*\\} ${reference['1/pairs']!.length}$`, 'm'));
+    // structured logs (SRLM_LOG=json): run, iteration and stage on the workflow's and the activities' lines
+    const logs = orch.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logs.find((l) => l.msg === 'stage started' && l.stage === 'dpo')).toMatchObject({ run: RUN, iteration: 1, workflowType: 'srlmIteration' });
+    expect(logs.find((l) => l.msg === 'stage published' && l.stage === 'pairs')).toMatchObject({ run: RUN, iteration: 1, activityType: 'selectPairs' });
+    expect(logs.find((l) => l.msg === 'model published')).toMatchObject({ run: RUN, modelId: `${RUN}.m2` });
     console.log(`[fault] generated ${ids.length} requests for ${new Set(ids).size} distinct; redone ${redone} over 2 kills`);
   });
 

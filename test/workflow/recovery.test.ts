@@ -315,6 +315,21 @@ describe('recovering runs (FakeCompute)', () => {
     }
   });
 
+  it('`temporal workflow execute` with an invalid config fails at once with a message naming the key', async () => {
+    const temporal = loadEnvPaths(repoRoot()).temporal;
+    const input = JSON.stringify({ config: { ...config('badcli', path.join(tmp, 'store-bad')), judge: { samplez: 3 } } });
+    const t0 = Date.now();
+    const err = await run(temporal, ['workflow', 'execute', '--address', testTemporalAddress(), '--type', 'srlmRun', '--task-queue', 'srlm-orchestration', '--workflow-id', 'srlm-badcli', '--input', input]).then(
+      () => null,
+      (e: { stdout: string; stderr: string }) => e,
+    );
+    expect(err).not.toBeNull();
+    expect(err!.stdout + err!.stderr).toMatch(/unknown key "samplez" at "judge"/);
+    expect(Date.now() - t0).toBeLessThan(20_000); // not retried
+    const history = await client.workflow.getHandle('srlm-badcli').fetchHistory();
+    expect(history.events?.filter((e) => e.activityTaskScheduledEventAttributes).length).toBe(1);
+  });
+
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {
