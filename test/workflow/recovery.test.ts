@@ -13,7 +13,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalStore } from '../../activities/store';
 import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
-import { cancelRun } from '../../cli/runs';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { iterationProgressQuery, iterationWorkflowId, progressQuery, runWorkflowId, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
@@ -342,7 +341,10 @@ describe('recovering runs (FakeCompute)', () => {
       await waitFor('a committed candidates shard', () => store.exists('runs/rec/iter-1/candidates/parts/all/shard-00000.commit.json'), 60_000);
       const abortedBefore = fake.aborted;
       const t0 = Date.now();
-      const status = await cancelRun(client, 'rec', 30_000);
+      // the Temporal CLI's cancel (`srlm cancel` sends the same request and waits like this)
+      await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'cancel', '--address', testTemporalAddress(), '--workflow-id', runWorkflowId('rec')]);
+      let status = 'RUNNING';
+      await waitFor('the run to stop', async () => (status = (await handle.describe()).status.name) !== 'RUNNING', 30_000, 100);
       const seconds = (Date.now() - t0) / 1000;
       expect(status).toBe('CANCELLED');
       await recordHistory(testTemporalAddress(), 'run-cancelled', runWorkflowId('rec'));
