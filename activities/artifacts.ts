@@ -205,3 +205,18 @@ export async function modelDir(store: ArtifactStore, ref: ModelRef): Promise<str
   if (ref.externalPath) return ref.externalPath;
   return store.localDir(modelPrefix(ref.lineage, ref.modelId));
 }
+
+// ---------------------------------------------------------------------------------------
+// Promotion
+// ---------------------------------------------------------------------------------------
+
+export function promotedKey(lineage: string): string {
+  return `models/${lineage}/promoted.json`;
+}
+
+/** The lineage's promoted model, or null when none was promoted yet. */
+export async function readPromoted(store: ArtifactStore, lineage: string): Promise<{ modelId: string; run: string; promotedAt: string } | null> {
+  const key = promotedKey(lineage);
+  if (!(await store.exists(key))) return null;
+  return JSON.parse((await store.getBytes(key)).toString('utf8')) as { modelId: string; run: string; promotedAt: string };
+}

@@ -34,6 +34,8 @@ import { InstructionFilter } from '../core/filters';
 import { IterationSummary, renderIterationSummaryMarkdown, summarizeCandidates, summarizeJudgments } from '../core/stats';
 import {
   findModel,
+  promotedKey,
+  readPromoted,
   findStage,
   type ModelRef,
   modelDir,
@@ -727,17 +729,6 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
-
-export function promotedKey(lineage: string): string {
-  return `models/${lineage}/promoted.json`;
-}
-
-/** The lineage's promoted model, or null when none was promoted yet. */
-export async function readPromoted(store: ArtifactStore, lineage: string): Promise<{ modelId: string; run: string; promotedAt: string } | null> {
-  const key = promotedKey(lineage);
-  if (!(await store.exists(key))) return null;
-  return JSON.parse((await store.getBytes(key)).toString('utf8')) as { modelId: string; run: string; promotedAt: string };
-}
 
 /** How a generation stage went in terms of shards: what was reused from earlier attempts, what was skipped. */
 function shardStats(g: { shards: number; shardsReused: number; requestsResumed: number; requestsGenerated: number; skipped: number }) {

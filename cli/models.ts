@@ -4,7 +4,7 @@
  */
 import type { ArtifactStore } from '../activities/store';
 import { ModelManifest } from '../core/schemas';
-import { readPromoted } from '../activities';
+import { readPromoted } from '../activities/artifacts';
 
 export interface LineageEntry {
   modelId: string;
