@@ -48,7 +48,7 @@ import {
 import type { ComputeBackend, GenerateRequest, TrainJob } from './compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
-import { type ProgressReporter, stageLog, withHeartbeats } from './progress';
+import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
 import { type ArtifactStore, LocalStore, sha256Hex } from './store';
 
@@ -62,6 +62,8 @@ export interface ActivityDeps {
   cacheDir: string;
   reporter?: ProgressReporter;
   heartbeatIntervalMs?: number;
+  /** least time between two stage progress signals to the workflow (default 10 s) */
+  progressSignalMs?: number;
 }
 
 export function defaultStoreFor(defaultRoot: string): (config: RunConfig) => ArtifactStore {
@@ -107,6 +109,7 @@ export function modelIdFor(config: RunConfig, name: string): string {
 
 export function createActivities(deps: ActivityDeps) {
   const hbMs = deps.heartbeatIntervalMs ?? 2000;
+  const signalMs = deps.progressSignalMs ?? 10_000;
 
   /**
    * Runs a stage's generation requests shard by shard (see shards.ts), reporting progress in
@@ -124,6 +127,8 @@ export function createActivities(deps: ActivityDeps) {
     const started = Date.now();
     const previous = Context.current().info.heartbeatDetails as { part?: string; shardsCommitted?: number; done?: number } | undefined;
     const attempt = Context.current().info.attempt;
+    const live = liveSignaller(signalMs);
+    let last: Parameters<LiveSignaller['update']>[0] | null = null;
     const res = await withHeartbeats(async (update, signal) =>
       generateSharded({
         store,
@@ -143,10 +148,13 @@ export function createActivities(deps: ActivityDeps) {
         onProgress: (sp) => {
           const p = { run: config.run, iteration: loc.iteration, stage: label, done: sp.done, total: sp.total, tokens: sp.tokens, elapsedS: (Date.now() - started) / 1000 };
           update({ ...p, part: sp.part, shards: sp.shards, shardsCommitted: sp.shardsCommitted });
+          last = { iteration: loc.iteration, stage: label, done: sp.done, total: sp.total, shards: sp.shards, shardsCommitted: sp.shardsCommitted, tokens: sp.tokens, elapsedS: Math.round(p.elapsedS), ...rates(sp.done, sp.total, sp.tokens, p.elapsedS) };
+          live.update(last);
           deps.reporter?.(p);
         },
       }),
     hbMs);
+    if (last) await live.finish(last);
     if (attempt > 1 && (res.shardsReused > 0 || res.requestsResumed > 0)) {
       deps.reporter?.({ run: config.run, iteration: loc.iteration, stage: label, done: requests.length, total: requests.length, tokens: res.tokens, elapsedS: res.seconds, note: `attempt ${attempt}: reused ${res.shardsReused}/${res.shards} committed shards and ${res.requestsResumed} partial outputs${previous?.done !== undefined ? ` (last heartbeat: ${previous.done} done)` : ''}` });
     }
@@ -203,6 +211,8 @@ export function createActivities(deps: ActivityDeps) {
     let lastCheckpoint = resume?.step ?? 0;
     let chain: Promise<void> = Promise.resolve();
     let chainError: unknown = null;
+    const live = liveSignaller(signalMs);
+    let lastLive: Parameters<LiveSignaller['update']>[0] | null = null;
     const done = await withHeartbeats(async (update, signal) =>
       deps.compute
         .train(
@@ -252,6 +262,18 @@ export function createActivities(deps: ActivityDeps) {
                 note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : undefined,
               };
               update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint });
+              lastLive = {
+                iteration,
+                stage: label,
+                done: p.done,
+                total: p.total,
+                tokens: 0,
+                elapsedS: Math.round(p.elapsedS),
+                ...rates(p.done, p.total, 0, p.elapsedS),
+                ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}),
+                checkpointStep: lastCheckpoint,
+              };
+              live.update(lastLive);
               recordTrainingMetrics(modelId, { ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}), checkpointStep: lastCheckpoint });
               deps.reporter?.(p);
             },
@@ -259,6 +281,7 @@ export function createActivities(deps: ActivityDeps) {
         )
         .finally(() => chain),
     hbMs);
+    if (lastLive) await live.finish(lastLive);
     if (chainError) throw ApplicationFailure.retryable(`${where(config, iteration, label)}: could not store a checkpoint: ${(chainError as Error).message}`, 'CheckpointFailed');
     const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), ...input.extraMetrics, compute: done };
     const model = await publishModel(store, { lineage, modelId, parent: input.base.modelId, method: input.method, trainedOn: input.trainedOn, metrics, dir: output });

@@ -3,7 +3,9 @@
  * `temporal activity` output), and a reporter shows it to a person watching the main job.
  */
 import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
+import { type LiveStage, stageProgressSignal } from '../workflows/shared';
 
 export interface StageProgress {
   run: string;
@@ -92,4 +94,70 @@ export function stageLog(level: 'info' | 'warn', message: string, fields: { run:
     // outside an activity
     (level === 'warn' ? console.warn : console.log)(`[${fields.run} iter ${fields.iteration} ${fields.stage}] ${message}`);
   }
+}
+
+export interface LiveSignaller {
+  /** sends `live` unless one went out less than the interval ago (`force` sends anyway) */
+  update(live: Omit<LiveStage, 'at' | 'attempt'>, force?: boolean): void;
+  /** sends the final state and waits for every send to settle */
+  finish(live: Omit<LiveStage, 'at' | 'attempt'>): Promise<void>;
+}
+
+/**
+ * Signals a stage's progress to the workflow that runs the activity and to that workflow's
+ * parent (the run, when the activity belongs to an iteration), at most once per `intervalMs`,
+ * so that `temporal workflow query --name progress` shows shard counts and tokens/s. Each send
+ * is one history event per workflow, hence the interval. A failed send (the workflow has
+ * ended, no client in a test environment) is dropped: progress is advisory.
+ */
+export function liveSignaller(intervalMs: number): LiveSignaller {
+  let ctx: Context;
+  let client: Client;
+  try {
+    ctx = Context.current();
+    client = ctx.client;
+  } catch {
+    return { update: () => undefined, finish: async () => undefined };
+  }
+  const self = ctx.info.workflowExecution?.workflowId;
+  if (!self) return { update: () => undefined, finish: async () => undefined };
+  const attempt = ctx.info.attempt;
+  let targets: Promise<string[]> | null = null;
+  const resolveTargets = async (): Promise<string[]> => {
+    const desc = await client.workflow
+      .getHandle(self)
+      .describe()
+      .catch(() => null);
+    const parent = desc?.parentExecution?.workflowId;
+    return parent ? [self, parent] : [self];
+  };
+  let last = 0;
+  let chain: Promise<void> = Promise.resolve();
+  const send = (live: Omit<LiveStage, 'at' | 'attempt'>): void => {
+    const payload: LiveStage = { ...live, attempt, at: new Date().toISOString() };
+    chain = chain.then(async () => {
+      const ids = await (targets ??= resolveTargets());
+      await Promise.all(ids.map((id) => client.workflow.getHandle(id).signal(stageProgressSignal, payload).catch(() => undefined)));
+    });
+  };
+  return {
+    update(live, force = false) {
+      const now = Date.now();
+      if (!force && now - last < intervalMs) return;
+      last = now;
+      send(live);
+    },
+    async finish(live) {
+      last = Date.now();
+      send(live);
+      await chain;
+    },
+  };
+}
+
+/** Rate and ETA from counts: tokens/s over the elapsed time, seconds left at the current pace. */
+export function rates(done: number, total: number, tokens: number, elapsedS: number): { tokensPerSecond: number; etaSeconds?: number } {
+  const tokensPerSecond = elapsedS > 0 ? Math.round((10 * tokens) / elapsedS) / 10 : 0;
+  if (done <= 0 || done >= total || elapsedS <= 0) return { tokensPerSecond };
+  return { tokensPerSecond, etaSeconds: Math.round(((total - done) * elapsedS) / done) };
 }

@@ -5,7 +5,8 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import { iterationWorkflowId, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { formatDuration } from '../activities/progress';
+import { iterationWorkflowId, type LiveStage, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
 import { ConfigError } from './config';
 import { ensureSearchAttributes } from './search-attributes';
 
@@ -129,6 +130,25 @@ export function formatLive(a: LiveActivity): string {
   if (num('loss') !== null) parts.push(`loss ${num('loss')!.toFixed(4)}`);
   if (num('checkpointStep')) parts.push(`checkpoint at step ${num('checkpointStep')}`);
   if (a.attempt > 1) parts.push(`attempt ${a.attempt}`);
+  return parts.join('  ');
+}
+
+/** A text progress bar: `[#######.............]  35%`. */
+export function progressBar(done: number, total: number, width = 24): string {
+  const frac = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0;
+  const full = Math.round(frac * width);
+  return `[${'#'.repeat(full)}${'.'.repeat(width - full)}] ${String(Math.floor(frac * 100)).padStart(3)}%`;
+}
+
+/** One line for the `live` part of the progress query: bar, counts, shards, tokens/s, ETA, loss. */
+export function formatLiveStage(l: LiveStage): string {
+  const parts = [l.stage.padEnd(12), progressBar(l.done, l.total), `${l.done}/${l.total}`];
+  if (l.shards !== undefined) parts.push(`shards ${l.shardsCommitted ?? 0}/${l.shards}`);
+  if (l.tokensPerSecond > 0) parts.push(`${l.tokensPerSecond.toFixed(1)} tok/s`);
+  if (l.etaSeconds !== undefined) parts.push(`ETA ${formatDuration(l.etaSeconds)}`);
+  if (l.loss !== undefined) parts.push(`loss ${l.loss.toFixed(4)}`);
+  if (l.checkpointStep) parts.push(`checkpoint at step ${l.checkpointStep}`);
+  if (l.attempt > 1) parts.push(`attempt ${l.attempt}`);
   return parts.join('  ');
 }
 

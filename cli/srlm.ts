@@ -28,7 +28,7 @@ import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
 import { ensureSearchAttributes } from './search-attributes';
 import { createSchedule, describeSchedule, listSchedules, renderSchedule } from './schedules';
-import { cancelRun, formatLive, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
+import { cancelRun, formatLive, formatLiveStage, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
 import { startEmbeddedStack } from './stack';
 
 // TEMPORAL_ADDRESS / _NAMESPACE / _API_KEY / _TLS_* and the TOML profile, as the temporal CLI reads them
@@ -111,7 +111,8 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
       }
       if (live && Date.now() - lastLive >= liveEveryMs) {
         lastLive = Date.now();
-        for (const a of await liveActivities(client, p.run, p.iteration).catch(() => [])) if (a.details) print(`    ${formatLive(a)}`);
+        if (p.live) print(`    ${formatLiveStage(p.live)}`);
+        else for (const a of await liveActivities(client, p.run, p.iteration).catch(() => [])) if (a.details) print(`    ${formatLive(a)}`);
       }
       while (printedSummaries < p.summaries.length) {
         print('\n' + renderIterationSummaryMarkdown(p.summaries[printedSummaries]!));
@@ -200,8 +201,11 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
     else {
       console.log(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
       for (const m of p.models) console.log(`  ${m.name.padEnd(13)} ${m.modelId}`);
+      if (p.live) console.log(`  ${formatLiveStage(p.live)}`);
       if (p.paused) console.log(`  paused since ${p.paused.since}: ${p.paused.reason}`);
       if (p.error) console.log(`  error: ${p.error}`);
+      const last = p.summaries.at(-1);
+      if (last) console.log('\n' + renderIterationSummaryMarkdown(last));
     }
   } finally {
     await connection.close();

@@ -83,6 +83,7 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
     workDir,
     cacheDir: env.cacheDir,
     ...(opts.reporter ? { reporter: opts.reporter } : {}),
+    ...(process.env.SRLM_PROGRESS_SIGNAL_SECONDS ? { progressSignalMs: Number(process.env.SRLM_PROGRESS_SIGNAL_SECONDS) * 1000 } : {}),
   };
 }
 

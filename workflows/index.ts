@@ -31,6 +31,8 @@ import {
   pauseSignal,
   progressQuery,
   resumeSignal,
+  stageProgressSignal,
+  type LiveStage,
   PROMOTE_PATCH,
   scheduledRunName,
   SEARCH_ATTRIBUTES_PATCH,
@@ -119,15 +121,20 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     if (progress.status === 'paused') progress.status = 'running';
     forward((id) => getExternalWorkflowHandle(id).signal(resumeSignal));
   });
+  setHandler(stageProgressSignal, (live) => {
+    if (isLiveStage(live)) progress.live = live;
+  });
 
   const searchAttributes = searchAttributeUpdater(input.searchAttributes);
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
+    delete progress.live;
     searchAttributes({ SrlmRun: progress.run, SrlmStage: stage, SrlmIteration: progress.iteration });
     log.info('stage started', { run: progress.run, iteration: progress.iteration, stage });
     const out = await fn();
     progress.stagesDone.push(stage);
+    delete progress.live;
     return out;
   };
   const models: RunResult['models'] = [];
@@ -219,6 +226,12 @@ function rootCause(err: unknown): { message: string; type: string } {
 }
 
 /** Resolves at once unless a pause is in effect; then when the resume signal arrives. */
+/** A stage progress signal carries at least a stage label and counts; anything else is ignored. */
+function isLiveStage(v: unknown): v is LiveStage {
+  const l = v as Partial<LiveStage> | null;
+  return !!l && typeof l.stage === 'string' && typeof l.done === 'number' && typeof l.total === 'number';
+}
+
 async function waitWhilePaused(progress: { paused?: unknown }): Promise<void> {
   if (progress.paused) await condition(() => !progress.paused);
 }
@@ -254,18 +267,23 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   setHandler(resumeSignal, () => {
     delete progress.paused;
   });
+  setHandler(stageProgressSignal, (live) => {
+    if (isLiveStage(live)) progress.live = live;
+  });
   const timings: Record<string, number> = {};
   const { generation, training } = computeActivities(config.durability);
   const searchAttributes = searchAttributeUpdater(input.searchAttributes);
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
+    delete progress.live;
     searchAttributes({ SrlmRun: config.run, SrlmIteration: iteration, SrlmStage: stage });
     log.info('stage started', { run: config.run, iteration, stage });
     const started = Date.now();
     const out = await fn();
     timings[stage] = (Date.now() - started) / 1000;
     progress.stagesDone.push(stage);
+    delete progress.live;
     return out;
   };
 

@@ -44,6 +44,8 @@ export interface RunProgress {
   promoted?: string;
   /** set while a pause is in effect: no new stage starts until the resume signal */
   paused?: { since: string; reason: string };
+  /** the running stage's own progress, as its activity last reported it (absent between stages) */
+  live?: LiveStage;
 }
 
 export interface IterationProgress {
@@ -52,7 +54,36 @@ export interface IterationProgress {
   stage: string;
   stagesDone: string[];
   paused?: { since: string; reason: string };
+  live?: LiveStage;
 }
+
+/**
+ * Progress of the activity doing a stage's work, signalled by that activity to its workflow
+ * (and the run above it) every few seconds and once at its end, so the `progress` query
+ * answers with shard counts, tokens/s and an ETA.
+ */
+export interface LiveStage {
+  iteration: number;
+  /** the activity's label, e.g. "candidates" or "sft M1" */
+  stage: string;
+  /** requests (generation) or optimizer steps (training) done, of total */
+  done: number;
+  total: number;
+  shards?: number;
+  shardsCommitted?: number;
+  tokens: number;
+  tokensPerSecond: number;
+  /** seconds left at the current rate; absent before the first item is done */
+  etaSeconds?: number;
+  elapsedS: number;
+  loss?: number;
+  checkpointStep?: number;
+  attempt: number;
+  /** when the activity sent it (ISO time, the activity's clock) */
+  at: string;
+}
+
+export const stageProgressSignal = defineSignal<[LiveStage]>('stageProgress');
 
 export const progressQuery = defineQuery<RunProgress>('progress');
 

@@ -16,7 +16,7 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-export async function startTestStack(opts: { address: string; compute: ComputeBackend; dir: string; cacheDir?: string; heartbeatMs?: number }): Promise<TestStack> {
+export async function startTestStack(opts: { address: string; compute: ComputeBackend; dir: string; cacheDir?: string; heartbeatMs?: number; progressSignalMs?: number }): Promise<TestStack> {
   installQuietRuntime();
   const connection = await Connection.connect({ address: opts.address });
   const native = await NativeConnection.connect({ address: opts.address });
@@ -31,6 +31,7 @@ export async function startTestStack(opts: { address: string; compute: ComputeBa
       workDir: path.join(opts.dir, 'work'),
       cacheDir: opts.cacheDir ?? path.join(opts.dir, 'cache'),
       heartbeatIntervalMs: hb,
+      progressSignalMs: opts.progressSignalMs ?? 500,
     },
     heartbeatThrottleMs: hb,
   });

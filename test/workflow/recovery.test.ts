@@ -14,7 +14,7 @@ import { LocalStore } from '../../activities/store';
 import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { iterationProgressQuery, iterationWorkflowId, progressQuery, runWorkflowId, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationProgressQuery, iterationWorkflowId, type LiveStage, progressQuery, runWorkflowId, type RunProgress, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
@@ -55,6 +55,7 @@ describe('recovering runs (FakeCompute)', () => {
     await stack?.stop();
   });
 
+  const handle = (name: string) => client.workflow.getHandle(runWorkflowId(name));
   const execute = (c: RunConfigInput): Promise<RunResult> =>
     client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(String(c.run)), args: [{ config: c }], workflowExecutionTimeout: '5 minutes' });
 
@@ -160,19 +161,45 @@ describe('recovering runs (FakeCompute)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
-  it('`srlm watch` follows a run with live shard progress until it completes', async () => {
+  it('`temporal workflow query --name progress` answers with the stage\'s shard counts and tokens/s; `srlm watch` draws them as bars until the run completes', async () => {
     const root = path.join(tmp, 'store-watch');
-    fake.opts.delayPerRequestMs = 60;
+    fake.opts.delayPerRequestMs = 120;
     try {
       await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
-      const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'watch', 'rec', '--interval', '0.3'], {
+      const watching = run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'watch', 'rec', '--interval', '0.3'], {
         cwd: repo,
         env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() },
         timeout: 120_000,
       });
+      // the Temporal CLI's query, on the run and on its iteration, while candidates are generated
+      const query = async (workflowId: string): Promise<RunProgress> =>
+        JSON.parse((await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'query', '--address', testTemporalAddress(), '--workflow-id', workflowId, '--name', 'progress', '--output', 'json'])).stdout).queryResult[0] as RunProgress;
+      let seen: LiveStage | undefined;
+      await waitFor(
+        'live judging progress with committed shards in the query',
+        async () => {
+          const l = (await query(runWorkflowId('rec')).catch(() => null))?.live;
+          if (l?.stage === 'judgments' && (l.shardsCommitted ?? 0) > 0 && l.done < l.total) seen = l;
+          return !!seen;
+        },
+        60_000,
+        200,
+      );
+      expect(seen!.iteration).toBe(1);
+      expect(seen!.shards).toBe(Math.ceil(seen!.total / 4)); // shardSize 4
+      expect(seen!.tokens).toBeGreaterThan(0);
+      expect(seen!.tokensPerSecond).toBeGreaterThan(0);
+      expect(seen!.etaSeconds).toBeGreaterThanOrEqual(0);
+      expect(seen!.attempt).toBe(1);
+      const iter = await query(iterationWorkflowId('rec', 1));
+      expect(iter.stage).toBe('judgments');
+      expect(iter.live).toMatchObject({ iteration: 1, stage: 'judgments', total: seen!.total });
+      const out = await watching;
       expect(out.stdout).toMatch(/stage: iteration 1/);
-      expect(out.stdout).toMatch(/\d+\/\d+ \(\d+%\) {2}shards \d+\/\d+ committed/);
+      expect(out.stdout).toMatch(/judgments +\[#*\.*\] +\d+% {2}\d+\/\d+ {2}shards \d+\/\d+ {2}[\d.]+ tok\/s/);
       expect(out.stdout).toContain('Run "rec" completed; final model rec.m2.');
+      // between stages and after the run, nothing stale is left in `live`
+      expect((await handle('rec').query(progressQuery)).live).toBeUndefined();
     } finally {
       fake.opts.delayPerRequestMs = 0;
       fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
