@@ -50,7 +50,8 @@ import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
-import { type ArtifactStore, LocalStore, sha256Hex } from './store';
+import { openStore } from './open-store';
+import { type ArtifactStore, sha256Hex } from './store';
 
 export interface ActivityDeps {
   /** store for a run's config (`store.root`), defaulting to the worker's */
@@ -66,8 +67,12 @@ export interface ActivityDeps {
   progressSignalMs?: number;
 }
 
-export function defaultStoreFor(defaultRoot: string): (config: RunConfig) => ArtifactStore {
-  return (config) => new LocalStore(config.store.root ?? defaultRoot);
+/**
+ * The store of a run: `store.root` of its config (a directory or s3://bucket/prefix), else the
+ * worker's default root. S3 objects are cached on the host in `cacheDir`.
+ */
+export function defaultStoreFor(defaultRoot: string, cacheDir?: string): (config: RunConfig) => ArtifactStore {
+  return (config) => openStore(config.store.root ?? defaultRoot, config.store.root ? config.store.s3 : {}, cacheDir);
 }
 
 export interface PreparedRun {

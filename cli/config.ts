@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { formatConfigError } from '../core/jsonl';
 import { RunConfig } from '../core/schemas';
+import { isS3Uri } from '../core/s3uri';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -37,7 +38,7 @@ export function resolvePaths(config: RunConfig, baseDir: string): RunConfig {
   if (out.seed.eft) out.seed.eft = abs(out.seed.eft);
   if ('path' in out.baseModel) out.baseModel = { path: abs(out.baseModel.path)! };
   if (out.prompts.model && 'path' in out.prompts.model) out.prompts.model = { path: abs(out.prompts.model.path)! };
-  if (out.store.root) out.store.root = abs(out.store.root);
+  if (out.store.root && !isS3Uri(out.store.root)) out.store.root = abs(out.store.root);
   return out;
 }
 

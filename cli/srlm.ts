@@ -16,13 +16,14 @@ import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { loadSeed } from '../activities/seed';
-import { LocalStore } from '../activities/store';
+import { openStore } from '../activities/open-store';
+import { isS3Uri, parseS3Uri } from '../core/s3uri';
 import { consoleReporter, formatDuration } from '../activities/progress';
 import { configHash } from '../core/ids';
 import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
-import { defaultStateDir } from '../infra/paths';
+import { defaultStateDir, loadEnvPaths } from '../infra/paths';
 import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
@@ -131,6 +132,20 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
   return out;
 }
 
+/** The store `srlm run --local-s3` uses when no --store is given. */
+const LOCAL_S3_STORE = 's3://srlm-local/artifacts';
+
+/** A --store value: an s3:// URI (checked) or a directory (made absolute). */
+function checkStoreRoot(store: string): string {
+  if (!isS3Uri(store)) return path.resolve(store);
+  try {
+    parseS3Uri(store);
+  } catch (err) {
+    throw new ConfigError(`--store ${(err as Error).message}`);
+  }
+  return store;
+}
+
 function describeFailure(err: unknown): string {
   if (err instanceof WorkflowFailedError) {
     let cause: unknown = err.cause;
@@ -144,14 +159,18 @@ function describeFailure(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-async function cmdRun(opts: { config: string; run?: string; stateDir?: string }): Promise<void> {
+async function cmdRun(opts: { config: string; run?: string; stateDir?: string; store?: string; localS3?: boolean }): Promise<void> {
   const config = await loadConfigOrExit(opts.config, opts.run);
+  const store = opts.store ?? (opts.localS3 ? LOCAL_S3_STORE : undefined);
+  if (store) config.store = { ...config.store, root: checkStoreRoot(store) };
+  const localBucket = opts.localS3 && config.store.root && isS3Uri(config.store.root) ? parseS3Uri(config.store.root).bucket : null;
+  if (opts.localS3 && !localBucket) throw new ConfigError(`--local-s3 needs an s3:// store; the run's store is ${config.store.root ?? 'the default directory'}`);
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
   const t0 = Date.now();
   if (settings().secured) {
     throw new ConfigError(`srlm run is the embedded stack (a local dev server and in-process workers), but the connection settings name a secured cluster at ${address()}; use \`srlm start\` there, with workers from workers/main.ts`);
   }
-  const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000) });
+  const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000), ...(localBucket ? { localS3: { bucket: localBucket } } : {}) });
   const interrupt = new AbortController();
   const onSignal = (): void => {
     if (interrupt.signal.aborted) process.exit(130);
@@ -259,8 +278,9 @@ async function cmdCancel(run: string): Promise<void> {
 }
 
 async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: string; json?: boolean }): Promise<void> {
-  const root = path.resolve(opts.store ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir ?? defaultStateDir(), 'artifacts'));
-  const entries = await listLineage(new LocalStore(root), opts.lineage);
+  const given = opts.store ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir ?? defaultStateDir(), 'artifacts');
+  const root = isS3Uri(given) ? given : path.resolve(given);
+  const entries = await listLineage(openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')), opts.lineage);
   console.log(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
 }
 
@@ -274,6 +294,8 @@ program
   .requiredOption('-c, --config <file>', 'run config (JSON)')
   .option('--run <name>', 'override the run name in the config')
   .option('--state-dir <dir>', 'state directory (Temporal database, artifacts, work files)', undefined)
+  .option('--store <dir|s3-uri>', "artifact store, replacing the config's store.root: a directory or s3://bucket/prefix (endpoint and credentials the AWS way)")
+  .option('--local-s3', `also start a local S3-compatible server (Versity S3 Gateway, built by bootstrap) in the state directory and keep the artifacts there (default store ${LOCAL_S3_STORE})`)
   .action(cmdRun);
 
 program
@@ -322,7 +344,7 @@ program
   .command('models')
   .description('list the models in the artifact store: parent, method, training data, metrics')
   .option('--lineage <name>', 'only this lineage')
-  .option('--store <dir>', 'artifact store directory (default $SRLM_STORE_ROOT or <state dir>/artifacts)')
+  .option('--store <dir|s3-uri>', 'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way, e.g. AWS_ENDPOINT_URL_S3, AWS_PROFILE)')
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--json', 'machine-readable output')
   .action(cmdModels);

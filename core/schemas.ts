@@ -3,6 +3,7 @@
  * JSONL line, activity input) parses through these. Free of Temporal and I/O.
  */
 import { z } from 'zod';
+import { isS3Uri, parseS3Uri } from './s3uri';
 
 /** Names that become path segments of artifact keys: no `..`, no slashes, no control chars. */
 export const SafeName = z
@@ -135,10 +136,43 @@ export const DurabilityConfig = z.strictObject({
 });
 export type DurabilityConfig = z.infer<typeof DurabilityConfig>;
 
-export const StoreConfig = z.strictObject({
-  /** A directory for the local artifact store; default `<stateDir>/artifacts`. */
-  root: z.string().min(1).optional(),
-});
+export const S3Options = z
+  .strictObject({
+    /** endpoint of an S3-compatible server, e.g. http://127.0.0.1:7070 (else AWS_ENDPOINT_URL_S3, else AWS) */
+    endpoint: z.url().optional(),
+    /** default AWS_REGION, else us-east-1 */
+    region: z.string().min(1).optional(),
+    /** path-style addressing; default true when an endpoint is overridden */
+    forcePathStyle: z.boolean().optional(),
+    /** server-side encryption of every object written: SSE-S3 (AES256) or SSE-KMS */
+    sse: z.enum(['AES256', 'aws:kms']).optional(),
+    /** KMS key id or ARN for sse "aws:kms" (default: the account's S3 key) */
+    kmsKeyId: z.string().min(1).optional(),
+    /** multipart part size in MiB (S3's minimum is 5) */
+    partSizeMiB: z.number().int().min(5).max(5120).default(16),
+    /** parts or objects transferred at once */
+    concurrency: z.number().int().min(1).max(64).default(8),
+  })
+  .refine((o) => !o.kmsKeyId || o.sse === 'aws:kms', { message: 'kmsKeyId needs sse "aws:kms"', path: ['kmsKeyId'] });
+
+export const StoreConfig = z
+  .strictObject({
+    /** The artifact store: a directory, or `s3://bucket/prefix`; default `<stateDir>/artifacts`. */
+    root: z.string().min(1).optional(),
+    /** settings of an s3:// store (credentials are never here: the AWS provider chain supplies them) */
+    s3: S3Options.optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.root && isS3Uri(o.root)) {
+      try {
+        parseS3Uri(o.root);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['root'], message: `s3 URI ${(err as Error).message}` });
+      }
+    } else if (o.s3) {
+      ctx.addIssue({ code: 'custom', path: ['s3'], message: 'is only meaningful with an s3:// store root' });
+    }
+  });
 
 export const RunConfig = z.strictObject({
   /** Run name: workflow IDs and artifact keys derive from it. */

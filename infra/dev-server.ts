@@ -62,7 +62,8 @@ export function freePort(): Promise<number> {
 }
 
 /** Whether nothing listens on 127.0.0.1:port right now. */
-function portIsFree(port: number): Promise<boolean> {
+/** Whether nothing listens on 127.0.0.1:port. */
+export function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
@@ -151,7 +152,8 @@ export async function isTemporalReachable(address: string, timeoutMs = 2000, nam
   }
 }
 
-function tail(file: string, maxBytes = 4000): string {
+/** The end of a server's log file, for error messages. */
+export function tail(file: string, maxBytes = 4000): string {
   try {
     const buf = fs.readFileSync(file);
     return buf.subarray(Math.max(0, buf.length - maxBytes)).toString('utf8').trimEnd();
@@ -160,7 +162,8 @@ function tail(file: string, maxBytes = 4000): string {
   }
 }
 
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+/** Signals a child's whole process group (it was spawned detached), else the child alone. */
+export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
     process.kill(-child.pid, signal);

@@ -1,7 +1,7 @@
 /**
  * Where the things installed by `scripts/bootstrap.sh` live: the Python venv's interpreter,
- * the Temporal CLI and the cache directory. Bootstrap records them in `<repo>/.srlm/env.json`;
- * env vars override single entries.
+ * the Temporal CLI, the S3 test server (versitygw) and the cache directory. Bootstrap records
+ * them in `<repo>/.srlm/env.json`; env vars override single entries.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -13,6 +13,8 @@ const EnvFile = z.object({
   temporal: z.string().min(1),
   cacheDir: z.string().min(1),
   venv: z.string().min(1),
+  // Optional so that env files written before bootstrap built the S3 server still parse.
+  s3server: z.string().min(1).optional(),
 });
 
 export interface EnvPaths {
@@ -24,6 +26,11 @@ export interface EnvPaths {
   cacheDir: string;
   /** The venv directory. */
   venv: string;
+  /**
+   * The S3-compatible test server binary, versitygw (env SRLM_S3_SERVER_BIN overrides);
+   * undefined when an older bootstrap wrote the env file. Read it with s3ServerBin().
+   */
+  s3server?: string;
 }
 
 let cachedRoot: string | undefined;
@@ -62,8 +69,9 @@ export function envFilePath(root: string = repoRoot()): string {
 }
 
 /**
- * Reads `.srlm/env.json` and applies the overrides SRLM_PYTHON, SRLM_TEMPORAL_BIN and
- * SRLM_CACHE_DIR. When all of python and temporal are given by env vars, the file is optional.
+ * Reads `.srlm/env.json` and applies the overrides SRLM_PYTHON, SRLM_TEMPORAL_BIN,
+ * SRLM_S3_SERVER_BIN and SRLM_CACHE_DIR. When all of python and temporal are given by env vars,
+ * the file is optional.
  */
 export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv = process.env): EnvPaths {
   const file = envFilePath(root);
@@ -71,6 +79,7 @@ export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv =
     python: env.SRLM_PYTHON || undefined,
     temporal: env.SRLM_TEMPORAL_BIN || undefined,
     cacheDir: env.SRLM_CACHE_DIR || undefined,
+    s3server: env.SRLM_S3_SERVER_BIN || undefined,
   };
 
   let fromFile: z.infer<typeof EnvFile> | undefined;
@@ -102,5 +111,20 @@ export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv =
     temporal: overrides.temporal ?? fromFile!.temporal,
     cacheDir: path.resolve(overrides.cacheDir ?? fromFile?.cacheDir ?? path.join(os.homedir(), '.cache', 'srlm')),
     venv: fromFile?.venv ?? path.dirname(path.dirname(python)),
+    s3server: overrides.s3server ?? fromFile?.s3server,
   };
+}
+
+/** The versitygw binary from `paths`; throws, saying how to get it, when bootstrap has not built it. */
+export function s3ServerBin(paths: EnvPaths): string {
+  if (!paths.s3server) {
+    throw new Error(
+      'the S3 test server (versitygw) is not installed: run `bash scripts/bootstrap.sh` ' +
+        '(it builds it with Go; or set SRLM_S3_SERVER_BIN)',
+    );
+  }
+  if (!fs.existsSync(paths.s3server)) {
+    throw new Error(`the S3 test server ${paths.s3server} does not exist: run \`bash scripts/bootstrap.sh\``);
+  }
+  return paths.s3server;
 }

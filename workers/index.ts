@@ -76,7 +76,7 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const env = loadEnvPaths(root);
   const workDir = path.join(opts.stateDir, 'work');
   return {
-    storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts')),
+    storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects')),
     compute:
       opts.compute ??
       new PythonCompute({ python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') }),

@@ -6,11 +6,9 @@
  * of a fault-free run of the same config: same ids and counts, no duplicates, no gaps.
  * Training processes killed mid-training are in training.test.ts (real model, real TRL).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +19,7 @@ import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { ALL_QUEUES, createWorkers, installQuietRuntime, workflowBundle } from '../../workers';
 import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
+import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { waitFor } from '../helpers/stack';
 import { duplicates, runRecords } from '../helpers/stages';
 
@@ -37,36 +36,6 @@ function config(root: string): RunConfigInput {
     durability: { shardSize: SHARD, heartbeatTimeoutSeconds: 2, retryInitialSeconds: 0.5, partialFlushSeconds: 0 },
     store: { root },
   };
-}
-
-interface WorkerProcess {
-  child: ChildProcess;
-  /** the process's stdout, line by line */
-  lines: string[];
-  ready: Promise<void>;
-  exited: Promise<number | null>;
-}
-
-/** A worker in its own OS process (`node --import tsx test/helpers/fake-worker.ts`). */
-function spawnWorker(address: string, queues: string, workDir: string, extra: Record<string, string> = {}): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/fake-worker.ts')], {
-    cwd: repo,
-    env: { ...process.env, SRLM_TEST_ADDRESS: address, SRLM_TEST_QUEUES: queues, SRLM_TEST_WORKDIR: workDir, ...extra },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const stderr: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const out: string[] = [];
-  const ready = new Promise<void>((resolve, reject) => {
-    const lines = readline.createInterface({ input: child.stdout! });
-    lines.on('line', (l) => {
-      out.push(l);
-      if (l.trim() === 'ready') resolve();
-    });
-    void exited.then((code) => reject(new Error(`worker (${queues}) exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`)));
-  });
-  return { child, lines: out, ready, exited };
 }
 
 async function sigkill(w: WorkerProcess): Promise<void> {

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
     connection,
     namespace: 'default',
     queues,
-    deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store')), compute: fake, workDir, cacheDir: path.join(workDir, 'cache'), heartbeatIntervalMs: 200 },
+    deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store'), path.join(workDir, 'objects')), compute: fake, workDir, cacheDir: path.join(workDir, 'cache'), heartbeatIntervalMs: 200 },
     shutdownGraceTime: 1000,
   });
   console.log('ready');

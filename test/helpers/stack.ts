@@ -26,7 +26,7 @@ export async function startTestStack(opts: { address: string; compute: ComputeBa
     namespace: 'default',
     queues: ALL_QUEUES,
     deps: {
-      storeFor: defaultStoreFor(path.join(opts.dir, 'default-store')),
+      storeFor: defaultStoreFor(path.join(opts.dir, 'default-store'), path.join(opts.dir, 'objects')),
       compute: opts.compute,
       workDir: path.join(opts.dir, 'work'),
       cacheDir: opts.cacheDir ?? path.join(opts.dir, 'cache'),

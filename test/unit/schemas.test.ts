@@ -33,7 +33,23 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
   JudgeConfig: { valid: { samples: 1 }, invalid: [[{ samples: 0 }, 'samples'], [{ extra: 1 }, '']] },
   ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
   DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
-  StoreConfig: { valid: { root: '/tmp/srlm' }, invalid: [[{ root: '' }, 'root']] },
+  StoreConfig: {
+    valid: { root: 's3://srlm-artifacts/team', s3: { region: 'eu-west-1', sse: 'AES256' } },
+    invalid: [
+      [{ root: '' }, 'root'],
+      [{ root: 's3://x/y' }, 'root'],
+      [{ root: '/tmp/srlm', s3: {} }, 's3'],
+    ],
+  },
+  S3Options: {
+    valid: { endpoint: 'http://127.0.0.1:7070', forcePathStyle: true, sse: 'aws:kms', kmsKeyId: 'alias/srlm', partSizeMiB: 64, concurrency: 16 },
+    invalid: [
+      [{ endpoint: 'not a url' }, 'endpoint'],
+      [{ partSizeMiB: 4 }, 'partSizeMiB'],
+      [{ sse: 'AES256', kmsKeyId: 'k' }, 'kmsKeyId'],
+      [{ accessKeyId: 'AKIA' }, ''],
+    ],
+  },
   RunConfig: {
     valid: { run: 'demo', seed: { ift: 'seed/ift.jsonl' } },
     invalid: [[{ run: 'demo', seed: { ift: 'x' }, candidates: { n: 0 } }, 'candidates.n'], [{ seed: { ift: 'x' } }, 'run']],
