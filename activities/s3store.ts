@@ -35,6 +35,7 @@ import {
   type ServerSideEncryption,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { ApplicationFailure } from '@temporalio/common';
 import type { S3Location } from '../core/s3uri';
 import { IntegrityError, ObjectCache } from './object-cache';
 import { type ArtifactStore, checkKey, type PutResult, sha256File, sha256Hex } from './store';
@@ -85,8 +86,12 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
   if (failed !== null) throw failed;
 }
 
+/** S3 error codes that mean the store's settings or rights are wrong: retrying cannot help. */
+const PERMANENT = new Set(['NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidBucketName', 'AllAccessDisabled', 'AccountProblem']);
+
 function isNotFound(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (e?.name === 'NoSuchBucket') return false;
   return e?.name === 'NotFound' || e?.name === 'NoSuchKey' || e?.$metadata?.httpStatusCode === 404;
 }
 
@@ -171,10 +176,16 @@ export class S3Store implements ArtifactStore {
     }
   }
 
+  /**
+   * An error naming the object and the server's answer. Answers that no retry can change (no
+   * such bucket, access denied, bad credentials) fail the activity at once, non-retryably.
+   */
   private fail(what: string, key: string, err: unknown): Error {
     const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number } };
     const status = e?.$metadata?.httpStatusCode ? ` (HTTP ${e.$metadata.httpStatusCode})` : '';
-    return new Error(`${what} ${this.uri(key)}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}${status}`, { cause: err });
+    const message = `${what} ${this.uri(key)}: ${e?.name ?? 'Error'}: ${e?.message ?? String(err)}${status}`;
+    if (e?.name && PERMANENT.has(e.name)) return ApplicationFailure.create({ message, type: `S3${e.name}`, nonRetryable: true });
+    return new Error(message, { cause: err });
   }
 
   async getBytes(key: string): Promise<Buffer> {

@@ -106,7 +106,7 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
     expect(lineage.find((m) => m.modelId === 's3run.m2')?.promoted).toBe(true);
   });
 
-  it('a store that cannot be reached fails the run with the object named, not retried forever', async () => {
+  it('a bucket that does not exist fails the run at once, naming the object, without retries', async () => {
     const err = await client.workflow
       .execute('srlmRun', {
         taskQueue: TASK_QUEUES.orchestration,
@@ -118,6 +118,11 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const text = await history(runWorkflowId('s3missing'));
     expect(text).toMatch(/s3:\/\/srlm-no-such-bucket\/x\/runs\/s3missing\/[^"]*: NoSuchBucket/);
+    // non-retryable: the failing activity ran once
+    const failed = (JSON.parse(text) as { events: { eventType: string; activityTaskFailedEventAttributes?: { failure?: { applicationFailureInfo?: { type?: string; nonRetryable?: boolean } } }; activityTaskStartedEventAttributes?: { attempt?: number } }[] }).events;
+    const info = failed.find((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_FAILED')?.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo;
+    expect(info).toMatchObject({ type: 'S3NoSuchBucket', nonRetryable: true });
+    expect(failed.filter((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_STARTED').every((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) === 1)).toBe(true);
   });
 
   it('the secret key is in no history, log line or CLI output', async () => {

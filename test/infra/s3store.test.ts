@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IntegrityError } from '../../activities/object-cache';
 import { S3Store, type S3StoreOptions, s3ClientConfig } from '../../activities/s3store';
@@ -171,6 +172,25 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     expect(third).not.toBe(first);
     expect(fs.readFileSync(path.join(third, 'config.json'), 'utf8')).toBe('{"layers": 3}');
     expect(reader.stats.objectsDownloaded).toBe(3);
+  });
+
+  it('wrong credentials fail at once, non-retryably, without the secret in the message', async () => {
+    const store = await newStore();
+    const wrong = `wrong-${randomBytes(8).toString('hex')}`;
+    const bad = new S3Store({
+      bucket: store.bucket,
+      prefix: 'x',
+      cacheDir: path.join(tmp, 'cache-bad'),
+      client: new S3Client({ ...s3ClientConfig({ endpoint: proxy.endpoint }), credentials: { accessKeyId: ACCESS, secretAccessKey: wrong } }),
+    });
+    const before = proxy.connections;
+    const err = (await bad.putBytes('k', 'v').catch((e: unknown) => e)) as ApplicationFailure;
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect(err.type).toBe('S3SignatureDoesNotMatch');
+    expect(err.nonRetryable).toBe(true);
+    expect(err.message).toContain(`${bad.rootUri}/k`);
+    expect(err.message).not.toContain(wrong);
+    expect(proxy.connections - before).toBe(1); // the SDK did not retry it either
   });
 
   it('passes server-side encryption settings on every write', async () => {
