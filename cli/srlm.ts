@@ -199,13 +199,14 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string; s
   }
 }
 
-async function cmdStart(opts: { config: string; run?: string }): Promise<void> {
+async function cmdStart(opts: { config: string; run?: string; json?: boolean }): Promise<void> {
   const config = await loadConfigOrExit(opts.config, opts.run);
   const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
     const { workflowId, attached } = await startOrAttach(client, config);
-    console.log(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
+    if (opts.json) console.log(JSON.stringify({ run: config.run, workflowId, attached, configHash: configHash(config) }));
+    else console.log(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
   } finally {
     await connection.close();
   }
@@ -240,23 +241,30 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
   }
 }
 
-async function cmdPause(run: string, opts: { reason?: string }): Promise<void> {
+async function cmdPause(run: string, opts: { reason?: string; json?: boolean }): Promise<void> {
   await withClient(async (client) => {
     await pauseRun(client, run, opts.reason);
-    console.log(`run "${run}": pausing; the running stage finishes, the next waits for \`srlm resume ${run}\`.`);
+    if (opts.json) console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), paused: true, reason: opts.reason ?? null }));
+    else console.log(`run "${run}": pausing; the running stage finishes, the next waits for \`srlm resume ${run}\`.`);
   });
 }
 
-async function cmdResume(run: string, opts: { config?: string; watch?: boolean }): Promise<void> {
+async function cmdResume(run: string, opts: { config?: string; watch?: boolean; json?: boolean }): Promise<void> {
   const config = opts.config ? await loadConfigOrExit(opts.config, run) : undefined;
   await withClient(async (client) => {
     // a running (paused) run gets the resume signal; one that ended gets a new execution
     if (!config && (await unpauseRun(client, run))) {
-      console.log(`run "${run}": resumed.`);
+      if (opts.json) console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), unpaused: true }));
+      else console.log(`run "${run}": resumed.`);
       if (opts.watch) await watch(client, runWorkflowId(run), (l) => console.log(l));
       return;
     }
     const out = await resumeRun(client, run, config ? { config } : {});
+    if (opts.json) {
+      console.log(JSON.stringify({ run, unpaused: false, ...out }));
+      if (opts.watch) await watch(client, out.workflowId, () => undefined);
+      return;
+    }
     console.log(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
     console.log('Completed stages, committed shards and training checkpoints are reused.');
     if (opts.watch) await watch(client, out.workflowId, (l) => console.log(l));
@@ -270,9 +278,10 @@ async function cmdWatch(run: string, opts: { interval?: string }): Promise<void>
   });
 }
 
-async function cmdCancel(run: string): Promise<void> {
+async function cmdCancel(run: string, opts: { json?: boolean }): Promise<void> {
   await withClient(async (client) => {
     const status = await cancelRun(client, run);
+    if (opts.json) return console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
     console.log(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
   });
 }
@@ -303,6 +312,7 @@ program
   .description('start a run on an existing Temporal cluster (workers run elsewhere)')
   .requiredOption('-c, --config <file>', 'run config (JSON)')
   .option('--run <name>', 'override the run name in the config')
+  .option('--json', 'machine-readable output')
   .action(cmdStart);
 
 program
@@ -317,6 +327,7 @@ program
   .description('pause a running run: the running stage finishes, the next one waits for `srlm resume`')
   .argument('<run>', 'run name')
   .option('--reason <text>', 'why (shown by status and the progress query)')
+  .option('--json', 'machine-readable output')
   .action(cmdPause);
 
 program
@@ -325,6 +336,7 @@ program
   .argument('<run>', 'run name')
   .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
   .option('--watch', 'watch the resumed run until it ends')
+  .option('--json', 'machine-readable output')
   .action(cmdResume);
 
 program
@@ -338,6 +350,7 @@ program
   .command('cancel')
   .description('cancel a run: its compute processes are stopped, published artifacts stay')
   .argument('<run>', 'run name')
+  .option('--json', 'machine-readable output')
   .action(cmdCancel);
 
 program

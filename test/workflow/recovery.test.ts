@@ -263,8 +263,8 @@ describe('recovering runs (FakeCompute)', () => {
     const file = path.join(tmp, 'sa-run.json');
     fs.writeFileSync(file, JSON.stringify(config('rec', root)));
     const env = { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() };
-    const started = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'start', '--config', file], { cwd: repo, env });
-    expect(started.stdout).toContain('Started: srlm-rec');
+    const started = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'start', '--config', file, '--json'], { cwd: repo, env });
+    expect(JSON.parse(started.stdout)).toMatchObject({ run: 'rec', workflowId: 'srlm-rec', attached: false, configHash: expect.stringMatching(/^[0-9a-f]{16}$/) });
     expect(started.stderr).not.toMatch(/without search attributes/);
     const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
     await recordHistory(testTemporalAddress(), 'run-search-attributes', runWorkflowId('rec'));
