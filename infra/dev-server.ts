@@ -178,6 +178,60 @@ export function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+export interface Supervised {
+  /** resolves when the child has exited (or failed to spawn) */
+  exited: Promise<void>;
+  /** how it ended ("code 1", "signal SIGKILL", "spawn error: ..."), undefined while running */
+  exitInfo(): string | undefined;
+  /** SIGTERM to its process group, SIGKILL after the grace time; resolves once it is gone. Idempotent. */
+  stop(): Promise<void>;
+  /** forget the parent-exit hook (after the child failed to start) */
+  detach(): void;
+}
+
+/**
+ * Watches a server child spawned detached (own process group): knows when and how it ended,
+ * stops it (TERM, then KILL), and TERMs it when this process exits without stopping it.
+ */
+export function supervise(child: ChildProcess, opts: { graceMs: number; stopOnExit: boolean; onParentExit?: () => void }): Supervised {
+  let info: string | undefined;
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      info = signal ? `signal ${signal}` : `code ${code}`;
+      resolve();
+    });
+    child.once('error', (err) => {
+      info = `spawn error: ${err.message}`;
+      resolve();
+    });
+  });
+  const onExit = (): void => {
+    killGroup(child, 'SIGTERM');
+    opts.onParentExit?.();
+  };
+  if (opts.stopOnExit) process.once('exit', onExit);
+  let stopping: Promise<void> | undefined;
+  return {
+    exited,
+    exitInfo: () => info,
+    detach: () => process.removeListener('exit', onExit),
+    stop: () =>
+      (stopping ??= (async () => {
+        process.removeListener('exit', onExit);
+        if (info !== undefined) return;
+        killGroup(child, 'SIGTERM');
+        let timer: NodeJS.Timeout | undefined;
+        const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), opts.graceMs)));
+        const how = await Promise.race([exited.then(() => 'exited' as const), timedOut]);
+        clearTimeout(timer);
+        if (how === 'timeout') {
+          killGroup(child, 'SIGKILL');
+          await exited;
+        }
+      })()),
+  };
+}
+
 /** Starts `temporal server start-dev` and resolves once it answers gRPC calls for `namespace`. */
 export async function startDevServer(opts: DevServerOptions): Promise<DevServerHandle> {
   if (!fs.existsSync(opts.temporalBin)) {
@@ -222,18 +276,6 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
     fs.closeSync(logFd);
   }
 
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitInfo = signal ? `signal ${signal}` : `code ${code}`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      exitInfo = `spawn error: ${err.message}`;
-      resolve();
-    });
-  });
-
   const stateFile = stateFileOf(dbFile);
   const removeStateFile = () => {
     try {
@@ -248,37 +290,16 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
     const rec: RunningDevServer = { pid: child.pid, address, uiUrl, startedAt: new Date().toISOString() };
     fs.writeFileSync(stateFile, JSON.stringify(rec, null, 2) + '\n');
   }
-  void exited.then(removeStateFile);
-  const onExit = () => {
-    killGroup(child, 'SIGTERM');
-    removeStateFile();
-  };
-  if (opts.stopOnExit !== false) process.once('exit', onExit);
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      process.removeListener('exit', onExit);
-      if (exitInfo !== undefined) return;
-      killGroup(child, 'SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 10_000)));
-      const how = await Promise.race([exited.then(() => 'exited' as const), timedOut]);
-      clearTimeout(timer);
-      if (how === 'timeout') {
-        killGroup(child, 'SIGKILL');
-        await exited;
-      }
-    })();
-    return stopping;
-  };
+  void new Promise<void>((resolve) => child.once('exit', () => resolve())).then(removeStateFile);
+  const sup = supervise(child, { graceMs: 10_000, stopOnExit: opts.stopOnExit !== false, onParentExit: removeStateFile });
+  const { exited, stop } = sup;
 
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
   for (;;) {
-    if (exitInfo !== undefined) {
-      process.removeListener('exit', onExit);
+    if (sup.exitInfo() !== undefined) {
+      sup.detach();
       throw new Error(
-        `temporal server start-dev exited (${exitInfo}) before answering on ${address}; ` +
+        `temporal server start-dev exited (${sup.exitInfo()}) before answering on ${address}; ` +
           `last lines of ${logFile}:\n${tail(logFile)}`,
       );
     }
@@ -294,13 +315,12 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
   }
   // Something else answering on the port would also pass the probe: our child must be alive.
   await Promise.race([sleep(300), exited]);
-  if (exitInfo !== undefined) {
-    process.removeListener('exit', onExit);
+  if (sup.exitInfo() !== undefined) {
+    sup.detach();
     throw new Error(
-      `temporal server start-dev exited (${exitInfo}) right after start; last lines of ${logFile}:\n${tail(logFile)}`,
+      `temporal server start-dev exited (${sup.exitInfo()}) right after start; last lines of ${logFile}:\n${tail(logFile)}`,
     );
   }
-
 
   return {
     address,

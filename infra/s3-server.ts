@@ -18,7 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { freePort, killGroup, portIsFree, tail } from './dev-server';
+import { freePort, portIsFree, supervise, tail } from './dev-server';
 
 export interface S3ServerOptions {
   /** The versitygw binary (see `s3ServerBin(loadEnvPaths())`). */
@@ -132,54 +132,24 @@ export async function startS3Server(opts: S3ServerOptions): Promise<S3ServerHand
     fs.closeSync(logFd);
   }
 
-  let exitInfo: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitInfo = signal ? `signal ${signal}` : `code ${code}`;
-      resolve();
-    });
-    child.once('error', (err) => {
-      exitInfo = `spawn error: ${err.message}`;
-      resolve();
-    });
-  });
-
-  const onExit = () => killGroup(child, 'SIGTERM');
-  if (opts.stopOnExit !== false) process.once('exit', onExit);
-
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      process.removeListener('exit', onExit);
-      if (exitInfo !== undefined) return;
-      killGroup(child, 'SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), 5_000)));
-      const how = await Promise.race([exited.then(() => 'exited' as const), timedOut]);
-      clearTimeout(timer);
-      if (how === 'timeout') {
-        killGroup(child, 'SIGKILL');
-        await exited;
-      }
-    })();
-    return stopping;
-  };
+  const sup = supervise(child, { graceMs: 5_000, stopOnExit: opts.stopOnExit !== false });
+  const { exited, stop } = sup;
 
   const exitedEarly = (when: string) => {
-    process.removeListener('exit', onExit);
+    sup.detach();
     let hint = '';
     if (/xattr/i.test(tail(logFile))) {
       hint = ` (${dir} must be on a filesystem with user xattrs, or pass sidecarDir)`;
     }
     return new Error(
-      `versitygw exited (${exitInfo}) ${when}${hint}; last lines of ${logFile}:\n${tail(logFile)}`,
+      `versitygw exited (${sup.exitInfo()}) ${when}${hint}; last lines of ${logFile}:\n${tail(logFile)}`,
     );
   };
 
   const timeoutMs = opts.startTimeoutMs ?? 20_000;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (exitInfo !== undefined) throw exitedEarly(`before answering on ${endpoint}`);
+    if (sup.exitInfo() !== undefined) throw exitedEarly(`before answering on ${endpoint}`);
     if (await answersHttp(`${endpoint}/`, 1000)) break;
     if (Date.now() > deadline) {
       await stop();
@@ -191,7 +161,7 @@ export async function startS3Server(opts: S3ServerOptions): Promise<S3ServerHand
   }
   // Something else answering on the port would also pass the probe: our child must be alive.
   await Promise.race([sleep(200), exited]);
-  if (exitInfo !== undefined) throw exitedEarly('right after start');
+  if (sup.exitInfo() !== undefined) throw exitedEarly('right after start');
 
   return { endpoint, port, region, pid: child.pid!, dir, logFile, stop };
 }
