@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { CreateBucketCommand, ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findNewestCheckpoint, publishCheckpoint } from '../../activities/checkpoints';
 import { IntegrityError } from '../../activities/object-cache';
 import { S3Store, type S3StoreOptions, s3ClientConfig } from '../../activities/s3store';
 import { sha256Hex } from '../../activities/store';
@@ -18,6 +19,7 @@ import { loadEnvPaths, s3ServerBin } from '../../infra/paths';
 import { type S3ServerHandle, startS3Server } from '../../infra/s3-server';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy';
 import { storeContract } from '../helpers/store-contract';
+import { localCheckpoint } from '../helpers/checkpoints';
 
 const ACCESS = 'srlmtestaccess';
 const SECRET = `srlm-test-secret-${randomBytes(6).toString('hex')}`;
@@ -145,6 +147,20 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     await expect(reader.getBytes('models/l/m9/model.safetensors')).rejects.toThrow(/model\.safetensors: sha256 of the bytes read is .*\(3 reads\)/);
     await expect(reader.localDir('models/l/m9')).rejects.toThrow(/model\.safetensors: sha256 of the bytes read is .*\(3 reads\)/);
     expect(fs.existsSync(reader.cache.objectPath(sha256Hex(fs.readFileSync(file))))).toBe(false);
+  });
+
+  it('training checkpoints go through S3: the newest complete one is found, a torn one (an object lost) is skipped', async () => {
+    const store = await newStore();
+    const prefix = 'runs/r/train/m1/checkpoints/job1';
+    expect(await publishCheckpoint(store, prefix, localCheckpoint(tmp, 5))).toBe(5);
+    expect(await publishCheckpoint(store, prefix, localCheckpoint(tmp, 10))).toBe(10);
+    const scan = await findNewestCheckpoint(store, prefix);
+    expect(scan.newest?.step).toBe(10);
+    expect(fs.readFileSync(path.join(scan.newest!.dir, 'optimizer.pt'), 'utf8')).toBe('adam at 10');
+    await store.delete(`${prefix}/step-000010/optimizer.pt`);
+    const after = await findNewestCheckpoint(store, prefix);
+    expect(after.newest?.step).toBe(5);
+    expect(after.torn).toEqual([{ prefix: `${prefix}/step-000010`, reason: 'optimizer.pt is missing' }]);
   });
 
   it('the content-addressed cache: a host that holds a file by sha256 downloads it no more', async () => {
