@@ -16,6 +16,7 @@
  */
 import * as fs from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
+import type { RunConfig } from '../core/schemas';
 import type { ComputeBackend, ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest, ImportJob, RunControl, TrainJob } from './compute';
 
 export interface OpenAIComputeOptions {
@@ -289,4 +290,32 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * `ActivityDeps.engineFor` for configs with `compute.engine.kind: "openai"`: one OpenAICompute
+ * per distinct engine settings (wrapping `wrapped` for training), reused across activities.
+ */
+export function openAIEngines(wrapped: ComputeBackend, env?: Record<string, string | undefined>): (config: RunConfig) => ComputeBackend | undefined {
+  const cache = new Map<string, OpenAICompute>();
+  return (config) => {
+    const e = config.compute.engine;
+    if (!e || e.kind !== 'openai') return undefined;
+    const key = JSON.stringify(e);
+    let engine = cache.get(key);
+    if (!engine) {
+      engine = new OpenAICompute({
+        baseUrl: e.baseUrl,
+        model: e.model,
+        ...(e.apiKeyEnv ? { apiKeyEnv: e.apiKeyEnv } : {}),
+        concurrency: e.concurrency,
+        timeoutSeconds: e.timeoutSeconds,
+        maxRetries: e.maxRetries,
+        wrapped,
+        ...(env ? { env } : {}),
+      });
+      cache.set(key, engine);
+    }
+    return engine;
+  };
 }

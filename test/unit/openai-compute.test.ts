@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../activities/compute';
-import { OpenAICompute, type OpenAIComputeOptions } from '../../activities/openai-compute';
+import { OpenAICompute, type OpenAIComputeOptions, openAIEngines } from '../../activities/openai-compute';
+import { RunConfig } from '../../core/schemas';
 import { FakeCompute } from '../helpers/fake-compute';
 import { startStubOpenAI, type StubServer } from '../helpers/stub-openai-server';
 
@@ -219,5 +220,16 @@ describe('OpenAICompute (stub server)', () => {
     const out = path.join(tmp, 'imported');
     await engine({ wrapped }).importModel({ packaged: 'x', output: out }, {});
     expect(wrapped.calls.map((c) => c.kind)).toEqual(['import']);
+  });
+
+  it('openAIEngines: one engine per engine settings, none for local or absent engines', () => {
+    const pick = openAIEngines(new FakeCompute());
+    const cfg = (engine?: unknown) => RunConfig.parse({ run: 'r', seed: { ift: 'x.jsonl' }, compute: engine ? { engine } : {} });
+    expect(pick(cfg())).toBeUndefined();
+    expect(pick(cfg({ kind: 'local' }))).toBeUndefined();
+    const a = pick(cfg({ kind: 'openai', baseUrl: stub.url, model: 'm' }));
+    expect(a).toBeInstanceOf(OpenAICompute);
+    expect(pick(cfg({ kind: 'openai', baseUrl: stub.url, model: 'm' }))).toBe(a);
+    expect(pick(cfg({ kind: 'openai', baseUrl: stub.url, model: 'm', concurrency: 3 }))).not.toBe(a);
   });
 });
