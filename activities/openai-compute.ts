@@ -14,6 +14,7 @@
  * The server serves one model; `job.model` (a local directory) is ignored. Training and
  * model import are delegated to the wrapped backend (PythonCompute in production).
  */
+import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
@@ -105,6 +106,8 @@ export class OpenAICompute implements ComputeBackend {
 
     const handles = await Promise.all(shards.map((s) => fs.open(s.output, 'a')));
     const inner = new AbortController();
+    // each request in flight listens on it (its timeout and its backoff sleep)
+    setMaxListeners(2 * this.opts.concurrency + 10, inner.signal);
     const onAbort = (): void => inner.abort();
     ctl.signal?.addEventListener('abort', onAbort, { once: true });
     let tokens = 0;
