@@ -8,7 +8,8 @@
  *
  * Faults for tests: `failNext(k, status)` (or header `x-stub-fail: <status>`), a delay per
  * response, and a context-length 400 for prompts containing `STUB_TOO_LONG`. Counters:
- * requests served, most requests in flight at once, Authorization headers seen.
+ * requests served, most requests in flight at once, Authorization headers seen (`GET /stats`
+ * gives the first two, for a stub in another process).
  *
  * As a process: `node --import tsx test/helpers/stub-openai-server.ts --port 0 [--delay-ms N]`
  * prints `listening <port>`.
@@ -96,6 +97,10 @@ export async function startStubOpenAI(options: StubOptions = {}, port = 0): Prom
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       if (typeof req.headers.authorization === 'string') stub.authHeaders.add(req.headers.authorization);
+      if (req.method === 'GET' && req.url === '/stats') {
+        stub.served--; // not a generation request
+        return finish(200, { served: stub.served, maxInFlight: stub.maxInFlight });
+      }
       const answer = (): void => {
         const forced = Number(req.headers['x-stub-fail'] ?? 0);
         if (forced) return finish(forced, { error: { message: `stub: forced ${forced}` } });
