@@ -57,6 +57,8 @@ export interface ActivityDeps {
   /** store for a run's config (`store.root`), defaulting to the worker's */
   storeFor: (config: RunConfig) => ArtifactStore;
   compute: ComputeBackend;
+  /** the generation backend a run's config asks for (`compute.engine`); undefined: `compute` */
+  engineFor?: (config: RunConfig) => ComputeBackend | undefined;
   /** scratch space for job files and compute outputs */
   workDir: string;
   /** where imported packaged models are kept across runs */
@@ -134,14 +136,16 @@ export function createActivities(deps: ActivityDeps) {
     const attempt = Context.current().info.attempt;
     const live = liveSignaller(signalMs);
     let last: Parameters<LiveSignaller['update']>[0] | null = null;
+    const engine = deps.engineFor?.(config);
     const res = await withHeartbeats(async (update, signal) =>
       generateSharded({
         store,
-        compute: deps.compute,
+        compute: engine ?? deps.compute,
         workDir: deps.workDir,
         loc,
         part,
-        model: await modelDir(store, model),
+        // a remote engine serves its own model: no weights to fetch
+        model: engine ? model.modelId : await modelDir(store, model),
         requests,
         shardSize: config.durability.shardSize,
         partialFlushMs: config.durability.partialFlushSeconds * 1000,

@@ -109,7 +109,35 @@ export const JudgeConfig = z.strictObject({
   sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
 });
 
+/**
+ * Where generation runs: `local` (default) is the compute/ Python engine on the worker;
+ * `openai` sends requests to an OpenAI-compatible server (vLLM, TGI, llama.cpp server)
+ * serving `model`. Training and import stay local. The API key is read on the worker from the
+ * environment variable named by `apiKeyEnv`; the key itself never belongs in a config.
+ */
+export const GenerationEngine = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({
+    kind: z.literal('openai'),
+    /** e.g. http://host:8000/v1 */
+    baseUrl: z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL such as http://host:8000/v1'),
+    /** the served model name */
+    model: z.string().min(1),
+    /** NAME of the environment variable holding the API key */
+    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    /** most requests in flight per generation activity */
+    concurrency: PositiveInt.max(4096).default(64),
+    /** per HTTP request */
+    timeoutSeconds: z.number().positive().default(120),
+    /** retries per request (429, 5xx, timeouts, connection errors) before the attempt fails */
+    maxRetries: z.number().int().nonnegative().max(100).default(5),
+  }),
+]);
+export type GenerationEngine = z.infer<typeof GenerationEngine>;
+
 export const ComputeConfig = z.strictObject({
+  /** Where generation runs (absent: local). */
+  engine: GenerationEngine.optional(),
   /** cpu, cuda, or auto (cuda when available). */
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   /** Sequences generated together. */

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
 import { type ComputeBackend, PythonCompute } from '../activities/compute';
+import { openAIEngines } from '../activities/openai-compute';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { type QueueName, TASK_QUEUES } from '../workflows/shared';
@@ -75,11 +76,14 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const root = repoRoot();
   const env = loadEnvPaths(root);
   const workDir = path.join(opts.stateDir, 'work');
+  const compute =
+    opts.compute ??
+    new PythonCompute({ python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') });
   return {
     storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects')),
-    compute:
-      opts.compute ??
-      new PythonCompute({ python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') }),
+    compute,
+    // `compute.engine: {kind: "openai", ...}` in a run's config: generation over HTTP, training still on `compute`
+    engineFor: openAIEngines(compute),
     workDir,
     cacheDir: env.cacheDir,
     ...(opts.reporter ? { reporter: opts.reporter } : {}),

@@ -31,6 +31,16 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
   },
   CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
   JudgeConfig: { valid: { samples: 1 }, invalid: [[{ samples: 0 }, 'samples'], [{ extra: 1 }, '']] },
+  GenerationEngine: {
+    valid: { kind: 'openai', baseUrl: 'http://gpu-1:8000/v1', model: 'm1', apiKeyEnv: 'OPENAI_API_KEY' },
+    invalid: [
+      [{ kind: 'openai', baseUrl: 'gpu-1:8000', model: 'm1' }, 'baseUrl'],
+      [{ kind: 'openai', baseUrl: 'http://h/v1', model: 'm', apiKey: 'sk-1' }, ''],
+      [{ kind: 'openai', baseUrl: 'http://h/v1', model: 'm', apiKeyEnv: 'sk-1' }, 'apiKeyEnv'],
+      [{ kind: 'openai', baseUrl: 'http://h/v1', model: 'm', concurrency: 0 }, 'concurrency'],
+      [{ kind: 'vllm' }, 'kind'],
+    ],
+  },
   ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
   DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
   StoreConfig: {

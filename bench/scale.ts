@@ -1,0 +1,170 @@
+/**
+ * bench:scale — one self-rewarding iteration at scale through the whole machinery: a real
+ * Temporal dev server, a real worker process (all queues, local store), generation by
+ * OpenAICompute against the STUB OpenAI-compatible server (test/helpers/stub-openai-server.ts,
+ * its own process; it answers at once, so the figures are about the machinery, not a model)
+ * and a NO-OP TRAINER (bench/scale-worker.ts: fake checkpoints, no training).
+ *
+ * Printed: wall time per stage (from the histories' activity scheduled -> completed times)
+ * and in total, HTTP calls/s end to end, the worker process's peak RSS (VmHWM), the largest
+ * workflow history (events, bytes), and a plain async loop over the same stub with the same
+ * concurrency (no Temporal, no store) for comparison.
+ *
+ *   npm run bench:scale -- --prompts 1000 [--concurrency 64] [--shard-size 64] [--plain-calls N]
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import type { RunConfigInput } from '../core/schemas';
+import { startDevServer } from '../infra/dev-server';
+import { loadEnvPaths, repoRoot } from '../infra/paths';
+import { installQuietRuntime } from '../workers';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+
+const repo = repoRoot();
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+}
+
+const PROMPTS = arg('prompts', 10_000);
+const CONCURRENCY = arg('concurrency', 64);
+const SHARD_SIZE = arg('shard-size', 64);
+const N = 4;
+const SAMPLES = 3;
+/** calls of the plain loop (default: as many as the run made, at most 10,000) */
+const PLAIN_CALLS = arg('plain-calls', 0);
+
+/** Spawns `node --import tsx <script> ...` and resolves with the first stdout line matching `re`. */
+function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp): { child: ChildProcess; match: Promise<RegExpExecArray> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const match = new Promise<RegExpExecArray>((resolve, reject) => {
+    readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = re.exec(l);
+      if (m) resolve(m);
+    });
+    child.once('exit', (code) => reject(new Error(`${script} exited with ${code} before it was ready`)));
+  });
+  return { child, match };
+}
+
+function peakRssMb(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function stats(url: string): Promise<{ served: number; maxInFlight: number }> {
+  return (await (await fetch(`${url}/stats`)).json()) as { served: number; maxInFlight: number };
+}
+
+/** `count` chat requests (n=3, like judging) with `concurrency` in flight: no Temporal, no store. */
+async function plainLoop(base: string, count: number, concurrency: number): Promise<number> {
+  let next = 0;
+  const t0 = Date.now();
+  const worker = async (): Promise<void> => {
+    while (next < count) {
+      const i = next++;
+      const res = await fetch(`${base}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'stub', messages: [{ role: 'user', content: `plain loop question ${i}` }], n: SAMPLES, temperature: 0.7, top_p: 0.9, max_tokens: 256, seed: i }),
+      });
+      const j = (await res.json()) as { choices: unknown[] };
+      if (j.choices.length !== SAMPLES) throw new Error('plain loop: wrong number of choices');
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return (Date.now() - t0) / 1000;
+}
+
+interface StageTime {
+  workflow: string;
+  activity: string;
+  seconds: number;
+}
+
+/** Activity durations (scheduled -> completed) and the history's size. */
+function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number } {
+  const events = h.events ?? [];
+  const scheduled = new Map<string, { name: string; at: number }>();
+  const stages: StageTime[] = [];
+  const ms = (e: temporal.api.history.v1.IHistoryEvent): number => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round(Number(e.eventTime?.nanos ?? 0) / 1e6);
+  for (const e of events) {
+    const s = e.activityTaskScheduledEventAttributes;
+    if (s) scheduled.set(String(e.eventId), { name: s.activityType?.name ?? '?', at: ms(e) });
+    const c = e.activityTaskCompletedEventAttributes;
+    if (c) {
+      const from = scheduled.get(String(c.scheduledEventId));
+      if (from) stages.push({ workflow, activity: from.name, seconds: (ms(e) - from.at) / 1000 });
+    }
+  }
+  return { stages, events: events.length, bytes: temporal.api.history.v1.History.encode(h).finish().byteLength };
+}
+
+async function main(): Promise<void> {
+  installQuietRuntime();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-bench-scale-'));
+  const stubProc = spawnTs('test/helpers/stub-openai-server.ts', ['--port', '0'], {}, /^listening (\d+)$/);
+  const stubBase = `http://127.0.0.1:${(await stubProc.match)[1]}`;
+  const server = await startDevServer({ temporalBin: loadEnvPaths(repo).temporal, dbFile: path.join(tmp, 'temporal.db'), uiPort: false });
+  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/);
+  const connection = await Connection.connect({ address: server.address });
+  const client = new Client({ connection });
+  try {
+    await worker.match;
+    const run = 'scale';
+    const config: RunConfigInput = {
+      run,
+      seed: { ift: path.join(repo, 'seed/ift.jsonl') },
+      iterations: 1,
+      // about 3 instructions per self-instruct answer from the stub
+      prompts: { count: PROMPTS, requestsPerRound: Math.min(4096, Math.max(64, Math.ceil(PROMPTS / 3))), maxRounds: 100 },
+      candidates: { n: N },
+      judge: { samples: SAMPLES },
+      compute: { engine: { kind: 'openai', baseUrl: `${stubBase}/v1`, model: 'stub', concurrency: CONCURRENCY, timeoutSeconds: 60, maxRetries: 5 } },
+      durability: { shardSize: SHARD_SIZE },
+      store: { root: path.join(tmp, 'store') },
+    };
+    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}; no-op trainer; local store; Temporal dev server; 1 worker process`);
+    const before = await stats(stubBase);
+    const t0 = Date.now();
+    await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
+    const total = (Date.now() - t0) / 1000;
+    const after = await stats(stubBase);
+    const rss = peakRssMb(worker.child.pid!);
+    const calls = after.served - before.served;
+
+    const histories = await Promise.all(
+      [runWorkflowId(run), iterationWorkflowId(run, 1)].map(async (id) => readHistory(id, await client.workflow.getHandle(id).fetchHistory())),
+    );
+    console.log('\nstage (activity)                    seconds');
+    for (const s of histories.flatMap((h) => h.stages)) console.log(`  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)}`);
+    console.log(`  ${'total (run, end to end)'.padEnd(32)} ${total.toFixed(1).padStart(8)}`);
+    console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end (most requests the stub was handling at once: ${after.maxInFlight})`);
+    console.log(`worker process peak RSS (VmHWM): ${rss.toFixed(0)} MB`);
+    histories.forEach((h, i) => console.log(`history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`));
+    const largest = histories.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+    console.log(`largest history: ${largest.events} events, ${(largest.bytes / 1024).toFixed(1)} KiB`);
+
+    const plainCalls = PLAIN_CALLS > 0 ? PLAIN_CALLS : Math.min(calls, 10_000);
+    const plain = await plainLoop(stubBase, plainCalls, CONCURRENCY);
+    console.log(`\nplain async loop (same stub, concurrency ${CONCURRENCY}, no Temporal, no store): ${plainCalls} calls in ${plain.toFixed(1)} s = ${(plainCalls / plain).toFixed(0)} calls/s`);
+    console.log(`ratio of calls/s, plain loop / end to end: ${(plainCalls / plain / (calls / total)).toFixed(2)}x`);
+  } finally {
+    worker.child.kill('SIGTERM');
+    stubProc.child.kill('SIGTERM');
+    await connection.close();
+    await server.stop();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
