@@ -84,6 +84,7 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     proxy.inject({ kind: 'reset', afterBytes: 2 * MiB, match: /^PUT .*partNumber=2/ }, 1);
     await store.putFile('models/l/m/model.safetensors', file);
     expect(proxy.faultsInjected.reset - before).toBe(1);
+    expect(store.stats).toMatchObject({ partRetries: 1, partsUploaded: 3 });
     expect(sha256Hex(await store.getBytes('models/l/m/model.safetensors'))).toBe(sha256Hex(bytes));
   });
 
