@@ -30,8 +30,24 @@ export class IntegrityError extends Error {
   }
 }
 
+export interface CacheLimits {
+  /** bytes the cache may hold before trees and objects not used lately are removed (default: no limit) */
+  maxBytes?: number;
+  /** a tree used this recently is never removed, whatever the size (default 1 hour): a compute process may still be opening its files */
+  keepRecentMs?: number;
+}
+
+/** `SRLM_OBJECT_CACHE_GB` as the cache's byte budget (unset: no limit). */
+export function cacheLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): CacheLimits {
+  const gb = Number(env.SRLM_OBJECT_CACHE_GB);
+  return env.SRLM_OBJECT_CACHE_GB && gb > 0 ? { maxBytes: Math.round(gb * 1024 ** 3) } : {};
+}
+
 export class ObjectCache {
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    readonly limits: CacheLimits = {},
+  ) {}
 
   objectPath(sha256: string): string {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new Error(`not a sha256: "${sha256}"`);
@@ -100,6 +116,7 @@ export class ObjectCache {
     const dir = path.join(this.dir, 'trees', digest);
     try {
       await fs.access(path.join(dir, '.complete'));
+      await this.touch(dir);
       return dir;
     } catch {
       // build it
@@ -118,9 +135,76 @@ export class ObjectCache {
         // another process built the same tree first
         if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
       });
+      await this.touch(dir);
+      if (this.limits.maxBytes) await this.prune(this.limits.maxBytes, dir);
       return dir;
     } finally {
       await fs.rm(tmp, { recursive: true, force: true });
     }
+  }
+
+  /** Marks a tree as used now (its `.complete` mtime): pruning removes the least recently used first. */
+  private async touch(tree: string): Promise<void> {
+    const now = new Date();
+    await fs.utimes(path.join(tree, '.complete'), now, now).catch(() => undefined);
+  }
+
+  /** Bytes held: every object file (a tree's files are hard links to them). */
+  async size(): Promise<number> {
+    let total = 0;
+    for (const f of await this.objectFiles()) total += f.size;
+    return total;
+  }
+
+  private async objectFiles(): Promise<{ file: string; size: number; links: number; mtimeMs: number }[]> {
+    const root = path.join(this.dir, 'objects');
+    const out: { file: string; size: number; links: number; mtimeMs: number }[] = [];
+    for (const sub of await fs.readdir(root).catch(() => [] as string[])) {
+      for (const name of await fs.readdir(path.join(root, sub)).catch(() => [] as string[])) {
+        if (name.includes('.tmp-')) continue;
+        const file = path.join(root, sub, name);
+        const st = await fs.stat(file).catch(() => null);
+        if (st) out.push({ file, size: st.size, links: st.nlink, mtimeMs: st.mtimeMs });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Brings the cache under `maxBytes`: removes the least recently used trees (never `keep`, nor
+   * one used within `keepRecentMs`), then every object no remaining tree links to, oldest first.
+   * Returns the bytes removed. Objects still linked from a kept tree stay, so a directory a
+   * compute process is reading is never taken away from under it.
+   */
+  async prune(maxBytes: number, keep?: string): Promise<number> {
+    let objects = await this.objectFiles();
+    let total = objects.reduce((n, o) => n + o.size, 0);
+    if (total <= maxBytes) return 0;
+    const before = total;
+    const recent = Date.now() - (this.limits.keepRecentMs ?? 3_600_000);
+    const treesDir = path.join(this.dir, 'trees');
+    const trees: { dir: string; usedMs: number }[] = [];
+    for (const name of await fs.readdir(treesDir).catch(() => [] as string[])) {
+      if (name.includes('.tmp-')) continue;
+      const dir = path.join(treesDir, name);
+      const st = await fs.stat(path.join(dir, '.complete')).catch(() => null);
+      if (st && dir !== keep && st.mtimeMs < recent) trees.push({ dir, usedMs: st.mtimeMs });
+    }
+    trees.sort((a, b) => a.usedMs - b.usedMs);
+    const dropUnlinked = async (): Promise<void> => {
+      objects = await this.objectFiles();
+      for (const o of objects.filter((x) => x.links <= 1).sort((a, b) => a.mtimeMs - b.mtimeMs)) {
+        if (total <= maxBytes) return;
+        await fs.rm(o.file, { force: true });
+        total -= o.size;
+      }
+    };
+    await dropUnlinked();
+    for (const t of trees) {
+      if (total <= maxBytes) break;
+      await fs.rm(t.dir, { recursive: true, force: true });
+      await dropUnlinked();
+    }
+    return before - total;
   }
 }

@@ -38,12 +38,14 @@ import {
 } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import type { S3Location } from '../core/s3uri';
-import { IntegrityError, ObjectCache } from './object-cache';
+import { type CacheLimits, cacheLimitsFromEnv, IntegrityError, ObjectCache } from './object-cache';
 import { type ArtifactStore, checkKey, type PutResult, sha256File, sha256Hex } from './store';
 
 export interface S3StoreOptions extends S3Location {
   /** the host's object cache directory */
   cacheDir: string;
+  /** its size budget (default from SRLM_OBJECT_CACHE_GB: none when unset) */
+  cacheLimits?: CacheLimits;
   client?: S3Client;
   endpoint?: string;
   region?: string;
@@ -152,7 +154,7 @@ export class S3Store implements ArtifactStore {
     this.prefix = opts.prefix;
     this.rootUri = `s3://${opts.bucket}${opts.prefix ? `/${opts.prefix}` : ''}`;
     this.client = opts.client ?? new S3Client(s3ClientConfig(opts));
-    this.cache = new ObjectCache(opts.cacheDir);
+    this.cache = new ObjectCache(opts.cacheDir, opts.cacheLimits ?? cacheLimitsFromEnv());
     this.partSize = opts.partSize ?? 16 * 1024 * 1024;
     if (this.partSize < 5 * 1024 * 1024) throw new Error(`S3 part size ${this.partSize} is below S3's 5 MiB minimum`);
     this.concurrency = opts.concurrency ?? 8;
