@@ -227,7 +227,6 @@ def _stop_ids(tokenizer, model) -> list[int]:
     return ids
 
 
-
 def _batches(pending: list[_Pending], batch_size: int, context: int | None = None) -> list[list[_Pending]]:
     """Pack requests (longest prompt first) into batches of at most ``batch_size`` rows.
 
@@ -254,6 +253,110 @@ def _batches(pending: list[_Pending], batch_size: int, context: int | None = Non
     if cur:
         batches.append(cur)
     return batches
+
+
+@dataclass
+class LoadedModel:
+    tokenizer: object
+    model: object
+    stop_ids: list[int]
+    context: int | None
+    device: str
+    dtype: object
+
+
+def load_model(path: str, device: str) -> LoadedModel:
+    """Tokenizer (left padding, pad = EOS when missing) and model in eval mode on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    model.eval()
+    return LoadedModel(tokenizer, model, _stop_ids(tokenizer, model), _context_length(model), device, dtype)
+
+
+def encode_prompt(tokenizer, req: GenerateRequest, where: str) -> list[int]:
+    """Prompt token ids: ``messages`` through the chat template, or ``prompt`` verbatim."""
+    if req.messages is not None:
+        if not tokenizer.chat_template:
+            raise InvalidInput(f"{where}: 'messages' given but the model has no chat template")
+        text = tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    else:
+        ids = tokenizer(req.prompt)["input_ids"]
+    if not ids:
+        raise InvalidInput(f"{where}: prompt is empty after tokenization")
+    return ids
+
+
+def too_long_reason(prompt_tokens: int, max_new_tokens: int, context: int | None) -> str | None:
+    """The ``prompt_too_long: ...`` reason when prompt + new tokens exceed the context, else None."""
+    if context is None or prompt_tokens + max_new_tokens <= context:
+        return None
+    return f"prompt_too_long: {prompt_tokens} prompt tokens + {max_new_tokens} new tokens > context {context}"
+
+
+def generate_batch(torch, loaded: LoadedModel, batch: list[_Pending]) -> dict[str, list[dict]]:
+    """Runs one batch (each request contributes ``n`` rows); outputs per request id, in sample order.
+
+    Each output is ``{"text", "tokens", "finish_reason"}`` as in the output lines.
+    """
+    from transformers import GenerationConfig
+
+    tokenizer, stop_ids = loaded.tokenizer, loaded.stop_ids
+    pad_id = tokenizer.pad_token_id
+    stop_set = set(stop_ids)
+    rows: list[tuple[_Pending, int]] = [(p, j) for p in batch for j in range(p.req.n)]
+    width = max(len(p.prompt_ids) for p in batch)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (p, _) in enumerate(rows):
+        L = len(p.prompt_ids)
+        input_ids[r, width - L :] = torch.tensor(p.prompt_ids)
+        attention[r, width - L :] = 1
+    limits = [p.req.max_new_tokens for p, _ in rows]
+    sampler = make_row_sampler(
+        torch,
+        temperatures=[p.req.temperature for p, _ in rows],
+        top_ps=[p.req.top_p for p, _ in rows],
+        limits=limits,
+        seeds=[_row_seed(p.req.seed, j) for p, j in rows],
+        prompt_len=width,
+        eos_id=stop_ids[0],
+    )
+    gen_config = GenerationConfig(
+        max_new_tokens=max(limits),
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=stop_ids,
+        pad_token_id=pad_id,
+        use_cache=True,
+    )
+    with torch.inference_mode():
+        out = loaded.model.generate(
+            input_ids=input_ids.to(loaded.device),
+            attention_mask=attention.to(loaded.device),
+            generation_config=gen_config,
+            logits_processor=[sampler],
+        )
+    new = out[:, width:].tolist()
+
+    results: dict[str, list[dict]] = {p.req.id: [] for p in batch}
+    for r, (p, _) in enumerate(rows):
+        seq = new[r][: limits[r]]
+        end = next((i for i, t in enumerate(seq) if t in stop_set), None)
+        if end is None:
+            kept, finish, count = seq, "length", len(seq)
+        else:
+            kept, finish, count = seq[:end], "stop", end + 1
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        results[p.req.id].append({"text": text, "tokens": count, "finish_reason": finish})
+    return results
 
 
 @dataclass
@@ -343,18 +446,9 @@ def main(job_path: str) -> int:
         return 0
 
     # model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(job.model)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(job.model, dtype=dtype).to(device)
-    model.eval()
-    stop_ids = _stop_ids(tokenizer, model)
-    context = _context_length(model)
-    progress.log(f"loaded {job.model} on {device} ({dtype}); stop ids {stop_ids}; context {context}")
+    loaded = load_model(job.model, device)
+    tokenizer, context = loaded.tokenizer, loaded.context
+    progress.log(f"loaded {job.model} on {device} ({loaded.dtype}); stop ids {loaded.stop_ids}; context {context}")
 
     # prompts of every shard, tokenized before anything is written (a bad prompt is exit 2 with nothing done)
     pending_by_shard: list[list[_Pending]] = []
@@ -363,20 +457,10 @@ def main(job_path: str) -> int:
         fitting: list[_Pending] = []
         too_long: list[tuple[_Pending, str]] = []
         for lineno, req in shard.todo:
-            if req.messages is not None:
-                if not tokenizer.chat_template:
-                    raise InvalidInput(f"{shard.input}:{lineno}: 'messages' given but the model has no chat template")
-                text = tokenizer.apply_chat_template(req.messages, add_generation_prompt=True, tokenize=False)
-                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-            else:
-                ids = tokenizer(req.prompt)["input_ids"]
-            if not ids:
-                raise InvalidInput(f"{shard.input}:{lineno}: prompt is empty after tokenization")
+            ids = encode_prompt(tokenizer, req, f"{shard.input}:{lineno}")
             item = _Pending(req=req, lineno=lineno, prompt_ids=ids)
-            if context is not None and len(ids) + req.max_new_tokens > context:
-                reason = (
-                    f"prompt_too_long: {len(ids)} prompt tokens + {req.max_new_tokens} new tokens > context {context}"
-                )
+            reason = too_long_reason(len(ids), req.max_new_tokens, context)
+            if reason is not None:
                 too_long.append((item, reason))
             else:
                 fitting.append(item)
@@ -387,8 +471,6 @@ def main(job_path: str) -> int:
     n_tokens = 0
     n_too_long = 0
     t_gen = time.monotonic()
-    pad_id = tokenizer.pad_token_id
-    stop_set = set(stop_ids)
     for shard, pending, too_long in zip(shards, pending_by_shard, too_long_by_shard):
         shard_done = shard.skipped
         shard_total = len(shard.records)
@@ -416,52 +498,8 @@ def main(job_path: str) -> int:
                 shard_done += len(too_long)
                 report()
             for batch in _batches(pending, job.batch_size, context):
-                rows: list[tuple[_Pending, int]] = [(p, j) for p in batch for j in range(p.req.n)]
-                width = max(len(p.prompt_ids) for p in batch)
-                input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-                attention = torch.zeros((len(rows), width), dtype=torch.long)
-                for r, (p, _) in enumerate(rows):
-                    L = len(p.prompt_ids)
-                    input_ids[r, width - L :] = torch.tensor(p.prompt_ids)
-                    attention[r, width - L :] = 1
-                limits = [p.req.max_new_tokens for p, _ in rows]
-                sampler = make_row_sampler(
-                    torch,
-                    temperatures=[p.req.temperature for p, _ in rows],
-                    top_ps=[p.req.top_p for p, _ in rows],
-                    limits=limits,
-                    seeds=[_row_seed(p.req.seed, j) for p, j in rows],
-                    prompt_len=width,
-                    eos_id=stop_ids[0],
-                )
-                gen_config = GenerationConfig(
-                    max_new_tokens=max(limits),
-                    do_sample=False,
-                    num_beams=1,
-                    eos_token_id=stop_ids,
-                    pad_token_id=pad_id,
-                    use_cache=True,
-                )
-                with torch.inference_mode():
-                    out = model.generate(
-                        input_ids=input_ids.to(device),
-                        attention_mask=attention.to(device),
-                        generation_config=gen_config,
-                        logits_processor=[sampler],
-                    )
-                new = out[:, width:].tolist()
-
-                results: dict[str, list[dict]] = {p.req.id: [] for p in batch}
-                for r, (p, _) in enumerate(rows):
-                    seq = new[r][: limits[r]]
-                    end = next((i for i, t in enumerate(seq) if t in stop_set), None)
-                    if end is None:
-                        kept, finish, count = seq, "length", len(seq)
-                    else:
-                        kept, finish, count = seq[:end], "stop", end + 1
-                    text = tokenizer.decode(kept, skip_special_tokens=True)
-                    results[p.req.id].append({"text": text, "tokens": count, "finish_reason": finish})
-                    n_tokens += count
+                results = generate_batch(torch, loaded, batch)
+                n_tokens += sum(o["tokens"] for outs in results.values() for o in outs)
                 for p in batch:
                     _write_line(out_fd, {"id": p.req.id, "outputs": results[p.req.id]})
                 n_done += len(batch)
