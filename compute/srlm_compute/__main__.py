@@ -2,7 +2,11 @@
 
     PYTHONPATH=compute python -m srlm_compute <command> --job JOB.json
 
-Commands: generate, train, import-model, locate-packaged, make-tiny-model.
+Commands: generate, train, import-model, locate-packaged, make-tiny-model; and
+
+    PYTHONPATH=compute python -m srlm_compute serve --model <HF model dir> [--port 8000] ...
+
+an OpenAI-compatible HTTP server (see :mod:`srlm_compute.serve`; it exits 0 on SIGTERM).
 
 Exit codes: 0 success; 2 invalid input (bad job key, missing file, malformed
 data line, torn checkpoint); 1 any other failure (including an output lock held
@@ -76,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 1
     try:
+        argv = sys.argv[1:] if argv is None else argv
+        if argv[:1] == ["serve"]:
+            from .serve import main as serve
+
+            return serve(argv[1:])
         parser = _ArgParser(prog="python -m srlm_compute", add_help=False)
         parser.add_argument("command", choices=COMMANDS)
         parser.add_argument("--job", required=True)
