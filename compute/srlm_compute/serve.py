@@ -20,9 +20,9 @@ Endpoints (standard library ``http.server``, one thread per connection):
 Generation is the ``generate`` command's (:func:`srlm_compute.generate.generate_batch`): the
 same sampler, so a request with the same prompt / settings / ``seed`` gives the same
 samples as in a job file (defaults: n=1, temperature=1.0, top_p=1.0, max_tokens=256,
-seed=0). ``finish_reason`` is "stop" or "length"; ``usage`` has ``prompt_tokens`` (per
-prompt, times n like vLLM), ``completion_tokens`` (generated tokens, stop token included)
-and ``total_tokens``.
+seed=0). ``finish_reason`` is "stop" or "length"; ``usage`` has ``prompt_tokens`` (the
+prompt's, counted once), ``completion_tokens`` (over all n samples: generated tokens, stop
+tokens included) and ``total_tokens``.
 
 Concurrency: request threads put their work on a queue; one model thread takes what is
 queued (up to ``--batch-size`` rows, a request is never split) and runs it as one batch, so
@@ -45,6 +45,7 @@ import argparse
 import json
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -315,7 +316,7 @@ def make_handler(engine: Engine, served_name: str):
                     choice["text"] = out["text"]
                 choices.append(choice)
             completion = sum(o["tokens"] for o in outputs)
-            prompt_tokens = len(ids) * req.n
+            prompt_tokens = len(ids)
             return {
                 "id": req.id,
                 "object": "chat.completion" if chat else "text_completion",
@@ -359,6 +360,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
+    """Serves until SIGTERM / SIGINT, then exits the process with 0 (does not return)."""
     args = _args(argv)
     from .runtime import quiet_libraries, resolve_device, set_threads
 
@@ -383,4 +385,8 @@ def main(argv: list[str]) -> int:
         server.server_close()
         engine.stop()
     progress.emit("done", requests=engine.stats.snapshot()["requests"])
-    return 0
+    # The model thread may be inside generate(): interpreter shutdown would then abort in
+    # libtorch ("terminate called without an active exception", exit 134). Nothing is left to
+    # flush (events are written straight to the fd), so leave at once; open connections close.
+    sys.stderr.flush()
+    os._exit(0)

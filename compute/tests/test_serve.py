@@ -127,10 +127,34 @@ def test_concurrent_requests_are_batched_and_stats(server):
     assert stats["max_batch_rows"] <= 8  # --batch-size 8: never more rows in one batch
 
 
-def test_sigterm_exits_cleanly(server):
+def test_sigterm_mid_generation_exits_cleanly(server):
+    """SIGTERM while the model thread is generating: exit 0 with a done event (not libtorch's abort)."""
+    import time
+
+    def long_request():
+        try:
+            call(server, "/v1/completions", {"prompt": "x", "max_tokens": 1500, "n": 4})
+        except OSError:  # the server closes the connection when it exits
+            pass
+
+    slow = threading.Thread(target=long_request, daemon=True)
+    slow.start()
+    deadline = time.monotonic() + 30
+    while call(server, "/v1/srlm/stats")[1]["in_flight"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
     proc = server["proc"]
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     events = parse_events(out)
     assert events[-1]["event"] == "done" and events[-1]["requests"] >= 1
+
+
+def test_bad_arguments_are_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "srlm_compute", "serve", "--model", str(tmp_path)],
+                          capture_output=True, text=True, env=cli_env(), timeout=60)
+    assert proc.returncode == 2
+    ev = parse_events(proc.stdout)[-1]
+    assert ev["event"] == "error" and ev["kind"] == "invalid_input" and "no config.json" in ev["message"]
