@@ -31,7 +31,8 @@ concurrent requests are safe and batched together.
 Errors are OpenAI-style ``{"error": {"message", "type", "param", "code"}}``: 400 for a bad
 body (``invalid_request_error``), 400 with code ``context_length_exceeded`` and a message
 containing "maximum context length" when prompt tokens + max_tokens exceed the model's
-context, 404 for an unknown path or model name, 500 when generation fails.
+context, 404 for an unknown path or model name, 500 when generation fails. Not supported:
+``stream`` (400), ``stop``, ``logprobs`` and the other parameters (ignored).
 
 Events on stdout: ``{"event": "listening", "host", "port", "model", "device"}`` once the model
 is loaded and the socket accepts connections (``--port 0`` picks a free port), and
@@ -184,6 +185,8 @@ class Engine:
 def _parse(body: dict, chat: bool) -> GenerateRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
+    if body.get("stream"):
+        raise ApiError(400, "stream=true is not supported by this server", code="unsupported_parameter")
     key = "messages" if chat else "prompt"
     if key not in body:
         raise ApiError(400, f"'{key}' is required", code="missing_required_parameter")

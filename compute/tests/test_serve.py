@@ -102,6 +102,8 @@ def test_errors(server):
     assert status == 400 and "max_tokens" in res["error"]["message"]
     status, res = call(server, "/v1/completions", {"model": "other", "prompt": "x"})
     assert status == 404 and res["error"]["code"] == "model_not_found"
+    status, res = call(server, "/v1/completions", {"prompt": "x", "stream": True})
+    assert status == 400 and "stream" in res["error"]["message"]
     status, res = call(server, "/v1/nothing", {})
     assert status == 404
 
