@@ -18,8 +18,9 @@ Endpoints (standard library ``http.server``, one thread per connection):
   ``POST /v1/srlm/stats/reset`` sets the counters back to 0.
 
 Generation is the ``generate`` command's (:func:`srlm_compute.generate.generate_batch`): the
-same sampler, so a request with the same prompt / settings / ``seed`` gives the same
-samples as in a job file (defaults: n=1, temperature=1.0, top_p=1.0, max_tokens=256,
+same sampler and per-row seeds, so a request gives the samples a job file line with the
+same prompt / settings / ``seed`` gives (up to floating-point differences from padding when
+it shares a batch) (defaults: n=1, temperature=1.0, top_p=1.0, max_tokens=256,
 seed=0). ``finish_reason`` is "stop" or "length"; ``usage`` has ``prompt_tokens`` (the
 prompt's, counted once), ``completion_tokens`` (over all n samples: generated tokens, stop
 tokens included) and ``total_tokens``.
