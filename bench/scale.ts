@@ -86,6 +86,18 @@ interface StageTime {
   workflow: string;
   activity: string;
   seconds: number;
+  /** scheduled and completed, ms since the epoch */
+  from: number;
+  to: number;
+}
+
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Activity durations (scheduled -> completed) and the history's size. */
@@ -100,7 +112,7 @@ function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { s
     const c = e.activityTaskCompletedEventAttributes;
     if (c) {
       const from = scheduled.get(String(c.scheduledEventId));
-      if (from) stages.push({ workflow, activity: from.name, seconds: (ms(e) - from.at) / 1000 });
+      if (from) stages.push({ workflow, activity: from.name, seconds: (ms(e) - from.at) / 1000, from: from.at, to: ms(e) });
     }
   }
   return { stages, events: events.length, bytes: temporal.api.history.v1.History.encode(h).finish().byteLength };
@@ -131,10 +143,14 @@ async function main(): Promise<void> {
       store: { root: path.join(tmp, 'store') },
     };
     console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}; no-op trainer; local store; Temporal dev server; 1 worker process`);
+    // the worker's RSS every 200 ms, attributed to stages afterwards by their activity times
+    const samples: { at: number; mb: number }[] = [];
+    const sampler = setInterval(() => samples.push({ at: Date.now(), mb: rssMb(worker.child.pid!) }), 200);
     const before = await stats(stubBase);
     const t0 = Date.now();
     await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
     const total = (Date.now() - t0) / 1000;
+    clearInterval(sampler);
     const after = await stats(stubBase);
     const rss = peakRssMb(worker.child.pid!);
     const calls = after.served - before.served;
@@ -142,8 +158,11 @@ async function main(): Promise<void> {
     const histories = await Promise.all(
       [runWorkflowId(run), iterationWorkflowId(run, 1)].map(async (id) => readHistory(id, await client.workflow.getHandle(id).fetchHistory())),
     );
-    console.log('\nstage (activity)                    seconds');
-    for (const s of histories.flatMap((h) => h.stages)) console.log(`  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)}`);
+    console.log('\nstage (activity)                    seconds  max RSS MB');
+    for (const s of histories.flatMap((h) => h.stages)) {
+      const peak = samples.filter((x) => x.at >= s.from && x.at <= s.to).reduce((m, x) => Math.max(m, x.mb), 0);
+      console.log(`  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)} ${peak > 0 ? peak.toFixed(0).padStart(11) : '          -'}`);
+    }
     console.log(`  ${'total (run, end to end)'.padEnd(32)} ${total.toFixed(1).padStart(8)}`);
     console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end (most requests the stub was handling at once: ${after.maxInFlight})`);
     console.log(`worker process peak RSS (VmHWM): ${rss.toFixed(0)} MB`);
