@@ -6,6 +6,7 @@
  * returns the existing reference without recomputing, so retries and resumed runs reuse
  * completed work.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -53,7 +54,7 @@ import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
 import { openStore } from './open-store';
-import { type ArtifactStore, sha256Hex } from './store';
+import type { ArtifactStore } from './store';
 
 export interface ActivityDeps {
   /** store for a run's config (`store.root`), defaulting to the worker's */
@@ -101,7 +102,7 @@ export interface IterationStageInput {
 const PRODUCER = 'srlm/0.1.0';
 
 /** generation requests handed to the compute backend at once (rounded to whole shards) */
-const GENERATE_SLICE = 4096;
+const GENERATE_SLICE = 1024;
 
 function invalid(message: string, type = 'InvalidInput'): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, type);
@@ -256,7 +257,8 @@ export function createActivities(deps: ActivityDeps) {
     name: string;
     method: 'sft' | 'dpo';
     base: ModelRef;
-    data: object[];
+    /** training records, all at once or batch by batch (written to the job's data file as they come) */
+    data: object[] | AsyncIterable<object[]>;
     trainedOn: string[];
     hyper: Pick<TrainJob, 'lr' | 'lr_end' | 'epochs' | 'batch_size' | 'dropout' | 'beta' | 'max_length' | 'seed'>;
     extraMetrics: Record<string, unknown>;
@@ -268,9 +270,8 @@ export function createActivities(deps: ActivityDeps) {
     const label = `${input.method} ${name}`;
     const dir = path.join(deps.workDir, 'runs', config.run, 'train', name);
     await fs.mkdir(dir, { recursive: true });
-    const dataText = toJsonl(input.data);
     const data = path.join(dir, `${input.method}.jsonl`);
-    await fs.writeFile(data, dataText);
+    const dataSha256 = await writeJsonlFile(data, Array.isArray(input.data) ? [input.data] : input.data);
     const output = path.join(dir, 'model');
     await fs.rm(output, { recursive: true, force: true });
     const localCheckpoints = path.join(dir, 'checkpoints');
@@ -279,7 +280,7 @@ export function createActivities(deps: ActivityDeps) {
 
     const every = config.durability.checkpointEvery;
     // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
-    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: sha256Hex(dataText), hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
+    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
     for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
@@ -763,8 +764,7 @@ export function createActivities(deps: ActivityDeps) {
       const modelId = modelIdFor(config, name);
       const existing = await findModel(store, lineage, modelId);
       if (existing) return { model: existing, metrics: (await readModelMetrics(store, existing)) ?? {} };
-      const pairs = await readStage(store, input.pairs, PreferencePair);
-      if (pairs.length === 0) {
+      if (input.pairs.count === 0) {
         const manifest = await readStageManifest(store, input.pairs);
         throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(manifest.stats.dropped ?? {})})`, 'NoPreferencePairs');
       }
@@ -774,7 +774,9 @@ export function createActivities(deps: ActivityDeps) {
         name,
         method: 'dpo',
         base: input.model,
-        data: pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected })),
+        data: (async function* () {
+          for await (const pairs of readStageShards(store, input.pairs, PreferencePair)) yield pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected }));
+        })(),
         trainedOn: [input.pairs.uri],
         hyper: {
           lr: config.dpo.lr,
@@ -786,7 +788,7 @@ export function createActivities(deps: ActivityDeps) {
           max_length: config.dpo.maxLength,
           seed: config.randomSeed + iteration,
         },
-        extraMetrics: { pairs: pairs.length },
+        extraMetrics: { pairs: input.pairs.count },
       });
     },
 
@@ -910,6 +912,22 @@ function parseStats(judgments: readonly { score: number | null; parseError?: str
   const p = new ParseStats();
   p.add(judgments);
   return p.stats();
+}
+
+/** Writes batches of records to a JSONL file; returns the sha256 of its text. */
+async function writeJsonlFile(file: string, batches: Iterable<readonly unknown[]> | AsyncIterable<readonly unknown[]>): Promise<string> {
+  const hash = createHash('sha256');
+  const out = await fs.open(file, 'w');
+  try {
+    for await (const batch of batches) {
+      const text = toJsonl(batch);
+      hash.update(text);
+      await out.write(text);
+    }
+  } finally {
+    await out.close();
+  }
+  return hash.digest('hex');
 }
 
 async function readJson(file: string): Promise<Record<string, unknown>> {

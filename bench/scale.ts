@@ -101,21 +101,27 @@ function rssMb(pid: number): number {
 }
 
 /** Activity durations (scheduled -> completed) and the history's size. */
-function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number } {
+function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number; startLatencies: number[] } {
   const events = h.events ?? [];
   const scheduled = new Map<string, { name: string; at: number }>();
   const stages: StageTime[] = [];
+  const startLatencies: number[] = [];
   const ms = (e: temporal.api.history.v1.IHistoryEvent): number => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round(Number(e.eventTime?.nanos ?? 0) / 1e6);
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { name: s.activityType?.name ?? '?', at: ms(e) });
+    const st = e.activityTaskStartedEventAttributes;
+    if (st) {
+      const from = scheduled.get(String(st.scheduledEventId));
+      if (from) startLatencies.push(ms(e) - from.at);
+    }
     const c = e.activityTaskCompletedEventAttributes;
     if (c) {
       const from = scheduled.get(String(c.scheduledEventId));
       if (from) stages.push({ workflow, activity: from.name, seconds: (ms(e) - from.at) / 1000, from: from.at, to: ms(e) });
     }
   }
-  return { stages, events: events.length, bytes: temporal.api.history.v1.History.encode(h).finish().byteLength };
+  return { stages, startLatencies, events: events.length, bytes: temporal.api.history.v1.History.encode(h).finish().byteLength };
 }
 
 async function main(): Promise<void> {
@@ -167,6 +173,9 @@ async function main(): Promise<void> {
     console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end (most requests the stub was handling at once: ${after.maxInFlight})`);
     console.log(`worker process peak RSS (VmHWM): ${rss.toFixed(0)} MB`);
     histories.forEach((h, i) => console.log(`history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`));
+    const lat = histories.flatMap((h) => h.startLatencies).sort((a, b) => a - b);
+    const pct = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] ?? NaN;
+    console.log(`activity scheduling latency (scheduled -> started, ${lat.length} activities): p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1] ?? NaN} ms`);
     const largest = histories.reduce((a, b) => (b.bytes > a.bytes ? b : a));
     console.log(`largest history: ${largest.events} events, ${(largest.bytes / 1024).toFixed(1)} KiB`);
 
