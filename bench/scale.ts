@@ -10,7 +10,7 @@
  * workflow history (events, bytes), and a plain async loop over the same stub with the same
  * concurrency (no Temporal, no store) for comparison.
  *
- *   npm run bench:scale -- --prompts 1000 [--concurrency 64] [--shard-size 64] [--plain-calls N]
+ *   npm run bench:scale -- --prompts 1000 [--concurrency 64] [--shard-size 64] [--plain-calls N] [--worker-heap-mb 256]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -39,10 +39,12 @@ const N = 4;
 const SAMPLES = 3;
 /** calls of the plain loop (default: as many as the run made, at most 10,000) */
 const PLAIN_CALLS = arg('plain-calls', 0);
+/** V8 old-space limit of the worker process in MB (--max-old-space-size; 0: Node's default) */
+const WORKER_HEAP_MB = arg('worker-heap-mb', 0);
 
 /** Spawns `node --import tsx <script> ...` and resolves with the first stdout line matching `re`. */
-function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp): { child: ChildProcess; match: Promise<RegExpExecArray> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp, nodeFlags: string[] = []): { child: ChildProcess; match: Promise<RegExpExecArray> } {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const match = new Promise<RegExpExecArray>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (l) => {
       const m = re.exec(l);
@@ -130,7 +132,7 @@ async function main(): Promise<void> {
   const stubProc = spawnTs('test/helpers/stub-openai-server.ts', ['--port', '0'], {}, /^listening (\d+)$/);
   const stubBase = `http://127.0.0.1:${(await stubProc.match)[1]}`;
   const server = await startDevServer({ temporalBin: loadEnvPaths(repo).temporal, dbFile: path.join(tmp, 'temporal.db'), uiPort: false });
-  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/);
+  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/, WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []);
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   try {
@@ -148,7 +150,7 @@ async function main(): Promise<void> {
       durability: { shardSize: SHARD_SIZE },
       store: { root: path.join(tmp, 'store') },
     };
-    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}; no-op trainer; local store; Temporal dev server; 1 worker process`);
+    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}${WORKER_HEAP_MB > 0 ? `; worker heap limit ${WORKER_HEAP_MB} MB` : ''}; no-op trainer; local store; Temporal dev server; 1 worker process`);
     // the worker's RSS every 200 ms, attributed to stages afterwards by their activity times
     const samples: { at: number; mb: number }[] = [];
     const sampler = setInterval(() => samples.push({ at: Date.now(), mb: rssMb(worker.child.pid!) }), 200);
