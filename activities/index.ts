@@ -102,7 +102,7 @@ export interface IterationStageInput {
 const PRODUCER = 'srlm/0.1.0';
 
 /** generation requests handed to the compute backend at once (rounded to whole shards) */
-const GENERATE_SLICE = 1024;
+const GENERATE_SLICE = 4096;
 
 function invalid(message: string, type = 'InvalidInput'): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, type);
