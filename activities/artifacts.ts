@@ -40,44 +40,91 @@ export async function findStage(store: ArtifactStore, loc: StageLocation): Promi
   return { uri: store.uri(key), key, count: manifest.count, sha256: sha256Hex(bytes) };
 }
 
-export interface WriteStageInput<T> extends StageLocation {
+/** Records per stage shard file: a stage is written and read one shard at a time. */
+export const STAGE_SHARD_SIZE = 5_000;
+
+export interface StageMeta extends StageLocation {
   recordType: string;
-  records: readonly T[];
   producer: string;
   configHash: string;
-  stats?: Record<string, unknown>;
-  /** records per shard file */
+  /** records per shard file (default STAGE_SHARD_SIZE) */
   shardSize?: number;
+}
+
+export interface WriteStageInput<T> extends StageMeta {
+  records: readonly T[];
+  stats?: Record<string, unknown>;
+}
+
+/**
+ * Writes a stage as it is produced: `add` stores a shard file whenever a shard's worth of
+ * records is buffered, `finish` stores the rest and then the manifest, which publishes the
+ * stage. Shards of an unfinished writer are unreferenced and overwritten by the next attempt.
+ */
+export class StageWriter<T> {
+  private readonly prefix: string;
+  private readonly shardSize: number;
+  private readonly shards: StageManifest['shards'] = [];
+  private buffer: T[] = [];
+  private written = 0;
+
+  constructor(
+    private readonly store: ArtifactStore,
+    private readonly meta: StageMeta,
+  ) {
+    this.prefix = stagePrefix(meta);
+    this.shardSize = Math.max(1, meta.shardSize ?? STAGE_SHARD_SIZE);
+  }
+
+  /** records added so far */
+  get count(): number {
+    return this.written + this.buffer.length;
+  }
+
+  async add(records: readonly T[]): Promise<void> {
+    for (const r of records) {
+      this.buffer.push(r);
+      if (this.buffer.length >= this.shardSize) await this.flush();
+    }
+  }
+
+  private async flush(): Promise<void> {
+    const slice = this.buffer;
+    this.buffer = [];
+    const key = `${this.prefix}/shard-${String(this.shards.length).padStart(5, '0')}.jsonl`;
+    const put = await this.store.putBytes(key, toJsonl(slice));
+    this.shards.push({ key, count: slice.length, sha256: put.sha256, bytes: put.bytes });
+    this.written += slice.length;
+  }
+
+  /** Stores the last shard (an empty one for an empty stage), then the manifest. */
+  async finish(stats: Record<string, unknown> = {}): Promise<ArtifactRef> {
+    if (this.buffer.length > 0 || this.shards.length === 0) await this.flush();
+    const manifest: StageManifest = {
+      kind: 'stage',
+      run: this.meta.run,
+      iteration: this.meta.iteration,
+      stage: this.meta.stage,
+      recordType: this.meta.recordType,
+      count: this.written,
+      shards: this.shards,
+      producer: this.meta.producer,
+      configHash: this.meta.configHash,
+      createdAt: new Date().toISOString(),
+      stats,
+    };
+    const key = `${this.prefix}/manifest.json`;
+    const put = await this.store.putBytes(key, JSON.stringify(manifest, null, 2) + '\n');
+    return { uri: this.store.uri(key), key, count: manifest.count, sha256: put.sha256 };
+  }
 }
 
 /** Writes the records as JSONL shards, then the manifest: the stage is published only then. */
 export async function writeStage<T>(store: ArtifactStore, input: WriteStageInput<T>): Promise<ArtifactRef> {
-  const prefix = stagePrefix(input);
-  const shardSize = input.shardSize ?? 50_000;
-  const shards: StageManifest['shards'] = [];
-  for (let k = 0, start = 0; start < input.records.length || k === 0; k++, start += shardSize) {
-    const slice = input.records.slice(start, start + shardSize);
-    const key = `${prefix}/shard-${String(k).padStart(5, '0')}.jsonl`;
-    const put = await store.putBytes(key, toJsonl(slice));
-    shards.push({ key, count: slice.length, sha256: put.sha256, bytes: put.bytes });
-    if (input.records.length === 0) break;
-  }
-  const manifest: StageManifest = {
-    kind: 'stage',
-    run: input.run,
-    iteration: input.iteration,
-    stage: input.stage,
-    recordType: input.recordType,
-    count: input.records.length,
-    shards,
-    producer: input.producer,
-    configHash: input.configHash,
-    createdAt: new Date().toISOString(),
-    stats: input.stats ?? {},
-  };
-  const key = `${prefix}/manifest.json`;
-  const put = await store.putBytes(key, JSON.stringify(manifest, null, 2) + '\n');
-  return { uri: store.uri(key), key, count: manifest.count, sha256: put.sha256 };
+  const { records, stats, ...meta } = input;
+  const writer = new StageWriter<T>(store, meta);
+  await writer.add(records);
+  return writer.finish(stats);
 }
 
 export async function readStageManifest(store: ArtifactStore, ref: ArtifactRef): Promise<StageManifest> {
@@ -89,10 +136,12 @@ export async function readStageManifest(store: ArtifactStore, ref: ArtifactRef):
   return StageManifest.parse(JSON.parse(bytes.toString('utf8')));
 }
 
-/** Reads and validates every record of a published stage, verifying each shard's sha256. */
-export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schema: z.ZodType<T>): Promise<T[]> {
+/**
+ * The records of a published stage one shard at a time (empty shards skipped), each shard's
+ * sha256 verified before its records are parsed and validated.
+ */
+export async function* readStageShards<T>(store: ArtifactStore, ref: ArtifactRef, schema: z.ZodType<T>): AsyncGenerator<T[]> {
   const manifest = await readStageManifest(store, ref);
-  const out: T[] = [];
   for (const shard of manifest.shards) {
     const bytes = await store.getBytes(shard.key);
     const digest = sha256Hex(bytes);
@@ -100,8 +149,14 @@ export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schem
       throw new IntegrityError(`shard ${store.uri(shard.key)} is corrupt: sha256 ${digest}, manifest says ${shard.sha256}`);
     }
     if (shard.count === 0) continue;
-    out.push(...parseJsonl(bytes.toString('utf8'), schema, store.uri(shard.key)));
+    yield parseJsonl(bytes.toString('utf8'), schema, store.uri(shard.key));
   }
+}
+
+/** Reads and validates every record of a published stage, verifying each shard's sha256. */
+export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schema: z.ZodType<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const records of readStageShards(store, ref, schema)) for (const r of records) out.push(r);
   return out;
 }
 

@@ -6,6 +6,7 @@
  * returns the existing reference without recomputing, so retries and resumed runs reuse
  * completed work.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -13,7 +14,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { buildEftExamples } from '../core/eft';
 import { recordId, seedFromId, configHash } from '../core/ids';
 import { formatConfigError, toJsonl } from '../core/jsonl';
-import { selectPreferencePairs, summarizePairs } from '../core/pairs';
+import { PairSelector, PairSummaryAccumulator } from '../core/pairs';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
 import {
   type ArtifactRef,
@@ -31,7 +32,7 @@ import {
 import { loadSeed } from './seed';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
-import { IterationSummary, renderIterationSummaryMarkdown, summarizeCandidates, summarizeJudgments } from '../core/stats';
+import { CandidateSummary, IterationSummary, JudgmentSummary, renderIterationSummaryMarkdown } from '../core/stats';
 import {
   findModel,
   promotedKey,
@@ -42,16 +43,18 @@ import {
   publishModel,
   readStage,
   readStageManifest,
+  readStageShards,
+  StageWriter,
   writeStage,
   type StageLocation,
 } from './artifacts';
-import type { ComputeBackend, GenerateRequest, TrainJob } from './compute';
+import type { ComputeBackend, GenerateOutput, GenerateRequest, TrainJob } from './compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
 import { openStore } from './open-store';
-import { type ArtifactStore, sha256Hex } from './store';
+import type { ArtifactStore } from './store';
 
 export interface ActivityDeps {
   /** store for a run's config (`store.root`), defaulting to the worker's */
@@ -98,6 +101,9 @@ export interface IterationStageInput {
 
 const PRODUCER = 'srlm/0.1.0';
 
+/** generation requests handed to the compute backend at once (rounded to whole shards) */
+const GENERATE_SLICE = 4096;
+
 function invalid(message: string, type = 'InvalidInput'): ApplicationFailure {
   return ApplicationFailure.nonRetryable(message, type);
 }
@@ -120,16 +126,27 @@ export function createActivities(deps: ActivityDeps) {
 
   /**
    * Runs a stage's generation requests shard by shard (see shards.ts), reporting progress in
-   * heartbeats; returns outputs by request id. Committed shards of an earlier attempt are reused.
+   * heartbeats. The items come in batches of any size and are handed to the compute backend in
+   * slices of whole shards (`GENERATE_SLICE` requests, rounded to shards), numbered as one part,
+   * so the shard keys do not depend on the slicing. `onOutputs` receives each slice's items with
+   * their outputs in order, then the slice is dropped: only a slice is held at a time.
+   * Committed shards of an earlier attempt are reused.
    */
-  async function generate(
+  async function generateStream<T>(
     config: RunConfig,
     loc: StageLocation,
     model: ModelRef,
-    requests: GenerateRequest[],
-    part = 'all',
-    label = loc.stage,
+    input: {
+      batches: AsyncIterable<T[]> | Iterable<T[]>;
+      /** items expected (for progress) */
+      total: number;
+      request: (item: T) => GenerateRequest;
+      onOutputs: (items: T[], outputs: GenerateOutput[]) => Promise<void> | void;
+      part?: string;
+      label?: string;
+    },
   ) {
+    const { part = 'all', label = loc.stage } = input;
     const store = deps.storeFor(config);
     const started = Date.now();
     const previous = Context.current().info.heartbeatDetails as { part?: string; shardsCommitted?: number; done?: number } | undefined;
@@ -137,41 +154,96 @@ export function createActivities(deps: ActivityDeps) {
     const live = liveSignaller(signalMs);
     let last: Parameters<LiveSignaller['update']>[0] | null = null;
     const engine = deps.engineFor?.(config);
-    const res = await withHeartbeats(async (update, signal) =>
-      generateSharded({
-        store,
-        compute: engine ?? deps.compute,
-        workDir: deps.workDir,
-        loc,
-        part,
-        // a remote engine serves its own model: no weights to fetch
-        model: engine ? model.modelId : await modelDir(store, model),
-        requests,
-        shardSize: config.durability.shardSize,
-        partialFlushMs: config.durability.partialFlushSeconds * 1000,
-        device: config.compute.device,
-        batchSize: config.compute.generationBatchSize,
-        threads: config.compute.threads,
-        signal,
-        log: (line) => stageLog('warn', line, { run: config.run, iteration: loc.iteration, stage: loc.stage }),
-        onProgress: (sp) => {
-          const p = { run: config.run, iteration: loc.iteration, stage: label, done: sp.done, total: sp.total, tokens: sp.tokens, elapsedS: (Date.now() - started) / 1000 };
-          update({ ...p, part: sp.part, shards: sp.shards, shardsCommitted: sp.shardsCommitted });
-          last = { iteration: loc.iteration, stage: label, done: sp.done, total: sp.total, shards: sp.shards, shardsCommitted: sp.shardsCommitted, tokens: sp.tokens, elapsedS: Math.round(p.elapsedS), ...rates(sp.done, sp.total, sp.tokens, p.elapsedS) };
-          live.update(last);
-          deps.reporter?.(p);
-        },
-      }),
-    hbMs);
+    // a remote engine serves its own model: no weights to fetch
+    const modelArg = engine ? model.modelId : await modelDir(store, model);
+    const shardSize = Math.max(1, config.durability.shardSize);
+    const sliceSize = shardSize * Math.max(1, Math.floor(GENERATE_SLICE / shardSize));
+    const acc = { tokens: 0, seconds: 0, skipped: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0, requests: 0 };
+
+    const runSlice = async (items: T[]): Promise<void> => {
+      const requests = items.map(input.request);
+      const before = acc.requests;
+      const firstShard = before / shardSize;
+      const tokensBefore = acc.tokens;
+      const res = await withHeartbeats(async (update, signal) =>
+        generateSharded({
+          store,
+          compute: engine ?? deps.compute,
+          workDir: deps.workDir,
+          loc,
+          part,
+          model: modelArg,
+          requests,
+          shardSize,
+          firstShard,
+          partialFlushMs: config.durability.partialFlushSeconds * 1000,
+          device: config.compute.device,
+          batchSize: config.compute.generationBatchSize,
+          threads: config.compute.threads,
+          signal,
+          log: (line) => stageLog('warn', line, { run: config.run, iteration: loc.iteration, stage: loc.stage }),
+          onProgress: (sp) => {
+            // over the whole stage: slices before this one are committed
+            const total = Math.max(input.total, before + sp.total);
+            const done = before + sp.done;
+            const shards = Math.max(Math.ceil(total / shardSize), firstShard + sp.shards);
+            const shardsCommitted = firstShard + sp.shardsCommitted;
+            const tokens = tokensBefore + sp.tokens;
+            const p = { run: config.run, iteration: loc.iteration, stage: label, done, total, tokens, elapsedS: (Date.now() - started) / 1000 };
+            update({ ...p, part: sp.part, shards, shardsCommitted });
+            last = { iteration: loc.iteration, stage: label, done, total, shards, shardsCommitted, tokens, elapsedS: Math.round(p.elapsedS), ...rates(done, total, tokens, p.elapsedS) };
+            live.update(last);
+            deps.reporter?.(p);
+          },
+        }),
+      hbMs);
+      const outputs = requests.map((r) => {
+        const o = res.outputs.get(r.id);
+        if (!o) throw ApplicationFailure.retryable(`${where(config, loc.iteration, loc.stage)}: generation output lacks request ${r.id}`);
+        if (o.skipped !== undefined) acc.skipped++;
+        return o;
+      });
+      acc.requests += requests.length;
+      acc.tokens += res.tokens;
+      acc.seconds += res.seconds;
+      acc.shards += res.shards;
+      acc.shardsReused += res.shardsReused;
+      acc.requestsResumed += res.requestsResumed;
+      acc.requestsGenerated += res.requestsGenerated;
+      await input.onOutputs(items, outputs);
+    };
+
+    let slice: T[] = [];
+    for await (const batch of input.batches) {
+      for (const item of batch) {
+        slice.push(item);
+        if (slice.length === sliceSize) {
+          await runSlice(slice);
+          slice = [];
+        }
+      }
+    }
+    if (slice.length > 0) await runSlice(slice);
     if (last) await live.finish(last);
-    if (attempt > 1 && (res.shardsReused > 0 || res.requestsResumed > 0)) {
-      deps.reporter?.({ run: config.run, iteration: loc.iteration, stage: label, done: requests.length, total: requests.length, tokens: res.tokens, elapsedS: res.seconds, note: `attempt ${attempt}: reused ${res.shardsReused}/${res.shards} committed shards and ${res.requestsResumed} partial outputs${previous?.done !== undefined ? ` (last heartbeat: ${previous.done} done)` : ''}` });
+    if (attempt > 1 && (acc.shardsReused > 0 || acc.requestsResumed > 0)) {
+      deps.reporter?.({ run: config.run, iteration: loc.iteration, stage: label, done: acc.requests, total: acc.requests, tokens: acc.tokens, elapsedS: acc.seconds, note: `attempt ${attempt}: reused ${acc.shardsReused}/${acc.shards} committed shards and ${acc.requestsResumed} partial outputs${previous?.done !== undefined ? ` (last heartbeat: ${previous.done} done)` : ''}` });
     }
-    for (const r of requests) {
-      if (!res.outputs.has(r.id)) throw ApplicationFailure.retryable(`${where(config, loc.iteration, loc.stage)}: generation output lacks request ${r.id}`);
-    }
-    const skipped = requests.filter((r) => res.outputs.get(r.id)!.skipped !== undefined).length;
-    return { outputs: res.outputs, tokens: res.tokens, seconds: res.seconds, skipped, shards: res.shards, shardsReused: res.shardsReused, requestsResumed: res.requestsResumed, requestsGenerated: res.requestsGenerated };
+    const { requests: _requests, ...stats } = acc;
+    return stats;
+  }
+
+  /** generateStream over requests held in memory (small stages); returns outputs by request id. */
+  async function generate(config: RunConfig, loc: StageLocation, model: ModelRef, requests: GenerateRequest[], part = 'all', label = loc.stage) {
+    const outputs = new Map<string, GenerateOutput>();
+    const stats = await generateStream(config, loc, model, {
+      batches: [requests],
+      total: requests.length,
+      request: (r) => r,
+      onOutputs: (reqs, outs) => reqs.forEach((r, i) => outputs.set(r.id, outs[i]!)),
+      part,
+      label,
+    });
+    return { outputs, ...stats };
   }
 
   /**
@@ -185,7 +257,8 @@ export function createActivities(deps: ActivityDeps) {
     name: string;
     method: 'sft' | 'dpo';
     base: ModelRef;
-    data: object[];
+    /** training records, all at once or batch by batch (written to the job's data file as they come) */
+    data: object[] | AsyncIterable<object[]>;
     trainedOn: string[];
     hyper: Pick<TrainJob, 'lr' | 'lr_end' | 'epochs' | 'batch_size' | 'dropout' | 'beta' | 'max_length' | 'seed'>;
     extraMetrics: Record<string, unknown>;
@@ -197,9 +270,8 @@ export function createActivities(deps: ActivityDeps) {
     const label = `${input.method} ${name}`;
     const dir = path.join(deps.workDir, 'runs', config.run, 'train', name);
     await fs.mkdir(dir, { recursive: true });
-    const dataText = toJsonl(input.data);
     const data = path.join(dir, `${input.method}.jsonl`);
-    await fs.writeFile(data, dataText);
+    const dataSha256 = await writeJsonlFile(data, Array.isArray(input.data) ? [input.data] : input.data);
     const output = path.join(dir, 'model');
     await fs.rm(output, { recursive: true, force: true });
     const localCheckpoints = path.join(dir, 'checkpoints');
@@ -208,7 +280,7 @@ export function createActivities(deps: ActivityDeps) {
 
     const every = config.durability.checkpointEvery;
     // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
-    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: sha256Hex(dataText), hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
+    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
     for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
@@ -302,12 +374,19 @@ export function createActivities(deps: ActivityDeps) {
 
   /** Publishes a stage and records its metrics (records, tokens, tokens/s, parse failures, skips). */
   async function publish<T>(store: ArtifactStore, input: Parameters<typeof writeStage<T>>[1]): Promise<ArtifactRef> {
-    const ref = await writeStage(store, input);
-    stageLog('info', 'stage published', { run: input.run, iteration: input.iteration, stage: input.stage, records: input.records.length, uri: ref.uri });
-    const st = (input.stats ?? {}) as Record<string, unknown>;
-    const n = (k: string): number => (typeof st[k] === 'number' ? (st[k] as number) : 0);
-    recordStageMetrics(input.stage, {
-      records: input.records.length,
+    const { records, stats, ...meta } = input;
+    const writer = new StageWriter<T>(store, meta);
+    await writer.add(records);
+    return publishWriter(writer, meta, stats);
+  }
+
+  /** Finishes a streamed stage (manifest last) and records its metrics. */
+  async function publishWriter(writer: StageWriter<unknown>, loc: StageLocation, stats: Record<string, unknown> = {}): Promise<ArtifactRef> {
+    const ref = await writer.finish(stats);
+    stageLog('info', 'stage published', { run: loc.run, iteration: loc.iteration, stage: loc.stage, records: writer.count, uri: ref.uri });
+    const n = (k: string): number => (typeof stats[k] === 'number' ? (stats[k] as number) : 0);
+    recordStageMetrics(loc.stage, {
+      records: writer.count,
       tokens: n('tokens'),
       seconds: n('seconds'),
       parseFailures: n('judgments') - n('parsed'),
@@ -570,36 +649,43 @@ export function createActivities(deps: ActivityDeps) {
       const loc = { run: config.run, iteration, stage: 'candidates' };
       const existing = await findStage(store, loc);
       if (existing) return existing;
-      const prompts = await readStage(store, input.prompts, GeneratedPrompt);
-      const requests: GenerateRequest[] = prompts.map((p) => {
-        const id = recordId(config.run, iteration, 'candidates', p.id);
-        return {
-          id,
-          messages: [{ role: 'user', content: p.prompt }],
-          n: config.candidates.n,
-          temperature: config.candidates.sampling.temperature,
-          top_p: config.candidates.sampling.topP,
-          max_new_tokens: config.candidates.sampling.maxNewTokens,
-          seed: samplingSeed(config, id),
-        };
-      });
-      const gen = await generate(config, loc, input.model, requests);
-      const { outputs, tokens, seconds } = gen;
-      const candidates: Candidate[] = [];
-      prompts.forEach((p, i) => {
-        outputs.get(requests[i]!.id)!.outputs.forEach((o, index) => {
-          candidates.push({
-            id: recordId(config.run, iteration, 'candidate', p.id, index),
-            promptId: p.id,
-            prompt: p.prompt,
-            index,
-            text: o.text,
-            tokens: o.tokens,
-            finishReason: o.finish_reason,
+      const writer = new StageWriter<Candidate>(store, { ...loc, recordType: 'Candidate', producer: PRODUCER, configHash: configHash(config.candidates) });
+      let prompts = 0;
+      const gen = await generateStream(config, loc, input.model, {
+        batches: readStageShards(store, input.prompts, GeneratedPrompt),
+        total: input.prompts.count,
+        request: (p: GeneratedPrompt): GenerateRequest => {
+          const id = recordId(config.run, iteration, 'candidates', p.id);
+          return {
+            id,
+            messages: [{ role: 'user', content: p.prompt }],
+            n: config.candidates.n,
+            temperature: config.candidates.sampling.temperature,
+            top_p: config.candidates.sampling.topP,
+            max_new_tokens: config.candidates.sampling.maxNewTokens,
+            seed: samplingSeed(config, id),
+          };
+        },
+        onOutputs: async (batch, outputs) => {
+          prompts += batch.length;
+          const candidates: Candidate[] = [];
+          batch.forEach((p, i) => {
+            outputs[i]!.outputs.forEach((o, index) => {
+              candidates.push({
+                id: recordId(config.run, iteration, 'candidate', p.id, index),
+                promptId: p.id,
+                prompt: p.prompt,
+                index,
+                text: o.text,
+                tokens: o.tokens,
+                finishReason: o.finish_reason,
+              });
+            });
           });
-        });
+          await writer.add(candidates);
+        },
       });
-      return publish(store, { ...loc, recordType: 'Candidate', records: candidates, producer: PRODUCER, configHash: configHash(config.candidates), stats: { prompts: prompts.length, tokens, seconds, ...shardStats(gen) } });
+      return publishWriter(writer, loc, { prompts, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) });
     },
 
     /** Iteration step c: the model judges each candidate `samples` times; scores are parsed here. */
@@ -609,37 +695,46 @@ export function createActivities(deps: ActivityDeps) {
       const loc = { run: config.run, iteration, stage: 'judgments' };
       const existing = await findStage(store, loc);
       if (existing) return existing;
-      const all = await readStage(store, input.candidates, Candidate);
+      const writer = new StageWriter<Judgment>(store, { ...loc, recordType: 'Judgment', producer: PRODUCER, configHash: configHash(config.judge) });
+      const parsing = new ParseStats();
+      let all = 0;
+      let judged = 0;
       // an empty response (or one the engine skipped) has nothing to judge: counted, not judged
-      const candidates = all.filter((c) => c.text.trim() !== '');
-      const requests: GenerateRequest[] = candidates.map((c) => {
-        const id = recordId(config.run, iteration, 'judge', c.id);
-        return {
-          id,
-          messages: [{ role: 'user', content: judgePrompt(c.prompt, c.text) }],
-          n: config.judge.samples,
-          temperature: config.judge.sampling.temperature,
-          top_p: config.judge.sampling.topP,
-          max_new_tokens: config.judge.sampling.maxNewTokens,
-          seed: samplingSeed(config, id),
-        };
+      async function* nonEmpty(): AsyncGenerator<Candidate[]> {
+        for await (const batch of readStageShards(store, input.candidates, Candidate)) {
+          all += batch.length;
+          const kept = batch.filter((c) => c.text.trim() !== '');
+          judged += kept.length;
+          yield kept;
+        }
+      }
+      const gen = await generateStream(config, loc, input.model, {
+        batches: nonEmpty(),
+        total: input.candidates.count,
+        request: (c: Candidate): GenerateRequest => {
+          const id = recordId(config.run, iteration, 'judge', c.id);
+          return {
+            id,
+            messages: [{ role: 'user', content: judgePrompt(c.prompt, c.text) }],
+            n: config.judge.samples,
+            temperature: config.judge.sampling.temperature,
+            top_p: config.judge.sampling.topP,
+            max_new_tokens: config.judge.sampling.maxNewTokens,
+            seed: samplingSeed(config, id),
+          };
+        },
+        onOutputs: async (batch, outputs) => {
+          const judgments: Judgment[] = [];
+          batch.forEach((c, i) => {
+            outputs[i]!.outputs.forEach((o, sample) => {
+              judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text) });
+            });
+          });
+          parsing.add(judgments);
+          await writer.add(judgments);
+        },
       });
-      const gen = await generate(config, loc, input.model, requests);
-      const { outputs, tokens, seconds } = gen;
-      const judgments: Judgment[] = [];
-      candidates.forEach((c, i) => {
-        outputs.get(requests[i]!.id)!.outputs.forEach((o, sample) => {
-          judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text) });
-        });
-      });
-      return publish(store, {
-        ...loc,
-        recordType: 'Judgment',
-        records: judgments,
-        producer: PRODUCER,
-        configHash: configHash(config.judge),
-        stats: { ...parseStats(judgments), tokens, seconds, ...shardStats(gen), emptyCandidates: all.length - candidates.length },
-      });
+      return publishWriter(writer, loc, { ...parsing.stats(), tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen), emptyCandidates: all - judged });
     },
 
     /** Iteration step d: best vs worst candidate per prompt, ties and unscored prompts dropped. */
@@ -649,10 +744,15 @@ export function createActivities(deps: ActivityDeps) {
       const loc = { run: config.run, iteration, stage: 'pairs' };
       const existing = await findStage(store, loc);
       if (existing) return existing;
-      const candidates = await readStage(store, input.candidates, Candidate);
-      const judgments = await readStage(store, input.judgments, Judgment);
-      const { pairs, drops } = selectPreferencePairs(candidates, judgments);
-      return publish(store, { ...loc, recordType: 'PreferencePair', records: pairs, producer: PRODUCER, configHash: configHash({}), stats: { prompts: new Set(candidates.map((c) => c.promptId)).size, pairs: pairs.length, dropped: drops } });
+      // two passes over the candidates: lengths and ids to choose, then the chosen texts
+      const selector = new PairSelector();
+      for await (const batch of readStageShards(store, input.candidates, Candidate)) selector.addCandidates(batch);
+      for await (const batch of readStageShards(store, input.judgments, Judgment)) selector.addJudgments(batch);
+      selector.choose();
+      const writer = new StageWriter<PreferencePair>(store, { ...loc, recordType: 'PreferencePair', producer: PRODUCER, configHash: configHash({}) });
+      for await (const batch of readStageShards(store, input.candidates, Candidate)) await writer.add(selector.addTexts(batch));
+      selector.finish();
+      return publishWriter(writer, loc, { prompts: selector.prompts, pairs: selector.pairs, dropped: selector.drops });
     },
 
     /** Iteration step e: DPO from M_t on the pairs, reference model M_t. */
@@ -664,8 +764,7 @@ export function createActivities(deps: ActivityDeps) {
       const modelId = modelIdFor(config, name);
       const existing = await findModel(store, lineage, modelId);
       if (existing) return { model: existing, metrics: (await readModelMetrics(store, existing)) ?? {} };
-      const pairs = await readStage(store, input.pairs, PreferencePair);
-      if (pairs.length === 0) {
+      if (input.pairs.count === 0) {
         const manifest = await readStageManifest(store, input.pairs);
         throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(manifest.stats.dropped ?? {})})`, 'NoPreferencePairs');
       }
@@ -675,7 +774,9 @@ export function createActivities(deps: ActivityDeps) {
         name,
         method: 'dpo',
         base: input.model,
-        data: pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected })),
+        data: (async function* () {
+          for await (const pairs of readStageShards(store, input.pairs, PreferencePair)) yield pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected }));
+        })(),
         trainedOn: [input.pairs.uri],
         hyper: {
           lr: config.dpo.lr,
@@ -687,7 +788,7 @@ export function createActivities(deps: ActivityDeps) {
           max_length: config.dpo.maxLength,
           seed: config.randomSeed + iteration,
         },
-        extraMetrics: { pairs: pairs.length },
+        extraMetrics: { pairs: input.pairs.count },
       });
     },
 
@@ -719,9 +820,12 @@ export function createActivities(deps: ActivityDeps) {
       const store = deps.storeFor(config);
       const promptsM = await readStageManifest(store, input.prompts);
       const pairsM = await readStageManifest(store, input.pairs);
-      const candidates = await readStage(store, input.candidates, Candidate);
-      const judgments = await readStage(store, input.judgments, Judgment);
-      const pairs = await readStage(store, input.pairs, PreferencePair);
+      const candidates = new CandidateSummary();
+      for await (const batch of readStageShards(store, input.candidates, Candidate)) candidates.add(batch);
+      const judgments = new JudgmentSummary();
+      for await (const batch of readStageShards(store, input.judgments, Judgment)) judgments.add(batch);
+      const pairs = new PairSummaryAccumulator();
+      for await (const batch of readStageShards(store, input.pairs, PreferencePair)) pairs.add(batch);
       const filters = (promptsM.stats.filters ?? {}) as Record<string, number>;
       const dropped = Object.fromEntries(Object.entries(filters).filter(([k]) => k !== 'kept'));
       const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -737,9 +841,9 @@ export function createActivities(deps: ActivityDeps) {
           kept: promptsM.count,
           dropped,
         },
-        candidates: summarizeCandidates(candidates),
-        judge: summarizeJudgments(judgments),
-        pairs: { ...summarizePairs(pairs), dropped: (pairsM.stats.dropped ?? {}) as Record<string, number> },
+        candidates: candidates.summary(),
+        judge: judgments.summary(),
+        pairs: { ...pairs.summary(), dropped: (pairsM.stats.dropped ?? {}) as Record<string, number> },
         dpo: {
           loss: num(input.dpoMetrics.train_loss ?? input.dpoMetrics.loss),
           // means over all logged steps of the DPO run
@@ -785,11 +889,45 @@ function scoreOf(text: string): { score: number | null; parseError?: string } {
   return parsed.score === null ? { score: null, parseError: parsed.error } : { score: parsed.score };
 }
 
+/** Parse counts of judgments, accumulated batch by batch. */
+class ParseStats {
+  private judgments = 0;
+  private parsed = 0;
+  private readonly parseFailures: Record<string, number> = {};
+
+  add(judgments: readonly { score: number | null; parseError?: string }[]): void {
+    for (const j of judgments) {
+      this.judgments++;
+      if (j.score !== null) this.parsed++;
+      else this.parseFailures[j.parseError ?? 'unknown'] = (this.parseFailures[j.parseError ?? 'unknown'] ?? 0) + 1;
+    }
+  }
+
+  stats() {
+    return { judgments: this.judgments, parsed: this.parsed, parseRate: this.judgments ? this.parsed / this.judgments : 0, parseFailures: this.parseFailures };
+  }
+}
+
 function parseStats(judgments: readonly { score: number | null; parseError?: string }[]) {
-  const parsed = judgments.filter((j) => j.score !== null).length;
-  const parseFailures: Record<string, number> = {};
-  for (const j of judgments) if (j.score === null) parseFailures[j.parseError ?? 'unknown'] = (parseFailures[j.parseError ?? 'unknown'] ?? 0) + 1;
-  return { judgments: judgments.length, parsed, parseRate: judgments.length ? parsed / judgments.length : 0, parseFailures };
+  const p = new ParseStats();
+  p.add(judgments);
+  return p.stats();
+}
+
+/** Writes batches of records to a JSONL file; returns the sha256 of its text. */
+async function writeJsonlFile(file: string, batches: Iterable<readonly unknown[]> | AsyncIterable<readonly unknown[]>): Promise<string> {
+  const hash = createHash('sha256');
+  const out = await fs.open(file, 'w');
+  try {
+    for await (const batch of batches) {
+      const text = toJsonl(batch);
+      hash.update(text);
+      await out.write(text);
+    }
+  } finally {
+    await out.close();
+  }
+  return hash.digest('hex');
 }
 
 async function readJson(file: string): Promise<Record<string, unknown>> {

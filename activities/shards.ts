@@ -46,6 +46,11 @@ export interface ShardedGenerateOptions {
   model: string;
   requests: GenerateRequest[];
   shardSize: number;
+  /**
+   * number of the first shard (default 0): a caller that hands a part's requests over in
+   * consecutive slices of whole shards numbers each slice's shards where the slice starts
+   */
+  firstShard?: number;
   partialFlushMs: number;
   device: 'auto' | 'cpu' | 'cuda';
   batchSize: number;
@@ -162,6 +167,7 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
   const started = Date.now();
   const { store, loc, part } = opts;
   const shards = chunk(opts.requests, Math.max(1, opts.shardSize));
+  const first = opts.firstShard ?? 0;
   const outputs = new Map<string, GenerateOutput>();
   const localDir = path.join(opts.workDir, stagePrefix(loc), 'parts', part);
   await fs.mkdir(localDir, { recursive: true });
@@ -170,20 +176,20 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
   let requestsResumed = 0;
   const pending: { k: number; input: string; output: string; ids: Set<string> }[] = [];
   for (const [k, reqs] of shards.entries()) {
-    const committed = await readCommittedShard(store, loc, part, k, reqs, opts.log);
+    const committed = await readCommittedShard(store, loc, part, first + k, reqs, opts.log);
     if (committed) {
       for (const [id, o] of committed) outputs.set(id, o);
       shardsCommitted++;
       continue;
     }
     const ids = new Set(reqs.map((r) => r.id));
-    const name = `shard-${String(k).padStart(5, '0')}`;
+    const name = `shard-${String(first + k).padStart(5, '0')}`;
     const input = path.join(localDir, `${name}.requests.jsonl`);
     const output = path.join(localDir, `${name}.outputs.jsonl`);
     await fs.writeFile(input, reqs.map((r) => JSON.stringify(r) + '\n').join(''));
     // Union of what this host flushed and what any host copied to the store.
     const local = parseOutputLines(await readText(output), ids);
-    const keys = shardKeys(loc, part, k);
+    const keys = shardKeys(loc, part, first + k);
     const remote = (await store.exists(keys.partial)) ? parseOutputLines((await store.getBytes(keys.partial)).toString('utf8'), ids) : new Map();
     for (const [id, o] of remote) if (!local.has(id)) local.set(id, o);
     const kept = reqs.filter((r) => local.has(r.id));
@@ -202,11 +208,11 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
     const reqs = shards[k]!;
     const got = parseOutputLines(await readText(p.output), p.ids);
     const missing = reqs.filter((r) => !got.has(r.id));
-    if (missing.length > 0) throw new Error(`${stagePrefix(loc)}/parts/${part} shard ${k}: compute finished without outputs for ${missing.length} requests (first ${missing[0]!.id})`);
+    if (missing.length > 0) throw new Error(`${stagePrefix(loc)}/parts/${part} shard ${first + k}: compute finished without outputs for ${missing.length} requests (first ${missing[0]!.id})`);
     const body = serialize(reqs, got);
-    const keys = shardKeys(loc, part, k);
+    const keys = shardKeys(loc, part, first + k);
     const put = await store.putBytes(keys.outputs, body);
-    const record: ShardCommit = { kind: 'shard-commit', shard: k, count: reqs.length, requests: configHash(reqs), sha256: put.sha256, bytes: put.bytes, committedAt: new Date().toISOString() };
+    const record: ShardCommit = { kind: 'shard-commit', shard: first + k, count: reqs.length, requests: configHash(reqs), sha256: put.sha256, bytes: put.bytes, committedAt: new Date().toISOString() };
     await store.putBytes(keys.commit, JSON.stringify(record, null, 2) + '\n');
     for (const [id, o] of got) outputs.set(id, o);
     shardsCommitted++;
@@ -235,7 +241,7 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
         try {
           const text = await readText(p.output);
           const cut = text.lastIndexOf('\n') + 1;
-          if (cut > 0 && !committedHere.has(k)) await store.putBytes(shardKeys(loc, part, k).partial, text.slice(0, cut));
+          if (cut > 0 && !committedHere.has(k)) await store.putBytes(shardKeys(loc, part, first + k).partial, text.slice(0, cut));
         } finally {
           flushing = false;
         }

@@ -39,6 +39,14 @@ async function main(): Promise<void> {
     queues: ALL_QUEUES,
     deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store')), compute: trainer, engineFor: openAIEngines(trainer), workDir, cacheDir: path.join(workDir, 'cache') },
   });
+  if (process.env.SRLM_BENCH_MEMLOG) {
+    // heap vs the rest of RSS, for finding what grows with the run's size
+    setInterval(() => {
+      const m = process.memoryUsage();
+      const mb = (n: number): string => (n / 2 ** 20).toFixed(0);
+      console.error(`memlog ${Date.now()} rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)}`);
+    }, 2000).unref();
+  }
   console.log('ready');
   await Promise.all(workers.map((w) => w.run()));
 }

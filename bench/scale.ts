@@ -10,7 +10,7 @@
  * workflow history (events, bytes), and a plain async loop over the same stub with the same
  * concurrency (no Temporal, no store) for comparison.
  *
- *   npm run bench:scale -- --prompts 1000 [--concurrency 64] [--shard-size 64] [--plain-calls N]
+ *   npm run bench:scale -- --prompts 1000 [--concurrency 64] [--shard-size 64] [--plain-calls N] [--worker-heap-mb 256]
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -39,10 +39,12 @@ const N = 4;
 const SAMPLES = 3;
 /** calls of the plain loop (default: as many as the run made, at most 10,000) */
 const PLAIN_CALLS = arg('plain-calls', 0);
+/** V8 old-space limit of the worker process in MB (--max-old-space-size; 0: Node's default) */
+const WORKER_HEAP_MB = arg('worker-heap-mb', 0);
 
 /** Spawns `node --import tsx <script> ...` and resolves with the first stdout line matching `re`. */
-function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp): { child: ChildProcess; match: Promise<RegExpExecArray> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp, nodeFlags: string[] = []): { child: ChildProcess; match: Promise<RegExpExecArray> } {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   const match = new Promise<RegExpExecArray>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (l) => {
       const m = re.exec(l);
@@ -86,24 +88,42 @@ interface StageTime {
   workflow: string;
   activity: string;
   seconds: number;
+  /** scheduled and completed, ms since the epoch */
+  from: number;
+  to: number;
+}
+
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Activity durations (scheduled -> completed) and the history's size. */
-function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number } {
+function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number; startLatencies: number[] } {
   const events = h.events ?? [];
   const scheduled = new Map<string, { name: string; at: number }>();
   const stages: StageTime[] = [];
+  const startLatencies: number[] = [];
   const ms = (e: temporal.api.history.v1.IHistoryEvent): number => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round(Number(e.eventTime?.nanos ?? 0) / 1e6);
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { name: s.activityType?.name ?? '?', at: ms(e) });
+    const st = e.activityTaskStartedEventAttributes;
+    if (st) {
+      const from = scheduled.get(String(st.scheduledEventId));
+      if (from) startLatencies.push(ms(e) - from.at);
+    }
     const c = e.activityTaskCompletedEventAttributes;
     if (c) {
       const from = scheduled.get(String(c.scheduledEventId));
-      if (from) stages.push({ workflow, activity: from.name, seconds: (ms(e) - from.at) / 1000 });
+      if (from) stages.push({ workflow, activity: from.name, seconds: (ms(e) - from.at) / 1000, from: from.at, to: ms(e) });
     }
   }
-  return { stages, events: events.length, bytes: temporal.api.history.v1.History.encode(h).finish().byteLength };
+  return { stages, startLatencies, events: events.length, bytes: temporal.api.history.v1.History.encode(h).finish().byteLength };
 }
 
 async function main(): Promise<void> {
@@ -112,7 +132,7 @@ async function main(): Promise<void> {
   const stubProc = spawnTs('test/helpers/stub-openai-server.ts', ['--port', '0'], {}, /^listening (\d+)$/);
   const stubBase = `http://127.0.0.1:${(await stubProc.match)[1]}`;
   const server = await startDevServer({ temporalBin: loadEnvPaths(repo).temporal, dbFile: path.join(tmp, 'temporal.db'), uiPort: false });
-  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/);
+  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/, WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []);
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   try {
@@ -130,11 +150,15 @@ async function main(): Promise<void> {
       durability: { shardSize: SHARD_SIZE },
       store: { root: path.join(tmp, 'store') },
     };
-    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}; no-op trainer; local store; Temporal dev server; 1 worker process`);
+    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}${WORKER_HEAP_MB > 0 ? `; worker heap limit ${WORKER_HEAP_MB} MB` : ''}; no-op trainer; local store; Temporal dev server; 1 worker process`);
+    // the worker's RSS every 200 ms, attributed to stages afterwards by their activity times
+    const samples: { at: number; mb: number }[] = [];
+    const sampler = setInterval(() => samples.push({ at: Date.now(), mb: rssMb(worker.child.pid!) }), 200);
     const before = await stats(stubBase);
     const t0 = Date.now();
     await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
     const total = (Date.now() - t0) / 1000;
+    clearInterval(sampler);
     const after = await stats(stubBase);
     const rss = peakRssMb(worker.child.pid!);
     const calls = after.served - before.served;
@@ -142,12 +166,18 @@ async function main(): Promise<void> {
     const histories = await Promise.all(
       [runWorkflowId(run), iterationWorkflowId(run, 1)].map(async (id) => readHistory(id, await client.workflow.getHandle(id).fetchHistory())),
     );
-    console.log('\nstage (activity)                    seconds');
-    for (const s of histories.flatMap((h) => h.stages)) console.log(`  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)}`);
+    console.log('\nstage (activity)                    seconds  max RSS MB');
+    for (const s of histories.flatMap((h) => h.stages)) {
+      const peak = samples.filter((x) => x.at >= s.from && x.at <= s.to).reduce((m, x) => Math.max(m, x.mb), 0);
+      console.log(`  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)} ${peak > 0 ? peak.toFixed(0).padStart(11) : '          -'}`);
+    }
     console.log(`  ${'total (run, end to end)'.padEnd(32)} ${total.toFixed(1).padStart(8)}`);
     console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end (most requests the stub was handling at once: ${after.maxInFlight})`);
     console.log(`worker process peak RSS (VmHWM): ${rss.toFixed(0)} MB`);
     histories.forEach((h, i) => console.log(`history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`));
+    const lat = histories.flatMap((h) => h.startLatencies).sort((a, b) => a - b);
+    const pct = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] ?? NaN;
+    console.log(`activity scheduling latency (scheduled -> started, ${lat.length} activities): p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1] ?? NaN} ms`);
     const largest = histories.reduce((a, b) => (b.bytes > a.bytes ? b : a));
     console.log(`largest history: ${largest.events} events, ${(largest.bytes / 1024).toFixed(1)} KiB`);
 

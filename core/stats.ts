@@ -28,15 +28,23 @@ export function median(values: readonly number[]): number | null {
  * judgment scores and for per-candidate means.
  */
 export function histogram(scores: readonly number[], binWidth: 1 | 0.5 = 1): Record<string, number> {
+  const bins = emptyHistogram(binWidth);
+  for (const s of scores) addToHistogram(bins, s, binWidth);
+  return bins;
+}
+
+function emptyHistogram(binWidth: 1 | 0.5): Record<string, number> {
   const bins: Record<string, number> = {};
   const steps = Math.round(5 / binWidth);
   for (let k = 0; k <= steps; k++) bins[binLabel(k * binWidth)] = 0;
-  for (const s of scores) {
-    if (!Number.isFinite(s) || s < 0 || s > 5) throw new RangeError(`histogram: score ${s} is outside 0..5`);
-    const k = Math.min(steps, Math.floor(s / binWidth + 1e-9));
-    bins[binLabel(k * binWidth)]!++;
-  }
   return bins;
+}
+
+function addToHistogram(bins: Record<string, number>, s: number, binWidth: 1 | 0.5): void {
+  const steps = Math.round(5 / binWidth);
+  if (!Number.isFinite(s) || s < 0 || s > 5) throw new RangeError(`histogram: score ${s} is outside 0..5`);
+  const k = Math.min(steps, Math.floor(s / binWidth + 1e-9));
+  bins[binLabel(k * binWidth)]!++;
 }
 
 function binLabel(value: number): string {
@@ -100,25 +108,62 @@ export const IterationSummary = z.strictObject({
 });
 export type IterationSummary = z.infer<typeof IterationSummary>;
 
+/** summarizeCandidates over batches: token counts are kept (for the median), texts are not. */
+export class CandidateSummary {
+  private readonly tokens: number[] = [];
+  private chars = 0;
+
+  add(candidates: readonly Candidate[]): void {
+    for (const c of candidates) {
+      this.tokens.push(c.tokens);
+      this.chars += c.text.length;
+    }
+  }
+
+  summary(): IterationSummary['candidates'] {
+    const n = this.tokens.length;
+    return { count: n, meanTokens: mean(this.tokens), medianTokens: median(this.tokens), meanChars: n === 0 ? null : this.chars / n };
+  }
+}
+
 export function summarizeCandidates(candidates: readonly Candidate[]): IterationSummary['candidates'] {
-  const tokens = candidates.map((c) => c.tokens);
-  return {
-    count: candidates.length,
-    meanTokens: mean(tokens),
-    medianTokens: median(tokens),
-    meanChars: mean(candidates.map((c) => c.text.length)),
-  };
+  const acc = new CandidateSummary();
+  acc.add(candidates);
+  return acc.summary();
+}
+
+/** summarizeJudgments over batches. */
+export class JudgmentSummary {
+  private judgments = 0;
+  private parsed = 0;
+  private sum = 0;
+  private readonly bins = emptyHistogram(1);
+
+  add(judgments: readonly Judgment[]): void {
+    for (const j of judgments) {
+      this.judgments++;
+      if (j.score === null) continue;
+      addToHistogram(this.bins, j.score, 1);
+      this.parsed++;
+      this.sum += j.score;
+    }
+  }
+
+  summary(): IterationSummary['judge'] {
+    return {
+      judgments: this.judgments,
+      parsed: this.parsed,
+      parseRate: this.judgments === 0 ? null : this.parsed / this.judgments,
+      histogram: { ...this.bins },
+      meanScore: this.parsed === 0 ? null : this.sum / this.parsed,
+    };
+  }
 }
 
 export function summarizeJudgments(judgments: readonly Judgment[]): IterationSummary['judge'] {
-  const scores = judgments.flatMap((j) => (j.score === null ? [] : [j.score]));
-  return {
-    judgments: judgments.length,
-    parsed: scores.length,
-    parseRate: judgments.length === 0 ? null : scores.length / judgments.length,
-    histogram: histogram(scores),
-    meanScore: mean(scores),
-  };
+  const acc = new JudgmentSummary();
+  acc.add(judgments);
+  return acc.summary();
 }
 
 /** The summary as a Markdown page: a title, then one short table per stage. */

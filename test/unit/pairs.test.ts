@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { recordId } from '../../core/ids';
-import { scoreCandidates, selectPreferencePairs, summarizePairs } from '../../core/pairs';
+import { PairSelector, PairSummaryAccumulator, scoreCandidates, selectPreferencePairs, summarizePairs } from '../../core/pairs';
+import { mulberry32 } from '../../core/selfInstruct';
 import { Candidate, Judgment, PreferencePair } from '../../core/schemas';
 
 function candidate(promptId: string, index: number, text = `reply ${index} to ${promptId}`, tokens = 10): Candidate {
@@ -146,5 +147,82 @@ describe('summarizePairs', () => {
     expect(summarizePairs([])).toEqual({
       kept: 0, meanChosenScore: null, meanRejectedScore: null, meanChosenChars: null, meanRejectedChars: null,
     });
+  });
+});
+
+describe('PairSelector (streamed pair selection)', () => {
+  /** A generated candidates and judgments stage: prompts interleaved, repeats, ties, parse failures, equal texts. */
+  function generatedStage(seed: number): { candidates: Candidate[]; judgments: Judgment[] } {
+    const rng = mulberry32(seed);
+    const pick = (n: number): number => Math.floor(rng() * n);
+    const candidates: Candidate[] = [];
+    const judgments: Judgment[] = [];
+    for (let p = 0; p < 300; p++) {
+      const n = 1 + pick(5);
+      for (let i = 0; i < n; i++) {
+        const text = pick(6) === 0 ? 'same text' : `reply ${i} to p${p} ${'x'.repeat(pick(40))}`;
+        const c = candidate(`p${p}`, i, text, 1 + pick(30));
+        candidates.push(c);
+        if (pick(10) === 0) candidates.push(c); // a repeated record
+        const scores = Array.from({ length: 3 }, () => (pick(8) === 0 ? null : pick(pick(3) === 0 ? 2 : 6)));
+        judgments.push(...judged(c, ...scores));
+      }
+    }
+    // prompts' candidates interleaved, judgments shuffled, a judgment of no candidate
+    for (let i = candidates.length - 1; i > 0; i -= 1 + pick(3)) {
+      const j = pick(i + 1);
+      [candidates[i], candidates[j]] = [candidates[j]!, candidates[i]!];
+    }
+    for (let i = judgments.length - 1; i > 0; i--) {
+      const j = pick(i + 1);
+      [judgments[i], judgments[j]] = [judgments[j]!, judgments[i]!];
+    }
+    judgments.push(...judged(candidate('orphan', 0), 5));
+    return { candidates, judgments };
+  }
+
+  function batches<T>(items: readonly T[], rng: () => number): T[][] {
+    const out: T[][] = [];
+    for (let i = 0; i < items.length; ) {
+      const n = 1 + Math.floor(rng() * 97);
+      out.push(items.slice(i, i + n));
+      i += n;
+    }
+    return out;
+  }
+
+  for (const rho of [0, 0.25, 1]) {
+    it(`gives the same pairs and drops as selectPreferencePairs (rho ${rho})`, () => {
+      for (const seed of [1, 2, 3]) {
+        const { candidates, judgments } = generatedStage(seed);
+        const expected = selectPreferencePairs(candidates, judgments, { lengthControlRho: rho });
+        const rng = mulberry32(seed + 100);
+        const selector = new PairSelector({ lengthControlRho: rho });
+        for (const b of batches(candidates, rng)) selector.addCandidates(b);
+        for (const b of batches(judgments, rng)) selector.addJudgments(b);
+        selector.choose();
+        const pairs: PreferencePair[] = [];
+        for (const b of batches(candidates, rng)) pairs.push(...selector.addTexts(b));
+        selector.finish();
+        expect(expected.pairs.length).toBeGreaterThan(50);
+        expect(pairs).toEqual(expected.pairs);
+        expect(selector.drops).toEqual(expected.drops);
+        expect(selector.pairs).toBe(expected.pairs.length);
+        expect(selector.prompts).toBe(new Set(candidates.map((c) => c.promptId)).size);
+        const acc = new PairSummaryAccumulator();
+        for (const b of batches(pairs, rng)) acc.add(b);
+        expect(acc.summary()).toEqual(summarizePairs(expected.pairs));
+      }
+    });
+  }
+
+  it('fails when the second pass lacks a chosen candidate', () => {
+    const cs = [candidate('p', 0), candidate('p', 1)];
+    const selector = new PairSelector();
+    selector.addCandidates(cs);
+    selector.addJudgments([...judged(cs[0]!, 5), ...judged(cs[1]!, 1)]);
+    selector.choose();
+    expect(selector.addTexts([cs[0]!])).toEqual([]);
+    expect(() => selector.finish()).toThrow(/lack candidate texts/);
   });
 });

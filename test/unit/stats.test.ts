@@ -6,6 +6,8 @@ import {
   mean,
   median,
   renderIterationSummaryMarkdown,
+  CandidateSummary,
+  JudgmentSummary,
   summarizeCandidates,
   summarizeJudgments,
 } from '../../core/stats';
@@ -120,5 +122,20 @@ describe('summarizeCandidates and summarizeJudgments', () => {
       histogram: { '0': 0, '1': 0, '2': 0, '3': 1, '4': 1, '5': 1 },
       meanScore: 12.5 / 3,
     });
+  });
+});
+
+describe('CandidateSummary and JudgmentSummary (batch by batch)', () => {
+  it('give what summarizeCandidates and summarizeJudgments give on the whole stage', () => {
+    const cs: Candidate[] = Array.from({ length: 101 }, (_, i) => ({ id: `c${i}`, promptId: `p${i >> 2}`, prompt: 'p', index: i % 4, text: 'x'.repeat((i * 37) % 53), tokens: (i * 7919) % 97, finishReason: 'stop' }));
+    const js: Judgment[] = Array.from({ length: 303 }, (_, i) => ({ id: `j${i}`, candidateId: `c${i % 101}`, promptId: 'p', sample: 0, text: '', score: i % 7 === 0 ? null : ((i * 13) % 11) / 2.2 }));
+    const c = new CandidateSummary();
+    const j = new JudgmentSummary();
+    for (let i = 0; i < cs.length; i += 10) c.add(cs.slice(i, i + 10));
+    for (let i = 0; i < js.length; i += 17) j.add(js.slice(i, i + 17));
+    expect(c.summary()).toEqual(summarizeCandidates(cs));
+    expect(j.summary()).toEqual(summarizeJudgments(js));
+    expect(new CandidateSummary().summary()).toEqual(summarizeCandidates([]));
+    expect(new JudgmentSummary().summary()).toEqual(summarizeJudgments([]));
   });
 });
