@@ -21,14 +21,12 @@ export interface StageProgress {
 export type ProgressReporter = (p: StageProgress) => void;
 
 export function formatProgress(p: StageProgress): string {
-  const rate = p.elapsedS > 0 ? p.tokens / p.elapsedS : 0;
-  const frac = p.total > 0 ? p.done / p.total : 0;
-  const eta = frac > 0 && frac < 1 ? (p.elapsedS * (1 - frac)) / frac : 0;
+  const { tokensPerSecond, etaSeconds } = rates(p.done, p.total, p.tokens, p.elapsedS);
   const parts = [
     `[${p.run} iter ${p.iteration}] ${p.stage}`,
     `${p.done}/${p.total}`,
-    p.tokens > 0 ? `${rate.toFixed(1)} tok/s` : '',
-    eta > 0 ? `ETA ${formatDuration(eta)}` : '',
+    p.tokens > 0 ? `${tokensPerSecond.toFixed(1)} tok/s` : '',
+    etaSeconds ? `ETA ${formatDuration(etaSeconds)}` : '',
     `elapsed ${formatDuration(p.elapsedS)}`,
     p.note ?? '',
   ];

@@ -5,7 +5,7 @@
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import { formatDuration } from '../activities/progress';
+import { formatDuration, rates } from '../activities/progress';
 import { iterationWorkflowId, type LiveStage, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
 import { ConfigError } from './config';
 import { ensureSearchAttributes } from './search-attributes';
@@ -125,8 +125,9 @@ export function formatLive(a: LiveActivity): string {
   const parts = [`${typeof d.stage === 'string' ? d.stage : a.activity}`];
   if (done !== null && total) parts.push(`${done}/${total} (${((100 * done) / total).toFixed(0)}%)`);
   if (num('shards') !== null) parts.push(`shards ${num('shardsCommitted') ?? 0}/${num('shards')} committed`);
-  if (tokens && elapsed) parts.push(`${(tokens / elapsed).toFixed(1)} tok/s`);
-  if (done && total && elapsed && done < total) parts.push(`ETA ${Math.round(((total - done) * elapsed) / done)}s`);
+  const r = rates(done ?? 0, total ?? 0, tokens ?? 0, elapsed ?? 0);
+  if (tokens && elapsed) parts.push(`${r.tokensPerSecond.toFixed(1)} tok/s`);
+  if (r.etaSeconds !== undefined) parts.push(`ETA ${r.etaSeconds}s`);
   if (num('loss') !== null) parts.push(`loss ${num('loss')!.toFixed(4)}`);
   if (num('checkpointStep')) parts.push(`checkpoint at step ${num('checkpointStep')}`);
   if (a.attempt > 1) parts.push(`attempt ${a.attempt}`);
