@@ -853,6 +853,7 @@ export function createActivities(deps: ActivityDeps) {
         },
         timings: input.timings,
         skipped: skipCounts(promptsM.stats, (await readStageManifest(store, input.candidates)).stats, (await readStageManifest(store, input.judgments)).stats),
+        evaluation: null,
       };
       const prefix = `runs/${config.run}/iter-${iteration}`;
       await store.putBytes(`${prefix}/summary.json`, JSON.stringify(summary, null, 2) + '\n');

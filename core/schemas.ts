@@ -135,6 +135,87 @@ export const GenerationEngine = z.discriminatedUnion('kind', [
 ]);
 export type GenerationEngine = z.infer<typeof GenerationEngine>;
 
+/** An OpenAI-compatible endpoint (the `openai` variant of GenerationEngine). */
+export const OpenAIEndpoint = GenerationEngine.options[1];
+
+/**
+ * The judge of head-to-head comparisons in evaluation: a fixed local model (imported like the
+ * base model; not the model being trained) or any OpenAI-compatible endpoint.
+ */
+export const EvalJudgeConfig = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('model'), model: ModelSource }),
+  OpenAIEndpoint,
+]);
+export type EvalJudgeConfig = z.infer<typeof EvalJudgeConfig>;
+
+/**
+ * When an iteration's model may become the lineage's current model. Every threshold is
+ * optional; an absent one is not checked. `onFail`: `stop` ends the run after the iteration,
+ * `rollback` trains the next iteration from the last accepted model, `continue` goes on from
+ * the new model. In every case the run promotes its newest accepted model (M1 counts as accepted).
+ */
+export const GateConfig = z.strictObject({
+  /** head-to-head win rate of M_{t+1} against M_t (ties count half), 0..1 */
+  minWinRateVsPrevious: z.number().min(0).max(1).optional(),
+  /** win rate against the evaluation set's reference outputs, 0..1 */
+  minWinRateVsReference: z.number().min(0).max(1).optional(),
+  /** largest drop of the judge's pairwise accuracy on held-out human rankings from M_t to M_{t+1} */
+  maxJudgeAccuracyDrop: z.number().min(0).max(1).optional(),
+  /** largest share of the iteration's parsed judgments scoring 5 (the judge saturating) */
+  maxTopScoreShare: z.number().min(0).max(1).optional(),
+  /** least parse rate of the iteration's judgments */
+  minJudgeParseRate: z.number().min(0).max(1).optional(),
+  /** largest growth of the mean evaluation response length from M_t to M_{t+1}, as a ratio (1.5 = +50%) */
+  maxLengthGrowth: z.number().positive().optional(),
+  onFail: z.enum(['stop', 'rollback', 'continue']).default('stop'),
+});
+export type GateConfig = z.infer<typeof GateConfig>;
+
+/**
+ * Evaluation after each iteration's training (absent: none). Held-out prompts give each model's
+ * responses (head-to-head against the previous model, the SFT baseline and reference outputs,
+ * judged by `judge` in both orders); held-out human rankings give each model's quality as a judge.
+ */
+export const EvaluationConfig = z
+  .strictObject({
+    /** held-out prompts: a JSON array or JSONL of {instruction|prompt, output?|reference?} (AlpacaEval's format works) */
+    prompts: z
+      .strictObject({
+        file: z.string().min(1),
+        /** records skipped from the start of the file */
+        offset: z.number().int().nonnegative().default(0),
+        max: PositiveInt.default(100),
+      })
+      .optional(),
+    /** held-out human rankings: a JSONL of RankedSet, or an OASST trees export */
+    judgeSet: z
+      .strictObject({
+        ranked: z.string().min(1).optional(),
+        oasst: z.string().min(1).optional(),
+        lang: z.string().min(2).default('en'),
+        offset: z.number().int().nonnegative().default(0),
+        max: PositiveInt.default(100),
+      })
+      .refine((j) => (j.ranked === undefined) !== (j.oasst === undefined), { message: 'needs exactly one of `ranked` (JSONL of ranked sets) or `oasst` (an OASST trees export)' })
+      .optional(),
+    /** the head-to-head judge; absent: no head-to-head comparisons */
+    judge: EvalJudgeConfig.optional(),
+    /** what M_{t+1} is compared with */
+    opponents: z.array(z.enum(['previous', 'sft-baseline', 'reference'])).default(['previous', 'reference']),
+    /** sampling of the evaluated models' responses (temperature 0: greedy) */
+    responses: SamplingConfig.default({ temperature: 0, topP: 1, maxNewTokens: 512 }),
+    /** samples per reply when a model judges the held-out rankings (scores averaged) */
+    judgeSamples: PositiveInt.default(3),
+    judgeSampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
+    /** sampling of the head-to-head judge */
+    pairwise: SamplingConfig.default({ temperature: 0, topP: 1, maxNewTokens: 256 }),
+    /** responses longer than this many characters are cut (marked) in the head-to-head judge's prompt */
+    pairwiseMaxChars: PositiveInt.default(4000),
+    gate: GateConfig.optional(),
+  })
+  .refine((e) => e.prompts !== undefined || e.judgeSet !== undefined, { message: 'needs `prompts` (held-out prompts) or `judgeSet` (held-out human rankings), or both' });
+export type EvaluationConfig = z.infer<typeof EvaluationConfig>;
+
 export const ComputeConfig = z.strictObject({
   /** Where generation runs (absent: local). */
   engine: GenerationEngine.optional(),
@@ -222,6 +303,8 @@ export const RunConfig = z.strictObject({
   compute: ComputeConfig.default(ComputeConfig.parse({})),
   durability: DurabilityConfig.default(DurabilityConfig.parse({})),
   store: StoreConfig.default({}),
+  /** Evaluation of each iteration's model, and the promotion gate (absent: none). */
+  evaluation: EvaluationConfig.optional(),
 });
 export type RunConfig = z.infer<typeof RunConfig>;
 export type RunConfigInput = z.input<typeof RunConfig>;

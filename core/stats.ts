@@ -58,6 +58,108 @@ function binLabel(value: number): string {
 const Count = z.number().int().nonnegative();
 const MaybeNumber = z.number().nullable();
 
+/** A model as a judge of held-out human rankings (the paper's reward-modelling metrics). */
+export const JudgeQuality = z.strictObject({
+  model: z.string().min(1),
+  /** ranked sets with at least two replies of different human rank */
+  sets: Count,
+  /** reply pairs the humans ordered (ties in human rank left out) */
+  pairs: Count,
+  /** share of those pairs the model's mean scores order the same way (a model tie counts as a miss) */
+  pairwiseAccuracy: MaybeNumber,
+  /** of the replies the model scored a perfect 5, the share humans ranked best in their set */
+  fiveBest: MaybeNumber,
+  /** share of sets whose order by the model's scores is exactly the human order (ties must match ties) */
+  exactMatch: MaybeNumber,
+  /** mean over sets of Spearman's rho / Kendall's tau-b between scores and human ranks (sets where either is constant left out) */
+  spearman: MaybeNumber,
+  kendallTau: MaybeNumber,
+  /** sets with a defined correlation */
+  correlatedSets: Count,
+  judgments: Count,
+  parsed: Count,
+  parseRate: MaybeNumber,
+  /** per-reply mean scores, bins of 1 (see histogram()) */
+  histogram: z.record(z.string(), Count),
+});
+export type JudgeQuality = z.infer<typeof JudgeQuality>;
+
+/** M_{t+1} against an opponent on held-out prompts, each pair judged in both orders. */
+export const HeadToHead = z.strictObject({
+  model: z.string().min(1),
+  /** a model id, or "reference" (the evaluation set's reference outputs) */
+  opponent: z.string().min(1),
+  /** who judged, e.g. "model:gemma3-270m" or "openai:gpt-4o@https://..." */
+  judge: z.string().min(1),
+  prompts: Count,
+  /** both orders prefer the model / the opponent */
+  wins: Count,
+  losses: Count,
+  /** the two orders disagree, or a verdict could not be read */
+  ties: Count,
+  /** (wins + ties / 2) / prompts */
+  winRate: MaybeNumber,
+  orderDisagreements: Count,
+  /** verdicts (one per order) the judge's text gave none */
+  unparsed: Count,
+});
+export type HeadToHead = z.infer<typeof HeadToHead>;
+
+/** Response lengths of a model on the held-out prompts. */
+export const ResponseLengths = z.strictObject({
+  model: z.string().min(1),
+  count: Count,
+  meanChars: MaybeNumber,
+  medianChars: MaybeNumber,
+  meanTokens: MaybeNumber,
+});
+export type ResponseLengths = z.infer<typeof ResponseLengths>;
+
+/** Signs of length drift and reward hacking in the iteration's own judging. */
+export const RewardWatch = z.strictObject({
+  /** Pearson correlation of a candidate's length (characters) and its mean judge score */
+  lengthScoreCorrelation: MaybeNumber,
+  /** mean characters of chosen minus rejected responses */
+  chosenRejectedCharGap: MaybeNumber,
+  /** share of parsed judgments scoring 5 */
+  topScoreShare: MaybeNumber,
+  /** population variance of the parsed judgment scores */
+  scoreVariance: MaybeNumber,
+  /** share of judgments without a readable score */
+  parseFailureRate: MaybeNumber,
+});
+export type RewardWatch = z.infer<typeof RewardWatch>;
+
+export const GateCheck = z.strictObject({
+  /** the GateConfig field, e.g. "minWinRateVsPrevious" */
+  name: z.string().min(1),
+  value: MaybeNumber,
+  threshold: z.number(),
+  passed: z.boolean(),
+  message: z.string(),
+});
+export type GateCheck = z.infer<typeof GateCheck>;
+
+export const GateDecision = z.strictObject({
+  passed: z.boolean(),
+  checks: z.array(GateCheck),
+  onFail: z.enum(['stop', 'rollback', 'continue']),
+});
+export type GateDecision = z.infer<typeof GateDecision>;
+
+export const EvaluationSummary = z.strictObject({
+  /** the model evaluated: the iteration's output M_{t+1} */
+  model: z.string().min(1),
+  /** judge quality of the models evaluated in this iteration (M_t at the first iteration, M_{t+1}) */
+  judgeQuality: z.array(JudgeQuality),
+  headToHead: z.array(HeadToHead),
+  responses: z.array(ResponseLengths),
+  watch: RewardWatch,
+  /** null when no gate is configured */
+  gate: GateDecision.nullable(),
+});
+export type EvaluationSummary = z.infer<typeof EvaluationSummary>;
+
 export const IterationSummary = z.strictObject({
   run: z.string().min(1),
   iteration: z.number().int().nonnegative(),
@@ -105,6 +207,8 @@ export const IterationSummary = z.strictObject({
   timings: z.record(z.string(), z.number().nonnegative()),
   /** requests and records left out, by reason (prompt over the model's context, empty response, ...) */
   skipped: z.record(z.string(), Count).default({}),
+  /** evaluation of the iteration's model (null: none configured) */
+  evaluation: EvaluationSummary.nullable().default(null),
 });
 export type IterationSummary = z.infer<typeof IterationSummary>;
 

@@ -43,6 +43,7 @@ describe('histogram', () => {
 });
 
 const summary: IterationSummary = {
+  evaluation: null,
   run: 'demo',
   iteration: 1,
   modelIn: 'M1',
