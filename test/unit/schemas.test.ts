@@ -41,6 +41,31 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
       [{ kind: 'vllm' }, 'kind'],
     ],
   },
+  OpenAIEndpoint: { valid: { kind: 'openai', baseUrl: 'https://api.example.com/v1', model: 'judge' }, invalid: [[{ kind: 'openai', baseUrl: 'ftp://x', model: 'j' }, 'baseUrl']] },
+  EvalJudgeConfig: {
+    valid: { kind: 'model', model: { packaged: 'gemma3-270m' } },
+    invalid: [
+      [{ kind: 'model', model: { packaged: 'gpt-5' } }, 'model'],
+      [{ kind: 'human' }, 'kind'],
+    ],
+  },
+  GateConfig: {
+    valid: { minWinRateVsPrevious: 0.5, maxJudgeAccuracyDrop: 0.05, onFail: 'rollback' },
+    invalid: [
+      [{ minWinRateVsPrevious: 1.5 }, 'minWinRateVsPrevious'],
+      [{ onFail: 'retry' }, 'onFail'],
+      [{ maxLengthGrowth: 0 }, 'maxLengthGrowth'],
+    ],
+  },
+  EvaluationConfig: {
+    valid: { prompts: { file: 'eval.json', max: 8 }, judgeSet: { ranked: 'ranked.jsonl', offset: 8 }, judge: { kind: 'model', model: { packaged: 'gemma3-270m' } } },
+    invalid: [
+      [{}, ''],
+      [{ judgeSet: { ranked: 'a.jsonl', oasst: 'b.jsonl' } }, 'judgeSet'],
+      [{ prompts: { file: 'e.json', max: 0 } }, 'prompts.max'],
+      [{ prompts: { file: 'e.json' }, opponents: ['grandparent'] }, 'opponents[0]'],
+    ],
+  },
   ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
   DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
   StoreConfig: {
