@@ -16,10 +16,15 @@ import { recordId, seedFromId, configHash } from '../core/ids';
 import { formatConfigError, toJsonl } from '../core/jsonl';
 import { PairSelector, PairSummaryAccumulator } from '../core/pairs';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
+import { decideGate, headToHead, judgeQuality, pairwiseJudgePrompt, parsePairwiseVerdict, responseLengths, RewardWatchAccumulator, type ScoredSet } from '../core/eval';
 import {
   type ArtifactRef,
   Candidate,
   EftJudgment,
+  type EvalJudgeConfig,
+  EvalPrompt,
+  EvalResponse,
+  PairwiseVerdict,
   GeneratedPrompt,
   IftExample,
   Judgment,
@@ -32,7 +37,9 @@ import {
 import { loadSeed } from './seed';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
-import { CandidateSummary, IterationSummary, JudgmentSummary, renderIterationSummaryMarkdown } from '../core/stats';
+import { CandidateSummary, type EvaluationSummary, HeadToHead, IterationSummary, JudgeQuality, JudgmentSummary, renderIterationSummaryMarkdown } from '../core/stats';
+import { loadEvalPrompts, loadEvalRanked } from './eval-data';
+import { OpenAICompute } from './openai-compute';
 import {
   findModel,
   promotedKey,
@@ -87,6 +94,9 @@ export interface PreparedRun {
   seedIft: ArtifactRef;
   seedRanked: ArtifactRef | null;
   seedEft: ArtifactRef | null;
+  /** held-out evaluation data (absent in runs started before evaluation existed) */
+  evalPrompts?: ArtifactRef | null;
+  evalRanked?: ArtifactRef | null;
 }
 
 export interface TrainResult {
@@ -144,6 +154,8 @@ export function createActivities(deps: ActivityDeps) {
       onOutputs: (items: T[], outputs: GenerateOutput[]) => Promise<void> | void;
       part?: string;
       label?: string;
+      /** another engine than the run's (the evaluation judge); `remote`: it serves its own model */
+      engine?: { backend: ComputeBackend; remote: boolean };
     },
   ) {
     const { part = 'all', label = loc.stage } = input;
@@ -153,7 +165,8 @@ export function createActivities(deps: ActivityDeps) {
     const attempt = Context.current().info.attempt;
     const live = liveSignaller(signalMs);
     let last: Parameters<LiveSignaller['update']>[0] | null = null;
-    const engine = deps.engineFor?.(config);
+    const engine = input.engine ? (input.engine.remote ? input.engine.backend : undefined) : deps.engineFor?.(config);
+    const backend = input.engine?.backend ?? engine ?? deps.compute;
     // a remote engine serves its own model: no weights to fetch
     const modelArg = engine ? model.modelId : await modelDir(store, model);
     const shardSize = Math.max(1, config.durability.shardSize);
@@ -168,7 +181,7 @@ export function createActivities(deps: ActivityDeps) {
       const res = await withHeartbeats(async (update, signal) =>
         generateSharded({
           store,
-          compute: engine ?? deps.compute,
+          compute: backend,
           workDir: deps.workDir,
           loc,
           part,
@@ -233,7 +246,7 @@ export function createActivities(deps: ActivityDeps) {
   }
 
   /** generateStream over requests held in memory (small stages); returns outputs by request id. */
-  async function generate(config: RunConfig, loc: StageLocation, model: ModelRef, requests: GenerateRequest[], part = 'all', label = loc.stage) {
+  async function generate(config: RunConfig, loc: StageLocation, model: ModelRef, requests: GenerateRequest[], part = 'all', label = loc.stage, engine?: { backend: ComputeBackend; remote: boolean }) {
     const outputs = new Map<string, GenerateOutput>();
     const stats = await generateStream(config, loc, model, {
       batches: [requests],
@@ -242,6 +255,7 @@ export function createActivities(deps: ActivityDeps) {
       onOutputs: (reqs, outs) => reqs.forEach((r, i) => outputs.set(r.id, outs[i]!)),
       part,
       label,
+      ...(engine ? { engine } : {}),
     });
     return { outputs, ...stats };
   }
@@ -396,6 +410,24 @@ export function createActivities(deps: ActivityDeps) {
     return ref;
   }
 
+  const judgeEngines = new Map<string, OpenAICompute>();
+  /** The head-to-head judge: a local model through the local engine, or an OpenAI-compatible endpoint. */
+  function judgeEngine(judge: EvalJudgeConfig, judgeModel: ModelRef | null, config: RunConfig, iteration: number): { engine: { backend: ComputeBackend; remote: boolean }; judgeRef: ModelRef; label: string } {
+    if (judge.kind === 'model') {
+      if (!judgeModel) throw invalid(`${where(config, iteration, 'eval-head-to-head')}: evaluation.judge is a model but none was imported`, 'InvalidConfig');
+      return { engine: { backend: deps.compute, remote: false }, judgeRef: judgeModel, label: `model:${describeSource(judge.model)}` };
+    }
+    const key = JSON.stringify(judge);
+    let engine = judgeEngines.get(key);
+    if (!engine) {
+      engine = new OpenAICompute({ baseUrl: judge.baseUrl, model: judge.model, ...(judge.apiKeyEnv ? { apiKeyEnv: judge.apiKeyEnv } : {}), concurrency: judge.concurrency, timeoutSeconds: judge.timeoutSeconds, maxRetries: judge.maxRetries, wrapped: deps.compute });
+      judgeEngines.set(key, engine);
+    }
+    // the endpoint serves its own model: the reference only names it
+    const judgeRef: ModelRef = { modelId: judge.model, lineage: 'external', key: '', uri: judge.baseUrl, sha256: '' };
+    return { engine: { backend: engine, remote: true }, judgeRef, label: `openai:${judge.model}@${judge.baseUrl}` };
+  }
+
   function samplingSeed(config: RunConfig, id: string): number {
     return (seedFromId(id) ^ config.randomSeed) >>> 1;
   }
@@ -435,7 +467,22 @@ export function createActivities(deps: ActivityDeps) {
           ? null
           : ((await findStage(store, { ...seedLoc, stage: 'seed-eft' })) ??
             (await writeStage(store, { ...seedLoc, stage: 'seed-eft', recordType: 'SftExample', records: eftSeed, producer: PRODUCER, configHash: hash, stats: { sources } })));
-      return { config, configHash: hash, lineage: lineageOf(config), seedIft, seedRanked, seedEft };
+      const evaluation = config.evaluation;
+      let evalPrompts: ArtifactRef | null = null;
+      let evalRanked: ArtifactRef | null = null;
+      if (evaluation?.prompts) {
+        const cfg = evaluation.prompts;
+        evalPrompts =
+          (await findStage(store, { ...seedLoc, stage: 'eval-prompts' })) ??
+          (await writeStage(store, { ...seedLoc, stage: 'eval-prompts', recordType: 'EvalPrompt', records: await loadEvalPrompts(cfg), producer: PRODUCER, configHash: hash, stats: { sources: [cfg.file] } }));
+      }
+      if (evaluation?.judgeSet) {
+        const cfg = evaluation.judgeSet;
+        evalRanked =
+          (await findStage(store, { ...seedLoc, stage: 'eval-ranked' })) ??
+          (await writeStage(store, { ...seedLoc, stage: 'eval-ranked', recordType: 'RankedSet', records: await loadEvalRanked(cfg), producer: PRODUCER, configHash: hash, stats: { sources: [cfg.ranked ?? cfg.oasst] } }));
+      }
+      return { config, configHash: hash, lineage: lineageOf(config), seedIft, seedRanked, seedEft, evalPrompts, evalRanked };
     },
 
     /** Makes a model usable as a run's starting point: a packaged GGUF is converted once and cached. */
@@ -794,15 +841,143 @@ export function createActivities(deps: ActivityDeps) {
 
     /**
      * Marks a run's final model as the lineage's promoted one (what `{"promoted": lineage}`
-     * starts from). Every completed run promotes its final model; an evaluation gate may come first.
+     * starts from). A completed run promotes its final model, or with evaluation gates its newest
+     * accepted one (`reason` says why it is not the final model).
      */
-    async promoteModel(input: { config: RunConfig; model: ModelRef }): Promise<{ lineage: string; modelId: string; previous: string | null }> {
+    async promoteModel(input: { config: RunConfig; model: ModelRef; reason?: string }): Promise<{ lineage: string; modelId: string; previous: string | null }> {
       const store = deps.storeFor(input.config);
       const lineage = input.model.lineage;
       const previous = await readPromoted(store, lineage);
-      const record = { lineage, modelId: input.model.modelId, run: input.config.run, promotedAt: new Date().toISOString(), previous: previous?.modelId ?? null };
+      const record = { lineage, modelId: input.model.modelId, run: input.config.run, promotedAt: new Date().toISOString(), previous: previous?.modelId ?? null, ...(input.reason ? { reason: input.reason } : {}) };
       await store.putBytes(promotedKey(lineage), JSON.stringify(record, null, 2) + '\n');
       return { lineage, modelId: input.model.modelId, previous: record.previous };
+    },
+
+    /**
+     * Evaluation: a model's responses to the held-out prompts (one each, `evaluation.responses`
+     * sampling). Kept once per model (a run-level stage named after it), so M_t's responses from
+     * the iteration that trained it are reused when M_{t+1} is compared with it.
+     */
+    async evalResponses(input: { config: RunConfig; model: ModelRef; prompts: ArtifactRef }): Promise<ArtifactRef> {
+      const { config, model } = input;
+      const cfg = evaluationOf(config, 'eval-responses');
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration: 0, stage: `eval-responses-${model.modelId}` };
+      const existing = await findStage(store, loc);
+      if (existing) return existing;
+      const prompts = await readStage(store, input.prompts, EvalPrompt);
+      const requests = prompts.map((p): GenerateRequest => {
+        const id = recordId(config.run, 'eval-response', model.modelId, p.id);
+        return { id, messages: [{ role: 'user', content: p.instruction }], n: 1, temperature: cfg.responses.temperature, top_p: cfg.responses.topP, max_new_tokens: cfg.responses.maxNewTokens, seed: samplingSeed(config, id) };
+      });
+      const gen = await generate(config, loc, model, requests, 'all', `evaluation responses ${model.modelId}`);
+      const records: EvalResponse[] = prompts.map((p, i) => {
+        const out = gen.outputs.get(requests[i]!.id)!;
+        const o = out.outputs[0];
+        return { id: recordId(requests[i]!.id, 0), promptId: p.id, model: model.modelId, text: o?.text ?? '', tokens: o?.tokens ?? 0, finishReason: o?.finish_reason ?? 'stop', ...(out.skipped !== undefined ? { skipped: out.skipped } : {}) };
+      });
+      return publish(store, { ...loc, recordType: 'EvalResponse', records, producer: PRODUCER, configHash: configHash(cfg.responses), stats: { tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen), lengths: responseLengths(model.modelId, records) } });
+    },
+
+    /**
+     * Evaluation: a model as a judge of the held-out human rankings. Each reply is judged
+     * `judgeSamples` times with the run's rubric; the mean parsed score ranks the replies,
+     * compared with the human ranks. Kept once per model.
+     */
+    async evalJudgeQuality(input: { config: RunConfig; model: ModelRef; ranked: ArtifactRef }): Promise<JudgeQuality> {
+      const { config, model } = input;
+      const cfg = evaluationOf(config, 'eval-judge');
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration: 0, stage: `eval-judge-${model.modelId}` };
+      const existing = await findStage(store, loc);
+      if (existing) return JudgeQuality.parse((await readStageManifest(store, existing)).stats.judgeQuality);
+      const sets = await readStage(store, input.ranked, RankedSet);
+      const requests: GenerateRequest[] = [];
+      for (const set of sets) {
+        set.replies.forEach((reply, k) => {
+          const id = recordId(config.run, 'eval-judge', model.modelId, set.id, k);
+          requests.push({ id, messages: [{ role: 'user', content: judgePrompt(set.prompt, reply.text) }], n: cfg.judgeSamples, temperature: cfg.judgeSampling.temperature, top_p: cfg.judgeSampling.topP, max_new_tokens: cfg.judgeSampling.maxNewTokens, seed: samplingSeed(config, id) });
+        });
+      }
+      const gen = await generate(config, loc, model, requests, 'all', `evaluation judge ${model.modelId}`);
+      const judgments: EftJudgment[] = [];
+      const scored: ScoredSet[] = [];
+      let r = 0;
+      for (const set of sets) {
+        const scores = set.replies.map((_, k) => {
+          const req = requests[r++]!;
+          const parsed: number[] = [];
+          gen.outputs.get(req.id)!.outputs.forEach((o, sample) => {
+            const j = scoreOf(o.text);
+            judgments.push({ id: recordId(req.id, sample), setId: set.id, replyIndex: k, sample, text: o.text, ...j });
+            if (j.score !== null) parsed.push(j.score);
+          });
+          return parsed.length === 0 ? null : parsed.reduce((a, b) => a + b, 0) / parsed.length;
+        });
+        scored.push({ human: set.replies.map((x) => x.rank), scores });
+      }
+      const quality = judgeQuality(model.modelId, scored, { judgments: judgments.length, parsed: judgments.filter((j) => j.score !== null).length });
+      await publish(store, { ...loc, recordType: 'EftJudgment', records: judgments, producer: PRODUCER, configHash: configHash({ s: cfg.judgeSamples, p: cfg.judgeSampling }), stats: { judgeQuality: quality, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) } });
+      return quality;
+    },
+
+    /**
+     * Evaluation: M_{t+1}'s responses against an opponent's (a model's, or the prompts' reference
+     * outputs) on the held-out prompts, judged by `evaluation.judge` in both orders.
+     */
+    async evalHeadToHead(input: IterationStageInput & {
+      model: ModelRef;
+      responses: ArtifactRef;
+      prompts: ArtifactRef;
+      /** a model id with its responses, or the reference outputs */
+      opponent: { id: string; responses: ArtifactRef } | { id: 'reference' };
+      /** the judge when `evaluation.judge.kind` is "model" */
+      judgeModel: ModelRef | null;
+    }): Promise<HeadToHead> {
+      const { config, iteration, model, opponent } = input;
+      const cfg = evaluationOf(config, 'eval-head-to-head');
+      const judgeCfg = cfg.judge;
+      if (!judgeCfg) throw invalid(`${where(config, iteration, 'eval-head-to-head')}: evaluation.judge is not configured`, 'InvalidConfig');
+      const store = deps.storeFor(config);
+      const loc = { run: config.run, iteration, stage: `eval-h2h-${opponent.id}` };
+      const existing = await findStage(store, loc);
+      if (existing) return HeadToHead.parse((await readStageManifest(store, existing)).stats.headToHead);
+      const prompts = await readStage(store, input.prompts, EvalPrompt);
+      const mine = new Map((await readStage(store, input.responses, EvalResponse)).map((r) => [r.promptId, r.text]));
+      const theirs = new Map<string, string>();
+      if ('responses' in opponent) for (const r of await readStage(store, opponent.responses, EvalResponse)) theirs.set(r.promptId, r.text);
+      else for (const p of prompts) if (p.reference !== undefined) theirs.set(p.id, p.reference);
+      const compared = prompts.filter((p) => mine.has(p.id) && theirs.has(p.id));
+      if (compared.length === 0) {
+        throw invalid(`${where(config, iteration, 'eval-head-to-head')}: no held-out prompt has both a response of ${model.modelId} and one of ${opponent.id}${opponent.id === 'reference' ? ' (the evaluation prompts carry no reference outputs: drop "reference" from evaluation.opponents)' : ''}`, 'InvalidData');
+      }
+      const requests: GenerateRequest[] = [];
+      for (const p of compared) {
+        const a = mine.get(p.id)!;
+        const b = theirs.get(p.id)!;
+        for (const order of ['model-first', 'model-second'] as const) {
+          const id = recordId(config.run, iteration, 'eval-h2h', opponent.id, p.id, order);
+          const content = order === 'model-first' ? pairwiseJudgePrompt(p.instruction, a, b, cfg.pairwiseMaxChars) : pairwiseJudgePrompt(p.instruction, b, a, cfg.pairwiseMaxChars);
+          requests.push({ id, messages: [{ role: 'user', content }], n: 1, temperature: cfg.pairwise.temperature, top_p: cfg.pairwise.topP, max_new_tokens: cfg.pairwise.maxNewTokens, seed: samplingSeed(config, id) });
+        }
+      }
+      const { engine, judgeRef, label } = judgeEngine(judgeCfg, input.judgeModel, config, iteration);
+      const gen = await generate(config, loc, judgeRef, requests, 'all', `head-to-head vs ${opponent.id}`, engine);
+      const verdicts: PairwiseVerdict[] = [];
+      const byPrompt: { modelFirst: 'A' | 'B' | null; modelSecond: 'A' | 'B' | null }[] = [];
+      compared.forEach((p, k) => {
+        const pair = [0, 1].map((o) => {
+          const req = requests[2 * k + o]!;
+          const text = gen.outputs.get(req.id)!.outputs[0]?.text ?? '';
+          const verdict = parsePairwiseVerdict(text);
+          verdicts.push({ id: recordId(req.id, 0), promptId: p.id, order: o === 0 ? 'model-first' : 'model-second', text, verdict });
+          return verdict;
+        });
+        byPrompt.push({ modelFirst: pair[0]!, modelSecond: pair[1]! });
+      });
+      const result = headToHead(model.modelId, opponent.id, label, byPrompt);
+      await publish(store, { ...loc, recordType: 'PairwiseVerdict', records: verdicts, producer: PRODUCER, configHash: configHash({ j: judgeCfg, p: cfg.pairwise, m: cfg.pairwiseMaxChars }), stats: { headToHead: result, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) } });
+      return result;
     },
 
     /** Writes the iteration's summary (JSON + Markdown) next to its artifacts and shows it. */
@@ -815,17 +990,54 @@ export function createActivities(deps: ActivityDeps) {
       pairs: ArtifactRef;
       dpoMetrics: Record<string, unknown>;
       timings: Record<string, number>;
+      /** the evaluation's results (absent: no evaluation configured) */
+      evaluation?: {
+        judgeQuality: JudgeQuality[];
+        /** M_t's judge quality, for the gate's accuracy-drop check */
+        previousJudgeQuality: JudgeQuality | null;
+        headToHead: HeadToHead[];
+        /** held-out responses of the models compared (M_{t+1} first) */
+        responses: ArtifactRef[];
+      };
     }): Promise<IterationSummary> {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       const promptsM = await readStageManifest(store, input.prompts);
       const pairsM = await readStageManifest(store, input.pairs);
       const candidates = new CandidateSummary();
-      for await (const batch of readStageShards(store, input.candidates, Candidate)) candidates.add(batch);
+      const watch = new RewardWatchAccumulator();
+      for await (const batch of readStageShards(store, input.candidates, Candidate)) {
+        candidates.add(batch);
+        watch.addCandidates(batch);
+      }
       const judgments = new JudgmentSummary();
-      for await (const batch of readStageShards(store, input.judgments, Judgment)) judgments.add(batch);
+      for await (const batch of readStageShards(store, input.judgments, Judgment)) {
+        judgments.add(batch);
+        watch.addJudgments(batch);
+      }
       const pairs = new PairSummaryAccumulator();
-      for await (const batch of readStageShards(store, input.pairs, PreferencePair)) pairs.add(batch);
+      for await (const batch of readStageShards(store, input.pairs, PreferencePair)) {
+        pairs.add(batch);
+        watch.addPairs(batch);
+      }
+      let evaluation: EvaluationSummary | null = null;
+      if (input.evaluation && config.evaluation) {
+        const e = input.evaluation;
+        const responses = [];
+        for (const ref of e.responses) {
+          const recs = await readStage(store, ref, EvalResponse);
+          responses.push(responseLengths(recs[0]?.model ?? ref.key, recs));
+        }
+        const measured = { model: input.modelOut.modelId, previousModel: input.modelIn.modelId, headToHead: e.headToHead, judgeQuality: e.judgeQuality, previousJudgeQuality: e.previousJudgeQuality, responses, watch: watch.watch() };
+        evaluation = {
+          model: input.modelOut.modelId,
+          judgeQuality: e.judgeQuality,
+          headToHead: e.headToHead,
+          responses,
+          watch: measured.watch,
+          gate: config.evaluation.gate ? decideGate(config.evaluation.gate, measured) : null,
+        };
+      }
       const filters = (promptsM.stats.filters ?? {}) as Record<string, number>;
       const dropped = Object.fromEntries(Object.entries(filters).filter(([k]) => k !== 'kept'));
       const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -853,7 +1065,7 @@ export function createActivities(deps: ActivityDeps) {
         },
         timings: input.timings,
         skipped: skipCounts(promptsM.stats, (await readStageManifest(store, input.candidates)).stats, (await readStageManifest(store, input.judgments)).stats),
-        evaluation: null,
+        evaluation,
       };
       const prefix = `runs/${config.run}/iter-${iteration}`;
       await store.putBytes(`${prefix}/summary.json`, JSON.stringify(summary, null, 2) + '\n');
@@ -885,6 +1097,18 @@ function skipCounts(prompts: Record<string, unknown>, candidates: Record<string,
 }
 
 /** The score parsed from a judge's generated text, or null with the reason. */
+/** The run's evaluation settings, for an evaluation activity (a run without them has none to run). */
+function evaluationOf(config: RunConfig, stage: string): NonNullable<RunConfig['evaluation']> {
+  if (!config.evaluation) throw invalid(`run "${config.run}", stage ${stage}: the run config has no "evaluation" section`, 'InvalidConfig');
+  return config.evaluation;
+}
+
+function describeSource(source: ModelSource): string {
+  if ('packaged' in source) return source.packaged;
+  if ('promoted' in source) return `promoted:${source.promoted}`;
+  return path.basename(source.path);
+}
+
 function scoreOf(text: string): { score: number | null; parseError?: string } {
   const parsed = parseJudgeScore(text);
   return parsed.score === null ? { score: null, parseError: parsed.error } : { score: parsed.score };

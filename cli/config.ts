@@ -39,6 +39,11 @@ export function resolvePaths(config: RunConfig, baseDir: string): RunConfig {
   if ('path' in out.baseModel) out.baseModel = { path: abs(out.baseModel.path)! };
   if (out.prompts.model && 'path' in out.prompts.model) out.prompts.model = { path: abs(out.prompts.model.path)! };
   if (out.store.root && !isS3Uri(out.store.root)) out.store.root = abs(out.store.root);
+  const ev = out.evaluation;
+  if (ev?.prompts) ev.prompts.file = abs(ev.prompts.file)!;
+  if (ev?.judgeSet?.ranked) ev.judgeSet.ranked = abs(ev.judgeSet.ranked);
+  if (ev?.judgeSet?.oasst) ev.judgeSet.oasst = abs(ev.judgeSet.oasst);
+  if (ev?.judge?.kind === 'model' && 'path' in ev.judge.model) ev.judge.model = { path: abs(ev.judge.model.path)! };
   return out;
 }
 
@@ -49,6 +54,9 @@ export function checkFilesExist(config: RunConfig, file: string): void {
     ['seed.ranked', config.seed.ranked],
     ['seed.oasst', config.seed.oasst],
     ['seed.eft', config.seed.eft],
+    ['evaluation.prompts.file', config.evaluation?.prompts?.file],
+    ['evaluation.judgeSet.ranked', config.evaluation?.judgeSet?.ranked],
+    ['evaluation.judgeSet.oasst', config.evaluation?.judgeSet?.oasst],
   ];
   for (const [key, p] of need) {
     if (p !== undefined && !fs.existsSync(p)) throw new ConfigError(`${file}: "${key}": ${p} does not exist`);

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
+import { loadEvalPrompts, loadEvalRanked } from '../activities/eval-data';
 import { loadSeed } from '../activities/seed';
 import { openStore } from '../activities/open-store';
 import { isS3Uri, parseS3Uri } from '../core/s3uri';
@@ -44,6 +45,8 @@ async function loadConfigOrExit(file: string, runName?: string): Promise<RunConf
   checkFilesExist(config, file);
   try {
     await loadSeed(config);
+    if (config.evaluation?.prompts) await loadEvalPrompts(config.evaluation.prompts);
+    if (config.evaluation?.judgeSet) await loadEvalRanked(config.evaluation.judgeSet);
   } catch (err) {
     if (err instanceof ApplicationFailure) throw new ConfigError(err.message);
     throw err;
@@ -125,6 +128,7 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
   if (lastStage && lastStage !== 'done') stageTimes.push([lastStage, (Date.now() - stageStarted) / 1000]);
   const out = await result;
   for (let i = printedSummaries; i < out.summaries.length; i++) print('\n' + renderIterationSummaryMarkdown(out.summaries[i]!));
+  if (out.promoted) print(`\npromoted: ${out.promoted}${out.promoted !== out.finalModel.modelId ? ` (the newest model that passed its promotion gate; the final model ${out.finalModel.modelId} did not)` : ''}`);
   if (stageTimes.length) {
     print('\nWall time per stage (as observed by this CLI):');
     for (const [stage, s] of stageTimes) print(`  ${stage.padEnd(20)} ${formatDuration(s)}`);
@@ -224,6 +228,8 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
       if (p.live) console.log(`  ${formatLiveStage(p.live)}`);
       if (p.paused) console.log(`  paused since ${p.paused.since}: ${p.paused.reason}`);
       if (p.error) console.log(`  error: ${p.error}`);
+      for (const g of p.gates ?? []) console.log(`  gate, iteration ${g.iteration}: ${g.model} ${g.passed ? 'passed' : `FAILED (${g.onFail}): ${g.failed.join('; ')}`}`);
+      if (p.promoted) console.log(`  promoted: ${p.promoted}`);
       const last = p.summaries.at(-1);
       if (last) console.log('\n' + renderIterationSummaryMarkdown(last));
     }

@@ -213,7 +213,22 @@ export const EvaluationConfig = z
     pairwiseMaxChars: PositiveInt.default(4000),
     gate: GateConfig.optional(),
   })
-  .refine((e) => e.prompts !== undefined || e.judgeSet !== undefined, { message: 'needs `prompts` (held-out prompts) or `judgeSet` (held-out human rankings), or both' });
+  .superRefine((e, ctx) => {
+    if (e.prompts === undefined && e.judgeSet === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'needs `prompts` (held-out prompts) or `judgeSet` (held-out human rankings), or both' });
+    }
+    // a threshold is only useful when the evaluation measures its figure
+    const g = e.gate;
+    if (!g) return;
+    const need = (field: keyof GateConfig, ok: boolean, what: string): void => {
+      if (g[field] !== undefined && !ok) ctx.addIssue({ code: 'custom', path: ['gate', field], message: `is measured only with ${what}` });
+    };
+    const h2h = e.prompts !== undefined && e.judge !== undefined;
+    need('minWinRateVsPrevious', h2h && e.opponents.includes('previous'), '`evaluation.prompts`, `evaluation.judge` and "previous" in `evaluation.opponents`');
+    need('minWinRateVsReference', h2h && e.opponents.includes('reference'), '`evaluation.prompts` (with reference outputs), `evaluation.judge` and "reference" in `evaluation.opponents`');
+    need('maxJudgeAccuracyDrop', e.judgeSet !== undefined, '`evaluation.judgeSet`');
+    need('maxLengthGrowth', e.prompts !== undefined, '`evaluation.prompts`');
+  });
 export type EvaluationConfig = z.infer<typeof EvaluationConfig>;
 
 export const ComputeConfig = z.strictObject({
@@ -472,3 +487,38 @@ export const EftSeed = z.strictObject({
   judgment: z.string().min(1),
 });
 export type EftSeed = z.infer<typeof EftSeed>;
+
+/** A held-out evaluation prompt, with a reference output when the set has one (AlpacaEval's does). */
+export const EvalPrompt = z.strictObject({
+  id: z.string().min(1),
+  instruction: z.string().min(1),
+  reference: z.string().optional(),
+  /** who wrote the reference, e.g. "gpt4_1106_preview" */
+  referenceGenerator: z.string().optional(),
+  dataset: z.string().optional(),
+});
+export type EvalPrompt = z.infer<typeof EvalPrompt>;
+
+/** One model's response to a held-out prompt. */
+export const EvalResponse = z.strictObject({
+  id: z.string().min(1),
+  promptId: z.string().min(1),
+  model: z.string().min(1),
+  text: z.string(),
+  tokens: z.number().int().nonnegative(),
+  finishReason: z.enum(['stop', 'length']),
+  /** set when the engine did not generate it (e.g. prompt over the context) */
+  skipped: z.string().optional(),
+});
+export type EvalResponse = z.infer<typeof EvalResponse>;
+
+/** The head-to-head judge's verdict on one prompt in one order. */
+export const PairwiseVerdict = z.strictObject({
+  id: z.string().min(1),
+  promptId: z.string().min(1),
+  /** the evaluated model's response was shown first (as A) or second (as B) */
+  order: z.enum(['model-first', 'model-second']),
+  text: z.string(),
+  verdict: z.enum(['A', 'B']).nullable(),
+});
+export type PairwiseVerdict = z.infer<typeof PairwiseVerdict>;

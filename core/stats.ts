@@ -331,11 +331,41 @@ export function renderIterationSummaryMarkdown(summary: IterationSummary): strin
     out.push(...table(['reason', 'count'], sortedEntries(s.skipped).map(([k, v]) => [k, v] as Row)), '');
   }
 
+  if (s.evaluation) out.push(...renderEvaluationMarkdown(s.evaluation));
+
   out.push('## Timings', '');
   const timings = Object.entries(s.timings);
   if (timings.length === 0) out.push('No timings recorded.', '');
   else out.push(...table(['stage', 'seconds'], timings.map(([k, v]) => [k, v] as Row)), '');
   return out.join('\n');
+}
+
+/** The evaluation section of an iteration summary: head-to-head, judge quality, lengths, watch, gate. */
+function renderEvaluationMarkdown(e: EvaluationSummary): string[] {
+  const out: string[] = ['## Evaluation', ''];
+  if (e.headToHead.length > 0) {
+    out.push(`Head-to-head on held-out prompts, each judged in both orders (a disagreement is a tie):`, '');
+    out.push(...table(['opponent', 'judge', 'prompts', 'wins', 'ties', 'losses', 'win rate'], e.headToHead.map((h) => [h.opponent, h.judge, h.prompts, h.wins, h.ties, h.losses, percent(h.winRate)] as Row)), '');
+  }
+  if (e.judgeQuality.length > 0) {
+    out.push('The model as a judge of held-out human rankings:', '');
+    out.push(...table(['model', 'sets', 'pairwise acc.', '5-best', 'exact match', 'Spearman', 'Kendall τ', 'parse rate'], e.judgeQuality.map((j) => [j.model, j.sets, percent(j.pairwiseAccuracy), percent(j.fiveBest), percent(j.exactMatch), j.spearman, j.kendallTau, percent(j.parseRate)] as Row)), '');
+  }
+  if (e.responses.length > 0) {
+    out.push(...table(['held-out responses of', 'count', 'mean chars', 'median chars', 'mean tokens'], e.responses.map((r) => [r.model, r.count, r.meanChars, r.medianChars, r.meanTokens] as Row)), '');
+  }
+  out.push(...table(['reward-hacking watch', 'value'], [
+    ['length–score correlation', e.watch.lengthScoreCorrelation],
+    ['chosen − rejected characters', e.watch.chosenRejectedCharGap],
+    ['share of scores at 5', percent(e.watch.topScoreShare)],
+    ['score variance', e.watch.scoreVariance],
+    ['judge parse failures', percent(e.watch.parseFailureRate)],
+  ]), '');
+  if (e.gate) {
+    out.push(`**Promotion gate: ${e.gate.passed ? 'passed' : `FAILED (on failure: ${e.gate.onFail})`}**`, '');
+    out.push(...table(['check', 'value', 'threshold', 'result'], e.gate.checks.map((c) => [c.message, c.value, c.threshold, c.passed ? 'pass' : 'FAIL'] as Row)), '');
+  }
+  return out;
 }
 
 type Cell = string | number | null;

@@ -24,7 +24,7 @@ import {
 } from '@temporalio/workflow';
 import type { Activities, ModelRef } from '../activities';
 import type { ArtifactRef, DurabilityConfig, RunConfig } from '../core/schemas';
-import type { IterationSummary } from '../core/stats';
+import type { HeadToHead, IterationSummary, JudgeQuality } from '../core/stats';
 import {
   iterationProgressQuery,
   iterationWorkflowId,
@@ -33,6 +33,7 @@ import {
   resumeSignal,
   stageProgressSignal,
   type LiveStage,
+  EVALUATION_PATCH,
   PROMOTE_PATCH,
   scheduledRunName,
   SEARCH_ATTRIBUTES_PATCH,
@@ -170,7 +171,19 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     const m1 = await step('sft-m1', () => training.trainSft({ config, base: m0, ift: prepared.seedIft, eft, name: 'm1' }));
     addModel('M1', m1.model);
 
+    // evaluation (versioned: runs recorded before it replay without it)
+    const evaluation = config.evaluation !== undefined && patched(EVALUATION_PATCH) ? config.evaluation : undefined;
+    let evalInput: IterationInput['evaluation'];
+    if (evaluation) {
+      const judge = evaluation.judge;
+      const judgeModel = judge?.kind === 'model' ? await step('import-eval-judge', () => training.importModel({ config, source: judge.model, name: 'eval-judge' })) : null;
+      const baseline = models.find((m) => m.name === 'SFT baseline')?.model ?? null;
+      evalInput = { prompts: prepared.evalPrompts ?? null, ranked: prepared.evalRanked ?? null, judgeModel, baseline };
+    }
+
     let current = m1.model;
+    // the newest model that passed its gate (M1, the run's starting model, is accepted as it is)
+    let accepted = m1.model;
     const earlier: ArtifactRef[] = [];
     const summaries: IterationSummary[] = [];
     for (let t = 1; t <= config.iterations; t++) {
@@ -181,7 +194,7 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
           workflowId: iterationWorkflowId(config.run, t),
           taskQueue: TASK_QUEUES.orchestration,
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier], ...(progress.paused ? { paused: progress.paused } : {}), ...(input.searchAttributes ? { searchAttributes: true } : {}) }],
+          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier], ...(progress.paused ? { paused: progress.paused } : {}), ...(input.searchAttributes ? { searchAttributes: true } : {}), ...(evalInput ? { evaluation: evalInput } : {}) }],
         });
       });
       child = null;
@@ -190,15 +203,30 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
       summaries.push(out.summary);
       progress.summaries.push(out.summary);
       addModel(`M${t + 1}`, out.modelOut);
+      const gate = out.summary.evaluation?.gate;
+      if (!gate || gate.passed) {
+        accepted = out.modelOut;
+        if (gate) (progress.gates ??= []).push({ iteration: t, model: out.modelOut.modelId, passed: true, onFail: gate.onFail, failed: [] });
+        continue;
+      }
+      const failed = gate.checks.filter((c) => !c.passed).map((c) => c.message);
+      (progress.gates ??= []).push({ iteration: t, model: out.modelOut.modelId, passed: false, onFail: gate.onFail, failed });
+      log.warn('promotion gate failed', { run: config.run, iteration: t, model: out.modelOut.modelId, onFail: gate.onFail, failed });
+      if (gate.onFail === 'stop') break;
+      if (gate.onFail === 'rollback') current = accepted;
     }
+    let promotedId: string | undefined;
     if (patched(PROMOTE_PATCH)) {
-      const promoted = await step('promote', () => cpu.promoteModel({ config, model: current }));
+      const model = evaluation ? accepted : current;
+      const reason = evaluation && accepted.modelId !== current.modelId ? `${current.modelId} did not pass its promotion gate; ${accepted.modelId} is the newest model that did` : undefined;
+      const promoted = await step('promote', () => cpu.promoteModel({ config, model, ...(reason ? { reason } : {}) }));
       progress.promoted = promoted.modelId;
+      promotedId = promoted.modelId;
     }
     progress.status = 'completed';
     progress.stage = 'done';
     searchAttributes({ SrlmStage: 'done' });
-    return { run: config.run, models, summaries, finalModel: current };
+    return { run: config.run, models, summaries, finalModel: current, ...(promotedId ? { promoted: promotedId } : {}) };
   } catch (err) {
     if (isCancellation(err)) {
       // an operator's cancel: the activities have stopped their compute processes by now
@@ -248,6 +276,15 @@ export interface IterationInput {
   paused?: { since: string; reason: string };
   /** keep srlm's search attributes up to date */
   searchAttributes?: boolean;
+  /** evaluate the iteration's model (runs with an `evaluation` section) */
+  evaluation?: {
+    prompts: ArtifactRef | null;
+    ranked: ArtifactRef | null;
+    /** the head-to-head judge, when it is a local model */
+    judgeModel: ModelRef | null;
+    /** the SFT baseline, for the "sft-baseline" opponent */
+    baseline: ModelRef | null;
+  };
 }
 
 export interface IterationResult {
@@ -300,8 +337,52 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     );
   }
   const dpo = await step('dpo', () => training.trainDpo({ config, iteration, model, pairs }));
+  const evaluation = input.evaluation ? await evaluate(input.evaluation, dpo.model) : undefined;
   const summary = await step('summary', () =>
-    cpu.summarizeIteration({ config, iteration, modelIn: model, modelOut: dpo.model, prompts, candidates, judgments, pairs, dpoMetrics: dpo.metrics, timings: { ...timings } }),
+    cpu.summarizeIteration({ config, iteration, modelIn: model, modelOut: dpo.model, prompts, candidates, judgments, pairs, dpoMetrics: dpo.metrics, timings: { ...timings }, ...(evaluation ? { evaluation } : {}) }),
   );
   return { modelOut: dpo.model, prompts, pairs, summary };
+
+  /**
+   * Held-out responses of M_{t+1} and its opponents, judge quality of M_t and M_{t+1}, and the
+   * head-to-head comparisons. Per-model results are stages of their own, so M_t's come back
+   * from the iteration that trained it at no cost.
+   */
+  async function evaluate(ev: NonNullable<IterationInput['evaluation']>, out: ModelRef) {
+    const cfg = config.evaluation!;
+    const responses: ArtifactRef[] = [];
+    const headToHead: HeadToHead[] = [];
+    if (ev.prompts) {
+      const prompts = ev.prompts;
+      const opponents: { id: string; model: ModelRef }[] = [];
+      if (cfg.opponents.includes('previous')) opponents.push({ id: model.modelId, model });
+      if (cfg.opponents.includes('sft-baseline') && ev.baseline && ev.baseline.modelId !== model.modelId) opponents.push({ id: ev.baseline.modelId, model: ev.baseline });
+      const refs = await step('eval-responses', async () => {
+        const mine = await generation.evalResponses({ config, model: out, prompts });
+        const theirs: ArtifactRef[] = [];
+        for (const o of opponents) theirs.push(await generation.evalResponses({ config, model: o.model, prompts }));
+        return { mine, theirs };
+      });
+      responses.push(refs.mine, ...refs.theirs);
+      if (cfg.judge) {
+        const compared: ({ id: string; responses: ArtifactRef } | { id: 'reference' })[] = opponents.map((o, k) => ({ id: o.id, responses: refs.theirs[k]! }));
+        if (cfg.opponents.includes('reference')) compared.push({ id: 'reference' });
+        await step('eval-head-to-head', async () => {
+          for (const opponent of compared) {
+            headToHead.push(await generation.evalHeadToHead({ config, iteration, model: out, responses: refs.mine, prompts, opponent, judgeModel: ev.judgeModel }));
+          }
+        });
+      }
+    }
+    const judgeQuality: JudgeQuality[] = [];
+    let previousJudgeQuality: JudgeQuality | null = null;
+    if (ev.ranked) {
+      const ranked = ev.ranked;
+      await step('eval-judge', async () => {
+        previousJudgeQuality = await generation.evalJudgeQuality({ config, model, ranked });
+        judgeQuality.push(previousJudgeQuality, await generation.evalJudgeQuality({ config, model: out, ranked }));
+      });
+    }
+    return { judgeQuality, previousJudgeQuality, headToHead, responses };
+  }
 }

@@ -46,6 +46,18 @@ export interface RunProgress {
   paused?: { since: string; reason: string };
   /** the running stage's own progress, as its activity last reported it (absent between stages) */
   live?: LiveStage;
+  /** promotion gate decisions, one per evaluated iteration (runs with `evaluation.gate`) */
+  gates?: GateOutcome[];
+}
+
+export interface GateOutcome {
+  iteration: number;
+  model: string;
+  passed: boolean;
+  /** what the run did about a failed gate */
+  onFail: 'stop' | 'rollback' | 'continue';
+  /** messages of the checks that failed */
+  failed: string[];
 }
 
 export interface IterationProgress {
@@ -100,6 +112,8 @@ export interface RunResult {
   models: { name: string; model: ModelRef }[];
   summaries: IterationSummary[];
   finalModel: ModelRef;
+  /** the model the run promoted (with evaluation gates: its newest accepted model) */
+  promoted?: string;
 }
 
 /**
@@ -118,6 +132,9 @@ export const SEARCH_ATTRIBUTES_PATCH = 'srlm-search-attributes-v1';
 
 /** patched() id of the change that promotes a completed run's final model */
 export const PROMOTE_PATCH = 'srlm-promote-v1';
+
+/** patched() id of the change that evaluates each iteration's model and gates its promotion */
+export const EVALUATION_PATCH = 'srlm-evaluation-v1';
 
 /**
  * The run name of a scheduled execution: Temporal Schedules start `srlm-<name>-<time>`, so

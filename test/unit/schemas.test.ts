@@ -64,8 +64,13 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
       [{ judgeSet: { ranked: 'a.jsonl', oasst: 'b.jsonl' } }, 'judgeSet'],
       [{ prompts: { file: 'e.json', max: 0 } }, 'prompts.max'],
       [{ prompts: { file: 'e.json' }, opponents: ['grandparent'] }, 'opponents[0]'],
+      [{ prompts: { file: 'e.json' }, gate: { minWinRateVsPrevious: 0.5 } }, 'gate.minWinRateVsPrevious'],
+      [{ prompts: { file: 'e.json' }, gate: { maxJudgeAccuracyDrop: 0.1 } }, 'gate.maxJudgeAccuracyDrop'],
     ],
   },
+  EvalPrompt: { valid: { id: 'alpaca-1', instruction: 'Say hi', reference: 'Hi!' }, invalid: [[{ id: 'x', instruction: '' }, 'instruction']] },
+  EvalResponse: { valid: { id: 'r', promptId: 'p', model: 'demo.m2', text: 'hi', tokens: 1, finishReason: 'stop' }, invalid: [[{ id: 'r', promptId: 'p', model: 'm', text: '', tokens: -1, finishReason: 'stop' }, 'tokens']] },
+  PairwiseVerdict: { valid: { id: 'v', promptId: 'p', order: 'model-first', text: 'A wins', verdict: 'A' }, invalid: [[{ id: 'v', promptId: 'p', order: 'first', text: '', verdict: null }, 'order']] },
   ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
   DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
   StoreConfig: {
