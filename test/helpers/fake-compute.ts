@@ -30,6 +30,11 @@ export interface FakeComputeOptions {
   delayPerRequestMs?: number;
   /** every generated request id is appended here (to count work done, and redone) */
   logFile?: string;
+  /**
+   * head-to-head judge prompts (core/eval.ts pairwiseJudgePrompt): always this verdict, or
+   * "longer" for the longer response (A on equal length); default "longer"
+   */
+  pairwiseVerdict?: 'A' | 'B' | 'longer';
 }
 
 export class FakeCompute implements ComputeBackend {
@@ -51,6 +56,13 @@ export class FakeCompute implements ComputeBackend {
       const subject = SUBJECTS[(h >>> 8) % SUBJECTS.length]!;
       const audience = AUDIENCES[(h >>> 16) % AUDIENCES.length]!;
       return ` ${verb} ${subject} for ${audience}, using an example from ${SUBJECTS[(h >>> 4) % SUBJECTS.length]}.`;
+    }
+    if (text.includes('<response_a>')) {
+      const mode = this.opts.pairwiseVerdict ?? 'longer';
+      const a = /<response_a>\n([\s\S]*?)\n<\/response_a>/.exec(text)?.[1] ?? '';
+      const b = /<response_b>\n([\s\S]*?)\n<\/response_b>/.exec(text)?.[1] ?? '';
+      const verdict = mode === 'longer' ? (b.length > a.length ? 'B' : 'A') : mode;
+      return `Both answers address the request (fake judge).\nVerdict: ${verdict}`;
     }
     if (text.includes('Score:')) {
       if (this.opts.constantScore !== undefined) return `The answer is on topic.\nScore: ${this.opts.constantScore}`;
@@ -97,7 +109,7 @@ export class FakeCompute implements ComputeBackend {
         }
         if (this.opts.delayPerRequestMs) await new Promise((res) => setTimeout(res, this.opts.delayPerRequestMs));
         const content = this.content(r);
-        const isAnswer = !content.includes('Task 9:') && !content.includes('Score:');
+        const isAnswer = !content.includes('Task 9:') && !content.includes('Score:') && !content.includes('<response_a>');
         if (isAnswer && (hashInt('long', r.id) % 1000) / 1000 < (this.opts.tooLongRate ?? 0)) {
           await fs.appendFile(s.output, JSON.stringify({ id: r.id, outputs: [], skipped: 'prompt_too_long: fake context limit' }) + '\n');
           done++;

@@ -85,7 +85,7 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
       expect(e.judgeQuality.map((j) => j.model)).toEqual([prev, out]);
       for (const j of e.judgeQuality) {
         expect(j.sets).toBeGreaterThan(0);
-        expect(j.judgments).toBe(2 * 15); // 5 held-out sets (rank-09..rank-13) hold 15 replies, 2 samples each
+        expect(j.judgments).toBe(2 * 16); // the 5 held-out sets (rank-09..rank-13) hold 3+4+2+4+3 replies, 2 samples each
         expect(j.pairwiseAccuracy).not.toBeNull();
       }
       expect(e.responses.map((r) => r.model)).toEqual([out, prev, 'ev-pass.sft-baseline']);
