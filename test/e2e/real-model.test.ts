@@ -18,6 +18,7 @@ import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shar
 import { testTemporalAddress } from '../helpers/temporal';
 
 const repo = path.resolve(__dirname, '../..');
+const alpacaEval = path.resolve(repo, '../shared/data/alpaca-eval-gpt4-turbo-reference.json');
 
 const tinyConfig = (root: string): RunConfigInput => ({
   run: 'e2e',
@@ -34,6 +35,20 @@ const tinyConfig = (root: string): RunConfigInput => ({
   // several shards per generation stage, and a full checkpoint during M1's SFT
   durability: { shardSize: 4, checkpointEvery: 8 },
   store: { root },
+  // evaluation on a few held-out prompts (AlpacaEval's, with GPT-4 Turbo's outputs as references) and held-out ranked sets,
+  // the untrained base model (M0) as the fixed head-to-head judge
+  evaluation: {
+    prompts: fs.existsSync(alpacaEval) ? { file: alpacaEval, max: 3 } : { file: path.join(repo, 'seed/ift.jsonl'), offset: 40, max: 3 },
+    judgeSet: { ranked: path.join(repo, 'seed/ranked.jsonl'), offset: 8, max: 3 },
+    judge: { kind: 'model', model: { packaged: 'smollm2-135m-instruct' } },
+    responses: { temperature: 0, topP: 1, maxNewTokens: 48 },
+    judgeSamples: 1,
+    judgeSampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 64 },
+    pairwise: { temperature: 0, topP: 1, maxNewTokens: 48 },
+    pairwiseMaxChars: 600,
+    // a gate that cannot fail here (tiny models, three prompts): the decision is recorded all the same
+    gate: { minWinRateVsPrevious: 0, onFail: 'stop' },
+  },
 });
 
 describe('a real self-rewarding run with the packaged model', () => {
@@ -107,6 +122,23 @@ describe('a real self-rewarding run with the packaged model', () => {
     expect(s.pairs.kept).toBe(pairs.length);
     expect(s.dpo?.loss).toEqual(expect.any(Number));
     expect(await store.exists('runs/e2e/iter-1/summary.md')).toBe(true);
+  });
+
+  it('evaluated M2: held-out responses, judge quality of M1 and M2, head-to-head against M1 and the references, the gate', async () => {
+    const e = result.summaries[0]!.evaluation!;
+    expect(e.model).toBe(result.models.find((m) => m.name === 'M2')!.model.modelId);
+    expect(e.responses.map((r) => r.count)).toEqual([3, 3]);
+    expect(e.responses[0]!.meanTokens).toBeGreaterThan(0);
+    expect(e.headToHead.map((h) => h.opponent)).toEqual([result.models.find((m) => m.name === 'M1')!.model.modelId, 'reference']);
+    for (const h of e.headToHead) {
+      expect(h.prompts).toBe(3);
+      expect(h.wins + h.ties + h.losses).toBe(3);
+      expect(h.judge).toBe('model:smollm2-135m-instruct');
+    }
+    expect(e.judgeQuality).toHaveLength(2);
+    for (const j of e.judgeQuality) expect(j.judgments).toBeGreaterThan(0);
+    expect(e.gate).toMatchObject({ passed: true, checks: [{ name: 'minWinRateVsPrevious', passed: true }] });
+    expect(result.promoted).toBe(e.model);
   });
 
   it('generation ran in committed shards and training checkpoints were cleaned up after publishing', async () => {
