@@ -792,11 +792,11 @@ export function createActivities(deps: ActivityDeps) {
       const existing = await findStage(store, loc);
       if (existing) return existing;
       // two passes over the candidates: lengths and ids to choose, then the chosen texts
-      const selector = new PairSelector();
+      const selector = new PairSelector({ lengthControlRho: config.judge.lengthControlRho });
       for await (const batch of readStageShards(store, input.candidates, Candidate)) selector.addCandidates(batch);
       for await (const batch of readStageShards(store, input.judgments, Judgment)) selector.addJudgments(batch);
       selector.choose();
-      const writer = new StageWriter<PreferencePair>(store, { ...loc, recordType: 'PreferencePair', producer: PRODUCER, configHash: configHash({}) });
+      const writer = new StageWriter<PreferencePair>(store, { ...loc, recordType: 'PreferencePair', producer: PRODUCER, configHash: configHash(config.judge.lengthControlRho === 0 ? {} : { rho: config.judge.lengthControlRho }) });
       for await (const batch of readStageShards(store, input.candidates, Candidate)) await writer.add(selector.addTexts(batch));
       selector.finish();
       return publishWriter(writer, loc, { prompts: selector.prompts, pairs: selector.pairs, dropped: selector.drops });

@@ -106,6 +106,12 @@ export const CandidateConfig = z.strictObject({
 
 export const JudgeConfig = z.strictObject({
   samples: PositiveInt.default(3),
+  /**
+   * Length-controlled pair selection (Meta-Rewarding's rule): with rho > 0 the chosen response is
+   * the shortest scoring within rho x (score range) of the best, the rejected the longest within it
+   * of the worst. 0 (default) is the paper's rule: best against worst.
+   */
+  lengthControlRho: z.number().min(0).max(1).default(0),
   sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
 });
 

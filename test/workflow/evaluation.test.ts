@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findStage, readStage, readStageManifest } from '../../activities/artifacts';
 import { LocalStore } from '../../activities/store';
 import { recordId } from '../../core/ids';
-import { EvalResponse, ModelManifest, PairwiseVerdict, type RunConfigInput } from '../../core/schemas';
+import { Candidate, EvalResponse, ModelManifest, PairwiseVerdict, PreferencePair, type RunConfigInput } from '../../core/schemas';
 import { IterationSummary } from '../../core/stats';
 import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
@@ -145,6 +145,23 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
     expect(m3.parent).toBe('ev-back.m1');
     expect(result.summaries[1]!.modelIn).toBe('ev-back.m1');
     expect(result.promoted).toBe('ev-back.m1');
+  });
+
+  it('judge.lengthControlRho selects pairs by length within the score band (rho 1: shortest against longest)', async () => {
+    const cfg = config('ev-rho', undefined, { iterations: 1, judge: { samples: 3, lengthControlRho: 1 } });
+    delete (cfg as { evaluation?: unknown }).evaluation;
+    await run(cfg);
+    const store = new LocalStore(path.join(tmp, 'store-ev-rho'));
+    const pairs = await readStage(store, (await findStage(store, { run: 'ev-rho', iteration: 1, stage: 'pairs' }))!, PreferencePair);
+    const candidates = new Map((await readStage(store, (await findStage(store, { run: 'ev-rho', iteration: 1, stage: 'candidates' }))!, Candidate)).map((c) => [c.id, c]));
+    expect(pairs.length).toBeGreaterThan(0);
+    for (const p of pairs) {
+      const group = [...candidates.values()].filter((c) => c.promptId === p.promptId);
+      const shortest = Math.min(...group.map((c) => c.tokens));
+      const longest = Math.max(...group.map((c) => c.tokens));
+      expect(candidates.get(p.chosenId)!.tokens).toBe(shortest);
+      expect(candidates.get(p.rejectedId)!.tokens).toBe(longest);
+    }
   });
 
   it('refuses a gate threshold the evaluation cannot measure, naming the field, before any work', async () => {
