@@ -4,7 +4,7 @@
  * an evaluation whose gate passes, iteration 3 one whose gate fails, with a hostile model
  * id, nulls in the numbers, and a judge URL. Also what each chart should draw from them.
  */
-import { LocalStore } from '../../activities/store';
+import { type ArtifactStore, LocalStore } from '../../activities/store';
 import type { IterationSummary } from '../../core/stats';
 
 export const HOSTILE = '<script>alert(1)</script>';
@@ -118,11 +118,11 @@ export const expectedCounts: Record<string, number> = {
 };
 
 /**
- * A local store holding the fixture run: the three summaries, manifests of m1-m3 (lineage
+ * A store (a directory, or the store given) holding the fixture run: the three summaries, manifests of m1-m3 (lineage
  * "fixture", m3 promoted over m2), and a summary of another run that must not be read.
  */
-export async function seedReportStore(root: string): Promise<LocalStore> {
-  const store = new LocalStore(root);
+export async function seedReportStore(where: string | ArtifactStore): Promise<ArtifactStore> {
+  const store = typeof where === 'string' ? new LocalStore(where) : where;
   for (const [t, s] of Object.entries(summaryFiles)) await store.putBytes(`runs/${RUN}/iter-${t}/summary.json`, JSON.stringify(s, null, 2) + '\n');
   await store.putBytes(`runs/${RUN}-other/iter-1/summary.json`, JSON.stringify({ ...iteration1, run: `${RUN}-other` }));
   const models: [string, string | null, 'import' | 'sft' | 'dpo', Record<string, number>][] = [
