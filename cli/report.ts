@@ -64,7 +64,7 @@ export async function readRunModels(store: ArtifactStore, summaries: readonly It
         if (ids.has(e.modelId)) models.push({ modelId: e.modelId, lineage: e.lineage, parent: e.parent, method: e.method, createdAt: e.createdAt, metrics: e.metrics, promoted: e.promoted });
       }
       const p = (await readPromoted(store, lineage)) as (Partial<ReportPromotion> & { modelId: string }) | null;
-      if (p) promoted.push({ lineage, modelId: p.modelId, previous: typeof p.previous === 'string' ? p.previous : null, ...(p.run ? { run: p.run } : {}), ...(p.promotedAt ? { promotedAt: p.promotedAt } : {}) });
+      if (p) promoted.push({ lineage, modelId: p.modelId, previous: typeof p.previous === 'string' ? p.previous : null, ...(p.run ? { run: p.run } : {}), ...(p.promotedAt ? { promotedAt: p.promotedAt } : {}), ...(typeof p.reason === 'string' ? { reason: p.reason } : {}) });
     } catch (err) {
       warn(`note: the report leaves out lineage ${lineage}: ${(err as Error).message}`);
     }

@@ -28,6 +28,8 @@ export interface ReportPromotion {
   previous: string | null;
   run?: string;
   promotedAt?: string;
+  /** why, where the promotion says (e.g. a rollback after a failed gate) */
+  reason?: string;
 }
 
 export interface RunReport {
@@ -536,7 +538,7 @@ function modelsSection(report: RunReport): string {
   for (const p of report.promoted ?? []) {
     parts.push(
       `<p data-promoted="${esc(p.modelId)}">Promoted model of lineage <code>${esc(p.lineage)}</code>: <code>${esc(p.modelId)}</code>${p.run ? ` (by run <code>${esc(p.run)}</code>${p.promotedAt ? ` at ${esc(p.promotedAt)}` : ''})` : ''}` +
-        `${p.previous ? `, replacing <code>${esc(p.previous)}</code>` : ', the first promoted in this lineage'}.</p>`,
+        `${p.previous ? `, replacing <code>${esc(p.previous)}</code>` : ', the first promoted in this lineage'}.${p.reason ? ` Reason: ${esc(p.reason)}` : ''}</p>`,
     );
   }
   const models = report.models ?? [];
@@ -652,7 +654,7 @@ export function renderReportMarkdown(report: RunReport): string {
 
   if ((report.promoted ?? []).length > 0 || (report.models ?? []).length > 0) {
     out.push('## Models', '');
-    for (const p of report.promoted ?? []) out.push(`Promoted model of lineage ${md(p.lineage)}: ${md(p.modelId)}${p.run ? ` (by run ${md(p.run)})` : ''}${p.previous ? `, replacing ${md(p.previous)}` : ''}.`, '');
+    for (const p of report.promoted ?? []) out.push(`Promoted model of lineage ${md(p.lineage)}: ${md(p.modelId)}${p.run ? ` (by run ${md(p.run)})` : ''}${p.previous ? `, replacing ${md(p.previous)}` : ''}.${p.reason ? ` Reason: ${md(p.reason)}` : ''}`, '');
     if ((report.models ?? []).length > 0) {
       out.push(...mdTable(['model', 'parent', 'method', 'lineage', 'created', 'metrics'], (report.models ?? []).map((m) => [
         m.modelId + (m.promoted ? ' (promoted)' : ''), m.parent ?? '–', m.method, m.lineage, m.createdAt, Object.entries(m.metrics).map(([k, v]) => `${k} ${num(v, 3)}`).join(', ') || '–',

@@ -98,10 +98,11 @@ describe('renderReportHtml', () => {
   });
 
   it('escapes text from the data: run name, model ids, messages', () => {
-    const hostile = renderReportHtml(report({ run: `x"><img src=x onerror=alert(2)>`, models: [{ modelId: HOSTILE, lineage: 'l<i>', parent: 'm3', method: 'dpo', createdAt: '2026-11-27', metrics: {}, promoted: true }], promoted: [{ lineage: 'l<i>', modelId: HOSTILE, previous: 'm3' }] }));
+    const hostile = renderReportHtml(report({ run: `x"><img src=x onerror=alert(2)>`, models: [{ modelId: HOSTILE, lineage: 'l<i>', parent: 'm3', method: 'dpo', createdAt: '2026-11-27', metrics: {}, promoted: true }], promoted: [{ lineage: 'l<i>', modelId: HOSTILE, previous: 'm3', reason: 'rollback: <b>gate</b>' }] }));
     expect(hostile).not.toMatch(/<script/i);
     expect(hostile).not.toContain('<img');
     expect(hostile).not.toContain('<i>');
+    expect(hostile).toContain('Reason: rollback: &lt;b&gt;gate&lt;/b&gt;');
     expect(hostile).toContain(escapeHtml(HOSTILE));
     expect(hostile).toContain('x&quot;&gt;&lt;img src=x onerror=alert(2)&gt;');
     // the only elements are the page's own
