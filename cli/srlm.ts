@@ -9,6 +9,7 @@
  *   srlm watch <run>                        follow a running run with live progress
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
+ *   srlm report <run> [--out DIR]           the run's iteration summaries as one HTML page and Markdown
  */
 import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
@@ -28,6 +29,7 @@ import { defaultStateDir, loadEnvPaths } from '../infra/paths';
 import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
+import { buildRunReport, writeRunReport } from './report';
 import { ensureSearchAttributes } from './search-attributes';
 import { createSchedule, describeSchedule, listSchedules, renderSchedule } from './schedules';
 import { cancelRun, formatLive, formatLiveStage, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
@@ -299,6 +301,20 @@ async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: st
   console.log(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
 }
 
+async function cmdReport(run: string, opts: { store?: string; stateDir?: string; out?: string; json?: boolean }): Promise<void> {
+  const stateDir = opts.stateDir ?? defaultStateDir();
+  const given = opts.store ?? (process.env.SRLM_STORE_ROOT || path.join(stateDir, 'artifacts'));
+  const root = checkStoreRoot(given);
+  // the object cache bootstrap set up serves S3 stores; a directory needs none. The AWS SDK's
+  // Node version notice is silenced as in the workers (see README, Installation).
+  if (isS3Uri(root)) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  const store = isS3Uri(root) ? openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
+  const report = await buildRunReport(store, run, (l) => console.error(l));
+  const files = await writeRunReport(report, opts.out ?? path.join(stateDir, 'reports', run));
+  if (opts.json) console.log(JSON.stringify(files));
+  else console.log(`Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`);
+}
+
 const program = new Command()
   .name('srlm')
   .description('Durable self-rewarding training for language models (Yuan et al. 2024) on Temporal');
@@ -367,6 +383,16 @@ program
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--json', 'machine-readable output')
   .action(cmdModels);
+
+program
+  .command('report')
+  .description("a run's iteration summaries as one self-contained HTML page with charts (judge scores, head-to-head, judge quality, lengths, drops, reward-hacking watch, gate) and as Markdown tables")
+  .argument('<run>', 'run name')
+  .option('--store <dir|s3-uri>', 'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way)')
+  .option('--state-dir <dir>', 'state directory of the embedded stack')
+  .option('--out <dir>', 'where report.html and report.md go (default <state dir>/reports/<run>)')
+  .option('--json', 'print {"html": path, "md": path}')
+  .action(cmdReport);
 
 const schedule = program.command('schedule').description('recurring retraining with Temporal Schedules (overlap Skip, catch-up window, pause on failure)');
 

@@ -10,7 +10,9 @@
 #   3. the S3-compatible test server, Versity S3 Gateway (versitygw), built from the Go module
 #      proxy by scripts/build-s3-server.sh into <cache>/bin/versitygw-<version>/ (needs `go`;
 #      a few minutes the first time)
-#   4. .srlm/env.json, which tells the TypeScript side where python, temporal and versitygw are.
+#   4. Chromium from Debian (/usr/bin/chromium), for the browser test of `srlm report`
+#      (test/infra/report-browser.test.ts); apt-get as root, or through sudo
+#   5. .srlm/env.json, which tells the TypeScript side where python, temporal and versitygw are.
 #
 # When everything is present this takes well under a second and prints one line.
 # Env: SRLM_CACHE_DIR (cache root), SRLM_REQUIREMENTS (requirements file, default
@@ -187,7 +189,32 @@ S3SERVER="$(bash "$ROOT/scripts/build-s3-server.sh" "$CACHE_DIR")" ||
   die "could not build the S3 test server (versitygw); see the messages above"
 
 # ---------------------------------------------------------------------------------------
-# 4. .srlm/env.json
+# 4. Chromium (Debian's package), driven by playwright-core in the report's browser test
+# ---------------------------------------------------------------------------------------
+CHROMIUM=/usr/bin/chromium
+if [ ! -x "$CHROMIUM" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null; then
+    as_root=(sudo)
+  else
+    die "$CHROMIUM is missing and installing it needs root: install Debian's chromium package (apt-get install chromium) as root, then rerun"
+  fi
+  command -v apt-get >/dev/null || die "$CHROMIUM is missing and there is no apt-get here: install Chromium so that $CHROMIUM runs it, then rerun"
+  log="$CACHE_DIR/logs/chromium.log"
+  mkdir -p "$CACHE_DIR/logs"
+  say "installing Debian's chromium for the report's browser test (log $log)"
+  t0=$SECONDS
+  { "${as_root[@]}" apt-get update -qq && "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >"$log" 2>&1 || {
+    tail -n 20 "$log" | sed 's/^/  | /' >&2
+    die "could not install Debian's chromium (apt-get update && apt-get install chromium); see $log"
+  }
+  [ -x "$CHROMIUM" ] || die "the chromium package installed no $CHROMIUM"
+  say "  chromium installed in $((SECONDS - t0))s: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
+fi
+
+# ---------------------------------------------------------------------------------------
+# 5. .srlm/env.json
 # ---------------------------------------------------------------------------------------
 json_str() {
   local s="${1//\\/\\\\}"

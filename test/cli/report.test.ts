@@ -1,0 +1,109 @@
+/**
+ * `srlm report` as a user runs it: summaries read through the artifact store, the two files
+ * written where asked (or under the state directory), and one clear line for a run without
+ * summaries or a summary that does not parse.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { LocalStore } from '../../activities/store';
+import { HOSTILE, iteration2, RUN, seedReportStore } from '../helpers/report-fixtures';
+
+const repo = path.resolve(__dirname, '../..');
+let tmp: string;
+let storeRoot: string;
+
+function srlm(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  // the store and state directory come from the arguments only
+  const { SRLM_STORE_ROOT: _store, SRLM_STATE_DIR: _state, ...env } = process.env;
+  const res = spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), ...args], {
+    encoding: 'utf8',
+    env,
+    timeout: 60_000,
+  });
+  return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+describe('srlm report', () => {
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-report-cli-'));
+    storeRoot = path.join(tmp, 'store');
+    await seedReportStore(storeRoot);
+  });
+
+  it('writes report.html and report.md into --out and prints their paths (--json)', () => {
+    const out = path.join(tmp, 'out');
+    const res = srlm('report', RUN, '--store', storeRoot, '--out', out, '--json');
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    expect(JSON.parse(res.stdout)).toEqual({ html: path.join(out, 'report.html'), md: path.join(out, 'report.md') });
+    const html = fs.readFileSync(path.join(out, 'report.html'), 'utf8');
+    const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
+    // the three iterations of this run and not the other run's
+    expect([...html.matchAll(/<tr data-iteration="(\d+)"><td>\d+<\/td><td><code>/g)].map((m) => m[1])).toEqual(['1', '2', '3']);
+    expect(html).toContain(`store file://${storeRoot}`);
+    expect(html).toContain(`&lt;script&gt;`);
+    expect(html).not.toContain(HOSTILE);
+    // lineage data from the manifests: m1-m3 and the promotion
+    expect(html).toMatch(/data-promoted="m3">Promoted model of lineage <code>fixture<\/code>: <code>m3<\/code> \(by run <code>report-fixture<\/code>.*replacing <code>m2<\/code>/);
+    expect(md).toMatch(/^\| m3 \(promoted\) \| m2 \| dpo \| fixture \|/m);
+    expect(md).toMatch(/^\| m1 \| – \| sft \| fixture \|/m);
+  });
+
+  it('defaults to <state dir>/reports/<run> and prints the paths', () => {
+    const stateDir = path.join(tmp, 'state');
+    const res = srlm('report', RUN, '--store', storeRoot, '--state-dir', stateDir);
+    expect(res.code).toBe(0);
+    const dir = path.join(stateDir, 'reports', RUN);
+    expect(res.stdout).toContain(path.join(dir, 'report.html'));
+    expect(res.stdout).toContain(path.join(dir, 'report.md'));
+    expect(fs.statSync(path.join(dir, 'report.html')).size).toBeGreaterThan(10_000);
+  });
+
+  it('reads the default store under the state directory', async () => {
+    const stateDir = path.join(tmp, 'state-with-store');
+    await seedReportStore(path.join(stateDir, 'artifacts'));
+    const res = srlm('report', RUN, '--state-dir', stateDir, '--json');
+    expect(res.code).toBe(0);
+    expect(JSON.parse(res.stdout).html).toBe(path.join(stateDir, 'reports', RUN, 'report.html'));
+  });
+
+  it('names the run and the store when the run has no summaries', () => {
+    const res = srlm('report', 'no-such-run', '--store', storeRoot, '--out', path.join(tmp, 'none'));
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim()).toBe(`error: run "no-such-run" has no iteration summaries in the store file://${storeRoot} (looked for file://${storeRoot}/runs/no-such-run/iter-*/summary.json)`);
+    expect(fs.existsSync(path.join(tmp, 'none'))).toBe(false);
+  });
+
+  it('names the object and the zod issue path of a summary that does not parse', async () => {
+    const root = path.join(tmp, 'bad-store');
+    const store = new LocalStore(root);
+    await store.putBytes(`runs/${RUN}/iter-2/summary.json`, JSON.stringify(iteration2));
+    const bad = { ...iteration2, iteration: 3, evaluation: { ...iteration2.evaluation!, headToHead: [{ ...iteration2.evaluation!.headToHead[0]!, wins: -1 }] } };
+    await store.putBytes(`runs/${RUN}/iter-3/summary.json`, JSON.stringify(bad));
+    const res = srlm('report', RUN, '--store', root);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(new RegExp(`^error: file://${root}/runs/${RUN}/iter-3/summary\\.json: not a valid iteration summary: "evaluation\\.headToHead\\.0\\.wins": .*>=0`));
+  });
+
+  it('refuses a summary filed under the wrong iteration, and one that is not JSON', async () => {
+    const root = path.join(tmp, 'misfiled');
+    const store = new LocalStore(root);
+    await store.putBytes(`runs/${RUN}/iter-5/summary.json`, JSON.stringify(iteration2));
+    let res = srlm('report', RUN, '--store', root);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain(`iter-5/summary.json: the summary is of run "${RUN}", iteration 2, but is stored as run "${RUN}", iteration 5`);
+    await store.putBytes(`runs/${RUN}/iter-5/summary.json`, '{"run": ');
+    res = srlm('report', RUN, '--store', root);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/iter-5\/summary\.json: not valid JSON/);
+  });
+
+  it('refuses a run name that is not a store path segment', () => {
+    const res = srlm('report', '../etc', '--store', storeRoot);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^error: run name "\.\.\/etc" /);
+  });
+});
