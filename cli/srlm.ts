@@ -197,6 +197,17 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string; s
     if (result === null) return;
     console.log(`\nRun "${result.run}" completed in ${formatDuration((Date.now() - t0) / 1000)}. Models:`);
     for (const m of result.models) console.log(`  ${m.name.padEnd(13)} ${m.model.modelId.padEnd(28)} ${m.model.externalPath ?? m.model.uri}`);
+    if (result.summaries.length > 0) {
+      // the run's report beside its state, as `srlm report` writes it
+      try {
+        const root = config.store.root ?? path.join(stateDir, 'artifacts');
+        const runStore = isS3Uri(root) ? openStore(root, config.store.s3 ?? {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
+        const files = await writeRunReport(await buildRunReport(runStore, result.run, (l) => console.error(l)), path.join(stateDir, 'reports', result.run));
+        console.log(`Report: ${files.html}\n        ${files.md}`);
+      } catch (err) {
+        console.error(`note: the report could not be written (${(err as Error).message}); try \`srlm report ${result.run}\``);
+      }
+    }
   } finally {
     // in-flight activities are cancelled after the workers' grace time; compute children get SIGTERM
     release();
