@@ -16,7 +16,8 @@ those of the transformers engine; only the model runs elsewhere:
   chat template with ``add_generation_prompt=True``, else ``prompt`` verbatim), and handed to
   vLLM as token ids, so both engines see the same tokens.
 * The context ``C`` is ``max_model_len`` when given, else the model config's
-  ``max_position_embeddings``; a request with prompt tokens + ``max_new_tokens`` > ``C`` is
+  ``max_position_embeddings``, bounded by the ``max_model_len`` the loaded engine reports
+  (vLLM may derive a shorter one); a request with prompt tokens + ``max_new_tokens`` > ``C`` is
   written as skipped (``prompt_too_long: ...``) and never reaches vLLM.
 * Every sample is its own vLLM prompt: request ``r`` with ``n`` samples becomes ``n`` entries
   with ``SamplingParams(n=1, temperature, top_p, max_tokens=max_new_tokens,
@@ -94,6 +95,20 @@ def context_length(model_dir: str, engine: VllmEngine) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
+def engine_context(llm, context: int | None) -> int | None:
+    """The context vLLM allocated for (its model config's max_model_len) when it tells, bounding ``context``.
+
+    vLLM may derive a shorter length than ``max_position_embeddings`` (e.g. from a sliding
+    window or rope settings); a prompt over it would fail the whole call, so it is skipped instead.
+    """
+    engine = getattr(llm, "llm_engine", None)
+    config = getattr(engine, "model_config", None) or getattr(getattr(engine, "vllm_config", None), "model_config", None)
+    derived = getattr(config, "max_model_len", None)
+    if isinstance(derived, int) and derived > 0:
+        return derived if context is None else min(context, derived)
+    return context
+
+
 def sampling_params(vllm, req, stops: list[int]) -> list:
     """One SamplingParams per sample of ``req`` (see the module docstring)."""
     from .generate import _row_seed
@@ -126,8 +141,8 @@ class _Item:
     shard: int
     req: object
     lineno: int
-    prompt_ids: list[int] | None  # None: written as skipped
-    skipped: str | None = None
+    prompt_ids: list[int]
+    skipped: str | None = None  # the prompt_too_long reason: written as skipped, never sent
 
 
 def run(job: GenerateJob, shards, t_start: float, total: int, skipped: int, n_pending: int) -> int:
@@ -160,15 +175,15 @@ def run(job: GenerateJob, shards, t_start: float, total: int, skipped: int, n_pe
     stops = stop_ids(tokenizer, job.model)
     context = context_length(job.model, engine)
 
-    # prompts of every shard, tokenized before anything is written (a bad prompt is exit 2 with nothing done)
+    # prompts of every shard, tokenized before the engine loads or anything is written (a bad prompt is exit 2)
     items_by_shard: list[list[_Item]] = []
     for shard in shards:
-        items: list[_Item] = []
-        for lineno, req in shard.todo:
-            ids = encode_prompt(tokenizer, req, f"{shard.input}:{lineno}")
-            reason = too_long_reason(len(ids), req.max_new_tokens, context)
-            items.append(_Item(shard.index, req, lineno, None if reason else ids, reason))
-        items_by_shard.append(items)
+        items_by_shard.append(
+            [
+                _Item(shard.index, req, lineno, encode_prompt(tokenizer, req, f"{shard.input}:{lineno}"))
+                for lineno, req in shard.todo
+            ]
+        )
 
     kwargs = dict(
         model=job.model,
@@ -181,6 +196,10 @@ def run(job: GenerateJob, shards, t_start: float, total: int, skipped: int, n_pe
     if engine.max_model_len is not None:
         kwargs["max_model_len"] = engine.max_model_len
     llm = vllm.LLM(**kwargs)
+    context = engine_context(llm, context)
+    for items in items_by_shard:
+        for it in items:
+            it.skipped = too_long_reason(len(it.prompt_ids), it.req.max_new_tokens, context)
     progress.log(
         f"vLLM engine on {job.model}: tensor_parallel_size {engine.tensor_parallel_size}, "
         f"gpu_memory_utilization {engine.gpu_memory_utilization}, dtype {engine.dtype}; stop ids {stops}; context {context}"
@@ -266,8 +285,7 @@ def run(job: GenerateJob, shards, t_start: float, total: int, skipped: int, n_pe
             k = next_shard
             if k < last_k or (k == last_k and last_i == last_gen[k]) or not call:
                 write_through(k, len(items_by_shard[k]), results)
-                if not items_by_shard[k] or written[k] == len(items_by_shard[k]):
-                    finish_shard(k)
+                finish_shard(k)
                 next_shard += 1
                 continue
             if k == last_k:

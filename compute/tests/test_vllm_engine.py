@@ -41,6 +41,7 @@ def expected_samples(prompt_ids: list[int], req: dict, stop_id: int) -> list[dic
         from vllm import SamplingParams, fake_completion  # the fake
     finally:
         sys.path.remove(str(FAKES))
+        sys.modules.pop("vllm", None)  # the fake stays out of this process's module table
     from srlm_compute.generate import _row_seed
 
     greedy = req.get("temperature", 1.0) == 0
@@ -169,6 +170,17 @@ def test_model_context_from_config_when_no_max_model_len(model_dir, tmp_path):
     assert res.rc == 0, res.stderr[-3000:]
     assert read_lines(out)[0]["skipped"].endswith("new tokens > context 8192")
     assert "max_model_len" not in read_log(tmp_path / "l")[0]["kwargs"]
+
+
+def test_context_vllm_derives_bounds_the_config_context(model_dir, tmp_path):
+    req = {"id": "mid", "prompt": "Hello", "max_new_tokens": 5000, "seed": 3}  # fits 8192, not 4096
+    inp = write_jsonl(tmp_path / "req.jsonl", [req])
+    out = tmp_path / "out.jsonl"
+    env = {**fake_env(tmp_path / "l"), "FAKE_VLLM_DERIVED_MAX_MODEL_LEN": "4096"}
+    res = run_cli("generate", vllm_job(model_dir, tmp_path, [(inp, out)]), tmp_path, env=env)
+    assert res.rc == 0, res.stderr[-3000:]
+    assert read_lines(out)[0]["skipped"].endswith("+ 5000 new tokens > context 4096")
+    assert not [c for c in read_log(tmp_path / "l") if c["call"] == "generate"]
 
 
 def test_shards_calls_events_and_resume(model_dir, tmp_path):

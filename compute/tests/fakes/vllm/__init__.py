@@ -14,6 +14,9 @@ must be:
 * ``L > max_tokens``: finish_reason "length", ``max_tokens`` token ids;
 * ``max_tokens == 13``: finish_reason "abort" (to test that srlm refuses it);
 * text: ``"<fake t=<temperature> p=<top_p> seed=<seed> prompt=<prompt length> len=<L>>"``.
+
+``LLM(...).llm_engine.model_config.max_model_len`` is the ``max_model_len`` given, else
+``FAKE_VLLM_DERIVED_MAX_MODEL_LEN`` (standing in for the length vLLM derives from the model), else None.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 __version__ = "0.0.0+fake"
 
@@ -90,6 +94,8 @@ class LLM:
         if unknown:
             raise TypeError(f"fake LLM: unexpected keyword(s) {sorted(unknown)}")
         self.model = model
+        derived = kwargs.get("max_model_len") or int(os.environ.get("FAKE_VLLM_DERIVED_MAX_MODEL_LEN", "0")) or None
+        self.llm_engine = SimpleNamespace(model_config=SimpleNamespace(max_model_len=derived))
         _log({"call": "LLM", "kwargs": {"model": model, **kwargs}})
 
     def generate(self, prompts, sampling_params=None, use_tqdm=True):
