@@ -8,6 +8,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
+import type { RunConfig } from '../core/schemas';
 
 export interface GenerateRequest {
   id: string;
@@ -37,6 +38,18 @@ export interface GenerateJob {
   device: 'auto' | 'cpu' | 'cuda';
   batch_size: number;
   threads: number;
+  /** absent: transformers in the compute process; vllm: vLLM's offline engine there (compute/srlm_compute/vllm_engine.py) */
+  engine?: VllmJobEngine;
+}
+
+/** The `engine` of a GenerateJob run on vLLM (snake_case, as compute/ reads it). */
+export interface VllmJobEngine {
+  kind: 'vllm';
+  tensor_parallel_size: number;
+  gpu_memory_utilization: number;
+  max_model_len: number | null;
+  dtype: 'auto' | 'bfloat16' | 'float16' | 'float32';
+  requests_per_call: number;
 }
 
 export interface TrainJob {
@@ -84,9 +97,35 @@ export interface RunControl {
 
 export interface ComputeBackend {
   readonly name: string;
+  /** true for a backend whose server holds its own model (generation gets the model id, not a local directory) */
+  readonly servesOwnModel?: boolean;
   generate(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent>;
   train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent>;
   importModel(job: ImportJob, ctl: RunControl): Promise<ComputeEvent>;
+}
+
+type EngineConfig = NonNullable<RunConfig['compute']['engine']>;
+
+/**
+ * `ActivityDeps.engineFor` for one `compute.engine.kind`: `make` builds a backend per distinct
+ * engine settings, reused across activities; other kinds (and no engine) give undefined.
+ */
+export function enginesOfKind<K extends EngineConfig['kind']>(
+  kind: K,
+  make: (engine: Extract<EngineConfig, { kind: K }>) => ComputeBackend,
+): (config: RunConfig) => ComputeBackend | undefined {
+  const cache = new Map<string, ComputeBackend>();
+  return (config) => {
+    const e = config.compute.engine;
+    if (!e || e.kind !== kind) return undefined;
+    const key = JSON.stringify(e);
+    let backend = cache.get(key);
+    if (!backend) {
+      backend = make(e as Extract<EngineConfig, { kind: K }>);
+      cache.set(key, backend);
+    }
+    return backend;
+  };
 }
 
 export interface PythonComputeOptions {

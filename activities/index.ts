@@ -168,7 +168,7 @@ export function createActivities(deps: ActivityDeps) {
     const engine = input.engine ? (input.engine.remote ? input.engine.backend : undefined) : deps.engineFor?.(config);
     const backend = input.engine?.backend ?? engine ?? deps.compute;
     // a remote engine serves its own model: no weights to fetch
-    const modelArg = engine ? model.modelId : await modelDir(store, model);
+    const modelArg = engine?.servesOwnModel ? model.modelId : await modelDir(store, model);
     const shardSize = Math.max(1, config.durability.shardSize);
     const sliceSize = shardSize * Math.max(1, Math.floor(GENERATE_SLICE / shardSize));
     const acc = { tokens: 0, seconds: 0, skipped: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0, requests: 0 };

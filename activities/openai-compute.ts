@@ -18,7 +18,7 @@ import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs/promises';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import type { ComputeBackend, ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest, ImportJob, RunControl, TrainJob } from './compute';
+import { type ComputeBackend, type ComputeEvent, enginesOfKind, type GenerateJob, type GenerateOutput, type GenerateRequest, type ImportJob, type RunControl, type TrainJob } from './compute';
 
 export interface OpenAIComputeOptions {
   /** e.g. http://host:8000/v1 */
@@ -53,6 +53,7 @@ const CONTEXT_TOO_LONG = /context_length_exceeded|context length|maximum context
 
 export class OpenAICompute implements ComputeBackend {
   readonly name = 'openai';
+  readonly servesOwnModel = true;
   constructor(private readonly opts: OpenAIComputeOptions) {
     if (!(opts.concurrency >= 1)) throw new RangeError('OpenAICompute: concurrency must be at least 1');
   }
@@ -300,14 +301,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * per distinct engine settings (wrapping `wrapped` for training), reused across activities.
  */
 export function openAIEngines(wrapped: ComputeBackend, env?: Record<string, string | undefined>): (config: RunConfig) => ComputeBackend | undefined {
-  const cache = new Map<string, OpenAICompute>();
-  return (config) => {
-    const e = config.compute.engine;
-    if (!e || e.kind !== 'openai') return undefined;
-    const key = JSON.stringify(e);
-    let engine = cache.get(key);
-    if (!engine) {
-      engine = new OpenAICompute({
+  return enginesOfKind(
+    'openai',
+    (e) =>
+      new OpenAICompute({
         baseUrl: e.baseUrl,
         model: e.model,
         ...(e.apiKeyEnv ? { apiKeyEnv: e.apiKeyEnv } : {}),
@@ -316,9 +313,6 @@ export function openAIEngines(wrapped: ComputeBackend, env?: Record<string, stri
         maxRetries: e.maxRetries,
         wrapped,
         ...(env ? { env } : {}),
-      });
-      cache.set(key, engine);
-    }
-    return engine;
-  };
+      }),
+  );
 }

@@ -138,6 +138,19 @@ export const GenerationEngine = z.discriminatedUnion('kind', [
     /** retries per request (429, 5xx, timeouts, connection errors) before the attempt fails */
     maxRetries: z.number().int().nonnegative().max(100).default(5),
   }),
+  /** vLLM's offline engine inside the generation worker's compute process (compute/srlm_compute/vllm_engine.py) */
+  z.strictObject({
+    kind: z.literal('vllm'),
+    /** GPUs one model is sharded over (vLLM tensor parallelism) */
+    tensorParallelSize: PositiveInt.max(64).default(1),
+    /** fraction of each GPU's memory vLLM may take (weights + KV cache) */
+    gpuMemoryUtilization: z.number().gt(0).max(1).default(0.9),
+    /** context length vLLM allocates for (absent: the model's own) */
+    maxModelLen: PositiveInt.optional(),
+    dtype: z.enum(['auto', 'bfloat16', 'float16', 'float32']).default('auto'),
+    /** requests handed to vLLM per call; their lines are written after each call (the most a crash redoes on the same host) */
+    requestsPerCall: PositiveInt.max(1_000_000).default(1024),
+  }),
 ]);
 export type GenerationEngine = z.infer<typeof GenerationEngine>;
 

@@ -70,8 +70,8 @@ export function envFilePath(root: string = repoRoot()): string {
 
 /**
  * Reads `.srlm/env.json` and applies the overrides SRLM_PYTHON, SRLM_TEMPORAL_BIN,
- * SRLM_S3_SERVER_BIN and SRLM_CACHE_DIR. When all of python and temporal are given by env vars,
- * the file is optional.
+ * SRLM_S3_SERVER_BIN and SRLM_CACHE_DIR. When SRLM_PYTHON is set the file is optional (as in
+ * the container images of infra/docker/); `temporal` then defaults to the one on PATH.
  */
 export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv = process.env): EnvPaths {
   const file = envFilePath(root);
@@ -98,17 +98,18 @@ export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv =
       );
     }
     fromFile = parsed.data;
-  } else if (!(overrides.python && overrides.temporal)) {
+  } else if (!overrides.python) {
     throw new Error(
       `${file} not found: run \`bash scripts/bootstrap.sh\` first ` +
-        '(or set SRLM_PYTHON and SRLM_TEMPORAL_BIN)',
+        '(or set SRLM_PYTHON, and SRLM_TEMPORAL_BIN unless `temporal` is on PATH)',
     );
   }
 
   const python = overrides.python ?? fromFile!.python;
   return {
     python,
-    temporal: overrides.temporal ?? fromFile!.temporal,
+    // without the env file (a container image): the `temporal` on PATH, needed only for a dev server
+    temporal: overrides.temporal ?? fromFile?.temporal ?? 'temporal',
     cacheDir: path.resolve(overrides.cacheDir ?? fromFile?.cacheDir ?? path.join(os.homedir(), '.cache', 'srlm')),
     venv: fromFile?.venv ?? path.dirname(path.dirname(python)),
     s3server: overrides.s3server ?? fromFile?.s3server,

@@ -8,6 +8,8 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
 import { type ComputeBackend, PythonCompute } from '../activities/compute';
 import { openAIEngines } from '../activities/openai-compute';
+import { vllmEngines } from '../activities/vllm-engine';
+import type { RunConfig } from '../core/schemas';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { type QueueName, TASK_QUEUES } from '../workflows/shared';
@@ -76,19 +78,28 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const root = repoRoot();
   const env = loadEnvPaths(root);
   const workDir = path.join(opts.stateDir, 'work');
-  const compute =
-    opts.compute ??
-    new PythonCompute({ python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') });
+  const pythonOpts = { python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') };
+  const compute = opts.compute ?? new PythonCompute(pythonOpts);
+  // a python whose environment has vllm (it pins its own torch / transformers), for `compute.engine.kind: "vllm"`
+  const vllmPython = opts.compute ? undefined : process.env.SRLM_VLLM_PYTHON || undefined;
   return {
     storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects')),
     compute,
-    // `compute.engine: {kind: "openai", ...}` in a run's config: generation over HTTP, training still on `compute`
-    engineFor: openAIEngines(compute),
+    // `compute.engine` in a run's config: "openai" generates over HTTP, "vllm" on vLLM's offline
+    // engine (on SRLM_VLLM_PYTHON's environment when set); training stays on `compute`
+    engineFor: engines(compute, vllmPython ? new PythonCompute({ ...pythonOpts, python: vllmPython }) : undefined),
     workDir,
     cacheDir: env.cacheDir,
     ...(opts.reporter ? { reporter: opts.reporter } : {}),
     ...(process.env.SRLM_PROGRESS_SIGNAL_SECONDS ? { progressSignalMs: Number(process.env.SRLM_PROGRESS_SIGNAL_SECONDS) * 1000 } : {}),
   };
+}
+
+/** The generation engines a run config can ask for, over the local backend `compute`. */
+function engines(compute: ComputeBackend, vllmGenerator?: ComputeBackend): (config: RunConfig) => ComputeBackend | undefined {
+  const openai = openAIEngines(compute);
+  const vllm = vllmEngines(compute, vllmGenerator);
+  return (config) => openai(config) ?? vllm(config);
 }
 
 /**

@@ -4,10 +4,16 @@
  *   tsx workers/main.ts --queues generation          # on each GPU host
  *   tsx workers/main.ts --queues orchestration       # anywhere
  *
+ * Flags (each also read from the environment, the flag winning):
+ *   --queues LIST               SRLM_QUEUES               orchestration,generation,training (default: all three)
+ *   --compute-concurrency N     SRLM_COMPUTE_CONCURRENCY  generation / training jobs at once per queue (default 1:
+ *                                                         one model in memory; a GPU host runs one per GPU set)
  * Connection settings as the temporal CLI reads them (infra/connection.ts): TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, the TOML profile (TEMPORAL_PROFILE).
  * Metrics: SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics (temporal_*, srlm_*).
  * Artifacts: SRLM_STORE_ROOT (default <state dir>/artifacts), SRLM_STATE_DIR.
+ * Compute: SRLM_PYTHON (the interpreter of compute/), SRLM_VLLM_PYTHON (one with vllm, for
+ * `compute.engine.kind: "vllm"`), SRLM_CACHE_DIR.
  */
 import { NativeConnection } from '@temporalio/worker';
 import { consoleReporter } from '../activities/progress';
@@ -16,25 +22,59 @@ import { defaultStateDir } from '../infra/paths';
 import type { QueueName } from '../workflows/shared';
 import { ALL_QUEUES, createWorkers, defaultDeps, installQuietRuntime } from './index';
 
+export interface WorkerArgs {
+  queues: QueueName[];
+  computeConcurrency: number;
+}
+
+/** The worker's settings from its flags, else its environment; a bad value throws naming the flag. */
+export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): WorkerArgs {
+  const flag = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    if (i < 0) return undefined;
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new Error(`${name}: a value is required`);
+    return v;
+  };
+  for (const a of argv) {
+    if (a.startsWith('--') && a !== '--queues' && a !== '--compute-concurrency') {
+      throw new Error(`unknown flag ${a} (known: --queues, --compute-concurrency)`);
+    }
+  }
+  const queuesFrom = flag('--queues') !== undefined ? '--queues' : 'SRLM_QUEUES';
+  const queuesRaw = flag('--queues') ?? env.SRLM_QUEUES ?? ALL_QUEUES.join(',');
+  const queues = queuesRaw.split(',').map((q) => q.trim()).filter(Boolean) as QueueName[];
+  if (!queues.length) throw new Error(`${queuesFrom}: no queue given (known: ${ALL_QUEUES.join(', ')})`);
+  for (const q of queues) if (!ALL_QUEUES.includes(q)) throw new Error(`${queuesFrom}: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);
+  const ccFrom = flag('--compute-concurrency') !== undefined ? '--compute-concurrency' : 'SRLM_COMPUTE_CONCURRENCY';
+  const ccRaw = flag('--compute-concurrency') ?? env.SRLM_COMPUTE_CONCURRENCY ?? '1';
+  const computeConcurrency = Number(ccRaw);
+  if (!/^\d+$/.test(ccRaw.trim()) || !Number.isInteger(computeConcurrency) || computeConcurrency < 1 || computeConcurrency > 64) {
+    throw new Error(`${ccFrom}: must be an integer from 1 to 64, got "${ccRaw}"`);
+  }
+  return { queues: [...new Set(queues)], computeConcurrency };
+}
+
 async function run(): Promise<void> {
+  const args = parseWorkerArgs(process.argv.slice(2));
   installQuietRuntime(); // SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics
-  const arg = process.argv.indexOf('--queues');
-  const queues = (arg >= 0 ? (process.argv[arg + 1] ?? '') : ALL_QUEUES.join(',')).split(',').filter(Boolean) as QueueName[];
-  for (const q of queues) if (!ALL_QUEUES.includes(q)) throw new Error(`--queues: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);
   const settings = temporalSettings();
   const connection = await NativeConnection.connect(settings.connectionOptions);
   const workers = await createWorkers({
     connection,
     namespace: settings.namespace,
-    queues,
+    queues: args.queues,
+    computeConcurrency: args.computeConcurrency,
     deps: defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() }),
   });
-  console.log(`srlm worker serving ${queues.join(', ')}`);
+  console.log(`srlm worker serving ${args.queues.join(', ')} (compute concurrency ${args.computeConcurrency}) at ${settings.address}, namespace ${settings.namespace}`);
   await Promise.all(workers.map((w) => w.run()));
   await connection.close();
 }
 
-run().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+if (require.main === module) {
+  run().catch((err) => {
+    console.error(err instanceof Error && /^(--|SRLM_|unknown flag)/.test(err.message) ? `srlm worker: ${err.message}` : err);
+    process.exit(1);
+  });
+}

@@ -32,6 +32,10 @@ verbatim (tokenized with the tokenizer's default special tokens, e.g. Gemma's
 BOS). Defaults: n=1, temperature=1.0, top_p=1.0, max_new_tokens=256, seed=0;
 temperature 0 is greedy. Unknown keys are rejected (exit 2, ``file:line``).
 
+Engine: the job's optional ``engine`` is ``{"kind": "local"}`` (the default: transformers
+in this process, as described here) or ``{"kind": "vllm", ...}``: vLLM's offline engine with
+the same files, lines, events and resume (see :mod:`srlm_compute.vllm_engine`).
+
 Output line, one per request, appended and flushed as each batch completes::
 
     {"id": "q1", "outputs": [{"text": "...", "tokens": 57, "finish_reason": "stop"}, ...]}
@@ -101,7 +105,7 @@ import time
 from dataclasses import dataclass
 
 from . import progress
-from .jobs import GenerateJob, GenerateRequest, InvalidInput, load_job, read_jsonl
+from .jobs import GenerateJob, GenerateRequest, InvalidInput, VllmEngine, load_job, read_jsonl
 
 FAST_TOP_K = 256  # nucleus search starts in the top-k; falls back to a full sort when needed
 
@@ -399,6 +403,14 @@ def _write_line(fd: int, obj: dict) -> None:
     os.write(fd, line.encode("utf-8"))  # one write per line (O_APPEND): never a torn line
 
 
+def nothing_pending(shards: list[_Shard], total: int, skipped: int) -> int:
+    """Every request is answered already: announce each shard and finish without loading a model."""
+    for shard in shards:
+        progress.emit("shard_done", shard=shard.index, requests=len(shard.records), output=shard.output)
+    progress.emit("done", done=total, skipped=skipped, skipped_too_long=0, tokens=0, elapsed_s=0.0, tokens_per_s=0.0)
+    return 0
+
+
 def main(job_path: str) -> int:
     job = load_job(GenerateJob, job_path)
     t_start = time.monotonic()
@@ -416,6 +428,11 @@ def main(job_path: str) -> int:
     total = sum(len(s.records) for s in shards)
     skipped = sum(s.skipped for s in shards)
     n_pending = sum(len(s.todo) for s in shards)
+
+    if isinstance(job.engine, VllmEngine):
+        from . import vllm_engine
+
+        return vllm_engine.run(job, shards, t_start, total, skipped, n_pending)
 
     from .runtime import quiet_libraries
 
@@ -438,12 +455,7 @@ def main(job_path: str) -> int:
         threads=torch.get_num_threads(),
     )
     if not n_pending:
-        for shard in shards:
-            progress.emit("shard_done", shard=shard.index, requests=len(shard.records), output=shard.output)
-        progress.emit(
-            "done", done=total, skipped=skipped, skipped_too_long=0, tokens=0, elapsed_s=0.0, tokens_per_s=0.0
-        )
-        return 0
+        return nothing_pending(shards, total, skipped)
 
     # model
     loaded = load_model(job.model, device)

@@ -183,6 +183,32 @@ class GenerateShard:
 
 
 @dataclass
+class LocalEngine:
+    """``{"kind": "local"}``: transformers in this process (the default)."""
+
+    kind: Literal["local"]
+
+
+@dataclass
+class VllmEngine:
+    """``{"kind": "vllm", ...}``: vLLM's offline ``LLM`` engine in this process (see vllm_engine.py)."""
+
+    kind: Literal["vllm"]
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: Optional[int] = None  # null: the model's own context
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    requests_per_call: int = 1024  # requests handed to one LLM.generate call (lines are written after each)
+
+    def check(self, where: str) -> None:
+        _positive(where, "tensor_parallel_size", self.tensor_parallel_size)
+        _positive(where, "max_model_len", self.max_model_len)
+        _positive(where, "requests_per_call", self.requests_per_call)
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise InvalidInput(f"{where}: key 'gpu_memory_utilization' must be in (0, 1], got {self.gpu_memory_utilization}")
+
+
+@dataclass
 class GenerateJob:
     """Either ``input`` + ``output`` (one file pair) or ``shards`` (a list of them), never both."""
 
@@ -196,8 +222,18 @@ class GenerateJob:
     shards: Optional[list] = None  # [{"input": path, "output": path}, ...]; parsed to GenerateShard by check()
     # batching
     batch_size: int = 16
+    # engine: null / {"kind": "local"} (transformers, this process) or {"kind": "vllm", ...} (VllmEngine)
+    engine: Optional[dict] = None
 
     def check(self, where: str) -> None:
+        if self.engine is not None and not isinstance(self.engine, (LocalEngine, VllmEngine)):
+            kind = self.engine.get("kind")
+            if kind == "local":
+                self.engine = parse_record(LocalEngine, self.engine, f"{where}: engine")
+            elif kind == "vllm":
+                self.engine = parse_record(VllmEngine, self.engine, f"{where}: engine")
+            else:
+                raise InvalidInput(f"{where}: key 'engine.kind' must be \"local\" or \"vllm\", got {json.dumps(kind)}")
         if self.shards is not None:
             given = [k for k in ("input", "output") if getattr(self, k)]
             if given:

@@ -6,7 +6,7 @@
  * connection reset (from the fault proxy) retried, and a prompt over the model's context
  * (8192) written as `skipped: prompt_too_long`.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,6 +17,7 @@ import { OpenAICompute, type OpenAIComputeOptions } from '../../activities/opena
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { FakeCompute } from '../helpers/fake-compute';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy';
+import { packagedModel } from '../helpers/packaged-model';
 
 const MODEL = 'smollm2-135m-instruct';
 const MAX_TOKENS = 8;
@@ -28,17 +29,6 @@ let port: number;
 let proxy: FaultProxy;
 
 /** The packaged model as a run gets it: converted once into `<cacheDir>/models/<name>`. */
-function packagedModel(python: string, cacheDir: string): string {
-  const dir = path.join(cacheDir, 'models', MODEL);
-  if (fs.existsSync(path.join(dir, 'config.json'))) return dir;
-  fs.mkdirSync(path.dirname(dir), { recursive: true });
-  const job = path.join(tmp, 'import.json');
-  fs.writeFileSync(job, JSON.stringify({ packaged: MODEL, output: dir }));
-  const res = spawnSync(python, ['-m', 'srlm_compute', 'import-model', '--job', job], { cwd: repoRoot(), env: { ...process.env, PYTHONPATH: path.join(repoRoot(), 'compute') }, encoding: 'utf8' });
-  if (res.status !== 0) throw new Error(`import-model failed (${res.status}): ${res.stderr.slice(-2000)}`);
-  return dir;
-}
-
 async function startServer(python: string, model: string): Promise<number> {
   server = spawn(python, ['-m', 'srlm_compute', 'serve', '--model', model, '--port', '0', '--device', 'cpu', '--batch-size', '8', '--threads', '2'], {
     cwd: repoRoot(),
@@ -72,7 +62,7 @@ interface Stats {
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-openai-local-'));
   const env = loadEnvPaths();
-  port = await startServer(env.python, packagedModel(env.python, env.cacheDir));
+  port = await startServer(env.python, packagedModel(env.python, env.cacheDir, tmp, MODEL));
   proxy = await startFaultProxy({ host: '127.0.0.1', port });
 }, 240_000);
 
