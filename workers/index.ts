@@ -8,6 +8,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, t
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
 import { type ComputeBackend, PythonCompute } from '../activities/compute';
 import { openAIEngines } from '../activities/openai-compute';
+import { trainingBackends } from '../activities/training-backends';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { type QueueName, TASK_QUEUES } from '../workflows/shared';
@@ -79,11 +80,14 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const compute =
     opts.compute ??
     new PythonCompute({ python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') });
+  const storeFor = defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects'));
   return {
-    storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects')),
+    storeFor,
     compute,
     // `compute.engine: {kind: "openai", ...}` in a run's config: generation over HTTP, training still on `compute`
     engineFor: openAIEngines(compute),
+    // `compute.training: {kind: "sagemaker" | "kubernetes", ...}`: SFT/DPO as a remote job
+    trainerFor: trainingBackends({ storeFor, wrapped: compute }),
     workDir,
     cacheDir: env.cacheDir,
     ...(opts.reporter ? { reporter: opts.reporter } : {}),
