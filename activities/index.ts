@@ -55,7 +55,7 @@ import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
 import { openStore } from './open-store';
-import { remoteJobBase } from './remote-train';
+import { REMOTE_NAME_MAX, remoteJobBase } from './remote-train';
 import type { ArtifactStore } from './store';
 
 export interface ActivityDeps {
@@ -302,7 +302,7 @@ export function createActivities(deps: ActivityDeps) {
     const trainer = deps.trainerFor?.(config);
     const remotePrefix = `runs/${config.run}/train/${name}/remote/${jobDigest}`;
     const remote = trainer
-      ? { remote: { job_name: remoteJobBase(config.run, name, jobDigest), store_prefix: remotePrefix, model_key: input.base.externalPath ? null : modelPrefix(input.base.lineage, input.base.modelId) } }
+      ? { remote: { job_name: remoteJobBase(config.run, name, jobDigest, REMOTE_NAME_MAX), store_prefix: remotePrefix, model_key: input.base.externalPath ? null : modelPrefix(input.base.lineage, input.base.modelId) } }
       : {};
     const done = await withHeartbeats(async (update, signal) =>
       (trainer ?? deps.compute)

@@ -24,7 +24,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TrainingBackend } from '../core/schemas';
 import type { TrainJob } from './compute';
 import type { RemotePlatform, RemoteStatus, StagedInputs } from './remote-train';
-import { remoteTrainJob, storeKeyOf } from './remote-train';
+import { REMOTE_NAME_MAX, remoteTrainJob, storeKeyOf } from './remote-train';
 import type { ArtifactStore } from './store';
 
 export type KubernetesSettings = Extract<TrainingBackend, { kind: 'kubernetes' }>;
@@ -147,7 +147,7 @@ export function defaultKubeConfig(context?: string): KubeConfig {
 export class KubernetesPlatform implements RemotePlatform {
   readonly kind = 'kubernetes';
   /** DNS-1123 label, less room for the pods' "-<index>" hostnames */
-  readonly maxName = 56;
+  readonly maxName = REMOTE_NAME_MAX;
   readonly pollMs: number;
   private readonly batch: BatchV1Api;
   private readonly core: CoreV1Api;
@@ -192,8 +192,20 @@ export class KubernetesPlatform implements RemotePlatform {
       if (code(err) !== 409) throw this.fail('create', name, err);
       created = await this.batch.readNamespacedJob({ name, namespace: this.namespace });
     }
+    await this.ensureService(name, created.metadata?.uid);
+  }
+
+  /** A worker that died between creating the Job and its Service leaves pods that cannot find rank 0. */
+  async reattach(name: string): Promise<void> {
+    const job = await this.batch.readNamespacedJob({ name, namespace: this.namespace }).catch((err: unknown) => {
+      throw this.fail('read', name, err);
+    });
+    await this.ensureService(name, job.metadata?.uid);
+  }
+
+  private async ensureService(name: string, ownerUid: string | undefined): Promise<void> {
     try {
-      await this.core.createNamespacedService({ namespace: this.namespace, body: rendezvousServiceManifest(this.settings, name, created.metadata?.uid) });
+      await this.core.createNamespacedService({ namespace: this.namespace, body: rendezvousServiceManifest(this.settings, name, ownerUid) });
     } catch (err) {
       if (code(err) !== 409) throw this.fail('create the rendezvous service of', name, err);
     }

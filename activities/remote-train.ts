@@ -31,6 +31,12 @@ export interface RemoteStatus {
 
 export const TERMINAL: ReadonlySet<RemoteStatus['state']> = new Set(['succeeded', 'failed', 'stopped']);
 
+/**
+ * The longest name trainModel derives, chain suffix included: a DNS-1123 label (63) less room
+ * for Kubernetes pod hostnames `<job>-<index>`; SageMaker takes up to 63.
+ */
+export const REMOTE_NAME_MAX = 56;
+
 /** Longest name chain: a job failing this often fails the activity for good. */
 export const MAX_CHAIN = 50;
 
@@ -53,6 +59,8 @@ export interface RemotePlatform {
   submit(name: string, job: TrainJob, inputs: StagedInputs): Promise<void>;
   /** asks the platform to stop the job and free its machines */
   stop(name: string): Promise<void>;
+  /** re-attaching to a running job: recreate what a worker that died mid-submit may have left out */
+  reattach?(name: string): Promise<void>;
   /** writes the finished job's model into `outputDir` */
   collect(name: string, inputs: StagedInputs, outputDir: string): Promise<void>;
 }
@@ -212,6 +220,7 @@ export class RemoteTrainer implements ComputeBackend {
       name = chainName(target.job_name, k - 1);
       status = last;
       attached = true;
+      if (!TERMINAL.has(status.state)) await this.platform.reattach?.(name);
     } else {
       if (k > MAX_CHAIN) throw ApplicationFailure.nonRetryable(`${kind}: ${MAX_CHAIN} jobs named ${target.job_name}[-N] failed or were stopped; giving up`, 'RemoteTrainingFailed');
       name = chainName(target.job_name, k);

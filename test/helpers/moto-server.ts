@@ -86,6 +86,8 @@ export interface SageMakerProxy {
   ops(op: string): RecordedCall[];
   /** job name -> status shown by DescribeTrainingJob while set */
   hold: Map<string, HeldStatus>;
+  /** called after moto accepted a CreateTrainingJob (a test's stand-in for the training container) */
+  onCreate?: (request: Record<string, unknown>) => void;
   close(): Promise<void>;
 }
 
@@ -94,6 +96,13 @@ export async function startSageMakerProxy(motoUrl: string): Promise<SageMakerPro
   const calls: RecordedCall[] = [];
   const hold = new Map<string, HeldStatus>();
   const target = new URL(motoUrl);
+  const proxy: SageMakerProxy = {
+    url: '',
+    calls,
+    ops: (op) => calls.filter((c) => c.op === op),
+    hold,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -121,6 +130,7 @@ export async function startSageMakerProxy(motoUrl: string): Promise<SageMakerPro
         upRes.on('data', (c: Buffer) => out.push(c));
         upRes.on('end', () => {
           let payload = Buffer.concat(out);
+          if (op === 'CreateTrainingJob' && upRes.statusCode === 200) proxy.onCreate?.(body);
           const held = hold.get(name);
           if (op === 'DescribeTrainingJob' && held && upRes.statusCode === 200) {
             const d = JSON.parse(payload.toString()) as Record<string, unknown>;
@@ -141,11 +151,6 @@ export async function startSageMakerProxy(motoUrl: string): Promise<SageMakerPro
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    calls,
-    ops: (op) => calls.filter((c) => c.op === op),
-    hold,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  proxy.url = `http://127.0.0.1:${port}`;
+  return proxy;
 }

@@ -195,13 +195,17 @@ describe('Kubernetes training backend', () => {
     const platform = new KubernetesPlatform(settings, store, api.kubeConfig(), 10);
     await platform.submit(base, job, { ...inputs, outputUri: store.uri(`${job.remote!.store_prefix}/output`) });
     api.setJobStatus('ml', base, { active: 4, ready: 4 });
+    // ... and died before its Service existed
+    api.services.delete(`ml/${base}`);
     const before = api.requests.filter((r) => r.method === 'POST').length;
     const run = trainer().train(job, {});
     await new Promise((r) => setTimeout(r, 100));
     await podWritesModel(job, 'attached weights');
     api.setJobStatus('ml', base, { succeeded: 4, conditions: [{ type: 'Complete', status: 'True' }] });
     expect(await run).toMatchObject({ attached: true, job_name: base });
-    expect(api.requests.filter((r) => r.method === 'POST').length).toBe(before);
+    // no second Job; the missing Service again, owned by the Job
+    expect(api.requests.filter((r) => r.method === 'POST').slice(before).map((r) => r.path)).toEqual(['/api/v1/namespaces/ml/services']);
+    expect(api.services.get(`ml/${base}`)!.metadata.ownerReferences).toEqual([{ apiVersion: 'batch/v1', kind: 'Job', name: base, uid: api.jobs.get(`ml/${base}`)!.metadata.uid }]);
     expect(fs.readFileSync(path.join(job.output, 'model.safetensors'), 'utf8')).toBe('attached weights');
   });
 
