@@ -352,9 +352,9 @@ export function createActivities(deps: ActivityDeps) {
                 total: Number(ev.total_steps ?? 0),
                 tokens: 0,
                 elapsedS: (Date.now() - started) / 1000,
-                note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : typeof ev.status === 'string' ? `${String(ev.job_name)}: ${ev.status}` : undefined,
+                note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : typeof ev.job_name === 'string' && typeof ev.status === 'string' ? `${ev.job_name}: ${ev.status}` : undefined,
               };
-              update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint, ...(typeof ev.status === 'string' ? { job: ev.job_name, jobStatus: ev.status } : {}) });
+              update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint, ...(typeof ev.job_name === 'string' ? { job: ev.job_name, jobStatus: ev.status } : {}) });
               lastLive = {
                 iteration,
                 stage: label,

@@ -29,6 +29,9 @@ import type { ArtifactStore } from './store';
 
 export type SageMakerSettings = Extract<TrainingBackend, { kind: 'sagemaker' }>;
 
+/** SageMaker's ceiling for MaxRuntimeInSeconds and MaxWaitTimeInSeconds (28 days). */
+const MAX_SECONDS = 28 * 24 * 3600;
+
 /** Where the container finds things (SageMaker's fixed layout). */
 const OPT = { model: '/opt/ml/input/data/model', train: '/opt/ml/input/data/train', output: '/opt/ml/model', checkpoints: '/opt/ml/checkpoints' };
 
@@ -58,7 +61,7 @@ export function createTrainingJobRequest(s: SageMakerSettings, name: string, job
     InputDataConfig: [channel('model', `${inputs.modelUri}/`), channel('train', inputs.dataUri)],
     OutputDataConfig: { S3OutputPath: inputs.outputUri },
     ResourceConfig: { InstanceType: s.instanceType as TrainingInstanceType, InstanceCount: s.instanceCount, VolumeSizeInGB: s.volumeSizeGB },
-    StoppingCondition: { MaxRuntimeInSeconds: s.maxRuntimeSeconds, ...(s.spot ? { MaxWaitTimeInSeconds: s.maxWaitSeconds ?? s.maxRuntimeSeconds * 2 } : {}) },
+    StoppingCondition: { MaxRuntimeInSeconds: s.maxRuntimeSeconds, ...(s.spot ? { MaxWaitTimeInSeconds: s.maxWaitSeconds ?? Math.min(s.maxRuntimeSeconds * 2, MAX_SECONDS) } : {}) },
     EnableManagedSpotTraining: s.spot,
     CheckpointConfig: { S3Uri: inputs.checkpointUri, LocalPath: OPT.checkpoints },
     Tags: [{ Key: 'srlm:job', Value: name }],

@@ -137,7 +137,8 @@ export async function startSageMakerProxy(motoUrl: string): Promise<SageMakerPro
             delete d.FailureReason;
             payload = Buffer.from(JSON.stringify({ ...d, ...held }));
           }
-          const headers = { ...upRes.headers, 'content-length': String(payload.length) };
+          const { 'transfer-encoding': _te, ...upHeaders } = upRes.headers;
+          const headers = { ...upHeaders, 'content-length': String(payload.length) };
           res.writeHead(upRes.statusCode ?? 502, headers);
           res.end(payload);
         });
