@@ -216,7 +216,7 @@ export class RemoteTrainer implements ComputeBackend {
     let name: string;
     let status: RemoteStatus;
     let attached = false;
-    if (last && (last.state !== 'failed' && last.state !== 'stopped')) {
+    if (last && last.state !== 'failed' && last.state !== 'stopped') {
       name = chainName(target.job_name, k - 1);
       status = last;
       attached = true;
@@ -225,6 +225,8 @@ export class RemoteTrainer implements ComputeBackend {
       if (k > MAX_CHAIN) throw ApplicationFailure.nonRetryable(`${kind}: ${MAX_CHAIN} jobs named ${target.job_name}[-N] failed or were stopped; giving up`, 'RemoteTrainingFailed');
       name = chainName(target.job_name, k);
       const inputs = await stageInputs(this.store, job, target);
+      // cancelled while uploading: submit nothing
+      if (ctl.signal?.aborted) throw new Error(`${kind} training ${name} cancelled before it was submitted`);
       await this.platform.submit(name, job, inputs);
       status = (await this.platform.describe(name)) ?? { state: 'pending', detail: 'submitted' };
     }
