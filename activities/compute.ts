@@ -76,6 +76,18 @@ export interface TrainJob {
   checkpoint_dir?: string | null;
   /** a checkpoint directory (with its manifest) to continue from */
   resume_from?: string | null;
+  /** remote backends only (never sent to compute/): the job's name and its place in the store */
+  remote?: RemoteTarget;
+}
+
+/** Where a remote training job's files live in the store, and its name (activities/remote-train.ts). */
+export interface RemoteTarget {
+  /** base of the job's name chain: srlm-<run>-<model>-<digest> */
+  job_name: string;
+  /** store key prefix for the job's inputs, checkpoints and outputs */
+  store_prefix: string;
+  /** store key prefix of the base model when it is already in the store (else its local directory is uploaded) */
+  model_key: string | null;
 }
 
 export interface ImportJob {

@@ -47,6 +47,7 @@ import {
   findStage,
   type ModelRef,
   modelDir,
+  modelPrefix,
   publishModel,
   readStage,
   readStageManifest,
@@ -61,6 +62,7 @@ import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
 import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
 import { openStore } from './open-store';
+import { REMOTE_NAME_MAX, remoteJobBase } from './remote-train';
 import type { ArtifactStore } from './store';
 
 export interface ActivityDeps {
@@ -69,6 +71,8 @@ export interface ActivityDeps {
   compute: ComputeBackend;
   /** the generation backend a run's config asks for (`compute.engine`); undefined: `compute` */
   engineFor?: (config: RunConfig) => ComputeBackend | undefined;
+  /** the training backend a run's config asks for (`compute.training`); undefined: `compute` */
+  trainerFor?: (config: RunConfig) => ComputeBackend | undefined;
   /** scratch space for job files and compute outputs */
   workDir: string;
   /** where imported packaged models are kept across runs */
@@ -308,12 +312,19 @@ export function createActivities(deps: ActivityDeps) {
     let chainError: unknown = null;
     const live = liveSignaller(signalMs);
     let lastLive: Parameters<LiveSignaller['update']>[0] | null = null;
+    // a remote backend (compute.training) runs the job as srlm-<run>-<name>-<digest> with its files under the store
+    const trainer = deps.trainerFor?.(config);
+    const remotePrefix = `runs/${config.run}/train/${name}/remote/${jobDigest}`;
+    const remote = trainer
+      ? { remote: { job_name: remoteJobBase(config.run, name, jobDigest, REMOTE_NAME_MAX), store_prefix: remotePrefix, model_key: input.base.externalPath ? null : modelPrefix(input.base.lineage, input.base.modelId) } }
+      : {};
     const done = await withHeartbeats(async (update, signal) =>
-      deps.compute
+      (trainer ?? deps.compute)
         .train(
           {
             mode: input.method,
-            model: await modelDir(store, input.base),
+            // a remote job reads a stored base model from the store itself: nothing to download here
+            model: trainer && !input.base.externalPath ? store.uri(modelPrefix(input.base.lineage, input.base.modelId)) : await modelDir(store, input.base),
             ref_model: null,
             data,
             output,
@@ -326,6 +337,7 @@ export function createActivities(deps: ActivityDeps) {
             checkpoint_every: every > 0 ? every : null,
             checkpoint_dir: every > 0 ? localCheckpoints : null,
             resume_from: resume ? resume.dir : null,
+            ...remote,
           },
           {
             signal,
@@ -354,9 +366,9 @@ export function createActivities(deps: ActivityDeps) {
                 total: Number(ev.total_steps ?? 0),
                 tokens: 0,
                 elapsedS: (Date.now() - started) / 1000,
-                note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : undefined,
+                note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : typeof ev.job_name === 'string' && typeof ev.status === 'string' ? `${ev.job_name}: ${ev.status}` : undefined,
               };
-              update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint });
+              update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint, ...(typeof ev.job_name === 'string' ? { job: ev.job_name, jobStatus: ev.status } : {}) });
               lastLive = {
                 iteration,
                 stage: label,
@@ -382,6 +394,7 @@ export function createActivities(deps: ActivityDeps) {
     const model = await publishModel(store, { lineage, modelId, parent: input.base.modelId, method: input.method, trainedOn: input.trainedOn, metrics, dir: output });
     await fs.rm(output, { recursive: true, force: true });
     await store.deletePrefix(ckptPrefix);
+    if (trainer) await store.deletePrefix(remotePrefix);
     stageLog('info', 'model published', { run: config.run, iteration, stage: label, modelId, uri: model.uri });
     return { model, metrics };
   }

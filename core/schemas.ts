@@ -249,10 +249,81 @@ export const EvaluationConfig = z
     need('maxLengthGrowth', e.prompts !== undefined, '`evaluation.prompts`');
   });
 export type EvaluationConfig = z.infer<typeof EvaluationConfig>;
+/** A Kubernetes DNS-1123 label (names, namespaces). */
+const K8sName = z
+  .string()
+  .max(63, 'must be at most 63 characters')
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label: lowercase letters, digits and "-", starting and ending with a letter or digit');
+
+/**
+ * Where SFT and DPO run: `local` (default: compute/ on the training worker), `sagemaker`
+ * (an Amazon SageMaker training job) or `kubernetes` (an indexed batch/v1 Job, torchrun across
+ * its pods). The remote kinds need an s3:// store: inputs, checkpoints and the trained model
+ * travel through it. See activities/sagemaker-train.ts and activities/k8s-train.ts.
+ */
+export const TrainingBackend = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({
+    kind: z.literal('sagemaker'),
+    /** ECR URI of the training image (runs srlm_compute train; see the README) */
+    image: z.string().regex(/^[^\s]+\/[^\s]+$/, 'must be an image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/srlm-train:1'),
+    /** execution role SageMaker assumes (reads and writes the store's bucket) */
+    roleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/\S+$/, 'must be an IAM role ARN such as arn:aws:iam::123456789012:role/srlm-training'),
+    instanceType: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'must be a SageMaker instance type such as ml.p4d.24xlarge'),
+    instanceCount: PositiveInt.max(256).default(1),
+    volumeSizeGB: PositiveInt.max(16384).default(100),
+    maxRuntimeSeconds: PositiveInt.max(28 * 24 * 3600).default(24 * 3600),
+    /** managed spot training; interrupted jobs resume from the checkpoints SageMaker syncs to the store */
+    spot: z.boolean().default(false),
+    /** spot only: most seconds waiting for capacity plus training (>= maxRuntimeSeconds) */
+    maxWaitSeconds: PositiveInt.max(28 * 24 * 3600).optional(),
+    /** default AWS_REGION */
+    region: z.string().min(1).optional(),
+    /** seconds between two DescribeTrainingJob calls */
+    pollSeconds: z.number().positive().default(30),
+  }).superRefine((o, ctx) => {
+    if (o.maxWaitSeconds !== undefined && !o.spot) ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'is only meaningful with spot: true' });
+    if (o.spot && o.maxWaitSeconds !== undefined && o.maxWaitSeconds < o.maxRuntimeSeconds) ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'must be >= maxRuntimeSeconds' });
+  }),
+  z.strictObject({
+    kind: z.literal('kubernetes'),
+    namespace: K8sName.default('default'),
+    /** image holding srlm_compute, torch and torchrun */
+    image: z.string().min(1).regex(/^\S+$/, 'must be an image reference without spaces'),
+    /** pods (one torchrun node each) */
+    nodes: PositiveInt.max(1024).default(1),
+    /** nvidia.com/gpu per pod (torchrun --nproc-per-node); 0 runs on CPU with one process */
+    gpusPerNode: z.number().int().nonnegative().max(64).default(1),
+    serviceAccount: K8sName.optional(),
+    nodeSelector: z.record(z.string(), z.string()).optional(),
+    tolerations: z
+      .array(
+        z.strictObject({
+          key: z.string().optional(),
+          operator: z.enum(['Exists', 'Equal']).optional(),
+          value: z.string().optional(),
+          effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+          tolerationSeconds: z.number().int().optional(),
+        }),
+      )
+      .optional(),
+    /** extra environment for the trainer (e.g. AWS_REGION; never secrets: use the service account's role) */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).optional(),
+    /** pod restarts before the Job fails (the whole torchrun group restarts) */
+    backoffLimit: z.number().int().nonnegative().max(100).default(2),
+    /** seconds between two reads of the Job's status */
+    pollSeconds: z.number().positive().default(15),
+    /** kubeconfig context (default: the current one, or the in-cluster service account) */
+    context: z.string().min(1).optional(),
+  }),
+]);
+export type TrainingBackend = z.infer<typeof TrainingBackend>;
 
 export const ComputeConfig = z.strictObject({
   /** Where generation runs (absent: local). */
   engine: GenerationEngine.optional(),
+  /** Where SFT and DPO run (absent: local, on the training worker). */
+  training: TrainingBackend.optional(),
   /** cpu, cuda, or auto (cuda when available). */
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   /** Sequences generated together. */

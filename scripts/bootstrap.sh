@@ -13,6 +13,7 @@
 #   4. Chromium from Debian (/usr/bin/chromium), for the browser test of `srlm report`
 #      (test/infra/report-browser.test.ts); apt-get as root, or through sudo
 #   5. .srlm/env.json, which tells the TypeScript side where python, temporal and versitygw are.
+#   (2b) a small venv with test tools (moto server, kubernetes-validate) from test/requirements-tools.txt
 #
 # When everything is present this takes well under a second and prints one line.
 # Env: SRLM_CACHE_DIR (cache root), SRLM_REQUIREMENTS (requirements file, default
@@ -182,6 +183,46 @@ if [ "$(find "$CACHE_DIR" -maxdepth 1 -name 'venv-????????????' -type d | wc -l)
 fi
 
 # ---------------------------------------------------------------------------------------
+# 2b. Test tools venv: moto[server] (AWS mock for the SageMaker backend's tests) and
+#     kubernetes-validate (Kubernetes schemas). Separate from the compute venv because their
+#     pins conflict (botocore needs python-dateutil<3, compute pins 4.0.0). Small (~150 MB).
+# ---------------------------------------------------------------------------------------
+TOOLS_REQ="$ROOT/test/requirements-tools.txt"
+[ -f "$TOOLS_REQ" ] || die "$TOOLS_REQ not found"
+tools_hash="$({ cat "$TOOLS_REQ"; printf '# %s recipe=%s\n' "$py_version" "$RECIPE"; } | sha256sum | cut -c1-12)"
+TOOLS="$CACHE_DIR/tools-$tools_hash"
+if [ ! -f "$TOOLS/.complete" ]; then
+  exec 9>"$CACHE_DIR/.tools-$tools_hash.lock"
+  flock 9
+  if [ ! -f "$TOOLS/.complete" ]; then
+    tlog="$CACHE_DIR/logs/tools-$tools_hash.log"
+    mkdir -p "$CACHE_DIR/logs" "$WHEELS"
+    say "creating test tools venv $TOOLS (moto, kubernetes-validate; log $tlog)"
+    ttmp="$TOOLS.tmp.$$"
+    rm -rf "$TOOLS".tmp.* "$TOOLS"
+    topts=(--disable-pip-version-check --no-input --progress-bar off)
+    "$BASE_PY" -m venv "$ttmp" >"$tlog" 2>&1 || { tail -n 20 "$tlog" >&2; die "python3 -m venv failed for the tools venv"; }
+    if ! "$ttmp/bin/python" -m pip install "${topts[@]}" --no-index --find-links "$WHEELS" -r "$TOOLS_REQ" >>"$tlog" 2>&1; then
+      "$ttmp/bin/python" -m pip download "${topts[@]}" --dest "$WHEELS" --find-links "$WHEELS" -r "$TOOLS_REQ" >>"$tlog" 2>&1 &&
+        "$ttmp/bin/python" -m pip install "${topts[@]}" --no-index --find-links "$WHEELS" -r "$TOOLS_REQ" >>"$tlog" 2>&1 ||
+        { tail -n 30 "$tlog" >&2; rm -rf "$ttmp"; die "installing the test tools failed (log $tlog)"; }
+    fi
+    for f in "$ttmp"/bin/* "$ttmp"/pyvenv.cfg; do
+      [ -f "$f" ] && [ ! -L "$f" ] && grep -qI -F "$ttmp" "$f" && sed -i "s|$ttmp|$TOOLS|g" "$f"
+    done
+    "$ttmp/bin/python" -c 'import moto.server, kubernetes_validate' >>"$tlog" 2>&1 || { rm -rf "$ttmp"; die "the tools venv cannot import moto.server / kubernetes_validate (log $tlog)"; }
+    date -u +%FT%TZ >"$ttmp/.complete"
+    mv -T "$ttmp" "$TOOLS"
+    say "test tools venv ready: $TOOLS"
+  fi
+  exec 9>&-
+fi
+# keep only the current tools venv
+for old in "$CACHE_DIR"/tools-????????????; do
+  [ -d "$old" ] && [ "$old" != "$TOOLS" ] && [ -f "$old/.complete" ] && rm -rf "$old"
+done
+
+# ---------------------------------------------------------------------------------------
 # 3. S3 test server (versitygw)
 # ---------------------------------------------------------------------------------------
 # Prints the binary's path; builds it first (flock'd, logged in $CACHE_DIR/logs) when missing.
@@ -226,6 +267,7 @@ env_json="$(
   printf '  "temporal": %s,\n' "$(json_str "$VENV/bin/temporal")"
   printf '  "cacheDir": %s,\n' "$(json_str "$CACHE_DIR")"
   printf '  "venv": %s,\n' "$(json_str "$VENV")"
+  printf '  "toolsPython": %s,\n' "$(json_str "$TOOLS/bin/python")"
   printf '  "s3server": %s\n' "$(json_str "$S3SERVER")"
   printf '}'
 )"

@@ -10,6 +10,7 @@ import { type ComputeBackend, PythonCompute } from '../activities/compute';
 import { openAIEngines } from '../activities/openai-compute';
 import { vllmEngines } from '../activities/vllm-engine';
 import type { RunConfig } from '../core/schemas';
+import { trainingBackends } from '../activities/training-backends';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { type QueueName, TASK_QUEUES } from '../workflows/shared';
@@ -82,12 +83,15 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const compute = opts.compute ?? new PythonCompute(pythonOpts);
   // a python whose environment has vllm (it pins its own torch / transformers), for `compute.engine.kind: "vllm"`
   const vllmPython = opts.compute ? undefined : process.env.SRLM_VLLM_PYTHON || undefined;
+  const storeFor = defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects'));
   return {
-    storeFor: defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects')),
+    storeFor,
     compute,
     // `compute.engine` in a run's config: "openai" generates over HTTP, "vllm" on vLLM's offline
     // engine (on SRLM_VLLM_PYTHON's environment when set); training stays on `compute`
     engineFor: engines(compute, vllmPython ? new PythonCompute({ ...pythonOpts, python: vllmPython }) : undefined),
+    // `compute.training: {kind: "sagemaker" | "kubernetes", ...}`: SFT/DPO as a remote job
+    trainerFor: trainingBackends({ storeFor, wrapped: compute }),
     workDir,
     cacheDir: env.cacheDir,
     ...(opts.reporter ? { reporter: opts.reporter } : {}),

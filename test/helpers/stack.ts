@@ -5,7 +5,7 @@
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
-import { defaultStoreFor } from '../../activities';
+import { type ActivityDeps, defaultStoreFor } from '../../activities';
 import type { ComputeBackend } from '../../activities/compute';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
 
@@ -16,7 +16,16 @@ export interface TestStack {
   stop(): Promise<void>;
 }
 
-export async function startTestStack(opts: { address: string; compute: ComputeBackend; dir: string; cacheDir?: string; heartbeatMs?: number; progressSignalMs?: number }): Promise<TestStack> {
+export async function startTestStack(opts: {
+  address: string;
+  compute: ComputeBackend;
+  dir: string;
+  cacheDir?: string;
+  heartbeatMs?: number;
+  progressSignalMs?: number;
+  /** ActivityDeps.trainerFor (compute.training backends) */
+  trainerFor?: ActivityDeps['trainerFor'];
+}): Promise<TestStack> {
   installQuietRuntime();
   const connection = await Connection.connect({ address: opts.address });
   const native = await NativeConnection.connect({ address: opts.address });
@@ -28,6 +37,7 @@ export async function startTestStack(opts: { address: string; compute: ComputeBa
     deps: {
       storeFor: defaultStoreFor(path.join(opts.dir, 'default-store'), path.join(opts.dir, 'objects')),
       compute: opts.compute,
+      ...(opts.trainerFor ? { trainerFor: opts.trainerFor } : {}),
       workDir: path.join(opts.dir, 'work'),
       cacheDir: opts.cacheDir ?? path.join(opts.dir, 'cache'),
       heartbeatIntervalMs: hb,

@@ -76,6 +76,16 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
   EvalPrompt: { valid: { id: 'alpaca-1', instruction: 'Say hi', reference: 'Hi!' }, invalid: [[{ id: 'x', instruction: '' }, 'instruction']] },
   EvalResponse: { valid: { id: 'r', promptId: 'p', model: 'demo.m2', text: 'hi', tokens: 1, finishReason: 'stop' }, invalid: [[{ id: 'r', promptId: 'p', model: 'm', text: '', tokens: -1, finishReason: 'stop' }, 'tokens']] },
   PairwiseVerdict: { valid: { id: 'v', promptId: 'p', order: 'model-first', text: 'A wins', verdict: 'A' }, invalid: [[{ id: 'v', promptId: 'p', order: 'first', text: '', verdict: null }, 'order']] },
+  TrainingBackend: {
+    valid: { kind: 'kubernetes', image: 'registry/srlm-train:1', nodes: 2, gpusPerNode: 8 },
+    invalid: [
+      [{ kind: 'sagemaker', image: 'a/b', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'p4d.24xlarge' }, 'instanceType'],
+      [{ kind: 'sagemaker', image: 'a/b', roleArn: 'role', instanceType: 'ml.p4d.24xlarge' }, 'roleArn'],
+      [{ kind: 'kubernetes', image: 'i', namespace: 'Team_A' }, 'namespace'],
+      [{ kind: 'kubernetes', image: 'i', gpusPerNode: -1 }, 'gpusPerNode'],
+      [{ kind: 'slurm' }, 'kind'],
+    ],
+  },
   ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
   DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
   StoreConfig: {
