@@ -3,27 +3,21 @@
  * written where asked (or under the state directory), and one clear line for a run without
  * summaries or a summary that does not parse.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { type CliResult, runCli } from '../helpers/run-cli';
 import { LocalStore } from '../../activities/store';
 import { HOSTILE, iteration2, RUN, seedReportStore } from '../helpers/report-fixtures';
 
-const repo = path.resolve(__dirname, '../..');
 let tmp: string;
 let storeRoot: string;
 
-function srlm(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+function srlm(...args: string[]): Promise<CliResult> {
   // the store and state directory come from the arguments only
   const { SRLM_STORE_ROOT: _store, SRLM_STATE_DIR: _state, ...env } = process.env;
-  const res = spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), ...args], {
-    encoding: 'utf8',
-    env,
-    timeout: 60_000,
-  });
-  return { code: res.status, stdout: res.stdout, stderr: res.stderr };
+  return runCli(args, { env });
 }
 
 describe('srlm report', () => {
@@ -33,9 +27,9 @@ describe('srlm report', () => {
     await seedReportStore(storeRoot);
   });
 
-  it('writes report.html and report.md into --out and prints their paths (--json)', () => {
+  it('writes report.html and report.md into --out and prints their paths (--json)', async () => {
     const out = path.join(tmp, 'out');
-    const res = srlm('report', RUN, '--store', storeRoot, '--out', out, '--json');
+    const res = await srlm('report', RUN, '--store', storeRoot, '--out', out, '--json');
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
     expect(JSON.parse(res.stdout)).toEqual({ html: path.join(out, 'report.html'), md: path.join(out, 'report.md') });
@@ -52,9 +46,9 @@ describe('srlm report', () => {
     expect(md).toMatch(/^\| m1 \| – \| sft \| fixture \|/m);
   });
 
-  it('defaults to <state dir>/reports/<run> and prints the paths', () => {
+  it('defaults to <state dir>/reports/<run> and prints the paths', async () => {
     const stateDir = path.join(tmp, 'state');
-    const res = srlm('report', RUN, '--store', storeRoot, '--state-dir', stateDir);
+    const res = await srlm('report', RUN, '--store', storeRoot, '--state-dir', stateDir);
     expect(res.code).toBe(0);
     const dir = path.join(stateDir, 'reports', RUN);
     expect(res.stdout).toContain(path.join(dir, 'report.html'));
@@ -65,13 +59,13 @@ describe('srlm report', () => {
   it('reads the default store under the state directory', async () => {
     const stateDir = path.join(tmp, 'state-with-store');
     await seedReportStore(path.join(stateDir, 'artifacts'));
-    const res = srlm('report', RUN, '--state-dir', stateDir, '--json');
+    const res = await srlm('report', RUN, '--state-dir', stateDir, '--json');
     expect(res.code).toBe(0);
     expect(JSON.parse(res.stdout).html).toBe(path.join(stateDir, 'reports', RUN, 'report.html'));
   });
 
-  it('names the run and the store when the run has no summaries', () => {
-    const res = srlm('report', 'no-such-run', '--store', storeRoot, '--out', path.join(tmp, 'none'));
+  it('names the run and the store when the run has no summaries', async () => {
+    const res = await srlm('report', 'no-such-run', '--store', storeRoot, '--out', path.join(tmp, 'none'));
     expect(res.code).toBe(1);
     expect(res.stderr.trim()).toBe(`error: run "no-such-run" has no iteration summaries in the store file://${storeRoot} (looked for file://${storeRoot}/runs/no-such-run/iter-*/summary.json)`);
     expect(fs.existsSync(path.join(tmp, 'none'))).toBe(false);
@@ -83,7 +77,7 @@ describe('srlm report', () => {
     await store.putBytes(`runs/${RUN}/iter-2/summary.json`, JSON.stringify(iteration2));
     const bad = { ...iteration2, iteration: 3, evaluation: { ...iteration2.evaluation!, headToHead: [{ ...iteration2.evaluation!.headToHead[0]!, wins: -1 }] } };
     await store.putBytes(`runs/${RUN}/iter-3/summary.json`, JSON.stringify(bad));
-    const res = srlm('report', RUN, '--store', root);
+    const res = await srlm('report', RUN, '--store', root);
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(new RegExp(`^error: file://${root}/runs/${RUN}/iter-3/summary\\.json: not a valid iteration summary: "evaluation\\.headToHead\\.0\\.wins": .*>=0`));
   });
@@ -92,17 +86,17 @@ describe('srlm report', () => {
     const root = path.join(tmp, 'misfiled');
     const store = new LocalStore(root);
     await store.putBytes(`runs/${RUN}/iter-5/summary.json`, JSON.stringify(iteration2));
-    let res = srlm('report', RUN, '--store', root);
+    let res = await srlm('report', RUN, '--store', root);
     expect(res.code).toBe(1);
     expect(res.stderr).toContain(`iter-5/summary.json: the summary is of run "${RUN}", iteration 2, but is stored as run "${RUN}", iteration 5`);
     await store.putBytes(`runs/${RUN}/iter-5/summary.json`, '{"run": ');
-    res = srlm('report', RUN, '--store', root);
+    res = await srlm('report', RUN, '--store', root);
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/iter-5\/summary\.json: not valid JSON/);
   });
 
-  it('refuses a run name that is not a store path segment', () => {
-    const res = srlm('report', '../etc', '--store', storeRoot);
+  it('refuses a run name that is not a store path segment', async () => {
+    const res = await srlm('report', '../etc', '--store', storeRoot);
     expect(res.code).toBe(1);
     expect(res.stderr).toMatch(/^error: run name "\.\.\/etc" /);
   });

@@ -5,12 +5,12 @@
  * summaries give, the failed gate must stand out, the page must make no request beyond its
  * own file and log no error. A full-page screenshot is kept in test-output/report.png.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { runCli } from '../helpers/run-cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectedCounts, HOSTILE, RUN, seedReportStore } from '../helpers/report-fixtures';
 
@@ -37,8 +37,8 @@ describe('the report in headless Chromium', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-report-browser-'));
     const store = path.join(tmp, 'store');
     await seedReportStore(store);
-    const res = spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'report', RUN, '--store', store, '--out', path.join(tmp, 'out'), '--json'], { encoding: 'utf8', timeout: 60_000 });
-    if (res.status !== 0) throw new Error(`srlm report failed (${res.status}): ${res.stderr}`);
+    const res = await runCli(['report', RUN, '--store', store, '--out', path.join(tmp, 'out'), '--json']);
+    if (res.code !== 0) throw new Error(`srlm report failed (${res.code}): ${res.stderr}`);
     const { html } = JSON.parse(res.stdout) as { html: string };
     fileUrl = pathToFileURL(html).href;
 
@@ -123,7 +123,7 @@ describe('the report in headless Chromium', () => {
     expect(await page.locator('body').innerText()).toContain(HOSTILE);
   });
 
-  it('makes no request beyond its own file and logs no error', () => {
+  it('makes no request beyond its own file and logs no error', async () => {
     expect(requests).toEqual([fileUrl]);
     expect(failedRequests).toEqual([]);
     expect(consoleErrors).toEqual([]);

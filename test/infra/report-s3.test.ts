@@ -2,18 +2,17 @@
  * `srlm report` on an s3:// store (Versity S3 Gateway, credentials from the AWS environment
  * variables): the same report as from a directory holding the same objects.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { type CliResult, runCli } from '../helpers/run-cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../activities/s3store';
 import { loadEnvPaths, s3ServerBin } from '../../infra/paths';
 import { type S3ServerHandle, startS3Server } from '../../infra/s3-server';
 import { RUN, seedReportStore } from '../helpers/report-fixtures';
 
-const repo = path.resolve(__dirname, '../..');
 const ACCESS = 'srlmreportaccess';
 const SECRET = 'srlmreportsecret0123456789';
 
@@ -37,20 +36,16 @@ describe('srlm report on an S3 store', () => {
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
-  const report = (store: string, out: string): { code: number | null; stdout: string; stderr: string } => {
-    const res = spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'report', RUN, '--store', store, '--out', out, '--json'], {
-      encoding: 'utf8',
+  const report = (store: string, out: string): Promise<CliResult> =>
+    runCli(['report', RUN, '--store', store, '--out', out, '--json'], {
       env: { ...process.env, AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_S3: server.endpoint, SRLM_CACHE_DIR: path.join(tmp, 'cache') },
-      timeout: 60_000,
     });
-    return { code: res.status, stdout: res.stdout, stderr: res.stderr };
-  };
 
-  it('reads the summaries and manifests from the bucket and writes the report a directory store gives', () => {
-    const s3 = report('s3://reports/team/srlm', path.join(tmp, 'out-s3'));
+  it('reads the summaries and manifests from the bucket and writes the report a directory store gives', async () => {
+    const s3 = await report('s3://reports/team/srlm', path.join(tmp, 'out-s3'));
     expect(s3.stderr).toBe('');
     expect(s3.code).toBe(0);
-    const local = report(path.join(tmp, 'local'), path.join(tmp, 'out-local'));
+    const local = await report(path.join(tmp, 'local'), path.join(tmp, 'out-local'));
     expect(local.code).toBe(0);
     // the same page but for the store's name and the time it was made
     const same = (file: string): string => fs.readFileSync(file, 'utf8').replace(/store \S+ · generated \S+|store \S+; generated \S+/, 'STORE');
@@ -61,8 +56,8 @@ describe('srlm report on an S3 store', () => {
     expect(same(files.md)).toContain('Promoted model of lineage fixture: m3');
   });
 
-  it('names the run and the bucket when the run has no summaries there', () => {
-    const res = report('s3://reports/elsewhere', path.join(tmp, 'none'));
+  it('names the run and the bucket when the run has no summaries there', async () => {
+    const res = await report('s3://reports/elsewhere', path.join(tmp, 'none'));
     expect(res.code).toBe(1);
     expect(res.stderr.trim()).toBe(`error: run "${RUN}" has no iteration summaries in the store s3://reports/elsewhere (looked for s3://reports/elsewhere/runs/${RUN}/iter-*/summary.json)`);
   });
