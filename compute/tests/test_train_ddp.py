@@ -2,7 +2,8 @@
 
 Each launch costs ~30-60 s on a 2-core machine (every rank imports torch / TRL), so the module
 runs few of them: one SFT run with checkpoints (also the reference for the resume), one resume,
-one DPO run, a single-process run of the same SFT job for the step count, and the failures.
+one DPO run, a single-process run of the same SFT job for the step count, and the failures
+(invalid jobs found by the launcher and by the ranks; a runtime error injected into rank 1 only).
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ def _launch_args(job_path: Path, nproc: int = 2) -> list[str]:
             "-m", "srlm_compute", "train", "--job", str(job_path)]
 
 
-def start_ddp(job: dict, tmp_path: Path, nproc: int = 2) -> subprocess.Popen:
+def start_ddp(job: dict, tmp_path: Path, nproc: int = 2, env: dict | None = None) -> subprocess.Popen:
     job_path = write_job("train", job, tmp_path)
     with open(str(job_path) + ".stderr", "w") as err:
         return subprocess.Popen(_launch_args(job_path, nproc), stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=cli_env())
+                                env=env or cli_env())
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> CliResult:
@@ -184,6 +185,35 @@ def test_invalid_jobs_exit_2_under_torchrun(tiny_model_dir, tmp_path):
         for needle in needles:
             assert needle in errors[0]["message"], errors[0]["message"]
     assert not [p for p in tmp_path.glob("o?*") if not p.name.endswith(".lock")]
+
+
+FAIL_ON_RANK_1 = """\
+import os
+if os.environ.get("RANK") == "1":  # only the second rank of the launch, after its job was validated
+    import srlm_compute.train as train
+
+    def _broken(job):
+        raise RuntimeError("injected failure on one rank")
+
+    train.load_examples = _broken
+"""
+
+
+def test_error_on_one_rank_fails_the_launch(tiny_model_dir, tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FAIL_ON_RANK_1)
+    env = cli_env()
+    env["PYTHONPATH"] = str(hooks) + os.pathsep + env["PYTHONPATH"]
+    data = write_jsonl(tmp_path / "sft.jsonl", SFT_ROWS)
+    res = finish(start_ddp(_job("sft", tiny_model_dir, data, tmp_path / "out"), tmp_path, env=env))
+    assert res.rc == 1, res.stderr[-3000:]
+    errors = res.of("error")
+    # rank 0 is stopped by torchrun (a cancellation); the one error reported is rank 1's cause
+    assert len(errors) == 1 and res.last() == errors[0], res.events
+    assert errors[0]["rank"] == 1 and errors[0]["kind"] == "runtime" and "signal" not in errors[0]
+    assert errors[0]["message"] == "rank 1: RuntimeError: injected failure on one rank"
+    assert not res.of("done") and not (tmp_path / "out").exists()
 
 
 def test_distributed_job_key(tmp_path):
