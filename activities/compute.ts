@@ -78,6 +78,44 @@ export interface TrainJob {
   resume_from?: string | null;
   /** remote backends only (never sent to compute/): the job's name and its place in the store */
   remote?: RemoteTarget;
+  /** how the ranks of a multi-process run share the model (compute/srlm_compute/train.py); null: ddp */
+  distributed?: TrainDistributed | null;
+  /**
+   * PythonCompute only (never sent to compute/): run the job as `nproc_per_node` processes under
+   * torchrun (through `python -m srlm_compute.launch`); absent: one process
+   */
+  launcher?: TrainLauncher;
+}
+
+export interface TrainDistributed {
+  strategy: 'ddp' | 'fsdp';
+  /** fsdp: the layer class wrapped as one FSDP unit (null: the model's _no_split_modules) */
+  fsdp_layer_class?: string | null;
+}
+
+export interface TrainLauncher {
+  kind: 'torchrun';
+  nproc_per_node: number;
+}
+
+/** The torchrun launch a run's `compute.training` asks for (local backend only); undefined: one process. */
+export function localTorchrun(t: RunConfig['compute']['training']): { launcher: TrainLauncher; distributed: TrainDistributed } | undefined {
+  if (!t || t.kind !== 'local' || t.launcher !== 'torchrun') return undefined;
+  return {
+    launcher: { kind: 'torchrun', nproc_per_node: t.nprocPerNode ?? 1 },
+    distributed: { strategy: t.strategy ?? 'ddp', ...(t.fsdpLayerClass ? { fsdp_layer_class: t.fsdpLayerClass } : {}) },
+  };
+}
+
+/**
+ * argv after the Python executable for one compute job: `-m srlm_compute <command> --job <file>`,
+ * or, for a train job with a torchrun launcher, the same under `srlm_compute.launch` (torchrun's
+ * options, one standalone node; see compute/srlm_compute/launch.py for why not torchrun itself).
+ */
+export function computeArgs(command: string, jobFile: string, launcher?: TrainLauncher): string[] {
+  const direct = ['-m', 'srlm_compute', command, '--job', jobFile];
+  if (!launcher) return direct;
+  return ['-m', 'srlm_compute.launch', '--standalone', '--nproc-per-node', String(launcher.nproc_per_node), ...direct];
 }
 
 /** Where a remote training job's files live in the store, and its name (activities/remote-train.ts). */
@@ -174,19 +212,22 @@ export class PythonCompute implements ComputeBackend {
     return this.run('generate', job, ctl);
   }
   train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
-    return this.run('train', job, ctl);
+    const { launcher, ...rest } = job;
+    return this.run('train', rest, ctl, launcher);
   }
   importModel(job: ImportJob, ctl: RunControl): Promise<ComputeEvent> {
     return this.run('import-model', job, ctl);
   }
 
-  private async run(command: string, job: object, ctl: RunControl): Promise<ComputeEvent> {
+  private async run(command: string, job: object, ctl: RunControl, launcher?: TrainLauncher): Promise<ComputeEvent> {
     await fs.mkdir(this.opts.workDir, { recursive: true });
     const jobFile = path.join(this.opts.workDir, `${command}-${Date.now()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.json`);
     await fs.writeFile(jobFile, JSON.stringify(job, null, 2));
     if (ctl.signal?.aborted) throw new Error(`compute ${command} cancelled before it started`);
 
-    const child = spawn(this.opts.python, ['-m', 'srlm_compute', command, '--job', jobFile], {
+    // A torchrun launch (launcher -> torchrun agent -> ranks) shares this process group, so the
+    // group signals below reach every rank; each one also dies with its parent (PDEATHSIG).
+    const child = spawn(this.opts.python, computeArgs(command, jobFile, launcher), {
       cwd: this.opts.packageDir,
       env: {
         ...process.env,

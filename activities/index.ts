@@ -56,7 +56,7 @@ import {
   writeStage,
   type StageLocation,
 } from './artifacts';
-import type { ComputeBackend, GenerateOutput, GenerateRequest, TrainJob } from './compute';
+import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, type TrainJob } from './compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
@@ -297,8 +297,10 @@ export function createActivities(deps: ActivityDeps) {
     await fs.mkdir(localCheckpoints, { recursive: true });
 
     const every = config.durability.checkpointEvery;
+    const multi = localTorchrun(config.compute.training);
     // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
-    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing });
+    // (batch_size is global, so DDP checkpoints resume with any process count; FSDP's are sharded files)
+    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing, ...(multi?.distributed.strategy === 'fsdp' ? { layout: 'fsdp' } : {}) });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
     for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
@@ -338,6 +340,7 @@ export function createActivities(deps: ActivityDeps) {
             checkpoint_dir: every > 0 ? localCheckpoints : null,
             resume_from: resume ? resume.dir : null,
             ...remote,
+            ...(multi && !trainer ? multi : {}),
           },
           {
             signal,

@@ -13,9 +13,10 @@
  * The container contract (the image's entrypoint): read SRLM_TRAIN_JOB (compute/'s train job
  * whose model, data, output and checkpoint_dir are s3:// URIs, also in SRLM_MODEL_URI,
  * SRLM_DATA_URI, SRLM_OUTPUT_URI, SRLM_CHECKPOINT_URI), fetch the inputs, run
- * `torchrun --nnodes $SRLM_NNODES --nproc-per-node $SRLM_NPROC_PER_NODE --node-rank
- * $JOB_COMPLETION_INDEX --master-addr $SRLM_MASTER_ADDR --master-port $SRLM_MASTER_PORT -m
- * srlm_compute train ...`, keep checkpoints in SRLM_CHECKPOINT_URI and put the model's files
+ * `python -m srlm_compute.launch --nnodes $SRLM_NNODES --nproc-per-node $SRLM_NPROC_PER_NODE
+ * --node-rank $JOB_COMPLETION_INDEX --master-addr $SRLM_MASTER_ADDR --master-port
+ * $SRLM_MASTER_PORT -m srlm_compute train ...` (torchrun's options; unlike bare torchrun it exits
+ * 2 on invalid input, which the podFailurePolicy needs), keep checkpoints in SRLM_CHECKPOINT_URI and put the model's files
  * under SRLM_OUTPUT_URI (rank 0). The activity copies them into trainModel's output directory.
  */
 import * as fs from 'node:fs/promises';

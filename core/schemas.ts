@@ -262,7 +262,23 @@ const K8sName = z
  * travel through it. See activities/sagemaker-train.ts and activities/k8s-train.ts.
  */
 export const TrainingBackend = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({
+    kind: z.literal('local'),
+    /** process (default): one compute process; torchrun: nprocPerNode ranks on this host (DDP or FSDP) */
+    launcher: z.enum(['process', 'torchrun']).optional(),
+    /** torchrun only: processes (one per GPU; on CPU each takes its share of the cores) */
+    nprocPerNode: PositiveInt.max(64).optional(),
+    /** torchrun only: ddp (default) replicates the model; fsdp shards it (needs CUDA GPUs) */
+    strategy: z.enum(['ddp', 'fsdp']).optional(),
+    /** fsdp only: the layer class wrapped as one FSDP unit (default: detected from the model) */
+    fsdpLayerClass: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a Python class name such as LlamaDecoderLayer').optional(),
+  }).superRefine((o, ctx) => {
+    const torchrun = o.launcher === 'torchrun';
+    if (torchrun && o.nprocPerNode === undefined) ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is required with launcher: "torchrun"' });
+    if (!torchrun && o.nprocPerNode !== undefined) ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is only meaningful with launcher: "torchrun"' });
+    if (!torchrun && o.strategy !== undefined) ctx.addIssue({ code: 'custom', path: ['strategy'], message: 'is only meaningful with launcher: "torchrun"' });
+    if (o.fsdpLayerClass !== undefined && o.strategy !== 'fsdp') ctx.addIssue({ code: 'custom', path: ['fsdpLayerClass'], message: 'is only meaningful with strategy: "fsdp"' });
+  }),
   z.strictObject({
     kind: z.literal('sagemaker'),
     /** ECR URI of the training image (runs srlm_compute train; see the README) */

@@ -69,8 +69,17 @@ def _run(command: str, job: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     from .runtime import LockHeld, die_with_parent
 
+    from .runtime import world
+
     progress.claim_stdout()
     progress.install_signal_handlers()
+    try:
+        me = world()
+    except RuntimeError as exc:
+        progress.emit("error", message=str(exc), kind="invalid_input")
+        return 2
+    if me.distributed:  # under torchrun: only rank 0 reports, except errors (see progress.py)
+        progress.set_rank(me.rank)
     if not die_with_parent():
         message = "the parent process is already gone (orphaned at start); not running"
         progress.log(message)

@@ -37,13 +37,24 @@ from .jobs import InvalidInput
 MANIFEST = "manifest.json"
 KIND = "train-checkpoint"
 # What transformers' Trainer needs to resume exactly (weights are checked separately: safetensors or sharded).
-REQUIRED_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt", "rng_state.pth")
+REQUIRED_FILES = ("trainer_state.json", "scheduler.pt")
+# RNG states: rng_state.pth from one process, rng_state_<rank>.pth from each rank of a distributed run
+RNG_FILES = ("rng_state.pth", "rng_state_0.pth")
+# Optimizer state: optimizer.pt; under FSDP accelerate writes optimizer.bin (full) or optimizer_0/ (sharded)
+OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin", "optimizer_0/")
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
+    "pytorch_model_fsdp.bin",  # FSDP, full state dict
+    "pytorch_model_fsdp_0/",  # FSDP, sharded state dict (a directory)
 )
+
+
+def _lists(listed: set[str], names: tuple[str, ...]) -> bool:
+    """Whether the manifest lists one of ``names`` (a name ending in / matches any file under it)."""
+    return any(name in listed if not name.endswith("/") else any(p.startswith(name) for p in listed) for name in names)
 
 
 def step_dir_name(step: int) -> str:
@@ -166,7 +177,11 @@ def verify(path: str, mode: str | None = None) -> dict[str, Any]:
             raise InvalidInput(f"{where}: files[{i}]: path {rel!r} leaves the checkpoint directory")
         listed.add(rel)
     missing = [name for name in REQUIRED_FILES if name not in listed]
-    if missing or not any(name in listed for name in WEIGHT_FILES):
+    if not _lists(listed, OPTIMIZER_FILES):
+        missing.insert(0, "optimizer.pt")
+    if not _lists(listed, RNG_FILES):
+        missing.append("rng_state.pth")
+    if missing or not _lists(listed, WEIGHT_FILES):
         what = missing[0] if missing else "model weights (model.safetensors)"
         raise InvalidInput(f"{where}: not a full checkpoint: the manifest does not list {what}")
     for entry in files:
@@ -197,6 +212,7 @@ def make_callback(
     checkpoint_dir: str,
     mode: str,
     on_published: Callable[[int, str], None],
+    world_size: int = 1,
 ):
     """A TrainerCallback that decides when the Trainer saves and publishes each save as ``step-NNNNNN``.
 
@@ -204,6 +220,13 @@ def make_callback(
     transformers' DefaultFlowCallback) sets ``should_save`` exactly on multiples of
     ``checkpoint_every`` below the last step (the final model is published as the
     job's output right after the last step, so a checkpoint there would be wasted).
+
+    Distributed (``world_size`` > 1): every rank runs the callback; the Trainer writes the
+    weights, optimizer and scheduler from rank 0 and ``rng_state_<rank>.pth`` from every rank
+    into the same ``checkpoint-N``, so all ranks meet at a barrier before rank 0 publishes it
+    (with every rank's RNG state). This assumes ``<output>.partial`` is one directory for all
+    ranks (one node, or a shared filesystem); on other nodes each rank's RNG file stays behind
+    and a resume there starts their RNGs afresh (the Trainer warns).
     """
     from transformers import TrainerCallback
 
@@ -215,6 +238,12 @@ def make_callback(
 
         def on_save(self, args, state, control, **kwargs):
             step = state.global_step
+            if world_size > 1:
+                from .runtime import barrier
+
+                barrier()  # every rank has written its part of checkpoint-N
+                if not state.is_world_process_zero:
+                    return control
             src = os.path.join(args.output_dir, f"checkpoint-{step}")
             if not os.path.isdir(src):
                 raise RuntimeError(f"the trainer reported a save at step {step} but {src} does not exist")

@@ -315,6 +315,31 @@ class GenerateRequest:
 
 
 @dataclass
+class DistributedSpec:
+    """``distributed`` of a train job: how the ranks of a torchrun launch share the model.
+
+    ``ddp``: every rank holds the whole model, gradients are all-reduced (what the Trainer does
+    by itself under torchrun). ``fsdp``: PyTorch FSDP, parameters, gradients and optimizer state
+    sharded across ranks ("full_shard auto_wrap"), one FSDP unit per transformer layer.
+    DeepSpeed is not offered (not installed).
+    """
+
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    # fsdp: class name of the layer to wrap as one unit (null: the model's _no_split_modules)
+    fsdp_layer_class: Optional[str] = None
+
+    def check(self, where: str) -> None:
+        if self.fsdp_layer_class is not None:
+            if self.strategy != "fsdp":
+                raise InvalidInput(f"{where}: key 'fsdp_layer_class' is only used with strategy \"fsdp\"")
+            if not self.fsdp_layer_class.isidentifier():
+                raise InvalidInput(
+                    f"{where}: key 'fsdp_layer_class' must be a Python class name such as \"LlamaDecoderLayer\", "
+                    f"got {json.dumps(self.fsdp_layer_class)}"
+                )
+
+
+@dataclass
 class TrainJob:
     # model
     mode: Literal["sft", "dpo"]
@@ -343,8 +368,12 @@ class TrainJob:
     device: Device = "auto"
     threads: int = 0
     overwrite: bool = False
+    # multi-process training under torchrun (null: ddp when launched with several ranks); see train.py
+    distributed: Optional[dict] = None
 
     def check(self, where: str) -> None:
+        if self.distributed is not None and not isinstance(self.distributed, DistributedSpec):
+            self.distributed = parse_record(DistributedSpec, self.distributed, f"{where}: distributed")
         if not self.data:
             raise InvalidInput(f"{where}: missing required key 'data'")
         if not self.output:

@@ -12,6 +12,12 @@ writing to fd 1), :func:`claim_stdout` moves the real stdout to a private file
 descriptor and points fd 1 (and ``sys.stdout``) at stderr. Human logs go to
 stderr.
 
+Under torchrun (``WORLD_SIZE`` > 1) every rank shares the launcher's stdout:
+:func:`set_rank` makes ranks other than 0 write only ``error`` events (each
+error event then carries ``"rank"``), so the stream has one ``start``, one set
+of ``progress`` / ``checkpoint`` lines and one ``done``; ``srlm_compute.launch``
+reduces the ranks' errors to one.
+
 Signals: :func:`install_signal_handlers` turns SIGTERM / SIGINT into a
 :class:`Cancelled` exception raised in the main thread, so work stops within
 one Python bytecode (in practice: after the running torch op). The CLI maps it
@@ -30,6 +36,13 @@ from typing import Any
 
 _EVENT_FD: int | None = None
 _LOCK = threading.Lock()
+_RANK: int | None = None  # None: not a distributed run
+
+
+def set_rank(rank: int | None) -> None:
+    """Declare this process' global rank in a distributed run (None: a single process)."""
+    global _RANK
+    _RANK = rank
 
 
 class Cancelled(BaseException):
@@ -82,7 +95,16 @@ def _clean(value: Any) -> Any:
 
 
 def emit(event: str, **fields: Any) -> None:
-    """Write one event line to the event stream (stdout) and flush it."""
+    """Write one event line to the event stream (stdout) and flush it.
+
+    In a distributed run only rank 0 writes, except ``error`` events, which every rank writes
+    (with its ``rank``) so that a failure on any rank is reported.
+    """
+    if _RANK is not None:
+        if event != "error" and _RANK != 0:
+            return
+        if event == "error":
+            fields = {**fields, "rank": _RANK}
     obj = {"event": event, **_clean(fields)}
     line = (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
     with _LOCK:

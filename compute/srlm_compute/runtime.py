@@ -240,3 +240,57 @@ def release_locks() -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+# --------------------------------------------------------------------------- distributed (torchrun)
+
+
+class World:
+    """This process' place in a torchrun launch, from the environment torchrun sets.
+
+    ``WORLD_SIZE`` unset or 1: a single process (rank 0 of 1).
+    """
+
+    def __init__(self, rank: int = 0, local_rank: int = 0, size: int = 1):
+        self.rank, self.local_rank, self.size = rank, local_rank, size
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def __repr__(self) -> str:
+        return f"World(rank={self.rank}, local_rank={self.local_rank}, size={self.size})"
+
+
+def world() -> World:
+    def read(name: str, default: int) -> int:
+        raw = os.environ.get(name, "")
+        if raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise RuntimeError(f"environment variable {name}={raw!r} is not a non-negative integer (set by torchrun)")
+        return value
+
+    size = read("WORLD_SIZE", 1)
+    if size <= 1:
+        return World()
+    rank, local_rank = read("RANK", 0), read("LOCAL_RANK", 0)
+    if rank >= size:
+        raise RuntimeError(f"RANK={rank} is not below WORLD_SIZE={size}")
+    return World(rank, local_rank, size)
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside an initialised process group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -15,7 +15,9 @@ Job::
      # checkpoints
      "checkpoint_every": null, "checkpoint_dir": null, "resume_from": null,
      # runtime
-     "device": "auto", "threads": 0, "overwrite": false}
+     "device": "auto", "threads": 0, "overwrite": false,
+     # several processes (torchrun; see below)
+     "distributed": null | {"strategy": "ddp" | "fsdp", "fsdp_layer_class": null | "LlamaDecoderLayer"}}
 
 Data lines (extra keys are ignored; a missing/empty field is exit 2 with ``file:line``)::
 
@@ -78,6 +80,32 @@ After a resume ``train_loss``, ``runtime_s``, ``seconds_per_step``, ``last`` and
 ``mean`` cover only the steps this process ran (``steps_run``); ``steps`` is the
 final global step.
 
+Several processes (torchrun): run ``python -m srlm_compute.launch [torchrun options] -m
+srlm_compute train --job f.json`` (see :mod:`srlm_compute.launch`; plain torchrun works too, but
+exits 1 for every failure and interleaves the ranks' error lines). Each rank reads the same job;
+``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` come from torchrun and the Trainer runs DDP (the gloo
+backend on CPU, NCCL on CUDA). ``batch_size`` is the GLOBAL batch: each rank takes
+``batch_size / WORLD_SIZE`` examples per micro-batch, so one optimizer step still sees
+``batch_size * grad_accum`` examples and a job's steps, schedule and hyperparameters mean the
+same on 1 or N processes (the paper's batch 16 stays 16); a ``batch_size`` that is not a
+multiple of ``WORLD_SIZE`` is exit 2. Every rank seeds with ``seed`` (the Trainer's choice:
+identical initial weights; the distributed sampler gives each rank different examples). Only
+rank 0 takes the output lock, writes ``<output>.partial``, ``metrics.json``, the model and the
+checkpoint manifests, and prints events; other ranks print only ``error`` events (with
+``"rank"``). Checkpoints hold the RNG state of every rank (``rng_state_<rank>.pth``); all ranks
+resume from the job's ``resume_from``. ``start`` and ``metrics.json`` carry ``world_size``,
+``per_device_batch_size`` and ``strategy``.
+
+``distributed.strategy``: ``"ddp"`` (default) replicates the model on every rank; ``"fsdp"``
+shards parameters, gradients and optimizer state (the Trainer's FSDP, version 2,
+``"full_shard auto_wrap"`` with one unit per transformer layer: ``fsdp_layer_class`` or the
+model's first ``_no_split_modules``, e.g. ``LlamaDecoderLayer``; gradient checkpointing becomes
+FSDP's activation checkpointing). FSDP needs CUDA: accelerate does not shard on CPU, so
+``"fsdp"`` with a CPU device is exit 2. DeepSpeed ZeRO is not offered (not installed). With
+FSDP, checkpoints are accelerate's sharded files (``pytorch_model_fsdp_0/``, ``optimizer_0/``),
+which :func:`srlm_compute.checkpoints.verify` accepts, and the final model is gathered to rank
+0 and saved as one safetensors file.
+
 Lock: the process holds ``flock`` on ``<output>.lock`` from before it touches
 ``<output>.partial`` until it exits; another holder makes it wait up to 30 s
 (``SRLM_LOCK_WAIT_S``), then fail with exit 1.
@@ -91,7 +119,7 @@ import time
 from typing import Any
 
 from . import checkpoints, progress
-from .jobs import DPOExample, InvalidInput, SFTExample, TrainJob, load_job, read_jsonl
+from .jobs import DistributedSpec, DPOExample, InvalidInput, SFTExample, TrainJob, load_job, read_jsonl
 
 DPO_LOG_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
 
@@ -163,9 +191,44 @@ def _summary(history: list[dict], keys) -> tuple[dict, dict]:
     return last, mean
 
 
+def per_device_batch(job: TrainJob, world_size: int, where: str) -> int:
+    """The Trainer's per-device batch: ``batch_size`` is global, split evenly across the ranks."""
+    if job.batch_size % world_size:
+        raise InvalidInput(
+            f"{where}: key 'batch_size' ({job.batch_size}) must be divisible by the number of training processes "
+            f"({world_size}): it is the global batch, split evenly across the ranks"
+        )
+    return job.batch_size // world_size
+
+
+def fsdp_layer_class(model, spec: DistributedSpec, where: str) -> str:
+    """The transformer layer class FSDP wraps as one unit: the job's, or the model's first ``_no_split_modules``."""
+    names = {type(m).__name__ for m in model.modules()}
+    if spec.fsdp_layer_class is not None:
+        if spec.fsdp_layer_class not in names:
+            raise InvalidInput(
+                f"{where}: key 'distributed.fsdp_layer_class': the model has no module of class {spec.fsdp_layer_class!r}"
+            )
+        return spec.fsdp_layer_class
+    for name in getattr(model, "_no_split_modules", None) or []:
+        if name in names:
+            return name
+    raise InvalidInput(
+        f"{where}: {type(model).__name__} declares no transformer layer class (_no_split_modules); "
+        "set 'distributed.fsdp_layer_class' for FSDP"
+    )
+
+
 def main(job_path: str) -> int:
     job = load_job(TrainJob, job_path)
     t_start = time.monotonic()
+    from .runtime import world
+
+    me = world()
+    spec = job.distributed if isinstance(job.distributed, DistributedSpec) else DistributedSpec()
+    per_device = per_device_batch(job, me.size, job_path)
+    if spec.strategy == "fsdp" and not me.distributed:
+        progress.log("note: distributed.strategy \"fsdp\" with a single process trains without sharding")
     rows = load_examples(job)
     resumed_from_step = 0
     resume_dir = None
@@ -177,9 +240,10 @@ def main(job_path: str) -> int:
 
     from .runtime import lock_output
 
-    lock_output(job.output)  # held until exit
-    if checkpoint_every and job.checkpoint_dir:
-        checkpoints.clean_partials(job.checkpoint_dir)
+    if me.main:  # rank 0 owns the output and the published checkpoints
+        lock_output(job.output)  # held until exit
+        if checkpoint_every and job.checkpoint_dir:
+            checkpoints.clean_partials(job.checkpoint_dir)
 
     from .runtime import quiet_libraries
 
@@ -191,6 +255,12 @@ def main(job_path: str) -> int:
     from .runtime import fresh_partial_dir, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads
 
     device = resolve_device(job.device)
+    if me.distributed and spec.strategy == "fsdp" and device != "cuda":
+        # accelerate builds its FSDP plugin only for accelerators; on CPU it would quietly run DDP
+        raise InvalidInput(
+            f"{job_path}: key 'distributed.strategy': \"fsdp\" needs CUDA GPUs (device is {device!r}); "
+            "use \"ddp\" on CPU"
+        )
     set_threads(job.threads)
     progress.emit(
         "start",
@@ -203,6 +273,9 @@ def main(job_path: str) -> int:
         threads=torch.get_num_threads(),
         resumed_from_step=resumed_from_step,
         checkpoint_every=checkpoint_every,
+        world_size=me.size,
+        strategy=spec.strategy if me.distributed else None,
+        per_device_batch_size=per_device,
     )
 
     # model
@@ -228,14 +301,15 @@ def main(job_path: str) -> int:
     initial_params = sum(p.numel() for p in model.parameters())
 
     partial = job.output.rstrip("/\\") + ".partial"
-    remove_partial(job.output)  # a leftover of a killed run
+    if me.main:
+        remove_partial(job.output)  # a leftover of a killed run
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     # TRL's default (on): activations of SmolLM2-135M cost ~1.9 MB per training token without it,
     # which overflows 24 GiB at batch 16 x a few hundred tokens; recomputation costs about one extra forward.
     grad_ckpt = bool(job.gradient_checkpointing) if job.gradient_checkpointing is not None else True
     common = dict(
         output_dir=partial,
-        per_device_train_batch_size=job.batch_size,
+        per_device_train_batch_size=per_device,
         gradient_accumulation_steps=job.grad_accum,
         learning_rate=job.lr,
         lr_scheduler_type="cosine_with_min_lr",
@@ -263,6 +337,17 @@ def main(job_path: str) -> int:
         dataloader_num_workers=0,
         dataloader_pin_memory=device == "cuda",
     )
+    if me.distributed and device == "cpu":
+        common["ddp_backend"] = "gloo"
+    if me.distributed and spec.strategy == "ddp":
+        # every parameter gets a gradient every step: skip DDP's search for unused ones
+        common["ddp_find_unused_parameters"] = False
+    if me.distributed and spec.strategy == "fsdp":
+        layer = fsdp_layer_class(model, spec, job_path)
+        # FSDP's own activation checkpointing replaces the Trainer's (which would recompute twice)
+        common["fsdp"] = "full_shard auto_wrap"
+        common["fsdp_config"] = {"transformer_layer_cls_to_wrap": [layer], "activation_checkpointing": grad_ckpt}
+        common["gradient_checkpointing"] = False
     history: list[dict] = []
     callbacks = [_make_progress_callback(job.mode, history)]
     if checkpoint_every:
@@ -270,7 +355,9 @@ def main(job_path: str) -> int:
         def published(step: int, path: str) -> None:
             progress.emit("checkpoint", step=step, dir=path)
 
-        callbacks.append(checkpoints.make_callback(checkpoint_every, job.checkpoint_dir, job.mode, published))
+        callbacks.append(
+            checkpoints.make_callback(checkpoint_every, job.checkpoint_dir, job.mode, published, world_size=me.size)
+        )
     dataset = Dataset.from_list(rows)
 
     if job.mode == "sft":
@@ -292,6 +379,8 @@ def main(job_path: str) -> int:
             processing_class=tokenizer,
             callbacks=callbacks,
         )
+    if me.distributed and spec.strategy == "fsdp" and not getattr(trainer, "is_fsdp_enabled", False):
+        raise RuntimeError("distributed.strategy is \"fsdp\" but the Trainer did not enable FSDP")
     n_train = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
     if n_train == 0:
         raise InvalidInput(f"{job.data}: no example fits max_length={job.max_length}")
@@ -301,6 +390,11 @@ def main(job_path: str) -> int:
         result = trainer.train(resume_from_checkpoint=resume_dir)
         train_s = time.monotonic() - t_train
 
+        # FSDP: every rank takes part in gathering the full weights; only rank 0 writes
+        fsdp = me.distributed and spec.strategy == "fsdp"
+        state_dict = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
+        if not me.main:
+            return 0
         trained = trainer.accelerator.unwrap_model(trainer.model)
         # The checkpoint keeps the original dropout values; training-time dropout is a job setting.
         saved_text_config = trained.config.get_text_config()
@@ -323,6 +417,9 @@ def main(job_path: str) -> int:
             "epochs": result.metrics.get("epoch", history[-1].get("epoch") if history else None),
             "batch_size": job.batch_size,
             "grad_accum": job.grad_accum,
+            "world_size": me.size,
+            "per_device_batch_size": per_device,
+            "strategy": spec.strategy if me.distributed else None,
             "lr": job.lr,
             "lr_end": job.lr_end,
             "final_lr": history[-1].get("learning_rate") if history else None,
@@ -341,14 +438,15 @@ def main(job_path: str) -> int:
             "peak_rss_mb": round(peak_rss_mb(), 1),
         }
         partial = fresh_partial_dir(job.output)
-        trained.save_pretrained(partial)
+        trained.save_pretrained(partial, state_dict=state_dict)
         tokenizer.save_pretrained(partial)
         with open(os.path.join(partial, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(progress._clean(metrics), fh, indent=2, allow_nan=False)
             fh.write("\n")
         publish_dir(partial, job.output)
     except BaseException:
-        remove_partial(job.output)
+        if me.main:
+            remove_partial(job.output)
         raise
 
     done = {

@@ -20,6 +20,7 @@ import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
 import { testTemporalAddress } from '../helpers/temporal';
+import { makeTinyModel, pidAlive } from '../helpers/tiny-model';
 
 const repo = repoRoot();
 const env = loadEnvPaths(repo);
@@ -36,14 +37,6 @@ async function trainPids(dir: string): Promise<number[]> {
     .map((l) => Number(l.trim().split(/\s+/)[0]));
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('fault tests: the training process (real TRL, tiny model)', () => {
   let tmp: string;
@@ -54,16 +47,7 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-train-fault-'));
     const compute = new PythonCompute({ python: env.python, packageDir: path.join(repo, 'compute'), workDir: path.join(tmp, 'jobs') });
-    // SmolLM2's tokenizer (converted once per machine and cached, as `npm start` does)
-    const smol = path.join(env.cacheDir, 'models', 'smollm2-135m-instruct');
-    if (!fs.existsSync(path.join(smol, 'config.json'))) {
-      fs.mkdirSync(path.dirname(smol), { recursive: true });
-      await compute.importModel({ packaged: 'smollm2-135m-instruct', output: smol }, {});
-    }
-    tiny = path.join(tmp, 'tiny-llama');
-    const job = path.join(tmp, 'tiny.json');
-    fs.writeFileSync(job, JSON.stringify({ tokenizer: smol, output: tiny, hidden_size: 64, layers: 2, heads: 4, seed: 0 }));
-    await promisify(execFile)(env.python, ['-m', 'srlm_compute', 'make-tiny-model', '--job', job], { cwd: path.join(repo, 'compute'), env: { ...process.env, PYTHONPATH: path.join(repo, 'compute') } });
+    tiny = await makeTinyModel(compute, env.python, repo, env.cacheDir, tmp);
 
     stack = await startTestStack({ address: testTemporalAddress(), compute, dir: tmp, cacheDir: env.cacheDir, heartbeatMs: 500 });
     client = stack.client;
@@ -150,7 +134,7 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
     const out = await promisify(execFile)(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'cancel', 'tr'], { cwd: repo, env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() } });
     const seconds = (Date.now() - t0) / 1000;
     expect(out.stdout).toContain('run "tr": cancelled.');
-    expect(alive(pid!)).toBe(false);
+    expect(pidAlive(pid!)).toBe(false);
     expect(seconds).toBeLessThan(15);
     console.log(`[fault] cancel -> training process gone and run cancelled in ${seconds.toFixed(1)} s`);
     // published artifacts are intact: M0's manifest, the seed stage, the last checkpoint

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
 import { findStage, readStage } from '../../activities/artifacts';
 import { LocalStore } from '../../activities/store';
+import type { TrainJob } from '../../activities/compute';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample, StageManifest } from '../../core/schemas';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
 import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
@@ -105,6 +106,18 @@ describe('srlmRun workflow (FakeCompute)', () => {
     const p2 = await readStage(store, (await findStage(store, { run: 'wf-a', iteration: 2, stage: 'prompts' }))!, GeneratedPrompt);
     const first = new Set(p1.map((p) => p.prompt));
     expect(p2.filter((p) => first.has(p.prompt))).toEqual([]);
+  });
+
+  it('compute.training local with launcher torchrun: every training job carries the launch and the strategy', async () => {
+    const before = fake.calls.length;
+    await runToEnd(demoConfig('wf-torchrun', path.join(tmp, 'store-tr'), { iterations: 1, compute: { training: { kind: 'local', launcher: 'torchrun', nprocPerNode: 2, strategy: 'ddp' } } }));
+    const jobs = fake.calls.slice(before).filter((c) => c.kind === 'train').map((c) => c.job as TrainJob);
+    expect(jobs.map((j) => j.mode)).toEqual(['sft', 'sft', 'dpo']); // SFT baseline, M1, M2
+    for (const j of jobs) {
+      expect(j.launcher).toEqual({ kind: 'torchrun', nproc_per_node: 2 });
+      expect(j.distributed).toEqual({ strategy: 'ddp' });
+      expect(j.remote).toBeUndefined();
+    }
   });
 
   it('records: pairs are max vs min of mean parsed scores, parse failures excluded', async () => {
