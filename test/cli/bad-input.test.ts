@@ -2,28 +2,23 @@
  * Bad input to `srlm run` fails before anything starts (no server, no compute), with one
  * clear line naming the file and line or the config key.
  */
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/run-cli';
 
-const repo = path.resolve(__dirname, '../..');
 let tmp: string;
 
-function srlmRun(config: unknown, files: Record<string, string | Buffer> = {}): { code: number | null; stderr: string; stateDir: string } {
+async function srlmRun(config: unknown, files: Record<string, string | Buffer> = {}): Promise<{ code: number | null; stderr: string; stateDir: string }> {
   const dir = fs.mkdtempSync(path.join(tmp, 'case-'));
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
   const file = path.join(dir, 'run.json');
   fs.writeFileSync(file, typeof config === 'string' ? config : JSON.stringify(config, null, 2));
   const stateDir = path.join(dir, 'state');
-  const res = spawnSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'run', '--config', file, '--state-dir', stateDir], {
-    encoding: 'utf8',
-    // a port nothing listens on: if validation failed to stop the run, it would try to start a server
-    env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' },
-    timeout: 60_000,
-  });
-  return { code: res.status, stderr: res.stderr.replace(dir + '/', ''), stateDir };
+  // a port nothing listens on: if validation failed to stop the run, it would try to start a server
+  const res = await runCli(['run', '--config', file, '--state-dir', stateDir], { env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+  return { code: res.code, stderr: res.stderr.replace(dir + '/', ''), stateDir };
 }
 
 const ift = (n: number) =>
@@ -55,8 +50,8 @@ describe('srlm run rejects bad input before starting anything', () => {
   ];
 
   for (const [what, config, files, pattern] of cases) {
-    it(`names the problem for ${what}`, () => {
-      const res = srlmRun(config, files);
+    it(`names the problem for ${what}`, async () => {
+      const res = await srlmRun(config, files);
       expect(res.code).toBe(1);
       expect(res.stderr).toMatch(pattern);
       // one line per problem, each naming the file it is in
