@@ -37,7 +37,7 @@ import {
 import { loadSeed } from './seed';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
-import { CandidateSummary, type EvaluationSummary, HeadToHead, IterationSummary, JudgeQuality, JudgmentSummary, renderIterationSummaryMarkdown } from '../core/stats';
+import { CandidateSummary, type EvaluationSummary, HeadToHead, IterationSummary, JudgeQuality, JudgmentSummary, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
 import { loadEvalPrompts, loadEvalRanked } from './eval-data';
 import { OpenAICompute } from './openai-compute';
 import {
@@ -1039,11 +1039,9 @@ export function createActivities(deps: ActivityDeps) {
       let evaluation: EvaluationSummary | null = null;
       if (input.evaluation && config.evaluation) {
         const e = input.evaluation;
+        // each evaluation-responses stage carries its lengths in its manifest: no need to read its records again
         const responses = [];
-        for (const ref of e.responses) {
-          const recs = await readStage(store, ref, EvalResponse);
-          responses.push(responseLengths(recs[0]?.model ?? ref.key, recs));
-        }
+        for (const ref of e.responses) responses.push(ResponseLengths.parse((await readStageManifest(store, ref)).stats.lengths));
         const measured = { model: input.modelOut.modelId, previousModel: input.modelIn.modelId, headToHead: e.headToHead, judgeQuality: e.judgeQuality, previousJudgeQuality: e.previousJudgeQuality, responses, watch: watch.watch() };
         evaluation = {
           model: input.modelOut.modelId,
