@@ -132,7 +132,7 @@ async function main(): Promise<void> {
   const stubProc = spawnTs('test/helpers/stub-openai-server.ts', ['--port', '0'], {}, /^listening (\d+)$/);
   const stubBase = `http://127.0.0.1:${(await stubProc.match)[1]}`;
   const server = await startDevServer({ temporalBin: loadEnvPaths(repo).temporal, dbFile: path.join(tmp, 'temporal.db'), uiPort: false });
-  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/, WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []);
+  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/, [...(WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []), ...(process.env.SRLM_BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean)]);
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   try {

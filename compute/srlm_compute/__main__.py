@@ -23,6 +23,7 @@ Every command first asks the kernel to SIGKILL it when its parent process dies
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -121,10 +122,9 @@ if __name__ == "__main__":
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()
-    if code in (130, 143):
-        # Cancelled: do not wait on library threads or finalizers; everything we
-        # own was written with complete lines / atomic renames already.
-        import os
-
+    if code in (130, 143) or os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):
+        # Cancelled, or a torchrun rank: do not wait on library threads or C++ finalizers
+        # (a rank's collective-communication threads can abort the process at interpreter
+        # exit); everything we own was written with complete lines / atomic renames already.
         os._exit(code)
     sys.exit(code)

@@ -294,3 +294,17 @@ def barrier() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def leave_process_group() -> None:
+    """Tear down this rank's process group (if any) before the process exits.
+
+    Not a collective: each rank calls it when it is done, so a rank never waits on rank 0
+    writing a large model (NCCL's watchdog would abort a barrier that waits too long).
+    Leaving the group to the interpreter's exit lets gloo's / NCCL's threads die in C++
+    destructors, which aborts the rank ("terminate called without an active exception").
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

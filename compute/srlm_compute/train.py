@@ -252,7 +252,9 @@ def main(job_path: str) -> int:
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from .runtime import fresh_partial_dir, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads
+    from .runtime import (
+        fresh_partial_dir, leave_process_group, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads,
+    )
 
     device = resolve_device(job.device)
     if me.distributed and spec.strategy == "fsdp" and device != "cuda":
@@ -394,6 +396,7 @@ def main(job_path: str) -> int:
         fsdp = me.distributed and spec.strategy == "fsdp"
         state_dict = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
         if not me.main:
+            leave_process_group()
             return 0
         trained = trainer.accelerator.unwrap_model(trainer.model)
         # The checkpoint keeps the original dropout values; training-time dropout is a job setting.
@@ -444,6 +447,7 @@ def main(job_path: str) -> int:
             json.dump(progress._clean(metrics), fh, indent=2, allow_nan=False)
             fh.write("\n")
         publish_dir(partial, job.output)
+        leave_process_group()
     except BaseException:
         if me.main:
             remove_partial(job.output)
