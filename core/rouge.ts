@@ -118,16 +118,8 @@ export class RougeIndex {
     const ids = Int32Array.from(tokens, (t) => this.tokenId(t, false));
     if (this.overlap.length < this.docs.length) this.overlap = new Float64Array(this.docs.length * 2);
     const overlap = this.overlap;
-    const touched: number[] = [];
-    for (const [id, count] of countIds(ids)) {
-      if (id < 0) continue;
-      const list = this.postings[id]!;
-      for (let k = 0; k < list.length; k += 2) {
-        const doc = list[k]!;
-        if (overlap[doc] === 0) touched.push(doc);
-        overlap[doc] = overlap[doc]! + Math.min(count, list[k + 1]!);
-      }
-    }
+    const counts = countIds(ids);
+    const touched = floor > 0 ? this.prefixCandidates(counts, ids.length, floor, overlap) : this.allSharing(counts, overlap);
     const n = ids.length;
     const bounds: { doc: number; bound: number }[] = [];
     for (const doc of touched) {
@@ -140,6 +132,57 @@ export class RougeIndex {
       if (bound <= floor) break;
       floor = visit(doc, rougeLTokens(ids, this.docs[doc]!));
     }
+  }
+
+  /** Every indexed text sharing a token, with its multiset overlap in `overlap[doc]`. */
+  private allSharing(counts: Map<number, number>, overlap: Float64Array): number[] {
+    const touched: number[] = [];
+    for (const [id, count] of counts) {
+      if (id < 0) continue;
+      const list = this.postings[id]!;
+      for (let k = 0; k < list.length; k += 2) {
+        const doc = list[k]!;
+        if (overlap[doc] === 0) touched.push(doc);
+        overlap[doc] = overlap[doc]! + Math.min(count, list[k + 1]!);
+      }
+    }
+    return touched;
+  }
+
+  /**
+   * Prefix filtering (as in set-similarity joins), for a search with a floor θ > 0: the same
+   * texts with a bound above θ as `allSharing`, without walking the long postings of common
+   * tokens ("the", "of"). A text b with F1 > θ has an overlap ov with the query's n tokens of
+   * ov > θ·n / (2 − θ) (from LCS ≤ ov ≤ |b|), i.e. at least m = ⌊θ·n / (2 − θ)⌋ + 1 shared
+   * token occurrences; ordering the query's occurrences from the rarest token to the most
+   * common, any such b shares one of the first n − m + 1. Only those tokens' postings are
+   * walked; each text found gets its exact overlap from its own tokens.
+   */
+  private prefixCandidates(counts: Map<number, number>, n: number, floor: number, overlap: Float64Array): number[] {
+    const m = Math.floor((floor * n) / (2 - floor)) + 1;
+    if (m > n) return [];
+    const known = [...counts].filter(([id]) => id >= 0).sort((x, y) => this.postings[x[0]]!.length - this.postings[y[0]]!.length || x[0] - y[0]);
+    // the first n - m + 1 occurrences (unseen tokens are shared with no text: they use up prefix room first)
+    let room = n - m + 1 - [...counts].reduce((a, [id, c]) => a + (id < 0 ? c : 0), 0);
+    const seen = new Set<number>();
+    for (const [id, count] of known) {
+      if (room <= 0) break;
+      room -= count;
+      const list = this.postings[id]!;
+      for (let k = 0; k < list.length; k += 2) seen.add(list[k]!);
+    }
+    const touched: number[] = [];
+    for (const doc of seen) {
+      let ov = 0;
+      const mine = new Map<number, number>();
+      for (const id of this.docs[doc]!) mine.set(id, (mine.get(id) ?? 0) + 1);
+      for (const [id, c] of mine) ov += Math.min(c, counts.get(id) ?? 0);
+      if (ov > 0) {
+        overlap[doc] = ov;
+        touched.push(doc);
+      }
+    }
+    return touched;
   }
 
   private tokenId(token: string, create: boolean): number {

@@ -8,7 +8,7 @@
  *
  * Faults for tests: `failNext(k, status)` (or header `x-stub-fail: <status>`), a delay per
  * response, and a context-length 400 for prompts containing `STUB_TOO_LONG`. Counters:
- * requests served, most requests in flight at once, Authorization headers seen (`GET /stats`
+ * requests served, completions generated (the sum of `n`), most requests in flight at once, Authorization headers seen (`GET /stats`
  * gives the first two, for a stub in another process).
  *
  * As a process: `node --import tsx test/helpers/stub-openai-server.ts --port 0 [--delay-ms N]`
@@ -38,6 +38,8 @@ export interface StubServer {
   url: string;
   /** requests answered (any status) */
   served: number;
+  /** completions generated: the sum of `n` over the requests answered with 200 */
+  generations: number;
   /** most requests in flight at once */
   maxInFlight: number;
   inFlight: number;
@@ -99,7 +101,7 @@ export async function startStubOpenAI(options: StubOptions = {}, port = 0): Prom
       if (typeof req.headers.authorization === 'string') stub.authHeaders.add(req.headers.authorization);
       if (req.method === 'GET' && req.url === '/stats') {
         stub.served--; // not a generation request
-        return finish(200, { served: stub.served, maxInFlight: stub.maxInFlight });
+        return finish(200, { served: stub.served, generations: stub.generations, maxInFlight: stub.maxInFlight });
       }
       const answer = (): void => {
         const forced = Number(req.headers['x-stub-fail'] ?? 0);
@@ -121,6 +123,7 @@ export async function startStubOpenAI(options: StubOptions = {}, port = 0): Prom
           return finish(400, { error: { message: "This model's maximum context length is 2048 tokens. However, you requested 9999 tokens.", type: 'invalid_request_error', code: 'context_length_exceeded' } });
         }
         const n = body.n ?? 1;
+        stub.generations += n;
         const texts = Array.from({ length: n }, (_, i) => stubAnswer(prompt, body.seed ?? 0, i));
         const completion = texts.reduce((a, t) => a + t.split(/\s+/).length, 0);
         finish(200, {
@@ -141,6 +144,7 @@ export async function startStubOpenAI(options: StubOptions = {}, port = 0): Prom
     port: 0,
     url: '',
     served: 0,
+    generations: 0,
     maxInFlight: 0,
     inFlight: 0,
     authHeaders: new Set(),

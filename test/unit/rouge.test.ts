@@ -81,6 +81,37 @@ describe('RougeIndex', () => {
     }
   });
 
+  it('"exceeds" stays exact with common tokens, repeated tokens and tokens the index has never seen (prefix filtering)', () => {
+    const rng = mulberry32(23);
+    // a few very common tokens, a long tail, and query-only tokens
+    const common = ['the', 'a', 'of', 'to'];
+    const tail = Array.from({ length: 40 }, (_, k) => `t${k}`);
+    const word = (unseen: boolean): string => {
+      const r = rng();
+      if (unseen && r < 0.1) return `new${Math.floor(rng() * 5)}`;
+      return r < 0.45 ? common[Math.floor(rng() * common.length)]! : tail[Math.floor(rng() * (rng() < 0.5 ? 6 : tail.length))]!;
+    };
+    const text = (unseen: boolean): string => Array.from({ length: 2 + Math.floor(rng() * 14) }, () => word(unseen)).join(' ');
+    const kept = Array.from({ length: 400 }, () => text(false));
+    const index = new RougeIndex(kept);
+    let hits = 0;
+    for (const threshold of [0.2, 0.5, 0.7, 0.85, 1]) {
+      for (let q = 0; q < 150; q++) {
+        const query = q % 10 === 0 ? kept[Math.floor(rng() * kept.length)]! : text(true);
+        const brute = kept.filter((k) => rougeL(query, k) > threshold);
+        const hit = index.exceeds(query, threshold);
+        expect(hit !== null, `${threshold} ${query}`).toBe(brute.length > 0);
+        if (hit) {
+          hits++;
+          expect(hit.score).toBeGreaterThan(threshold);
+          expect(rougeL(query, hit.against!)).toBeCloseTo(hit.score, 12);
+          expect(kept[hit.index]).toBe(hit.against);
+        }
+      }
+    }
+    expect(hits).toBeGreaterThan(50); // the thresholds are met often enough to mean something
+  });
+
   it('reports score 0 and no match for an empty index or a text sharing no token', () => {
     expect(new RougeIndex().maxRougeL('write a poem')).toEqual({ score: 0, against: null, index: -1 });
     expect(new RougeIndex(['write a poem']).maxRougeL('unrelated words')).toEqual({ score: 0, against: null, index: -1 });
