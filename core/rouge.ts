@@ -66,6 +66,11 @@ export class RougeIndex {
   /** token id -> [doc, count, doc, count, ...] */
   private readonly postings: number[][] = [];
   private overlap = new Float64Array(64);
+  // scratch space of prefixCandidates: query token counts, per-text counts, texts found
+  private want = new Int32Array(64);
+  private used = new Int32Array(64);
+  private mark = new Uint8Array(64);
+  private tokensIndexed = 0;
 
   constructor(texts: Iterable<string> = []) {
     for (const t of texts) this.add(t);
@@ -81,6 +86,7 @@ export class RougeIndex {
     const ids = Int32Array.from(rougeTokens(text), (t) => this.tokenId(t, true));
     this.texts.push(text);
     this.docs.push(ids);
+    this.tokensIndexed += ids.length;
     for (const [id, count] of countIds(ids)) this.postings[id]!.push(doc, count);
     return doc;
   }
@@ -119,7 +125,7 @@ export class RougeIndex {
     if (this.overlap.length < this.docs.length) this.overlap = new Float64Array(this.docs.length * 2);
     const overlap = this.overlap;
     const counts = countIds(ids);
-    const touched = floor > 0 ? this.prefixCandidates(counts, ids.length, floor, overlap) : this.allSharing(counts, overlap);
+    const touched = (floor > 0 && this.prefixCandidates(counts, ids.length, floor, overlap)) || this.allSharing(counts, overlap);
     const n = ids.length;
     const bounds: { doc: number; bound: number }[] = [];
     for (const doc of touched) {
@@ -158,30 +164,69 @@ export class RougeIndex {
    * common, any such b shares one of the first n − m + 1. Only those tokens' postings are
    * walked; each text found gets its exact overlap from its own tokens.
    */
-  private prefixCandidates(counts: Map<number, number>, n: number, floor: number, overlap: Float64Array): number[] {
+  private prefixCandidates(counts: Map<number, number>, n: number, floor: number, overlap: Float64Array): number[] | null {
     const m = Math.floor((floor * n) / (2 - floor)) + 1;
     if (m > n) return [];
-    const known = [...counts].filter(([id]) => id >= 0).sort((x, y) => this.postings[x[0]]!.length - this.postings[y[0]]!.length || x[0] - y[0]);
+    const known: number[] = [];
+    let unseen = 0;
+    let full = 0; // postings entries allSharing would walk
+    for (const [id, c] of counts) {
+      if (id < 0) unseen += c;
+      else {
+        known.push(id);
+        full += this.postings[id]!.length / 2;
+      }
+    }
+    known.sort((x, y) => this.postings[x]!.length - this.postings[y]!.length || x - y);
     // the first n - m + 1 occurrences (unseen tokens are shared with no text: they use up prefix room first)
-    let room = n - m + 1 - [...counts].reduce((a, [id, c]) => a + (id < 0 ? c : 0), 0);
-    const seen = new Set<number>();
-    for (const [id, count] of known) {
+    let room = n - m + 1 - unseen;
+    // Each text the prefix finds costs a pass over its tokens; when the vocabulary is small
+    // and flat the prefix's postings are as long as everyone's, and walking them all is cheaper.
+    let prefix = 0;
+    for (let i = 0, r = room; i < known.length && r > 0; i++) {
+      prefix += this.postings[known[i]!]!.length / 2;
+      r -= counts.get(known[i]!)!;
+    }
+    if (prefix * (2 * this.tokensIndexed / Math.max(1, this.docs.length) + 2) > full) return null;
+    if (this.want.length < this.vocab.size) {
+      this.want = new Int32Array(this.vocab.size * 2);
+      this.used = new Int32Array(this.vocab.size * 2);
+    }
+    if (this.mark.length < this.docs.length) this.mark = new Uint8Array(this.docs.length * 2);
+    const { want, used, mark } = this;
+    for (const id of known) want[id] = counts.get(id)!;
+    const found: number[] = [];
+    for (const id of known) {
       if (room <= 0) break;
-      room -= count;
+      room -= want[id]!;
       const list = this.postings[id]!;
-      for (let k = 0; k < list.length; k += 2) seen.add(list[k]!);
+      for (let k = 0; k < list.length; k += 2) {
+        const doc = list[k]!;
+        if (mark[doc] === 0) {
+          mark[doc] = 1;
+          found.push(doc);
+        }
+      }
     }
     const touched: number[] = [];
-    for (const doc of seen) {
+    for (const doc of found) {
+      mark[doc] = 0;
+      const tokens = this.docs[doc]!;
       let ov = 0;
-      const mine = new Map<number, number>();
-      for (const id of this.docs[doc]!) mine.set(id, (mine.get(id) ?? 0) + 1);
-      for (const [id, c] of mine) ov += Math.min(c, counts.get(id) ?? 0);
+      for (let i = 0; i < tokens.length; i++) {
+        const id = tokens[i]!;
+        if (used[id]! < want[id]!) {
+          used[id]!++;
+          ov++;
+        }
+      }
+      for (let i = 0; i < tokens.length; i++) used[tokens[i]!] = 0;
       if (ov > 0) {
         overlap[doc] = ov;
         touched.push(doc);
       }
     }
+    for (const id of known) want[id] = 0;
     return touched;
   }
 

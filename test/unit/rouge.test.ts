@@ -85,18 +85,18 @@ describe('RougeIndex', () => {
     const rng = mulberry32(23);
     // a few very common tokens, a long tail, and query-only tokens
     const common = ['the', 'a', 'of', 'to'];
-    const tail = Array.from({ length: 40 }, (_, k) => `t${k}`);
+    const tail = Array.from({ length: 600 }, (_, k) => `t${k}`);
     const word = (unseen: boolean): string => {
       const r = rng();
       if (unseen && r < 0.1) return `new${Math.floor(rng() * 5)}`;
       return r < 0.45 ? common[Math.floor(rng() * common.length)]! : tail[Math.floor(rng() * (rng() < 0.5 ? 6 : tail.length))]!;
     };
     const text = (unseen: boolean): string => Array.from({ length: 2 + Math.floor(rng() * 14) }, () => word(unseen)).join(' ');
-    const kept = Array.from({ length: 400 }, () => text(false));
+    const kept = Array.from({ length: 1500 }, () => text(false));
     const index = new RougeIndex(kept);
     let hits = 0;
     for (const threshold of [0.2, 0.5, 0.7, 0.85, 1]) {
-      for (let q = 0; q < 150; q++) {
+      for (let q = 0; q < 100; q++) {
         const query = q % 10 === 0 ? kept[Math.floor(rng() * kept.length)]! : text(true);
         const brute = kept.filter((k) => rougeL(query, k) > threshold);
         const hit = index.exceeds(query, threshold);
