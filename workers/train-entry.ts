@@ -434,11 +434,16 @@ async function writeFailure(root: string, code: number, message: string): Promis
   await fs.writeFile(path.join(dir, 'failure'), code === EXIT_INVALID ? `InvalidComputeInput: ${message}\n` : `${message}\n`);
 }
 
+/** The image's arguments: none (Kubernetes) or "train" (how SageMaker starts a training image). */
+export function checkEntryArgs(argv: string[]): void {
+  if (argv.length > 1 || (argv.length === 1 && argv[0] !== 'train')) throw new EntryError(`unexpected arguments ${JSON.stringify(argv)} (usage: train-entry.ts [train])`);
+}
+
 /** Runs the entrypoint; resolves to the exit code. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let smRoot: string | null = null;
   try {
-    if (argv.length > 1 || (argv.length === 1 && argv[0] !== 'train')) throw new EntryError(`unexpected arguments ${JSON.stringify(argv)} (usage: train-entry.ts [train])`);
+    checkEntryArgs(argv);
     const mode = detectMode(env);
     if (mode === 'sagemaker') smRoot = sageMakerRoot(env);
     const task = mode === 'kubernetes' ? kubernetesTask(env) : await sageMakerTask(smRoot!, env);
