@@ -5,7 +5,8 @@
  * `srlm_compute.launch` (torchrun, one node, one CPU process) with the tiny random Llama.
  *
  * Kubernetes: a pod stopped with SIGTERM after its first checkpoint upload exits 143 with every
- * process of the launch gone; the next pod resumes from that checkpoint and uploads the model.
+ * process of the launch gone; the next pod resumes from that checkpoint and uploads the model;
+ * two pods (node ranks 0 and 1 on this host) train one 2-rank job over gloo.
  * SageMaker: a temporary directory stands in for /opt/ml. Bad settings and bad jobs exit 2.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -132,8 +133,8 @@ afterAll(async () => {
 describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
   const settings = TrainingBackend.parse({ kind: 'kubernetes', image: 'srlm-train:1', gpusPerNode: 0 }) as KubernetesSettings;
 
-  /** Stages model and data as the backend does; returns the pod's environment for one node on this host. */
-  async function stage(rows: number, over: Partial<TrainJob> = {}): Promise<{ env: Record<string, string>; inputs: StagedInputs }> {
+  /** Stages model and data as the backend does; returns the environment of pod 0 (rendezvous on this host). */
+  async function stage(rows: number, over: Partial<TrainJob> = {}, backend = settings): Promise<{ env: Record<string, string>; inputs: StagedInputs }> {
     const p = `${PREFIX}-${++seq}`;
     for (const f of fs.readdirSync(tiny)) await store.putFile(`${p}/input/model/${f}`, path.join(tiny, f));
     const data = path.join(tmp, `data-${seq}`, 'sft.jsonl');
@@ -141,7 +142,7 @@ describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
     await store.putFile(`${p}/input/data/sft.jsonl`, data);
     const inputs = { modelUri: store.uri(`${p}/input/model`), dataUri: store.uri(`${p}/input/data/sft.jsonl`), outputUri: store.uri(`${p}/output`), checkpointUri: store.uri(`${p}/checkpoints`) };
     const job = trainJobFixture({ mode: 'sft', model: tiny, data, output: path.join(tmp, 'unused'), lr: 1e-3, lr_end: 1e-4, batch_size: 2, max_length: 128, device: 'cpu', checkpoint_every: 2, ...over });
-    const pod = trainingJobManifest(settings, `srlm-entry-${seq}`, job, inputs).spec!.template.spec!.containers[0]!;
+    const pod = trainingJobManifest(backend, `srlm-entry-${seq}`, job, inputs).spec!.template.spec!.containers[0]!;
     const env = Object.fromEntries((pod.env ?? []).map((e) => [e.name, e.value!]));
     // one node on this host: rank 0's address is ours (the pod would resolve <job>-0.<job>)
     return { env: { ...env, SRLM_MASTER_ADDR: '127.0.0.1', SRLM_MASTER_PORT: String(await freePort()), JOB_COMPLETION_INDEX: '0', SRLM_TRAIN_WORK_DIR: path.join(tmp, `work-${seq}`) }, inputs };
@@ -194,6 +195,26 @@ describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
     const kept = (await store.list(key(inputs.checkpointUri))).filter((k) => k.endsWith('/manifest.json'));
     expect(kept).toEqual([`${key(inputs.checkpointUri)}/step-000014/manifest.json`]);
   }, 300_000);
+
+  it('two pods (JOB_COMPLETION_INDEX 0 and 1) train as one torchrun job of 2 ranks (gloo); pod 0 uploads the model, both exit 0', async () => {
+    const twoNodes = TrainingBackend.parse({ kind: 'kubernetes', image: 'srlm-train:1', gpusPerNode: 0, nodes: 2 }) as KubernetesSettings;
+    const { env, inputs } = await stage(8, { checkpoint_every: 2 }, twoNodes); // 4 steps of 2 examples, one per rank
+    expect(env.SRLM_NNODES).toBe('2');
+    const pod1 = { ...env, JOB_COMPLETION_INDEX: '1', SRLM_TRAIN_WORK_DIR: `${env.SRLM_TRAIN_WORK_DIR}-node1` };
+    const [node0, node1] = await Promise.all([entry(env), entry(pod1)]);
+    expect(node0.code, node0.stderr).toBe(0);
+    expect(node1.code, node1.stderr).toBe(0);
+    expect(node1.stderr).toContain('kubernetes: node 1 of 2, 1 process(es) per node');
+    expect(events(node0.stdout, 'start')[0]).toMatchObject({ world_size: 2, strategy: 'ddp', per_device_batch_size: 1 });
+    expect(events(node0.stdout, 'done')[0]).toMatchObject({ steps: 4 });
+    // rank 1 prints no progress; node 1 uploads nothing
+    expect(events(node1.stdout, 'progress')).toEqual([]);
+    expect(node1.stderr).not.toContain('uploaded');
+    expect(node0.stderr).toContain(`model uploaded to ${inputs.outputUri}`);
+    const out = key(inputs.outputUri);
+    expect(JSON.parse((await store.getBytes(`${out}/metrics.json`)).toString())).toMatchObject({ steps: 4, world_size: 2 });
+    expect((await store.list(key(inputs.checkpointUri))).filter((k) => k.endsWith('/manifest.json'))).toEqual([`${key(inputs.checkpointUri)}/step-000002/manifest.json`]);
+  }, 240_000);
 
   it('bad settings and a bad job exit 2 with a message naming them; nothing is uploaded', async () => {
     const { env, inputs } = await stage(4);
