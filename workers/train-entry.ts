@@ -282,8 +282,8 @@ function runLauncher(rt: Runtime, launch: Launch, jobFile: string, onEvent: (ev:
     child.once('close', (code, sig) => {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
-      const signals: Record<string, number> = { SIGTERM: 15, SIGINT: 2, SIGKILL: 9 };
-      resolve({ code: code ?? 128 + (signals[sig ?? ''] ?? 1), ...(error !== undefined ? { error } : {}) });
+      // killed by a signal (not the launcher's own exit): the shell's 128 + signal number
+      resolve({ code: code ?? 128 + (sig ? os.constants.signals[sig] : 1), ...(error !== undefined ? { error } : {}) });
     });
   });
 }
