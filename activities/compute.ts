@@ -98,13 +98,20 @@ export interface TrainLauncher {
   nproc_per_node: number;
 }
 
+/**
+ * The `distributed` section of the train jobs a run's `compute.training` runs: the local torchrun
+ * launcher's and every remote backend's (which always launch through torchrun); undefined for a
+ * local job in one process.
+ */
+export function trainDistributed(t: RunConfig['compute']['training']): TrainDistributed | undefined {
+  if (!t || (t.kind === 'local' && t.launcher !== 'torchrun')) return undefined;
+  return { strategy: t.strategy ?? 'ddp', ...(t.fsdpLayerClass ? { fsdp_layer_class: t.fsdpLayerClass } : {}) };
+}
+
 /** The torchrun launch a run's `compute.training` asks for (local backend only); undefined: one process. */
 export function localTorchrun(t: RunConfig['compute']['training']): { launcher: TrainLauncher; distributed: TrainDistributed } | undefined {
   if (!t || t.kind !== 'local' || t.launcher !== 'torchrun') return undefined;
-  return {
-    launcher: { kind: 'torchrun', nproc_per_node: t.nprocPerNode ?? 1 },
-    distributed: { strategy: t.strategy ?? 'ddp', ...(t.fsdpLayerClass ? { fsdp_layer_class: t.fsdpLayerClass } : {}) },
-  };
+  return { launcher: { kind: 'torchrun', nproc_per_node: t.nprocPerNode ?? 1 }, distributed: trainDistributed(t)! };
 }
 
 /**

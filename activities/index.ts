@@ -56,7 +56,7 @@ import {
   writeStage,
   type StageLocation,
 } from './artifacts';
-import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, type TrainJob } from './compute';
+import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, trainDistributed, type TrainJob } from './compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
@@ -299,8 +299,8 @@ export function createActivities(deps: ActivityDeps) {
     const every = config.durability.checkpointEvery;
     const multi = localTorchrun(config.compute.training);
     // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
-    // (batch_size is global, so DDP checkpoints resume with any process count; FSDP's are sharded files)
-    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing, ...(multi?.distributed.strategy === 'fsdp' ? { layout: 'fsdp' } : {}) });
+    // (batch_size is global, so DDP checkpoints resume with any process count; FSDP's, local or remote, are sharded files)
+    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing, ...(trainDistributed(config.compute.training)?.strategy === 'fsdp' ? { layout: 'fsdp' } : {}) });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
     for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });

@@ -10,9 +10,11 @@
  * drain) are not counted against backoffLimit. The Service is owned by the Job, so deleting the
  * Job with propagationPolicy Background removes pods and Service.
  *
- * The container contract (the image's entrypoint): read SRLM_TRAIN_JOB (compute/'s train job
- * whose model, data, output and checkpoint_dir are s3:// URIs, also in SRLM_MODEL_URI,
- * SRLM_DATA_URI, SRLM_OUTPUT_URI, SRLM_CHECKPOINT_URI), fetch the inputs, run
+ * The container contract, implemented by the training image's entrypoint (workers/train-entry.ts,
+ * infra/docker/train.Dockerfile): read SRLM_TRAIN_JOB (compute/'s train job whose model, data,
+ * output and checkpoint_dir are s3:// URIs, also in SRLM_MODEL_URI, SRLM_DATA_URI,
+ * SRLM_OUTPUT_URI, SRLM_CHECKPOINT_URI; its `distributed` from the backend's strategy /
+ * fsdpLayerClass), fetch the inputs and the newest complete checkpoint, run
  * `python -m srlm_compute.launch --nnodes $SRLM_NNODES --nproc-per-node $SRLM_NPROC_PER_NODE
  * --node-rank $JOB_COMPLETION_INDEX --master-addr $SRLM_MASTER_ADDR --master-port
  * $SRLM_MASTER_PORT -m srlm_compute train ...` (torchrun's options; unlike bare torchrun it exits
@@ -23,7 +25,7 @@ import * as fs from 'node:fs/promises';
 import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, type V1Job, type V1Service } from '@kubernetes/client-node';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TrainingBackend } from '../core/schemas';
-import type { TrainJob } from './compute';
+import { type TrainJob, trainDistributed } from './compute';
 import type { RemotePlatform, RemoteStatus, StagedInputs } from './remote-train';
 import { REMOTE_NAME_MAX, remoteTrainJob, storeKeyOf } from './remote-train';
 import type { ArtifactStore } from './store';
@@ -41,13 +43,13 @@ function labels(name: string): Record<string, string> {
 export function trainingJobManifest(s: KubernetesSettings, name: string, job: TrainJob, inputs: StagedInputs): V1Job {
   const env: Record<string, string> = {
     ...(s.env ?? {}),
-    SRLM_TRAIN_JOB: JSON.stringify(remoteTrainJob(job, { model: inputs.modelUri, data: inputs.dataUri, output: inputs.outputUri, checkpoints: inputs.checkpointUri })),
+    SRLM_TRAIN_JOB: JSON.stringify(remoteTrainJob(job, { model: inputs.modelUri, data: inputs.dataUri, output: inputs.outputUri, checkpoints: inputs.checkpointUri }, trainDistributed(s))),
     SRLM_MODEL_URI: inputs.modelUri,
     SRLM_DATA_URI: inputs.dataUri,
     SRLM_OUTPUT_URI: inputs.outputUri,
     SRLM_CHECKPOINT_URI: inputs.checkpointUri,
     SRLM_NNODES: String(s.nodes),
-    SRLM_NPROC_PER_NODE: String(Math.max(1, s.gpusPerNode)),
+    SRLM_NPROC_PER_NODE: String(s.nprocPerNode ?? Math.max(1, s.gpusPerNode)),
     SRLM_MASTER_ADDR: `${name}-0.${name}`,
     SRLM_MASTER_PORT: String(RDZV_PORT),
   };

@@ -13,7 +13,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ArtifactStore } from './store';
-import type { ComputeBackend, ComputeEvent, GenerateJob, ImportJob, RemoteTarget, RunControl, TrainJob } from './compute';
+import type { ComputeBackend, ComputeEvent, GenerateJob, ImportJob, RemoteTarget, RunControl, TrainDistributed, TrainJob } from './compute';
 
 /** A remote job's state, the same for every platform. */
 export interface RemoteStatus {
@@ -109,7 +109,8 @@ export function storeKeyOf(store: ArtifactStore, uri: string): string | null {
   return uri.startsWith(root) ? uri.slice(root.length) : null;
 }
 
-async function walk(dir: string, rel = ''): Promise<string[]> {
+/** Files under `dir`: relative, `/`-separated, sorted. */
+export async function walk(dir: string, rel = ''): Promise<string[]> {
   const out: string[] = [];
   for (const e of await fs.readdir(path.join(dir, rel), { withFileTypes: true })) {
     const r = rel ? `${rel}/${e.name}` : e.name;
@@ -143,13 +144,19 @@ function locations(store: ArtifactStore, target: RemoteTarget, modelKey: string,
 
 /**
  * The compute/ train job a remote container runs: the worker's job with the container's
- * locations (paths there, or s3:// URIs), minus the worker-only fields. The container resumes
- * from the newest complete checkpoint in checkpoint_dir itself.
+ * locations (paths there, or s3:// URIs), minus the worker-only fields, with the backend's
+ * `distributed` settings (the container always launches through torchrun). The container's
+ * entrypoint (workers/train-entry.ts) resumes from the newest complete checkpoint itself.
  */
-export function remoteTrainJob(job: TrainJob, at: { model: string; data: string; output: string; checkpoints: string }): Record<string, unknown> {
-  const { remote: _remote, ...rest } = job;
+export function remoteTrainJob(
+  job: TrainJob,
+  at: { model: string; data: string; output: string; checkpoints: string },
+  distributed?: TrainDistributed,
+): Record<string, unknown> {
+  const { remote: _remote, launcher: _launcher, distributed: _distributed, ...rest } = job;
   return {
     ...rest,
+    distributed: distributed ?? null,
     model: at.model,
     data: at.data,
     output: at.output,

@@ -8,6 +8,14 @@
  * resumes from them), and the model written to /opt/ml/model, which SageMaker uploads as
  * model.tar.gz; the activity unpacks that into the local output directory trainModel publishes.
  * Progress comes from metric definitions matching compute/'s JSON progress lines.
+ *
+ * The training image's entrypoint (workers/train-entry.ts, infra/docker/train.Dockerfile) reads
+ * `srlm_job` (with the backend's strategy / fsdpLayerClass as its `distributed`) and
+ * `srlm_nproc_per_node` (set when the config gives nprocPerNode; else the instance's GPUs), takes
+ * node rank and master from /opt/ml/input/config/resourceconfig.json, resumes from the newest
+ * complete checkpoint in /opt/ml/checkpoints and runs compute/ under torchrun through
+ * `python -m srlm_compute.launch`; on invalid input (exit 2) it writes
+ * "InvalidComputeInput: ..." to /opt/ml/output/failure.
  */
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
@@ -23,7 +31,7 @@ import {
 } from '@aws-sdk/client-sagemaker';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TrainingBackend } from '../core/schemas';
-import type { TrainJob } from './compute';
+import { type TrainJob, trainDistributed } from './compute';
 import { type RemotePlatform, type RemoteStatus, remoteTrainJob, type StagedInputs, storeKeyOf } from './remote-train';
 import type { ArtifactStore } from './store';
 
@@ -44,7 +52,7 @@ export const METRIC_DEFINITIONS = [
 
 /** The CreateTrainingJob request for one job. */
 export function createTrainingJobRequest(s: SageMakerSettings, name: string, job: TrainJob, inputs: StagedInputs): CreateTrainingJobCommandInput {
-  const srlmJob = JSON.stringify(remoteTrainJob(job, { model: OPT.model, data: `${OPT.train}/${path.basename(job.data)}`, output: OPT.output, checkpoints: OPT.checkpoints }));
+  const srlmJob = JSON.stringify(remoteTrainJob(job, { model: OPT.model, data: `${OPT.train}/${path.basename(job.data)}`, output: OPT.output, checkpoints: OPT.checkpoints }, trainDistributed(s)));
   if (srlmJob.length > 2500) {
     throw ApplicationFailure.nonRetryable(`sagemaker job ${name}: the train job is ${srlmJob.length} characters, over SageMaker's 2,500 per hyperparameter`, 'InvalidComputeInput');
   }
@@ -57,7 +65,7 @@ export function createTrainingJobRequest(s: SageMakerSettings, name: string, job
     TrainingJobName: name,
     RoleArn: s.roleArn,
     AlgorithmSpecification: { TrainingImage: s.image, TrainingInputMode: 'File', MetricDefinitions: METRIC_DEFINITIONS },
-    HyperParameters: { srlm_job: srlmJob },
+    HyperParameters: { srlm_job: srlmJob, ...(s.nprocPerNode !== undefined ? { srlm_nproc_per_node: String(s.nprocPerNode) } : {}) },
     InputDataConfig: [channel('model', `${inputs.modelUri}/`), channel('train', inputs.dataUri)],
     OutputDataConfig: { S3OutputPath: inputs.outputUri },
     ResourceConfig: { InstanceType: s.instanceType as TrainingInstanceType, InstanceCount: s.instanceCount, VolumeSizeInGB: s.volumeSizeGB },

@@ -256,6 +256,21 @@ const K8sName = z
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label: lowercase letters, digits and "-", starting and ending with a letter or digit');
 
 /**
+ * How the ranks of a multi-process SFT/DPO job share the model (compute/srlm_compute/train.py's
+ * `distributed`), the same fields for every training backend.
+ */
+const distributedFields = {
+  /** ddp (default) replicates the model on every rank; fsdp shards it (needs CUDA GPUs) */
+  strategy: z.enum(['ddp', 'fsdp']).optional(),
+  /** fsdp only: the layer class wrapped as one FSDP unit (default: detected from the model) */
+  fsdpLayerClass: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a Python class name such as LlamaDecoderLayer').optional(),
+};
+
+function checkDistributed(o: { strategy?: 'ddp' | 'fsdp'; fsdpLayerClass?: string }, ctx: z.RefinementCtx): void {
+  if (o.fsdpLayerClass !== undefined && o.strategy !== 'fsdp') ctx.addIssue({ code: 'custom', path: ['fsdpLayerClass'], message: 'is only meaningful with strategy: "fsdp"' });
+}
+
+/**
  * Where SFT and DPO run: `local` (default: compute/ on the training worker), `sagemaker`
  * (an Amazon SageMaker training job) or `kubernetes` (an indexed batch/v1 Job, torchrun across
  * its pods). The remote kinds need an s3:// store: inputs, checkpoints and the trained model
@@ -268,16 +283,13 @@ export const TrainingBackend = z.discriminatedUnion('kind', [
     launcher: z.enum(['process', 'torchrun']).optional(),
     /** torchrun only: processes (one per GPU; on CPU each takes its share of the cores) */
     nprocPerNode: PositiveInt.max(64).optional(),
-    /** torchrun only: ddp (default) replicates the model; fsdp shards it (needs CUDA GPUs) */
-    strategy: z.enum(['ddp', 'fsdp']).optional(),
-    /** fsdp only: the layer class wrapped as one FSDP unit (default: detected from the model) */
-    fsdpLayerClass: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a Python class name such as LlamaDecoderLayer').optional(),
+    ...distributedFields,
   }).superRefine((o, ctx) => {
     const torchrun = o.launcher === 'torchrun';
     if (torchrun && o.nprocPerNode === undefined) ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is required with launcher: "torchrun"' });
     if (!torchrun && o.nprocPerNode !== undefined) ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is only meaningful with launcher: "torchrun"' });
     if (!torchrun && o.strategy !== undefined) ctx.addIssue({ code: 'custom', path: ['strategy'], message: 'is only meaningful with launcher: "torchrun"' });
-    if (o.fsdpLayerClass !== undefined && o.strategy !== 'fsdp') ctx.addIssue({ code: 'custom', path: ['fsdpLayerClass'], message: 'is only meaningful with strategy: "fsdp"' });
+    checkDistributed(o, ctx);
   }),
   z.strictObject({
     kind: z.literal('sagemaker'),
@@ -297,7 +309,11 @@ export const TrainingBackend = z.discriminatedUnion('kind', [
     region: z.string().min(1).optional(),
     /** seconds between two DescribeTrainingJob calls */
     pollSeconds: z.number().positive().default(30),
+    /** torchrun processes per instance (default: the instance's GPUs, SM_NUM_GPUS, or 1 without GPUs) */
+    nprocPerNode: PositiveInt.max(64).optional(),
+    ...distributedFields,
   }).superRefine((o, ctx) => {
+    checkDistributed(o, ctx);
     if (o.maxWaitSeconds !== undefined && !o.spot) ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'is only meaningful with spot: true' });
     if (o.spot && o.maxWaitSeconds !== undefined && o.maxWaitSeconds < o.maxRuntimeSeconds) ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'must be >= maxRuntimeSeconds' });
   }),
@@ -331,6 +347,15 @@ export const TrainingBackend = z.discriminatedUnion('kind', [
     pollSeconds: z.number().positive().default(15),
     /** kubeconfig context (default: the current one, or the in-cluster service account) */
     context: z.string().min(1).optional(),
+    /** torchrun processes per pod (default: gpusPerNode, or 1 on CPU); at most one per GPU */
+    nprocPerNode: PositiveInt.max(64).optional(),
+    ...distributedFields,
+  }).superRefine((o, ctx) => {
+    if (o.gpusPerNode > 0 && o.nprocPerNode !== undefined && o.nprocPerNode > o.gpusPerNode) {
+      ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: `must be at most gpusPerNode (${o.gpusPerNode}): one process per GPU` });
+    }
+    if (o.strategy === 'fsdp' && o.gpusPerNode === 0) ctx.addIssue({ code: 'custom', path: ['strategy'], message: '"fsdp" needs CUDA GPUs: set gpusPerNode (it is 0)' });
+    checkDistributed(o, ctx);
   }),
 ]);
 export type TrainingBackend = z.infer<typeof TrainingBackend>;

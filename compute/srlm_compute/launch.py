@@ -19,7 +19,8 @@ shares its stdout. This wrapper
 * holds back the ranks' ``error`` events and, when the launch fails, writes ONE: the root cause
   (the first error that is not a cancellation: when one rank fails torchrun stops the others
   with SIGTERM, and their "cancelled" errors are only consequences), prefixed with its rank;
-* exits like a single process would: 0; 2 when the root cause is invalid input (bad job key,
+* exits like a single process would: 0 (on a node other than ``--node-rank 0``, which sees no
+  ``done``: its ranks print only errors, when torchrun exits 0 without one); 2 when the root cause is invalid input (bad job key,
   ``batch_size`` not divisible by the number of ranks, malformed data line, torn checkpoint);
   143 / 130 when it was itself stopped by SIGTERM / SIGINT (forwarded to torchrun, which stops
   the ranks); 1 otherwise (a rank that died without an error event, e.g. SIGKILL or OOM,
@@ -57,6 +58,21 @@ def split_argv(argv: list[str]) -> tuple[list[str], str, str]:
     if rest[0] not in COMMANDS:
         raise InvalidInput(f"{usage} (command {rest[0]!r} cannot run under torchrun; only: {', '.join(COMMANDS)})")
     return argv[:at], rest[0], rest[2]
+
+
+def node_rank(options: list[str]) -> int:
+    """This node's ``--node-rank`` among torchrun's options (``--node-rank N``, ``--node-rank=N``,
+    ``--node_rank``); 0 when absent or not a number (torchrun rejects the latter itself)."""
+    for i, opt in enumerate(options):
+        for name in ("--node-rank", "--node_rank"):
+            if opt == name and i + 1 < len(options):
+                value = options[i + 1]
+            elif opt.startswith(name + "="):
+                value = opt[len(name) + 1:]
+            else:
+                continue
+            return int(value) if value.isdigit() else 0
+    return 0
 
 
 def _pdeathsig() -> None:  # in the child, before exec: torchrun dies with us
@@ -136,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         name = signal.Signals(sig).name
         progress.emit("error", message=f"cancelled by {name}", kind="runtime", signal=name)
         return 128 + sig
-    if rc == 0 and saw_done and not errors:
+    # rank 0 (and with it the one 'done') runs on node 0; another node's ranks print only errors
+    if rc == 0 and not errors and (saw_done or node_rank(options) > 0):
         return 0
     cause = root_cause(errors)
     if cause is None:

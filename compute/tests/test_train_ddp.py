@@ -269,6 +269,14 @@ def test_rank_gating_and_root_cause(monkeypatch):
             launch.split_argv(argv)
 
 
+def test_node_rank_from_torchrun_options():
+    # a node other than 0 never sees rank 0's "done": its launcher must still exit 0 when torchrun does
+    assert launch.node_rank(["--nnodes", "2", "--node-rank", "1", "--master-addr", "h"]) == 1
+    assert launch.node_rank(["--node_rank=3"]) == 3 and launch.node_rank(["--node-rank=0"]) == 0
+    assert launch.node_rank(["--standalone", "--nproc-per-node", "2"]) == 0
+    assert launch.node_rank(["--node-rank", "x"]) == 0
+
+
 def test_fsdp_checkpoint_layout_is_accepted(tmp_path):
     src = tmp_path / "checkpoint-2"
     (src / "pytorch_model_fsdp_0").mkdir(parents=True)

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { parseWorkerArgs } from '../../workers/main';
+import { checkEntryArgs, EntryError } from '../../workers/train-entry';
 
 const root = repoRoot();
 const env = loadEnvPaths(root);
@@ -97,7 +98,16 @@ function imageTagOk(image: string): boolean {
   return /\d/.test(tag) && tag !== 'latest';
 }
 
-const DOCKERFILES = ['infra/docker/worker.Dockerfile', 'infra/docker/compute.Dockerfile'];
+const WORKER_IMAGES = ['infra/docker/worker.Dockerfile', 'infra/docker/compute.Dockerfile'];
+const TRAIN_IMAGE = 'infra/docker/train.Dockerfile';
+const DOCKERFILES = [...WORKER_IMAGES, TRAIN_IMAGE];
+
+/** Whether a repository path is in the image: under some COPY source of `stage` (not --from). */
+function copiedInto(stage: Stage, file: string): boolean {
+  return stage.instructions
+    .filter((i) => i.op === 'COPY' && !i.args.includes('--from='))
+    .some((i) => i.args.split(/\s+/).filter((p) => !p.startsWith('--')).slice(0, -1).some((src) => file === src || file.startsWith(`${src.replace(/\/$/, '')}/`)));
+}
 
 describe('Dockerfiles', () => {
   it('pass hadolint (infra/docker/.hadolint.yaml), which does reject a bad one', async () => {
@@ -146,11 +156,13 @@ describe('Dockerfiles', () => {
           }
         }
         expect(copies).toBeGreaterThan(5);
+        if (file === TRAIN_IMAGE) return; // its entrypoint's imports: checked below, file by file
         // what the worker imports at run time is in the image
         const copied = final.instructions.filter((i) => i.op === 'COPY').map((i) => i.args);
         for (const dir of ['activities', 'core', 'workflows', 'workers', 'infra']) expect(copied.some((a) => a.startsWith(`${dir} `))).toBe(true);
       });
 
+      if (file === TRAIN_IMAGE) return;
       it('runs workers/main.ts with flags and environment it accepts, as a non-root user', () => {
         const [entry, script] = jsonArgs(final, 'ENTRYPOINT');
         expect(entry).toBe('node_modules/.bin/tsx');
@@ -172,6 +184,38 @@ describe('Dockerfiles', () => {
       });
     });
   }
+
+  it('train image: runs workers/train-entry.ts (as SageMaker and Kubernetes start it) with every file it imports, compute/ and its venv', async () => {
+    const text = read(TRAIN_IMAGE);
+    const { stages } = parseDockerfile(text);
+    const final = stages.at(-1)!;
+    expect(jsonArgs(final, 'ENTRYPOINT')).toEqual(['node_modules/.bin/tsx', 'workers/train-entry.ts']);
+    expect(final.instructions.some((i) => i.op === 'CMD')).toBe(false);
+    // SageMaker runs `<image> train`, a Kubernetes pod passes nothing; anything else is refused
+    checkEntryArgs(['train']);
+    checkEntryArgs([]);
+    expect(() => checkEntryArgs(['serve'])).toThrow(EntryError);
+    // root: SageMaker's /opt/ml mounts belong to root
+    expect(final.instructions.some((i) => i.op === 'USER')).toBe(false);
+    // every repository file the entrypoint loads (esbuild's import graph) is copied
+    const esbuild = await import('esbuild');
+    const graph = await esbuild.build({ entryPoints: [rel('workers/train-entry.ts')], absWorkingDir: root, bundle: true, platform: 'node', packages: 'external', write: false, metafile: true, logLevel: 'error' });
+    const sources = Object.keys(graph.metafile.inputs);
+    expect(sources).toEqual(expect.arrayContaining(['workers/train-entry.ts', 'activities/s3store.ts', 'activities/checkpoints.ts']));
+    for (const src of sources) expect(copiedInto(final, src), `${TRAIN_IMAGE}: ${src} is imported by the entrypoint but not copied`).toBe(true);
+    expect(copiedInto(final, 'compute/srlm_compute/launch.py')).toBe(true);
+    expect(pkg.dependencies['@aws-sdk/client-s3']).toBeDefined(); // installed with --omit=dev
+    // the environment the entrypoint reads points where the Dockerfile puts things
+    const vars = envOf(final);
+    expect(text).toMatch(/COPY compute\/requirements\.txt \/tmp\/requirements\.txt[\s\S]*pip install --no-input -r \/tmp\/requirements\.txt/);
+    expect(text).toContain(`python -m venv ${path.dirname(path.dirname(vars.SRLM_PYTHON!))}`);
+    const workdir = final.instructions.filter((i) => i.op === 'WORKDIR').at(-1)!.args;
+    expect(vars.SRLM_COMPUTE_DIR).toBe(`${workdir}/compute`);
+    expect(final.instructions.some((i) => i.op === 'COPY' && i.args === 'compute ./compute')).toBe(true);
+    for (const key of ['SRLM_TRAIN_WORK_DIR', 'SRLM_CACHE_DIR']) expect(text, key).toMatch(new RegExp(`mkdir -p [^\\n]*${vars[key]}(\\s|$)`));
+    expect(stages[0]!.from).toBe(parseDockerfile(read('infra/docker/compute.Dockerfile')).stages[0]!.from);
+    expect(final.from).toBe(parseDockerfile(read('infra/docker/compute.Dockerfile')).stages.at(-1)!.from);
+  });
 
   it('compute image: requirements, vLLM pinned as compute/ expects, interpreters where the venvs are made', () => {
     const text = read('infra/docker/compute.Dockerfile');

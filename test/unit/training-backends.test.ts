@@ -7,14 +7,16 @@ import * as path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { describe, expect, it } from 'vitest';
-import { kubernetesStatus } from '../../activities/k8s-train';
+import { trainDistributed } from '../../activities/compute';
+import { type KubernetesSettings, kubernetesStatus, trainingJobManifest } from '../../activities/k8s-train';
 import { chainName, remoteJobBase, RemoteTrainer } from '../../activities/remote-train';
-import { sageMakerStatus } from '../../activities/sagemaker-train';
+import { createTrainingJobRequest, type SageMakerSettings, sageMakerStatus } from '../../activities/sagemaker-train';
 import { LocalStore } from '../../activities/store';
 import { trainingBackends } from '../../activities/training-backends';
 import { formatConfigError } from '../../core/jsonl';
 import { RunConfig } from '../../core/schemas';
 import { FakeCompute } from '../helpers/fake-compute';
+import { trainJobFixture } from '../helpers/train-job';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -81,6 +83,52 @@ describe('compute.training config', () => {
     expect(configErrors({ kind: 'kubernetes', image: 'i', tolerations: [{ operator: 'Maybe' }] })).toMatch(/"compute\.training\.tolerations\[0\]\.operator"/);
     expect(configErrors({ kind: 'kubernetes', image: 'i', replicas: 2 })).toContain('unknown key "replicas" at "compute.training"');
     expect(configErrors({ kind: 'slurm' })).toMatch(/"compute\.training\.kind"/);
+  });
+});
+
+describe('torchrun settings of the remote kinds (distributed, processes per node)', () => {
+  const inputs = { modelUri: 's3://b/p/input/model', dataUri: 's3://b/p/input/data/sft.jsonl', outputUri: 's3://b/p/output', checkpointUri: 's3://b/p/checkpoints' };
+  const job = trainJobFixture({ mode: 'sft', model: '/m', data: '/w/sft.jsonl', output: '/w/out' });
+  const sagemaker = { kind: 'sagemaker', image: 'a/b', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.p4d.24xlarge' };
+
+  it('Kubernetes: strategy, fsdpLayerClass and nprocPerNode reach the pods; nprocPerNode defaults to the GPUs', () => {
+    const k = config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 8, nprocPerNode: 4, strategy: 'fsdp', fsdpLayerClass: 'LlamaDecoderLayer' }).compute.training as KubernetesSettings;
+    const env = (s: KubernetesSettings): Record<string, string> => Object.fromEntries((trainingJobManifest(s, 'srlm-x-1', job, inputs).spec!.template.spec!.containers[0]!.env ?? []).map((e) => [e.name, e.value!]));
+    expect(env(k).SRLM_NPROC_PER_NODE).toBe('4');
+    expect(JSON.parse(env(k).SRLM_TRAIN_JOB!).distributed).toEqual({ strategy: 'fsdp', fsdp_layer_class: 'LlamaDecoderLayer' });
+    const plain = config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 8 }).compute.training as KubernetesSettings;
+    expect(env(plain).SRLM_NPROC_PER_NODE).toBe('8');
+    expect(JSON.parse(env(plain).SRLM_TRAIN_JOB!).distributed).toEqual({ strategy: 'ddp' });
+    // CPU pods: gloo ranks
+    expect(env(config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 0, nprocPerNode: 2 }).compute.training as KubernetesSettings).SRLM_NPROC_PER_NODE).toBe('2');
+    expect(env(config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 0 }).compute.training as KubernetesSettings).SRLM_NPROC_PER_NODE).toBe('1');
+  });
+
+  it('SageMaker: distributed in srlm_job, srlm_nproc_per_node only when configured', () => {
+    const s = config({ ...sagemaker, nprocPerNode: 8, strategy: 'fsdp' }).compute.training as SageMakerSettings;
+    const hp = createTrainingJobRequest(s, 'srlm-x-1', job, inputs).HyperParameters!;
+    expect(hp.srlm_nproc_per_node).toBe('8');
+    expect(JSON.parse(hp.srlm_job!).distributed).toEqual({ strategy: 'fsdp' });
+    const plain = createTrainingJobRequest(config(sagemaker).compute.training as SageMakerSettings, 'srlm-x-1', job, inputs).HyperParameters!;
+    expect(Object.keys(plain)).toEqual(['srlm_job']);
+    expect(JSON.parse(plain.srlm_job!).distributed).toEqual({ strategy: 'ddp' });
+  });
+
+  it('errors name the field', () => {
+    expect(configErrors({ kind: 'kubernetes', image: 'i', gpusPerNode: 4, nprocPerNode: 8 })).toContain('"compute.training.nprocPerNode": must be at most gpusPerNode (4): one process per GPU');
+    expect(configErrors({ kind: 'kubernetes', image: 'i', gpusPerNode: 0, strategy: 'fsdp' })).toContain('"compute.training.strategy": "fsdp" needs CUDA GPUs: set gpusPerNode (it is 0)');
+    expect(configErrors({ kind: 'kubernetes', image: 'i', fsdpLayerClass: 'LlamaDecoderLayer' })).toContain('"compute.training.fsdpLayerClass": is only meaningful with strategy: "fsdp"');
+    expect(configErrors({ ...sagemaker, strategy: 'zero3' })).toMatch(/"compute\.training\.strategy"/);
+    expect(configErrors({ ...sagemaker, nprocPerNode: 0 })).toMatch(/"compute\.training\.nprocPerNode"/);
+    expect(configErrors({ ...sagemaker, strategy: 'fsdp', fsdpLayerClass: 'not a class' })).toContain('"compute.training.fsdpLayerClass": must be a Python class name');
+    expect(configErrors({ kind: 'local', strategy: 'fsdp' })).toContain('"compute.training.strategy": is only meaningful with launcher: "torchrun"');
+  });
+
+  it('an fsdp layout gets its own job digest whatever the backend (trainDistributed)', () => {
+    expect(trainDistributed(config({ ...sagemaker, strategy: 'fsdp' }).compute.training)).toEqual({ strategy: 'fsdp' });
+    expect(trainDistributed(config({ kind: 'kubernetes', image: 'i' }).compute.training)).toEqual({ strategy: 'ddp' });
+    expect(trainDistributed(config({ kind: 'local' }).compute.training)).toBeUndefined();
+    expect(trainDistributed(undefined)).toBeUndefined();
   });
 });
 
