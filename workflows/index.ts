@@ -22,7 +22,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities, ModelRef } from '../activities';
+import type { Activities, ModelRef, PartStats } from '../activities';
 import type { ArtifactRef, DurabilityConfig, RunConfig } from '../core/schemas';
 import type { HeadToHead, IterationSummary, JudgeQuality } from '../core/stats';
 import {
@@ -34,6 +34,7 @@ import {
   stageProgressSignal,
   type LiveStage,
   EVALUATION_PATCH,
+  FLEET_PATCH,
   PROMOTE_PATCH,
   scheduledRunName,
   SEARCH_ATTRIBUTES_PATCH,
@@ -264,6 +265,16 @@ async function waitWhilePaused(progress: { paused?: unknown }): Promise<void> {
   if (progress.paused) await condition(() => !progress.paused);
 }
 
+/**
+ * A stage on a fleet: its parts as activities at once on the generation queue (any live worker
+ * takes one, up to its concurrency; a lost one is retried on another), then one activity that
+ * assembles the stage from the shards they committed.
+ */
+async function fanOut<T>(parts: number, part: (k: number) => Promise<PartStats>, assemble: (stats: PartStats[]) => Promise<T>): Promise<T> {
+  const stats = await Promise.all(Array.from({ length: parts }, (_, k) => part(k)));
+  return assemble(stats);
+}
+
 export interface IterationInput {
   config: RunConfig;
   iteration: number;
@@ -310,6 +321,8 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const timings: Record<string, number> = {};
   const { generation, training } = computeActivities(config.durability);
   const searchAttributes = searchAttributeUpdater(input.searchAttributes);
+  // a generation fleet (versioned: asked only when configured, so other histories replay unchanged)
+  const parts = (config.compute.fleet?.parts ?? 1) > 1 && patched(FLEET_PATCH) ? config.compute.fleet!.parts : 1;
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
@@ -327,8 +340,16 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const prompts = await step('prompts', () =>
     generation.generatePrompts({ config, iteration, model: input.promptModel ?? model, seedIft: input.seedIft, earlier: input.earlierPrompts }),
   );
-  const candidates = await step('candidates', () => generation.generateCandidates({ config, iteration, model, prompts }));
-  const judgments = await step('judgments', () => generation.judgeCandidates({ config, iteration, model, candidates }));
+  const candidates = await step('candidates', () =>
+    parts > 1
+      ? fanOut(parts, (part) => generation.generateCandidatesPart({ config, iteration, model, prompts, part, parts }), (fleet) => generation.generateCandidates({ config, iteration, model, prompts, fleet }))
+      : generation.generateCandidates({ config, iteration, model, prompts }),
+  );
+  const judgments = await step('judgments', () =>
+    parts > 1
+      ? fanOut(parts, (part) => generation.judgeCandidatesPart({ config, iteration, model, candidates, part, parts }), (fleet) => generation.judgeCandidates({ config, iteration, model, candidates, fleet }))
+      : generation.judgeCandidates({ config, iteration, model, candidates }),
+  );
   const pairs = await step('pairs', () => cpu.selectPairs({ config, iteration, candidates, judgments }));
   if (pairs.count === 0) {
     throw ApplicationFailure.nonRetryable(
