@@ -27,7 +27,7 @@ const SHARD = 4;
 /** some candidates come back empty: judge requests are then fewer than candidates */
 const EMPTY_RATE = 0.1;
 
-const config = (root: string, parts?: number): RunConfigInput => ({ ...faultRunConfig(RUN, root, SHARD), ...(parts ? { compute: { fleet: { parts } } } : {}) });
+const config = (root: string, parts: number): RunConfigInput => ({ ...faultRunConfig(RUN, root, SHARD), compute: { fleet: { parts } } });
 
 const stageDir = (root: string, stage: string): string => path.join(root, 'runs', RUN, 'iter-1', stage);
 
@@ -146,11 +146,11 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(RUN), args: [{ config: cfg }], workflowExecutionTimeout: '5 minutes' });
   };
 
-  it('reference: one generation worker, no fleet', async () => {
+  it('reference: one generation worker, parts = 1 (as without a fleet: no part activities, no patch marker)', async () => {
     const gen = await generationWorkers(['gen-ref'], 0);
     const root = path.join(tmp, 'store-ref');
     try {
-      await runToEnd(config(root));
+      await runToEnd(config(root, 1));
     } finally {
       await gen.stop();
     }
@@ -160,7 +160,11 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     const judged = reference['1/candidates']!.filter((c) => (c as unknown as { text: string }).text.trim() !== '').length;
     expect(judged).toBeLessThan(48);
     expect(reference['1/judgments']).toHaveLength(3 * judged);
-    expect((await activityRuns(client)).map((r) => r.type)).not.toContain('generateCandidatesPart');
+    const types = (await activityRuns(client)).map((r) => r.type);
+    expect(types.filter((t) => t === 'generateCandidates' || t === 'judgeCandidates')).toEqual(['generateCandidates', 'judgeCandidates']);
+    expect(types.filter((t) => t.endsWith('Part'))).toEqual([]);
+    const history = await client.workflow.getHandle(iterationWorkflowId(RUN, 1)).fetchHistory();
+    expect((history.events ?? []).filter((e) => e.markerRecordedEventAttributes)).toEqual([]);
     referenceModel = fs.readFileSync(path.join(root, `models/${RUN}/${RUN}.m2/weights.bin`), 'utf8');
   }, 180_000);
 
