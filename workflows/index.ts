@@ -323,6 +323,13 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const searchAttributes = searchAttributeUpdater(input.searchAttributes);
   // a generation fleet (versioned: asked only when configured, so other histories replay unchanged)
   const parts = (config.compute.fleet?.parts ?? 1) > 1 && patched(FLEET_PATCH) ? config.compute.fleet!.parts : 1;
+  // independent generation activities (the evaluation's models and opponents): at once on a fleet, else one after another
+  const each = async <T>(jobs: (() => Promise<T>)[]): Promise<T[]> => {
+    if (parts > 1) return Promise.all(jobs.map((job) => job()));
+    const out: T[] = [];
+    for (const job of jobs) out.push(await job());
+    return out;
+  };
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
@@ -379,19 +386,15 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
       if (cfg.opponents.includes('previous')) opponents.push({ id: model.modelId, model });
       if (cfg.opponents.includes('sft-baseline') && ev.baseline && ev.baseline.modelId !== model.modelId) opponents.push({ id: ev.baseline.modelId, model: ev.baseline });
       const refs = await step('eval-responses', async () => {
-        const mine = await generation.evalResponses({ config, model: out, prompts });
-        const theirs: ArtifactRef[] = [];
-        for (const o of opponents) theirs.push(await generation.evalResponses({ config, model: o.model, prompts }));
-        return { mine, theirs };
+        const [mine, ...theirs] = await each([out, ...opponents.map((o) => o.model)].map((m) => () => generation.evalResponses({ config, model: m, prompts })));
+        return { mine: mine!, theirs };
       });
       responses.push(refs.mine, ...refs.theirs);
       if (cfg.judge) {
         const compared: ({ id: string; responses: ArtifactRef } | { id: 'reference' })[] = opponents.map((o, k) => ({ id: o.id, responses: refs.theirs[k]! }));
         if (cfg.opponents.includes('reference')) compared.push({ id: 'reference' });
         await step('eval-head-to-head', async () => {
-          for (const opponent of compared) {
-            headToHead.push(await generation.evalHeadToHead({ config, iteration, model: out, responses: refs.mine, prompts, opponent, judgeModel: ev.judgeModel }));
-          }
+          headToHead.push(...(await each(compared.map((opponent) => () => generation.evalHeadToHead({ config, iteration, model: out, responses: refs.mine, prompts, opponent, judgeModel: ev.judgeModel })))));
         });
       }
     }
@@ -400,8 +403,9 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     if (ev.ranked) {
       const ranked = ev.ranked;
       await step('eval-judge', async () => {
-        previousJudgeQuality = await generation.evalJudgeQuality({ config, model, ranked });
-        judgeQuality.push(previousJudgeQuality, await generation.evalJudgeQuality({ config, model: out, ranked }));
+        const [previous, mine] = await each([model, out].map((m) => () => generation.evalJudgeQuality({ config, model: m, ranked })));
+        previousJudgeQuality = previous!;
+        judgeQuality.push(previous!, mine!);
       });
     }
     return { judgeQuality, previousJudgeQuality, headToHead, responses };

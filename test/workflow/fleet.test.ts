@@ -13,6 +13,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
 import type { RunConfigInput } from '../../core/schemas';
+import { repoRoot } from '../../infra/paths';
 import { createWorkers, installQuietRuntime } from '../../workers';
 import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
@@ -69,6 +70,17 @@ async function activityRuns(client: Client): Promise<{ type: string; identity: s
     if (started) out.push({ type: types.get(String(started.scheduledEventId)) ?? '?', identity: started.identity ?? '', attempt: started.attempt ?? 1 });
   }
   return out;
+}
+
+/** How many activities of a type the iteration scheduled before the first of them completed (all of them: they ran at once). */
+async function scheduledAtOnce(client: Client, type: string): Promise<number> {
+  const history = await client.workflow.getHandle(iterationWorkflowId(RUN, 1)).fetchHistory();
+  const ofType = new Set<string>();
+  for (const e of history.events ?? []) {
+    if (e.activityTaskScheduledEventAttributes?.activityType?.name === type) ofType.add(String(e.eventId));
+    else if (ofType.has(String(e.activityTaskCompletedEventAttributes?.scheduledEventId))) return ofType.size;
+  }
+  return ofType.size;
 }
 
 const countBy = (xs: string[]): Record<string, number> => xs.reduce<Record<string, number>>((m, x) => ({ ...m, [x]: (m[x] ?? 0) + 1 }), {});
@@ -185,6 +197,7 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
       const by = countBy(runs.filter((r) => r.type === type).map((r) => r.identity));
       expect(Object.values(by).reduce((a, b) => a + b, 0), type).toBe(3);
       expect(Object.keys(by).sort(), type).toEqual(['gen-a', 'gen-b']);
+      expect(await scheduledAtOnce(client, type), type).toBe(3);
     }
     // one assembling activity per stage, after its parts
     expect(runs.filter((r) => r.type === 'generateCandidates')).toHaveLength(1);
@@ -204,6 +217,52 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     }
     expect(manifest(root, 'judgments').stats.emptyCandidates).toBeGreaterThan(0);
     expect(fs.readFileSync(path.join(root, `models/${RUN}/${RUN}.m2/weights.bin`), 'utf8')).toBe(referenceModel);
+  }, 180_000);
+
+  it('evaluation on a fleet: the models and opponents are evaluated at once on both workers, with a single worker\'s results', async () => {
+    const heldOut = path.join(tmp, 'held-out.jsonl');
+    fs.writeFileSync(heldOut, ['Name three uses of copper.', 'What is 17 times 3?', 'Explain what a leap year is.', 'Give one tip for sleeping well.'].map((p, i) => JSON.stringify({ id: `h${i + 1}`, instruction: p, output: `A reference answer to: ${p}` })).join('\n') + '\n');
+    const evaluated = (root: string, parts: number): RunConfigInput => ({
+      ...config(root, parts),
+      evaluation: {
+        prompts: { file: heldOut },
+        judgeSet: { ranked: path.join(repoRoot(), 'seed/ranked.jsonl'), offset: 8, max: 4 },
+        judge: { kind: 'model', model: { packaged: 'smollm2-135m-instruct' } },
+        opponents: ['previous', 'sft-baseline', 'reference'],
+        judgeSamples: 2,
+      },
+    });
+    const summaryOf = (root: string) => JSON.parse(fs.readFileSync(path.join(root, 'runs', RUN, 'iter-1', 'summary.json'), 'utf8')) as { evaluation: unknown };
+
+    let gen = await generationWorkers(['gen-eval-ref'], 0);
+    try {
+      await runToEnd(evaluated(path.join(tmp, 'store-eval-ref'), 1));
+    } finally {
+      await gen.stop();
+    }
+    expect((await activityRuns(client)).filter((r) => r.type === 'evalResponses')).toHaveLength(3);
+    // without a fleet, one after another
+    expect(await scheduledAtOnce(client, 'evalResponses')).toBe(1);
+
+    gen = await generationWorkers(['gen-eval-a', 'gen-eval-b'], 25);
+    try {
+      await runToEnd(evaluated(path.join(tmp, 'store-eval-fleet'), 3));
+    } finally {
+      await gen.stop();
+    }
+    await recordHistory(testTemporalAddress(), 'iteration-fleet-evaluated', iterationWorkflowId(RUN, 1));
+    const runs = await activityRuns(client);
+    // M2, M1 and the SFT baseline answer at once; M1 and M2 judge at once; three head-to-heads at once
+    for (const [type, n] of [['evalResponses', 3], ['evalJudgeQuality', 2], ['evalHeadToHead', 3]] as const) {
+      const by = countBy(runs.filter((r) => r.type === type).map((r) => r.identity));
+      expect(Object.values(by).reduce((a, b) => a + b, 0), type).toBe(n);
+      expect(Object.keys(by).sort(), type).toEqual(['gen-eval-a', 'gen-eval-b']);
+      expect(await scheduledAtOnce(client, type), type).toBe(n);
+    }
+    for (const f of gen.fakes) expect(f.maxInFlight).toBe(1);
+    const fleet = summaryOf(path.join(tmp, 'store-eval-fleet')).evaluation;
+    expect(fleet).toMatchObject({ headToHead: [{ opponent: `${RUN}.m1` }, { opponent: `${RUN}.sft-baseline` }, { opponent: 'reference' }] });
+    expect(fleet).toEqual(summaryOf(path.join(tmp, 'store-eval-ref')).evaluation);
   }, 180_000);
 
   it('SIGKILL of one generation worker process mid-part: its part is retried on the other and every request is answered exactly once', async () => {
@@ -254,5 +313,8 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     const redone = ids.length - new Set(ids).size;
     expect(redone).toBeLessThanOrEqual(SHARD);
     console.log(`[fleet] killed proc-a in ${killedShard}; generated ${ids.length} requests for ${new Set(ids).size} distinct, redone ${redone}`);
+    // the other worker stops as a worker does (its polls end): nothing of a later test goes to it
+    b.child.kill('SIGTERM');
+    expect(await b.exited).toBe(0);
   }, 240_000);
 });
