@@ -160,6 +160,11 @@ export function createActivities(deps: ActivityDeps) {
       label?: string;
       /** another engine than the run's (the evaluation judge); `remote`: it serves its own model */
       engine?: { backend: ComputeBackend; remote: boolean };
+      /**
+       * only the items at these indexes (whole shards: `first` is a multiple of the shard size),
+       * numbered where they stand in the stage, so their shards are the stage's own (fleet parts)
+       */
+      range?: PartRange;
     },
   ) {
     const { part = 'all', label = loc.stage } = input;
@@ -171,16 +176,19 @@ export function createActivities(deps: ActivityDeps) {
     let last: Parameters<LiveSignaller['update']>[0] | null = null;
     const engine = input.engine ? (input.engine.remote ? input.engine.backend : undefined) : deps.engineFor?.(config);
     const backend = input.engine?.backend ?? engine ?? deps.compute;
-    // a remote engine serves its own model: no weights to fetch
-    const modelArg = engine?.servesOwnModel ? model.modelId : await modelDir(store, model);
+    // a remote engine serves its own model: no weights to fetch; fetched when a shard needs generating
+    let modelPath: Promise<string> | undefined;
+    const modelArg = engine?.servesOwnModel ? model.modelId : () => (modelPath ??= modelDir(store, model));
     const shardSize = Math.max(1, config.durability.shardSize);
     const sliceSize = shardSize * Math.max(1, Math.floor(GENERATE_SLICE / shardSize));
+    const range = input.range ?? { first: 0, end: Infinity };
+    if (range.first % shardSize !== 0) throw new Error(`${where(config, loc.iteration, loc.stage)}: a part must start at a shard boundary (item ${range.first}, shard size ${shardSize})`);
     const acc = { tokens: 0, seconds: 0, skipped: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0, requests: 0 };
 
     const runSlice = async (items: T[]): Promise<void> => {
       const requests = items.map(input.request);
       const before = acc.requests;
-      const firstShard = before / shardSize;
+      const firstShard = (range.first + before) / shardSize;
       const tokensBefore = acc.tokens;
       const res = await withHeartbeats(async (update, signal) =>
         generateSharded({
@@ -203,8 +211,8 @@ export function createActivities(deps: ActivityDeps) {
             // over the whole stage: slices before this one are committed
             const total = Math.max(input.total, before + sp.total);
             const done = before + sp.done;
-            const shards = Math.max(Math.ceil(total / shardSize), firstShard + sp.shards);
-            const shardsCommitted = firstShard + sp.shardsCommitted;
+            const shards = Math.max(Math.ceil(total / shardSize), before / shardSize + sp.shards);
+            const shardsCommitted = before / shardSize + sp.shardsCommitted;
             const tokens = tokensBefore + sp.tokens;
             const p = { run: config.run, iteration: loc.iteration, stage: label, done, total, tokens, elapsedS: (Date.now() - started) / 1000 };
             update({ ...p, part: sp.part, shards, shardsCommitted });
@@ -231,8 +239,12 @@ export function createActivities(deps: ActivityDeps) {
     };
 
     let slice: T[] = [];
-    for await (const batch of input.batches) {
+    let index = 0;
+    read: for await (const batch of input.batches) {
       for (const item of batch) {
+        const i = index++;
+        if (i < range.first) continue;
+        if (i >= range.end) break read;
         slice.push(item);
         if (slice.length === sliceSize) {
           await runSlice(slice);
@@ -247,6 +259,30 @@ export function createActivities(deps: ActivityDeps) {
     }
     const { requests: _requests, ...stats } = acc;
     return stats;
+  }
+
+  /**
+   * One part of a generation stage on a fleet: the shards of its range of the stage's requests,
+   * generated and committed as the whole stage commits them; nothing when the stage is published.
+   */
+  async function generatePart<T>(
+    config: RunConfig,
+    loc: StageLocation,
+    at: { model: ModelRef; part: number; parts: number },
+    input: { items: () => Promise<number>; batches: () => AsyncIterable<T[]>; request: (item: T) => GenerateRequest },
+  ): Promise<PartStats> {
+    if (await findStage(deps.storeFor(config), loc)) return NO_PART_WORK;
+    const range = partRange(await input.items(), config.durability.shardSize, at.part, at.parts);
+    if (range.end <= range.first) return NO_PART_WORK;
+    const gen = await generateStream(config, loc, at.model, {
+      batches: input.batches(),
+      total: range.end - range.first,
+      request: input.request,
+      onOutputs: () => undefined,
+      range,
+      label: `${loc.stage} part ${at.part + 1}/${at.parts}`,
+    });
+    return partStats(gen);
   }
 
   /** generateStream over requests held in memory (small stages); returns outputs by request id. */
@@ -446,6 +482,18 @@ export function createActivities(deps: ActivityDeps) {
 
   function samplingSeed(config: RunConfig, id: string): number {
     return (seedFromId(id) ^ config.randomSeed) >>> 1;
+  }
+
+  function candidateRequest(config: RunConfig, iteration: number, p: GeneratedPrompt): GenerateRequest {
+    const id = recordId(config.run, iteration, 'candidates', p.id);
+    const { n, sampling } = config.candidates;
+    return { id, messages: [{ role: 'user', content: p.prompt }], n, temperature: sampling.temperature, top_p: sampling.topP, max_new_tokens: sampling.maxNewTokens, seed: samplingSeed(config, id) };
+  }
+
+  function judgeRequest(config: RunConfig, iteration: number, c: Candidate): GenerateRequest {
+    const id = recordId(config.run, iteration, 'judge', c.id);
+    const { samples, sampling } = config.judge;
+    return { id, messages: [{ role: 'user', content: judgePrompt(c.prompt, c.text) }], n: samples, temperature: sampling.temperature, top_p: sampling.topP, max_new_tokens: sampling.maxNewTokens, seed: samplingSeed(config, id) };
   }
 
   return {
@@ -705,8 +753,12 @@ export function createActivities(deps: ActivityDeps) {
       });
     },
 
-    /** Iteration step b: N candidate responses per prompt. */
-    async generateCandidates(input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef }): Promise<ArtifactRef> {
+    /**
+     * Iteration step b: N candidate responses per prompt. With a fleet (`fleet`: the results of
+     * generateCandidatesPart for every part) the shards are committed already and this only
+     * assembles the stage from them.
+     */
+    async generateCandidates(input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef; fleet?: PartStats[] }): Promise<ArtifactRef> {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       const loc = { run: config.run, iteration, stage: 'candidates' };
@@ -717,18 +769,7 @@ export function createActivities(deps: ActivityDeps) {
       const gen = await generateStream(config, loc, input.model, {
         batches: readStageShards(store, input.prompts, GeneratedPrompt),
         total: input.prompts.count,
-        request: (p: GeneratedPrompt): GenerateRequest => {
-          const id = recordId(config.run, iteration, 'candidates', p.id);
-          return {
-            id,
-            messages: [{ role: 'user', content: p.prompt }],
-            n: config.candidates.n,
-            temperature: config.candidates.sampling.temperature,
-            top_p: config.candidates.sampling.topP,
-            max_new_tokens: config.candidates.sampling.maxNewTokens,
-            seed: samplingSeed(config, id),
-          };
-        },
+        request: (p: GeneratedPrompt) => candidateRequest(config, iteration, p),
         onOutputs: async (batch, outputs) => {
           prompts += batch.length;
           const candidates: Candidate[] = [];
@@ -748,11 +789,28 @@ export function createActivities(deps: ActivityDeps) {
           await writer.add(candidates);
         },
       });
-      return publishWriter(writer, loc, { prompts, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) });
+      return publishWriter(writer, loc, { prompts, ...generationStats(gen, input.fleet) });
     },
 
-    /** Iteration step c: the model judges each candidate `samples` times; scores are parsed here. */
-    async judgeCandidates(input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef }): Promise<ArtifactRef> {
+    /**
+     * One part of the candidates stage on a fleet (`compute.fleet.parts`): the shards of its
+     * range of prompts, committed exactly as generateCandidates commits them.
+     */
+    async generateCandidatesPart(input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef; part: number; parts: number }): Promise<PartStats> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      return generatePart(config, { run: config.run, iteration, stage: 'candidates' }, input, {
+        items: async () => input.prompts.count,
+        batches: () => readStageShards(store, input.prompts, GeneratedPrompt),
+        request: (p: GeneratedPrompt) => candidateRequest(config, iteration, p),
+      });
+    },
+
+    /**
+     * Iteration step c: the model judges each candidate `samples` times; scores are parsed here.
+     * With a fleet (`fleet`: the results of judgeCandidatesPart) it assembles the committed shards.
+     */
+    async judgeCandidates(input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef; fleet?: PartStats[] }): Promise<ArtifactRef> {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       const loc = { run: config.run, iteration, stage: 'judgments' };
@@ -762,30 +820,18 @@ export function createActivities(deps: ActivityDeps) {
       const parsing = new ParseStats();
       let all = 0;
       let judged = 0;
-      // an empty response (or one the engine skipped) has nothing to judge: counted, not judged
-      async function* nonEmpty(): AsyncGenerator<Candidate[]> {
+      async function* counted(): AsyncGenerator<Candidate[]> {
         for await (const batch of readStageShards(store, input.candidates, Candidate)) {
           all += batch.length;
-          const kept = batch.filter((c) => c.text.trim() !== '');
+          const kept = batch.filter(isJudged);
           judged += kept.length;
           yield kept;
         }
       }
       const gen = await generateStream(config, loc, input.model, {
-        batches: nonEmpty(),
+        batches: counted(),
         total: input.candidates.count,
-        request: (c: Candidate): GenerateRequest => {
-          const id = recordId(config.run, iteration, 'judge', c.id);
-          return {
-            id,
-            messages: [{ role: 'user', content: judgePrompt(c.prompt, c.text) }],
-            n: config.judge.samples,
-            temperature: config.judge.sampling.temperature,
-            top_p: config.judge.sampling.topP,
-            max_new_tokens: config.judge.sampling.maxNewTokens,
-            seed: samplingSeed(config, id),
-          };
-        },
+        request: (c: Candidate) => judgeRequest(config, iteration, c),
         onOutputs: async (batch, outputs) => {
           const judgments: Judgment[] = [];
           batch.forEach((c, i) => {
@@ -797,7 +843,29 @@ export function createActivities(deps: ActivityDeps) {
           await writer.add(judgments);
         },
       });
-      return publishWriter(writer, loc, { ...parsing.stats(), tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen), emptyCandidates: all - judged });
+      return publishWriter(writer, loc, { ...parsing.stats(), ...generationStats(gen, input.fleet), emptyCandidates: all - judged });
+    },
+
+    /**
+     * One part of the judgments stage on a fleet: the shards of its range of judge requests (one
+     * per non-empty candidate), committed exactly as judgeCandidates commits them.
+     */
+    async judgeCandidatesPart(input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef; part: number; parts: number }): Promise<PartStats> {
+      const { config, iteration } = input;
+      const store = deps.storeFor(config);
+      const judgedOnly = async function* (): AsyncGenerator<Candidate[]> {
+        for await (const batch of readStageShards(store, input.candidates, Candidate)) yield batch.filter(isJudged);
+      };
+      return generatePart(config, { run: config.run, iteration, stage: 'judgments' }, input, {
+        // judge requests (one per non-empty candidate): only a pass over the candidates counts them
+        items: async () => {
+          let n = 0;
+          for await (const batch of judgedOnly()) n += batch.length;
+          return n;
+        },
+        batches: judgedOnly,
+        request: (c: Candidate) => judgeRequest(config, iteration, c),
+      });
     },
 
     /** Iteration step d: best vs worst candidate per prompt, ties and unscored prompts dropped. */
@@ -1092,6 +1160,62 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** What one fleet part of a generation stage did (generateCandidatesPart, judgeCandidatesPart). */
+export interface PartStats {
+  tokens: number;
+  seconds: number;
+  shards: number;
+  shardsReused: number;
+  requestsResumed: number;
+  requestsGenerated: number;
+}
+
+const NO_PART_WORK: PartStats = { tokens: 0, seconds: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0 };
+
+function partStats(g: PartStats): PartStats {
+  return { tokens: g.tokens, seconds: g.seconds, shards: g.shards, shardsReused: g.shardsReused, requestsResumed: g.requestsResumed, requestsGenerated: g.requestsGenerated };
+}
+
+/** Items [first, end) of part `part` of `parts`: consecutive whole shards, as even as shards allow. */
+export interface PartRange {
+  first: number;
+  end: number;
+}
+
+export function partRange(items: number, shardSize: number, part: number, parts: number): PartRange {
+  if (!Number.isInteger(parts) || parts < 1 || !Number.isInteger(part) || part < 0 || part >= parts) throw new Error(`fleet part ${part} of ${parts}: not a part`);
+  const size = Math.max(1, shardSize);
+  const shards = Math.ceil(items / size);
+  const from = Math.floor((part * shards) / parts);
+  const to = Math.floor(((part + 1) * shards) / parts);
+  return { first: from * size, end: Math.min(items, to * size) };
+}
+
+/** An empty response (or one the engine skipped) has nothing to judge: counted, not judged. */
+function isJudged(c: Candidate): boolean {
+  return c.text.trim() !== '';
+}
+
+/**
+ * A generation stage's tokens, time and shard counts. On a fleet the parts generated (the
+ * assembling activity finds their shards committed), so their work is added to its own.
+ */
+function generationStats(g: PartStats & { skipped: number }, parts?: PartStats[]) {
+  if (!parts) return { tokens: g.tokens, seconds: g.seconds, ...shardStats(g) };
+  const sum = (k: keyof PartStats): number => parts.reduce((n, p) => n + p[k], g[k]);
+  return {
+    tokens: sum('tokens'),
+    seconds: sum('seconds'),
+    shards: g.shards,
+    // reused from earlier attempts of a part (the assembling activity finds every shard committed)
+    shardsReused: parts.reduce((n, p) => n + p.shardsReused, 0),
+    requestsResumed: sum('requestsResumed'),
+    requestsGenerated: sum('requestsGenerated'),
+    skipped: g.skipped,
+    fleetParts: parts.length,
+  };
+}
 
 /** How a generation stage went in terms of shards: what was reused from earlier attempts, what was skipped. */
 function shardStats(g: { shards: number; shardsReused: number; requestsResumed: number; requestsGenerated: number; skipped: number }) {

@@ -43,7 +43,8 @@ export interface ShardedGenerateOptions {
   loc: StageLocation;
   /** sub-directory of the stage's parts (e.g. a self-instruct round) */
   part: string;
-  model: string;
+  /** the model as the compute backend takes it; a function is called only when a shard needs generating */
+  model: string | (() => Promise<string>);
   requests: GenerateRequest[];
   shardSize: number;
   /**
@@ -261,7 +262,7 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
       }
     };
     const done = await opts.compute.generate(
-      { model: opts.model, shards: pending.map((p) => ({ input: p.input, output: p.output })), device: opts.device, batch_size: opts.batchSize, threads: opts.threads },
+      { model: typeof opts.model === 'string' ? opts.model : await opts.model(), shards: pending.map((p) => ({ input: p.input, output: p.output })), device: opts.device, batch_size: opts.batchSize, threads: opts.threads },
       { onEvent, ...(opts.signal ? { signal: opts.signal } : {}) },
     ).finally(async () => {
       await chain;

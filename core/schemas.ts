@@ -373,6 +373,12 @@ export const ComputeConfig = z.strictObject({
   threads: z.number().int().nonnegative().default(0),
   /** Recompute activations in the backward pass: about half the memory, about twice the time. */
   gradientCheckpointing: z.boolean().default(true),
+  /**
+   * A fleet of generation workers (one per GPU host): the candidates and judgments stages are
+   * cut into `parts` activities of whole shards, run in parallel on the generation queue by
+   * whichever workers are live (absent or 1: one activity per stage, on one worker).
+   */
+  fleet: z.strictObject({ parts: PositiveInt.max(256) }).optional(),
 });
 
 export const DurabilityConfig = z.strictObject({

@@ -25,8 +25,14 @@ export interface WorkerSetOptions {
   /** prebuilt workflow bundle; built from workflows/ when absent */
   workflowBundle?: WorkflowBundleWithSourceMap;
   shutdownGraceTime?: number;
-  /** concurrent generation / training jobs per worker (one model in memory each) */
+  /**
+   * concurrent generation / training jobs per worker (one model in memory each): the compute
+   * workers' maxConcurrentActivityTaskExecutions, so a worker of a fleet takes at most this
+   * many parts at once and leaves the rest to the others
+   */
   computeConcurrency?: number;
+  /** the workers' identity in the server's history (default: the SDK's `<pid>@<hostname>`) */
+  identity?: string;
   /** most time between heartbeats sent to the server (default 2 s) */
   heartbeatThrottleMs?: number;
 }
@@ -55,6 +61,7 @@ export async function createWorkers(opts: WorkerSetOptions): Promise<Worker[]> {
         namespace: opts.namespace,
         taskQueue: TASK_QUEUES[queue],
         activities,
+        ...(opts.identity ? { identity: opts.identity } : {}),
         ...(queue === 'orchestration' ? { workflowBundle: opts.workflowBundle ?? (await workflowBundle()) } : {}),
         maxConcurrentActivityTaskExecutions: isCompute ? (opts.computeConcurrency ?? 1) : 20,
         // in-flight activities are cancelled after this on shutdown; their compute children get SIGTERM

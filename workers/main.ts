@@ -7,7 +7,9 @@
  * Flags (each also read from the environment, the flag winning):
  *   --queues LIST               SRLM_QUEUES               orchestration,generation,training (default: all three)
  *   --compute-concurrency N     SRLM_COMPUTE_CONCURRENCY  generation / training jobs at once per queue (default 1:
- *                                                         one model in memory; a GPU host runs one per GPU set)
+ *                                                         one model in memory; a GPU host runs one per GPU set); the
+ *                                                         workers' maxConcurrentActivityTaskExecutions, so a host of a
+ *                                                         generation fleet (compute.fleet) takes at most N parts at once
  * Connection settings as the temporal CLI reads them (infra/connection.ts): TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, the TOML profile (TEMPORAL_PROFILE).
  * Metrics: SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics (temporal_*, srlm_*).

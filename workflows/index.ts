@@ -22,7 +22,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities, ModelRef } from '../activities';
+import type { Activities, ModelRef, PartStats } from '../activities';
 import type { ArtifactRef, DurabilityConfig, RunConfig } from '../core/schemas';
 import type { HeadToHead, IterationSummary, JudgeQuality } from '../core/stats';
 import {
@@ -34,6 +34,7 @@ import {
   stageProgressSignal,
   type LiveStage,
   EVALUATION_PATCH,
+  FLEET_PATCH,
   PROMOTE_PATCH,
   scheduledRunName,
   SEARCH_ATTRIBUTES_PATCH,
@@ -264,6 +265,16 @@ async function waitWhilePaused(progress: { paused?: unknown }): Promise<void> {
   if (progress.paused) await condition(() => !progress.paused);
 }
 
+/**
+ * A stage on a fleet: its parts as activities at once on the generation queue (any live worker
+ * takes one, up to its concurrency; a lost one is retried on another), then one activity that
+ * assembles the stage from the shards they committed.
+ */
+async function fanOut<T>(parts: number, part: (k: number) => Promise<PartStats>, assemble: (stats: PartStats[]) => Promise<T>): Promise<T> {
+  const stats = await Promise.all(Array.from({ length: parts }, (_, k) => part(k)));
+  return assemble(stats);
+}
+
 export interface IterationInput {
   config: RunConfig;
   iteration: number;
@@ -310,6 +321,15 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const timings: Record<string, number> = {};
   const { generation, training } = computeActivities(config.durability);
   const searchAttributes = searchAttributeUpdater(input.searchAttributes);
+  // a generation fleet (versioned: asked only when configured, so other histories replay unchanged)
+  const parts = (config.compute.fleet?.parts ?? 1) > 1 && patched(FLEET_PATCH) ? config.compute.fleet!.parts : 1;
+  // independent generation activities (the evaluation's models and opponents): at once on a fleet, else one after another
+  const each = async <T>(jobs: (() => Promise<T>)[]): Promise<T[]> => {
+    if (parts > 1) return Promise.all(jobs.map((job) => job()));
+    const out: T[] = [];
+    for (const job of jobs) out.push(await job());
+    return out;
+  };
   const step = async <T>(stage: string, fn: () => Promise<T>): Promise<T> => {
     await waitWhilePaused(progress);
     progress.stage = stage;
@@ -327,8 +347,16 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const prompts = await step('prompts', () =>
     generation.generatePrompts({ config, iteration, model: input.promptModel ?? model, seedIft: input.seedIft, earlier: input.earlierPrompts }),
   );
-  const candidates = await step('candidates', () => generation.generateCandidates({ config, iteration, model, prompts }));
-  const judgments = await step('judgments', () => generation.judgeCandidates({ config, iteration, model, candidates }));
+  const candidates = await step('candidates', () =>
+    parts > 1
+      ? fanOut(parts, (part) => generation.generateCandidatesPart({ config, iteration, model, prompts, part, parts }), (fleet) => generation.generateCandidates({ config, iteration, model, prompts, fleet }))
+      : generation.generateCandidates({ config, iteration, model, prompts }),
+  );
+  const judgments = await step('judgments', () =>
+    parts > 1
+      ? fanOut(parts, (part) => generation.judgeCandidatesPart({ config, iteration, model, candidates, part, parts }), (fleet) => generation.judgeCandidates({ config, iteration, model, candidates, fleet }))
+      : generation.judgeCandidates({ config, iteration, model, candidates }),
+  );
   const pairs = await step('pairs', () => cpu.selectPairs({ config, iteration, candidates, judgments }));
   if (pairs.count === 0) {
     throw ApplicationFailure.nonRetryable(
@@ -358,19 +386,15 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
       if (cfg.opponents.includes('previous')) opponents.push({ id: model.modelId, model });
       if (cfg.opponents.includes('sft-baseline') && ev.baseline && ev.baseline.modelId !== model.modelId) opponents.push({ id: ev.baseline.modelId, model: ev.baseline });
       const refs = await step('eval-responses', async () => {
-        const mine = await generation.evalResponses({ config, model: out, prompts });
-        const theirs: ArtifactRef[] = [];
-        for (const o of opponents) theirs.push(await generation.evalResponses({ config, model: o.model, prompts }));
-        return { mine, theirs };
+        const [mine, ...theirs] = await each([out, ...opponents.map((o) => o.model)].map((m) => () => generation.evalResponses({ config, model: m, prompts })));
+        return { mine: mine!, theirs };
       });
       responses.push(refs.mine, ...refs.theirs);
       if (cfg.judge) {
         const compared: ({ id: string; responses: ArtifactRef } | { id: 'reference' })[] = opponents.map((o, k) => ({ id: o.id, responses: refs.theirs[k]! }));
         if (cfg.opponents.includes('reference')) compared.push({ id: 'reference' });
         await step('eval-head-to-head', async () => {
-          for (const opponent of compared) {
-            headToHead.push(await generation.evalHeadToHead({ config, iteration, model: out, responses: refs.mine, prompts, opponent, judgeModel: ev.judgeModel }));
-          }
+          headToHead.push(...(await each(compared.map((opponent) => () => generation.evalHeadToHead({ config, iteration, model: out, responses: refs.mine, prompts, opponent, judgeModel: ev.judgeModel })))));
         });
       }
     }
@@ -379,8 +403,9 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     if (ev.ranked) {
       const ranked = ev.ranked;
       await step('eval-judge', async () => {
-        previousJudgeQuality = await generation.evalJudgeQuality({ config, model, ranked });
-        judgeQuality.push(previousJudgeQuality, await generation.evalJudgeQuality({ config, model: out, ranked }));
+        const [previous, mine] = await each([model, out].map((m) => () => generation.evalJudgeQuality({ config, model: m, ranked })));
+        previousJudgeQuality = previous!;
+        judgeQuality.push(previous!, mine!);
       });
     }
     return { judgeQuality, previousJudgeQuality, headToHead, responses };

@@ -136,6 +136,9 @@ export const PROMOTE_PATCH = 'srlm-promote-v1';
 /** patched() id of the change that evaluates each iteration's model and gates its promotion */
 export const EVALUATION_PATCH = 'srlm-evaluation-v1';
 
+/** patched() id of the change that fans the candidates and judgments stages out over a fleet (`compute.fleet`) */
+export const FLEET_PATCH = 'srlm-fleet-v1';
+
 /**
  * The run name of a scheduled execution: Temporal Schedules start `srlm-<name>-<time>`, so
  * the name is that workflow ID without the prefix, with characters a run name cannot hold

@@ -21,22 +21,12 @@ import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { waitFor } from '../helpers/stack';
-import { duplicates, runRecords } from '../helpers/stages';
+import { duplicates, faultRunConfig, runRecords } from '../helpers/stages';
 
-const repo = path.resolve(__dirname, '../..');
 const RUN = 'flt';
 const SHARD = 4;
 
-function config(root: string): RunConfigInput {
-  return {
-    run: RUN,
-    seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), maxRanked: 4 },
-    iterations: 1,
-    prompts: { count: 12, requestsPerRound: 8, maxRounds: 6 },
-    durability: { shardSize: SHARD, heartbeatTimeoutSeconds: 2, retryInitialSeconds: 0.5, partialFlushSeconds: 0 },
-    store: { root },
-  };
-}
+const config = (root: string): RunConfigInput => faultRunConfig(RUN, root, SHARD);
 
 async function sigkill(w: WorkerProcess): Promise<void> {
   w.child.kill('SIGKILL');

@@ -42,6 +42,9 @@ export class FakeCompute implements ComputeBackend {
   readonly calls: { kind: string; job: unknown }[] = [];
   /** generate calls that stopped because their signal was aborted */
   aborted = 0;
+  /** generate calls running now, and the most that ever ran at once */
+  inFlight = 0;
+  maxInFlight = 0;
   constructor(readonly opts: FakeComputeOptions = {}) {}
 
   private content(r: GenerateRequest): string {
@@ -78,6 +81,16 @@ export class FakeCompute implements ComputeBackend {
    * output file skipped (a torn last line cut first), `shard_done` after each shard.
    */
   async generate(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent> {
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      return await this.generateNow(job, ctl);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async generateNow(job: GenerateJob, ctl: RunControl): Promise<ComputeEvent> {
     this.calls.push({ kind: 'generate', job });
     const shards = job.shards ?? [{ input: job.input!, output: job.output! }];
     const all = await Promise.all(

@@ -7,6 +7,8 @@
  *   SRLM_TEST_WORKDIR   the worker's scratch directory
  *   SRLM_FAKE_DELAY_MS  milliseconds per generated request (default 0)
  *   SRLM_FAKE_LOG       file that gets one line per generated request id
+ *   SRLM_FAKE_EMPTY_RATE  fraction of answers that come back empty (default 0)
+ *   SRLM_TEST_IDENTITY  the workers' identity (default: the SDK's <pid>@<hostname>)
  *
  * Prints "ready" once its workers poll.
  */
@@ -29,6 +31,7 @@ async function main(): Promise<void> {
   const workDir = env('SRLM_TEST_WORKDIR');
   const fake = new FakeCompute({
     delayPerRequestMs: Number(process.env.SRLM_FAKE_DELAY_MS ?? 0),
+    emptyAnswerRate: Number(process.env.SRLM_FAKE_EMPTY_RATE ?? 0),
     ...(process.env.SRLM_FAKE_LOG ? { logFile: process.env.SRLM_FAKE_LOG } : {}),
   });
   const connection = await NativeConnection.connect({ address: env('SRLM_TEST_ADDRESS') });
@@ -38,6 +41,7 @@ async function main(): Promise<void> {
     queues,
     deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store'), path.join(workDir, 'objects')), compute: fake, workDir, cacheDir: path.join(workDir, 'cache'), heartbeatIntervalMs: 200 },
     shutdownGraceTime: 1000,
+    ...(process.env.SRLM_TEST_IDENTITY ? { identity: process.env.SRLM_TEST_IDENTITY } : {}),
   });
   console.log('ready');
   await Promise.all(workers.map((w) => w.run()));

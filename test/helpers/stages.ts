@@ -1,7 +1,25 @@
 /** Reading a run's published stages back, to compare a faulted run with a fault-free one. */
+import * as path from 'node:path';
 import { findStage, readStage } from '../../activities/artifacts';
 import { LocalStore } from '../../activities/store';
-import { Candidate, EftJudgment, GeneratedPrompt, Judgment, PreferencePair, SftExample } from '../../core/schemas';
+import { Candidate, EftJudgment, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample } from '../../core/schemas';
+
+/**
+ * A one-iteration run small enough to kill processes in (12 prompts, 48 candidates, shards of
+ * `shardSize`) with quick failure detection: a lost attempt is noticed after 2 s, retried after
+ * 0.5 s, and partial outputs are flushed to the store at every progress event.
+ */
+export function faultRunConfig(run: string, root: string, shardSize: number): RunConfigInput {
+  const repo = path.resolve(__dirname, '../..');
+  return {
+    run,
+    seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), maxRanked: 4 },
+    iterations: 1,
+    prompts: { count: 12, requestsPerRound: 8, maxRounds: 6 },
+    durability: { shardSize, heartbeatTimeoutSeconds: 2, retryInitialSeconds: 0.5, partialFlushSeconds: 0 },
+    store: { root },
+  };
+}
 
 const SCHEMAS = { prompts: GeneratedPrompt, candidates: Candidate, judgments: Judgment, pairs: PreferencePair, 'eft-judgments': EftJudgment, eft: SftExample } as const;
 export type StageName = keyof typeof SCHEMAS;
