@@ -24,6 +24,7 @@ import type { RunConfigInput } from '../core/schemas';
 import { startDevServer } from '../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { HttpClient } from '../activities/openai-compute';
+import { plainIteration } from './plain-iteration';
 import { installQuietRuntime } from '../workers';
 import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
 
@@ -39,7 +40,7 @@ const CONCURRENCY = arg('concurrency', 64);
 const SHARD_SIZE = arg('shard-size', 64);
 const N = 4;
 const SAMPLES = 3;
-/** calls of the plain loop (default: as many as the run made, at most 10,000) */
+/** calls of the plain request loops (fetch and node:http; default 0: not run) */
 const PLAIN_CALLS = arg('plain-calls', 0);
 /** V8 old-space limit of the worker process in MB (--max-old-space-size; 0: Node's default) */
 const WORKER_HEAP_MB = arg('worker-heap-mb', 0);
@@ -107,6 +108,16 @@ interface StageTime {
   to: number;
 }
 
+/** user + system CPU seconds of a process so far (/proc/<pid>/stat, clock ticks of 10 ms) */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 function rssMb(pid: number): number {
   try {
     const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -169,11 +180,14 @@ async function main(): Promise<void> {
     const samples: { at: number; mb: number }[] = [];
     const sampler = setInterval(() => samples.push({ at: Date.now(), mb: rssMb(worker.child.pid!) }), 200);
     const before = await stats(stubBase);
+    const cpuPids = { worker: worker.child.pid!, stub: stubProc.child.pid!, 'temporal server': server.pid, 'bench (client, sampler)': process.pid };
+    const cpuBefore = Object.fromEntries(Object.entries(cpuPids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const t0 = Date.now();
     await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
     const total = (Date.now() - t0) / 1000;
     clearInterval(sampler);
     const after = await stats(stubBase);
+    const cpuUsed = Object.entries(cpuPids).map(([k, pid]) => `${k} ${(cpuSeconds(pid) - cpuBefore[k]!).toFixed(1)} s`);
     const rss = peakRssMb(worker.child.pid!);
     const calls = after.served - before.served;
     const generations = after.generations - before.generations;
@@ -189,6 +203,7 @@ async function main(): Promise<void> {
     console.log(`  ${'total (run, end to end)'.padEnd(32)} ${total.toFixed(1).padStart(8)}`);
     console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end`);
     console.log(`generations (completions; a request with n = 4 or 3 samples counts 4 or 3): ${generations} = ${(generations / total).toFixed(0)} generations/s end to end`);
+    console.log(`CPU time during the run (2 cores = ${(2 * total).toFixed(0)} CPU-s): ${cpuUsed.join(', ')}`);
     console.log(`worker process peak RSS (VmHWM): ${rss.toFixed(0)} MB`);
     histories.forEach((h, i) => console.log(`history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`));
     const lat = histories.flatMap((h) => h.startLatencies).sort((a, b) => a - b);
@@ -197,12 +212,19 @@ async function main(): Promise<void> {
     const largest = histories.reduce((a, b) => (b.bytes > a.bytes ? b : a));
     console.log(`largest history: ${largest.events} events, ${(largest.bytes / 1024).toFixed(1)} KiB`);
 
-    const plainCalls = PLAIN_CALLS > 0 ? PLAIN_CALLS : Math.min(calls, 10_000);
-    const rate = calls / total;
-    for (const client of ['fetch', 'node:http'] as const) {
-      const plain = await plainLoop(stubBase, plainCalls, CONCURRENCY, client);
-      console.log(`\nplain async loop with ${client} (same stub, concurrency ${CONCURRENCY}, no Temporal, no store): ${plainCalls} calls in ${plain.toFixed(1)} s = ${(plainCalls / plain).toFixed(0)} calls/s`);
-      console.log(`ratio of calls/s, plain loop (${client}) / end to end: ${(plainCalls / plain / rate).toFixed(2)}x`);
+    // the same iteration as a plain in-memory loop (bench/plain-iteration.ts)
+    const plain = await plainIteration({ baseUrl: `${stubBase}/v1`, seedIft: path.join(repo, 'seed/ift.jsonl'), prompts: PROMPTS, requestsPerRound: config.prompts!.requestsPerRound!, maxRounds: config.prompts!.maxRounds!, n: N, samples: SAMPLES, concurrency: CONCURRENCY });
+    console.log(`\nplain in-memory iteration (same stub, HTTP client, concurrency and core/ logic; no Temporal, no store, no resume): ${plain.seconds.toFixed(1)} s`);
+    console.log(`  ${plain.stages.map((x) => `${x.name} ${x.seconds.toFixed(1)} s`).join(', ')}; ${plain.prompts} prompts, ${plain.requests} HTTP calls, ${plain.generations} generations = ${(plain.generations / plain.seconds).toFixed(0)} generations/s, ${plain.pairs} pairs`);
+    console.log(`ratio of wall times, durable run / plain iteration: ${(total / plain.seconds).toFixed(2)}x`);
+
+    if (PLAIN_CALLS > 0) {
+      const rate = calls / total;
+      for (const client of ['fetch', 'node:http'] as const) {
+        const secs = await plainLoop(stubBase, PLAIN_CALLS, CONCURRENCY, client);
+        console.log(`\nplain request loop with ${client} (judge-like requests, n=${SAMPLES}, concurrency ${CONCURRENCY}): ${PLAIN_CALLS} calls in ${secs.toFixed(1)} s = ${(PLAIN_CALLS / secs).toFixed(0)} calls/s`);
+        console.log(`ratio of calls/s, request loop (${client}) / end to end: ${(PLAIN_CALLS / secs / rate).toFixed(2)}x`);
+      }
     }
   } finally {
     worker.child.kill('SIGTERM');
