@@ -6,9 +6,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import type { RunConfig } from '../core/schemas';
 import type { ComputeBackend } from './compute';
-import { defaultKubeConfig, KubernetesPlatform } from './k8s-train';
-import { RemoteTrainer } from './remote-train';
-import { SageMakerPlatform, sageMakerClient } from './sagemaker-train';
+import { REMOTE_NAME_MAX, type RemotePlatform, type RemoteStatus, RemoteTrainer, type StagedInputs } from './remote-train';
+import type { TrainJob } from './compute';
 import type { ArtifactStore } from './store';
 
 export interface TrainingBackendsOptions {
@@ -29,9 +28,59 @@ export function trainingBackends(opts: TrainingBackendsOptions): (config: RunCon
     const t = config.compute.training;
     if (!t || t.kind === 'local') return undefined;
     const store = opts.storeFor(config);
+    const pollMs = opts.pollMs ?? t.pollSeconds * 1000;
     if (t.kind === 'sagemaker') {
-      return new RemoteTrainer(new SageMakerPlatform(t, store, opts.sageMakerClient ?? sageMakerClient(t.region), opts.pollMs), store, opts.wrapped);
+      return new RemoteTrainer(
+        new LazyPlatform('sagemaker', 63, pollMs, async () => {
+          const { SageMakerPlatform, sageMakerClient } = await import('./sagemaker-train');
+          return new SageMakerPlatform(t, store, opts.sageMakerClient ?? sageMakerClient(t.region), opts.pollMs);
+        }),
+        store,
+        opts.wrapped,
+      );
     }
-    return new RemoteTrainer(new KubernetesPlatform(t, store, opts.kubeConfig ?? defaultKubeConfig(t.context), opts.pollMs), store, opts.wrapped);
+    return new RemoteTrainer(
+      new LazyPlatform('kubernetes', REMOTE_NAME_MAX, pollMs, async () => {
+        const { defaultKubeConfig, KubernetesPlatform } = await import('./k8s-train');
+        return new KubernetesPlatform(t, store, opts.kubeConfig ?? defaultKubeConfig(t.context), opts.pollMs);
+      }),
+      store,
+      opts.wrapped,
+    );
   };
+}
+
+/**
+ * A platform whose module is imported on first use: the Kubernetes client and the SageMaker
+ * SDK add about 100 MB to a worker's RSS (and most of a second to its start) when imported up
+ * front, and most workers never train remotely.
+ */
+class LazyPlatform implements RemotePlatform {
+  private loaded?: Promise<RemotePlatform>;
+  constructor(
+    readonly kind: string,
+    readonly maxName: number,
+    readonly pollMs: number,
+    private readonly load: () => Promise<RemotePlatform>,
+  ) {}
+
+  private get platform(): Promise<RemotePlatform> {
+    return (this.loaded ??= this.load());
+  }
+  async describe(name: string): Promise<RemoteStatus | null> {
+    return (await this.platform).describe(name);
+  }
+  async submit(name: string, job: TrainJob, inputs: StagedInputs): Promise<void> {
+    return (await this.platform).submit(name, job, inputs);
+  }
+  async stop(name: string): Promise<void> {
+    return (await this.platform).stop(name);
+  }
+  async reattach(name: string): Promise<void> {
+    const p = await this.platform;
+    if (p.reattach) await p.reattach(name);
+  }
+  async collect(name: string, inputs: StagedInputs, outputDir: string): Promise<void> {
+    return (await this.platform).collect(name, inputs, outputDir);
+  }
 }
