@@ -2,7 +2,8 @@
  * The worker PROCESS of bench:scale: all three queues, generation by the run config's
  * `compute.engine` (OpenAICompute against the stub server) and a NO-OP TRAINER (named so)
  * for training and import: it writes a fake checkpoint (FakeCompute's train) and trains
- * nothing. Environment: SRLM_BENCH_ADDRESS, SRLM_BENCH_WORKDIR. Prints "ready" once polling.
+ * nothing. Environment: SRLM_BENCH_ADDRESS, SRLM_BENCH_WORKDIR, SRLM_BENCH_COMPUTE_CONCURRENCY
+ * (generation activities at once, default 1). Prints "ready" once polling.
  */
 import * as path from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
     connection,
     namespace: 'default',
     queues: ALL_QUEUES,
+    computeConcurrency: Number(process.env.SRLM_BENCH_COMPUTE_CONCURRENCY ?? 1),
     deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store')), compute: trainer, engineFor: openAIEngines(trainer), workDir, cacheDir: path.join(workDir, 'cache') },
   });
   if (process.env.SRLM_BENCH_MEMLOG) {

@@ -44,6 +44,10 @@ const SAMPLES = 3;
 const PLAIN_CALLS = arg('plain-calls', 0);
 /** V8 old-space limit of the worker process in MB (--max-old-space-size; 0: Node's default) */
 const WORKER_HEAP_MB = arg('worker-heap-mb', 0);
+/** worker processes (each polls every queue) */
+const WORKERS = arg('workers', 1);
+/** compute.fleet.parts: candidates and judgments as this many activities at once (1: no fleet) */
+const PARTS = arg('parts', 1);
 
 /** Spawns `node --import tsx <script> ...` and resolves with the first stdout line matching `re`. */
 function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp, nodeFlags: string[] = []): { child: ChildProcess; match: Promise<RegExpExecArray> } {
@@ -128,11 +132,11 @@ function rssMb(pid: number): number {
 }
 
 /** Activity durations (scheduled -> completed) and the history's size. */
-function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number; startLatencies: number[] } {
+function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number; startLatencies: { name: string; ms: number }[] } {
   const events = h.events ?? [];
   const scheduled = new Map<string, { name: string; at: number }>();
   const stages: StageTime[] = [];
-  const startLatencies: number[] = [];
+  const startLatencies: { name: string; ms: number }[] = [];
   const ms = (e: temporal.api.history.v1.IHistoryEvent): number => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round(Number(e.eventTime?.nanos ?? 0) / 1e6);
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
@@ -140,7 +144,7 @@ function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { s
     const st = e.activityTaskStartedEventAttributes;
     if (st) {
       const from = scheduled.get(String(st.scheduledEventId));
-      if (from) startLatencies.push(ms(e) - from.at);
+      if (from) startLatencies.push({ name: from.name, ms: ms(e) - from.at });
     }
     const c = e.activityTaskCompletedEventAttributes;
     if (c) {
@@ -157,11 +161,16 @@ async function main(): Promise<void> {
   const stubProc = spawnTs('test/helpers/stub-openai-server.ts', ['--port', '0'], {}, /^listening (\d+)$/);
   const stubBase = `http://127.0.0.1:${(await stubProc.match)[1]}`;
   const server = await startDevServer({ temporalBin: loadEnvPaths(repo).temporal, dbFile: path.join(tmp, 'temporal.db'), uiPort: false });
-  const worker = spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, 'work') }, /^ready$/, [...(WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []), ...(process.env.SRLM_BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean)]);
+  // every worker takes as many generation parts at once as there are parts (so a part never
+  // waits for a slot: its schedule-to-start is the server's and the loaded worker's latency)
+  const workers = Array.from({ length: WORKERS }, (_, w) =>
+    spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, `work-${w}`), SRLM_BENCH_COMPUTE_CONCURRENCY: String(PARTS) }, /^ready$/, [...(WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []), ...(process.env.SRLM_BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean)]),
+  );
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   try {
-    await worker.match;
+    await Promise.all(workers.map((w) => w.match));
+    const pids = workers.map((w) => w.child.pid!);
     const run = 'scale';
     const config: RunConfigInput = {
       run,
@@ -171,16 +180,16 @@ async function main(): Promise<void> {
       prompts: { count: PROMPTS, requestsPerRound: Math.min(4096, Math.max(64, Math.ceil(PROMPTS / 3))), maxRounds: 100 },
       candidates: { n: N },
       judge: { samples: SAMPLES },
-      compute: { engine: { kind: 'openai', baseUrl: `${stubBase}/v1`, model: 'stub', concurrency: CONCURRENCY, timeoutSeconds: 60, maxRetries: 5 } },
+      compute: { engine: { kind: 'openai', baseUrl: `${stubBase}/v1`, model: 'stub', concurrency: CONCURRENCY, timeoutSeconds: 60, maxRetries: 5 }, ...(PARTS > 1 ? { fleet: { parts: PARTS } } : {}) },
       durability: { shardSize: SHARD_SIZE },
       store: { root: path.join(tmp, 'store') },
     };
-    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}${WORKER_HEAP_MB > 0 ? `; worker heap limit ${WORKER_HEAP_MB} MB` : ''}; no-op trainer; local store; Temporal dev server; 1 worker process`);
-    // the worker's RSS every 200 ms, attributed to stages afterwards by their activity times
+    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}${WORKER_HEAP_MB > 0 ? `; worker heap limit ${WORKER_HEAP_MB} MB` : ''}; no-op trainer; local store; Temporal dev server; ${WORKERS} worker process${WORKERS > 1 ? 'es' : ''}${PARTS > 1 ? `; fleet of ${PARTS} parts` : ''}`);
+    // the workers' largest RSS every 200 ms, attributed to stages afterwards by their activity times
     const samples: { at: number; mb: number }[] = [];
-    const sampler = setInterval(() => samples.push({ at: Date.now(), mb: rssMb(worker.child.pid!) }), 200);
+    const sampler = setInterval(() => samples.push({ at: Date.now(), mb: Math.max(...pids.map(rssMb)) }), 200);
     const before = await stats(stubBase);
-    const cpuPids = { worker: worker.child.pid!, stub: stubProc.child.pid!, 'temporal server': server.pid, 'bench (client, sampler)': process.pid };
+    const cpuPids: Record<string, number> = { ...Object.fromEntries(pids.map((pid, w) => [WORKERS > 1 ? `worker ${w + 1}` : 'worker', pid])), stub: stubProc.child.pid!, 'temporal server': server.pid, 'bench (client, sampler)': process.pid };
     const cpuBefore = Object.fromEntries(Object.entries(cpuPids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const t0 = Date.now();
     await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
@@ -188,7 +197,7 @@ async function main(): Promise<void> {
     clearInterval(sampler);
     const after = await stats(stubBase);
     const cpuUsed = Object.entries(cpuPids).map(([k, pid]) => `${k} ${(cpuSeconds(pid) - cpuBefore[k]!).toFixed(1)} s`);
-    const rss = peakRssMb(worker.child.pid!);
+    const rss = pids.map(peakRssMb);
     const calls = after.served - before.served;
     const generations = after.generations - before.generations;
 
@@ -204,11 +213,17 @@ async function main(): Promise<void> {
     console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end`);
     console.log(`generations (completions; a request with n = 4 or 3 samples counts 4 or 3): ${generations} = ${(generations / total).toFixed(0)} generations/s end to end`);
     console.log(`CPU time during the run (2 cores = ${(2 * total).toFixed(0)} CPU-s): ${cpuUsed.join(', ')}`);
-    console.log(`worker process peak RSS (VmHWM): ${rss.toFixed(0)} MB`);
+    console.log(`worker process peak RSS (VmHWM): ${rss.map((mb) => `${mb.toFixed(0)} MB`).join(', ')}`);
     histories.forEach((h, i) => console.log(`history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`));
-    const lat = histories.flatMap((h) => h.startLatencies).sort((a, b) => a - b);
-    const pct = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] ?? NaN;
-    console.log(`activity scheduling latency (scheduled -> started, ${lat.length} activities): p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1] ?? NaN} ms`);
+    const latency = (label: string, keep: (name: string) => boolean): void => {
+      const lat = histories.flatMap((h) => h.startLatencies).filter((x) => keep(x.name)).map((x) => x.ms).sort((a, b) => a - b);
+      if (lat.length === 0) return;
+      const pct = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!;
+      console.log(`activity scheduling latency (scheduled -> started), ${label} (${lat.length}): p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1]} ms`);
+    };
+    latency('all activities', () => true);
+    // fleet parts are scheduled together, each while the others keep the workers busy
+    latency('fleet parts, scheduled while the generation workers are busy', (name) => name.endsWith('Part'));
     const largest = histories.reduce((a, b) => (b.bytes > a.bytes ? b : a));
     console.log(`largest history: ${largest.events} events, ${(largest.bytes / 1024).toFixed(1)} KiB`);
 
@@ -227,7 +242,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    worker.child.kill('SIGTERM');
+    for (const w of workers) w.child.kill('SIGTERM');
     stubProc.child.kill('SIGTERM');
     await connection.close();
     await server.stop();
