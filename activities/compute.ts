@@ -210,6 +210,28 @@ function installExitHook(): void {
   });
 }
 
+/**
+ * How compute/ processes are spawned: in compute/ with it on PYTHONPATH, offline (nothing
+ * fetched from a model hub), unbuffered JSON-line stdout, and in a process group of their own,
+ * so one signal to the group stops the process and anything it started.
+ */
+export function computeSpawnOptions(packageDir: string, env?: Record<string, string>) {
+  return {
+    cwd: packageDir,
+    env: {
+      ...process.env,
+      PYTHONPATH: packageDir,
+      PYTHONUNBUFFERED: '1',
+      HF_HUB_OFFLINE: '1',
+      TRANSFORMERS_OFFLINE: '1',
+      TOKENIZERS_PARALLELISM: 'false',
+      ...env,
+    },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
+  };
+}
+
 /** Runs `python -m srlm_compute <command> --job <file>` as a child process. */
 export class PythonCompute implements ComputeBackend {
   readonly name = 'python';
@@ -234,21 +256,7 @@ export class PythonCompute implements ComputeBackend {
 
     // A torchrun launch (launcher -> torchrun agent -> ranks) shares this process group, so the
     // group signals below reach every rank; each one also dies with its parent (PDEATHSIG).
-    const child = spawn(this.opts.python, computeArgs(command, jobFile, launcher), {
-      cwd: this.opts.packageDir,
-      env: {
-        ...process.env,
-        PYTHONPATH: this.opts.packageDir,
-        PYTHONUNBUFFERED: '1',
-        HF_HUB_OFFLINE: '1',
-        TRANSFORMERS_OFFLINE: '1',
-        TOKENIZERS_PARALLELISM: 'false',
-        ...this.opts.env,
-      },
-      // own process group, so cancellation can stop the job and anything it started
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(this.opts.python, computeArgs(command, jobFile, launcher), computeSpawnOptions(this.opts.packageDir, this.opts.env));
 
     installExitHook();
     if (child.pid !== undefined) liveGroups.add(child.pid);

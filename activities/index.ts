@@ -81,6 +81,12 @@ export interface ActivityDeps {
   heartbeatIntervalMs?: number;
   /** least time between two stage progress signals to the workflow (default 10 s) */
   progressSignalMs?: number;
+  /**
+   * this worker process's own generation queue (workflows/shared.ts hostQueue): with
+   * `compute.resident`, generation activities answer it as `ranOn`, and the workflow sends the
+   * model's next activities there
+   */
+  hostQueue?: string;
 }
 
 /**
@@ -135,6 +141,24 @@ export function modelIdFor(config: RunConfig, name: string): string {
 }
 
 export function createActivities(deps: ActivityDeps) {
+  const acts = activityFunctions(deps);
+  /** the generation activities whose model stays resident on this worker: their result names its queue */
+  const place = <I extends { config: RunConfig }, R extends object>(fn: (input: I) => Promise<R>) =>
+    async (input: I): Promise<R & { ranOn?: string }> => {
+      const out = await fn(input);
+      return deps.hostQueue && input.config.compute.resident ? { ...out, ranOn: deps.hostQueue } : out;
+    };
+  return {
+    ...acts,
+    generatePrompts: place(acts.generatePrompts),
+    generateCandidates: place(acts.generateCandidates),
+    generateCandidatesPart: place(acts.generateCandidatesPart),
+    judgeCandidates: place(acts.judgeCandidates),
+    judgeCandidatesPart: place(acts.judgeCandidatesPart),
+  };
+}
+
+function activityFunctions(deps: ActivityDeps) {
   const hbMs = deps.heartbeatIntervalMs ?? 2000;
   const signalMs = deps.progressSignalMs ?? 10_000;
 

@@ -379,6 +379,30 @@ export const ComputeConfig = z.strictObject({
    * whichever workers are live (absent or 1: one activity per stage, on one worker).
    */
   fleet: z.strictObject({ parts: PositiveInt.max(256) }).optional(),
+  /**
+   * Resident models: a generation worker keeps the model it generated with loaded in a
+   * long-lived server (compute/'s `serve` for the local engine, vLLM's OpenAI server for the
+   * vllm engine) and reuses it across shards, parts and stages; the workflow sends a model's
+   * next generation activities to the worker holding it (its host task queue), and to the
+   * shared generation queue when that worker has not taken them within `affinitySeconds`
+   * (it is gone or busy). Absent: every generation activity loads its model afresh.
+   */
+  resident: z
+    .strictObject({
+      /** a resident model unused for this long is unloaded (its server stopped) */
+      idleSeconds: z.number().positive().default(600),
+      /** how long an activity waits on the holding worker's queue before going to the shared one */
+      affinitySeconds: z.number().positive().max(3600).default(30),
+      /** models one worker keeps loaded at once (the least recently used idle one is unloaded first) */
+      maxModels: PositiveInt.max(16).default(1),
+      /** per request to the resident server (it queues requests behind the batch running) */
+      requestTimeoutSeconds: z.number().positive().default(1800),
+    })
+    .optional(),
+}).superRefine((o, ctx) => {
+  if (o.resident && o.engine?.kind === 'openai') {
+    ctx.addIssue({ code: 'custom', path: ['resident'], message: 'the openai engine\'s server already holds its model: resident is for the local and vllm engines' });
+  }
 });
 
 export const DurabilityConfig = z.strictObject({

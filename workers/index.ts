@@ -3,17 +3,20 @@
  * cluster each host runs the queues its resources suit (`workers/main.ts --queues ...`).
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+import { Context } from '@temporalio/activity';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
 import { type ComputeBackend, PythonCompute } from '../activities/compute';
 import { openAIEngines } from '../activities/openai-compute';
-import { vllmEngines } from '../activities/vllm-engine';
+import { ResidentPool, residentEngines, StopResidentsBeforeTraining } from '../activities/resident-compute';
+import { vllmEngines, vllmJobEngine } from '../activities/vllm-engine';
 import type { RunConfig } from '../core/schemas';
 import { trainingBackends } from '../activities/training-backends';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
-import { type QueueName, TASK_QUEUES } from '../workflows/shared';
+import { hostQueue, type QueueName, TASK_QUEUES } from '../workflows/shared';
 
 export const ALL_QUEUES: QueueName[] = ['orchestration', 'generation', 'training'];
 
@@ -35,6 +38,63 @@ export interface WorkerSetOptions {
   identity?: string;
   /** most time between heartbeats sent to the server (default 2 s) */
   heartbeatThrottleMs?: number;
+  /**
+   * names this process's own generation queue (`srlm-generation@<hostId>`, for resident-model
+   * affinity); default SRLM_HOST_ID, else `<hostname>-<pid>`
+   */
+  hostId?: string;
+}
+
+/** This process's id in its own generation queue's name. */
+export function defaultHostId(): string {
+  return process.env.SRLM_HOST_ID || `${os.hostname()}-${process.pid}`;
+}
+
+/**
+ * The activities with at most `n` running at once across the workers that share them (the
+ * shared generation queue's and this process's own): one waiting for its turn heartbeats
+ * (keeping its last details) and stops waiting when cancelled.
+ */
+export function gated<A extends Record<string, unknown>>(activities: A, n: number): A {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const acquire = async (): Promise<void> => {
+    if (running < n) {
+      running++;
+      return;
+    }
+    const ctx = Context.current();
+    const beat = setInterval(() => ctx.heartbeat(ctx.info.heartbeatDetails), 1000);
+    try {
+      await Promise.race([new Promise<void>((resolve) => waiting.push(resolve)), ctx.cancelled]);
+    } catch (err) {
+      // cancelled while waiting: hand a turn given meanwhile to the next
+      clearInterval(beat);
+      throw err;
+    } finally {
+      clearInterval(beat);
+    }
+  };
+  const release = (): void => {
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  };
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities)) {
+    out[name] =
+      typeof fn === 'function'
+        ? async (...args: unknown[]) => {
+            await acquire();
+            try {
+              return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+            } finally {
+              release();
+            }
+          }
+        : fn;
+  }
+  return out as A;
 }
 
 let cachedBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
@@ -51,19 +111,26 @@ function quietLogger() {
 }
 
 export async function createWorkers(opts: WorkerSetOptions): Promise<Worker[]> {
-  const activities = createActivities(opts.deps);
+  const generates = opts.queues.includes('generation');
+  const own = generates ? hostQueue(opts.hostId ?? defaultHostId()) : undefined;
+  const activities = createActivities({ ...opts.deps, ...(own ? { hostQueue: own } : {}) });
+  const n = opts.computeConcurrency ?? 1;
+  // the shared generation queue and this process's own share `n` compute slots
+  const generation = generates ? gated(activities, n) : activities;
   const workers: Worker[] = [];
-  for (const queue of opts.queues) {
+  const queues: { queue: QueueName; taskQueue: string }[] = opts.queues.map((queue) => ({ queue, taskQueue: TASK_QUEUES[queue] }));
+  if (own) queues.push({ queue: 'generation', taskQueue: own });
+  for (const { queue, taskQueue } of queues) {
     const isCompute = queue !== 'orchestration';
     workers.push(
       await Worker.create({
         connection: opts.connection,
         namespace: opts.namespace,
-        taskQueue: TASK_QUEUES[queue],
-        activities,
+        taskQueue,
+        activities: queue === 'generation' ? generation : activities,
         ...(opts.identity ? { identity: opts.identity } : {}),
         ...(queue === 'orchestration' ? { workflowBundle: opts.workflowBundle ?? (await workflowBundle()) } : {}),
-        maxConcurrentActivityTaskExecutions: isCompute ? (opts.computeConcurrency ?? 1) : 20,
+        maxConcurrentActivityTaskExecutions: isCompute ? n : 20,
         // in-flight activities are cancelled after this on shutdown; their compute children get SIGTERM
         shutdownGraceTime: opts.shutdownGraceTime ?? 10_000,
         // heartbeats reach the server (and a cancellation reaches the activity) within this
@@ -87,16 +154,18 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const env = loadEnvPaths(root);
   const workDir = path.join(opts.stateDir, 'work');
   const pythonOpts = { python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') };
-  const compute = opts.compute ?? new PythonCompute(pythonOpts);
   // a python whose environment has vllm (it pins its own torch / transformers), for `compute.engine.kind: "vllm"`
   const vllmPython = opts.compute ? undefined : process.env.SRLM_VLLM_PYTHON || undefined;
+  // `compute.resident`: generation on long-lived servers that keep their model loaded; stopped before local training
+  const residents = new ResidentPool({ python: env.python, packageDir: pythonOpts.packageDir, ...(vllmPython ? { vllmPython } : {}), logFile: pythonOpts.logFile });
+  const compute = opts.compute ?? new StopResidentsBeforeTraining(residents, new PythonCompute(pythonOpts));
   const storeFor = defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects'));
   return {
     storeFor,
     compute,
     // `compute.engine` in a run's config: "openai" generates over HTTP, "vllm" on vLLM's offline
     // engine (on SRLM_VLLM_PYTHON's environment when set); training stays on `compute`
-    engineFor: engines(compute, vllmPython ? new PythonCompute({ ...pythonOpts, python: vllmPython }) : undefined),
+    engineFor: engines(compute, vllmPython ? new PythonCompute({ ...pythonOpts, python: vllmPython }) : undefined, residents),
     // `compute.training: {kind: "sagemaker" | "kubernetes", ...}`: SFT/DPO as a remote job
     trainerFor: trainingBackends({ storeFor, wrapped: compute }),
     workDir,
@@ -107,10 +176,11 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
 }
 
 /** The generation engines a run config can ask for, over the local backend `compute`. */
-function engines(compute: ComputeBackend, vllmGenerator?: ComputeBackend): (config: RunConfig) => ComputeBackend | undefined {
+function engines(compute: ComputeBackend, vllmGenerator: ComputeBackend | undefined, residents: ResidentPool): (config: RunConfig) => ComputeBackend | undefined {
   const openai = openAIEngines(compute);
   const vllm = vllmEngines(compute, vllmGenerator);
-  return (config) => openai(config) ?? vllm(config);
+  const resident = residentEngines(residents, compute, (config) => (config.compute.engine?.kind === 'vllm' ? vllmJobEngine(config.compute.engine) : undefined));
+  return (config) => resident(config) ?? openai(config) ?? vllm(config);
 }
 
 /**

@@ -21,6 +21,8 @@ import {
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
+  ActivityFailure,
+  TimeoutFailure,
 } from '@temporalio/workflow';
 import type { Activities, ModelRef, PartStats } from '../activities';
 import type { ArtifactRef, DurabilityConfig, RunConfig } from '../core/schemas';
@@ -33,6 +35,7 @@ import {
   resumeSignal,
   stageProgressSignal,
   type LiveStage,
+  AFFINITY_PATCH,
   EVALUATION_PATCH,
   FLEET_PATCH,
   PROMOTE_PATCH,
@@ -72,8 +75,11 @@ function computeActivities(d: DurabilityConfig) {
     maximumInterval: Math.max(d.retryInitialSeconds * 1000, maxInterval),
     nonRetryableErrorTypes: NON_RETRYABLE,
   });
+  const generationOptions = { ...common, startToCloseTimeout: '24 hours' as const, retry: retry(10 * 60_000) };
   return {
-    generation: proxyActivities<Activities>({ ...common, taskQueue: TASK_QUEUES.generation, startToCloseTimeout: '24 hours', retry: retry(10 * 60_000) }),
+    generation: proxyActivities<Activities>({ ...generationOptions, taskQueue: TASK_QUEUES.generation }),
+    /** the generation activities on one worker's own queue, given up when not started within `waitMs` */
+    pinned: (queue: string, waitMs: number) => proxyActivities<Activities>({ ...generationOptions, taskQueue: queue, scheduleToStartTimeout: waitMs }),
     training: proxyActivities<Activities>({ ...common, taskQueue: TASK_QUEUES.training, startToCloseTimeout: '72 hours', retry: retry(30 * 60_000) }),
   };
 }
@@ -266,6 +272,17 @@ async function waitWhilePaused(progress: { paused?: unknown }): Promise<void> {
 }
 
 /**
+ * A generation activity's result without `ranOn` (the queue of the worker that ran it with
+ * the model resident, see compute.resident), which is handed to `seen` when present.
+ */
+function placed<T extends object>(result: T & { ranOn?: string }, seen?: (queue: string) => void): T {
+  if (!('ranOn' in result)) return result;
+  const { ranOn, ...rest } = result;
+  if (ranOn) seen?.(ranOn);
+  return rest as T;
+}
+
+/**
  * A stage on a fleet: its parts as activities at once on the generation queue (any live worker
  * takes one, up to its concurrency; a lost one is retried on another), then one activity that
  * assembles the stage from the shards they committed.
@@ -319,8 +336,21 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     if (isLiveStage(live)) progress.live = live;
   });
   const timings: Record<string, number> = {};
-  const { generation, training } = computeActivities(config.durability);
+  const { generation, training, pinned } = computeActivities(config.durability);
   const searchAttributes = searchAttributeUpdater(input.searchAttributes);
+  // resident models (versioned: asked only when configured): a model's next generation activity
+  // goes to the worker that holds it, and to the shared queue when that worker does not take it in time
+  const affinityMs = config.compute.resident && patched(AFFINITY_PATCH) ? config.compute.resident.affinitySeconds * 1000 : 0;
+  const onHost = async <T>(host: string | undefined, what: string, call: (acts: typeof generation) => Promise<T>): Promise<T> => {
+    if (!affinityMs || !host) return call(generation);
+    try {
+      return await call(pinned(host, affinityMs));
+    } catch (err) {
+      if (!(err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START')) throw err;
+      log.warn('worker holding the model did not take the activity in time; using the shared generation queue', { run: config.run, iteration, stage: what, queue: host });
+      return call(generation);
+    }
+  };
   // a generation fleet (versioned: asked only when configured, so other histories replay unchanged)
   const parts = (config.compute.fleet?.parts ?? 1) > 1 && patched(FLEET_PATCH) ? config.compute.fleet!.parts : 1;
   // independent generation activities (the evaluation's models and opponents): at once on a fleet, else one after another
@@ -344,18 +374,35 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     return out;
   };
 
-  const prompts = await step('prompts', () =>
-    generation.generatePrompts({ config, iteration, model: input.promptModel ?? model, seedIft: input.seedIft, earlier: input.earlierPrompts }),
+  // where the iteration's model is resident (the worker queue a generation activity ran on), per fleet part
+  let holder: string | undefined;
+  const partHolders: (string | undefined)[] = [];
+  const prompts = placed(
+    await step('prompts', () => generation.generatePrompts({ config, iteration, model: input.promptModel ?? model, seedIft: input.seedIft, earlier: input.earlierPrompts })),
+    (q) => (holder = input.promptModel ? holder : q),
   );
-  const candidates = await step('candidates', () =>
-    parts > 1
-      ? fanOut(parts, (part) => generation.generateCandidatesPart({ config, iteration, model, prompts, part, parts }), (fleet) => generation.generateCandidates({ config, iteration, model, prompts, fleet }))
-      : generation.generateCandidates({ config, iteration, model, prompts }),
+  const candidates = placed(
+    await step('candidates', () =>
+      parts > 1
+        ? fanOut(
+            parts,
+            async (part) => placed(await generation.generateCandidatesPart({ config, iteration, model, prompts, part, parts }), (q) => (partHolders[part] = q)),
+            (fleet) => generation.generateCandidates({ config, iteration, model, prompts, fleet }),
+          )
+        : onHost(holder, 'candidates', (g) => g.generateCandidates({ config, iteration, model, prompts })),
+    ),
+    (q) => (holder = parts > 1 ? holder : q),
   );
-  const judgments = await step('judgments', () =>
-    parts > 1
-      ? fanOut(parts, (part) => generation.judgeCandidatesPart({ config, iteration, model, candidates, part, parts }), (fleet) => generation.judgeCandidates({ config, iteration, model, candidates, fleet }))
-      : generation.judgeCandidates({ config, iteration, model, candidates }),
+  const judgments = placed(
+    await step('judgments', () =>
+      parts > 1
+        ? fanOut(
+            parts,
+            (part) => onHost(partHolders[part], `judgments part ${part}`, (g) => g.judgeCandidatesPart({ config, iteration, model, candidates, part, parts })),
+            (fleet) => generation.judgeCandidates({ config, iteration, model, candidates, fleet: fleet.map((p) => placed(p)) }),
+          )
+        : onHost(holder, 'judgments', (g) => g.judgeCandidates({ config, iteration, model, candidates })),
+    ),
   );
   const pairs = await step('pairs', () => cpu.selectPairs({ config, iteration, candidates, judgments }));
   if (pairs.count === 0) {

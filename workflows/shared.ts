@@ -139,6 +139,17 @@ export const EVALUATION_PATCH = 'srlm-evaluation-v1';
 /** patched() id of the change that fans the candidates and judgments stages out over a fleet (`compute.fleet`) */
 export const FLEET_PATCH = 'srlm-fleet-v1';
 
+/** Resident-model affinity (`compute.resident`): a model's generation activities go to the worker holding it. */
+export const AFFINITY_PATCH = 'srlm-affinity-v1';
+
+/**
+ * The task queue of one generation worker process (its resident models live there):
+ * `srlm-generation@<host id>`; the workflow sends a model's next activities to it.
+ */
+export function hostQueue(hostId: string): string {
+  return `${TASK_QUEUES.generation}@${hostId}`;
+}
+
 /**
  * The run name of a scheduled execution: Temporal Schedules start `srlm-<name>-<time>`, so
  * the name is that workflow ID without the prefix, with characters a run name cannot hold

@@ -235,6 +235,17 @@ describe('RunConfig', () => {
     expect(RunConfig.safeParse({ ...minimal, run: '../other' }).success).toBe(false);
   });
 
+  it('compute.resident: defaults, bounds, and refused with the openai engine (whose server already holds its model)', () => {
+    expect(RunConfig.parse({ ...minimal, compute: { resident: {} } }).compute.resident).toEqual({ idleSeconds: 600, affinitySeconds: 30, maxModels: 1, requestTimeoutSeconds: 1800 });
+    expect(RunConfig.parse(minimal).compute.resident).toBeUndefined();
+    expect(RunConfig.safeParse({ ...minimal, compute: { resident: { maxModels: 0 } } }).error!.issues[0]!.path).toEqual(['compute', 'resident', 'maxModels']);
+    expect(RunConfig.safeParse({ ...minimal, compute: { resident: { affinitySeconds: 0 } } }).error!.issues[0]!.path).toEqual(['compute', 'resident', 'affinitySeconds']);
+    const openai = RunConfig.safeParse({ ...minimal, compute: { engine: { kind: 'openai', baseUrl: 'http://h/v1', model: 'm' }, resident: {} } });
+    expect(openai.error!.issues[0]).toMatchObject({ path: ['compute', 'resident'] });
+    expect(openai.error!.issues[0]!.message).toMatch(/already holds its model/);
+    expect(RunConfig.safeParse({ ...minimal, compute: { engine: { kind: 'vllm' }, resident: { maxModels: 2 } } }).success).toBe(true);
+  });
+
   it('needs a seed file', () => {
     expect(RunConfig.safeParse({ run: 'demo', seed: {} }).success).toBe(false);
   });

@@ -8,15 +8,16 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
 import type { RunConfigInput } from '../../core/schemas';
 import { repoRoot } from '../../infra/paths';
-import { createWorkers, installQuietRuntime } from '../../workers';
+import { createWorkers } from '../../workers';
 import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
 import { FakeCompute } from '../helpers/fake-compute';
+import { type FakeOrchestration, fakeOrchestration } from '../helpers/fake-orchestration';
 import { recordHistory } from '../helpers/histories';
 import { waitFor } from '../helpers/stack';
 import { duplicates, faultRunConfig, runRecords } from '../helpers/stages';
@@ -87,38 +88,22 @@ const countBy = (xs: string[]): Record<string, number> => xs.reduce<Record<strin
 
 describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => {
   let tmp: string;
-  let connection: Connection;
   let client: Client;
-  let native: NativeConnection;
-  let orchestration: Worker[];
-  let orchestrationRunning: Promise<unknown>;
+  let orchestration: FakeOrchestration | undefined;
   const procs: WorkerProcess[] = [];
   let reference: Awaited<ReturnType<typeof runRecords>>;
   let referenceModel: string;
 
   beforeAll(async () => {
-    installQuietRuntime();
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-fleet-'));
-    connection = await Connection.connect({ address: testTemporalAddress() });
-    client = new Client({ connection });
-    native = await NativeConnection.connect({ address: testTemporalAddress() });
     // workflows and training in this process, for every run of the file
-    orchestration = await createWorkers({
-      connection: native,
-      namespace: 'default',
-      queues: ['orchestration', 'training'],
-      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: new FakeCompute(), workDir: path.join(tmp, 'work-orch'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
-      heartbeatThrottleMs: 200,
-    });
-    orchestrationRunning = Promise.all(orchestration.map((w) => w.run()));
+    orchestration = await fakeOrchestration(tmp);
+    client = orchestration.client;
   });
 
   afterAll(async () => {
     for (const p of procs) p.child.kill('SIGKILL');
-    for (const w of orchestration ?? []) w.shutdown();
-    await orchestrationRunning;
-    await connection?.close();
-    await native?.close();
+    await orchestration?.stop();
     if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
   });
 
