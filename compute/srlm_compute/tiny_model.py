@@ -45,6 +45,36 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def special_token_ids(tokenizer, where: str) -> tuple[int | None, int, int]:
+    """(bos, eos, pad) for a model built around ``tokenizer`` (pad = eos when it has none).
+
+    The tokenizer must have a chat template and an eos token (else InvalidInput naming ``where``).
+    """
+    if not tokenizer.chat_template:
+        raise InvalidInput(f"{where}: the tokenizer has no chat template")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise InvalidInput(f"{where}: the tokenizer has no eos token")
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    return tokenizer.bos_token_id, eos, pad
+
+
+def save_model_dir(model, tokenizer, output: str) -> str:
+    """Write model + tokenizer to ``output + ".partial"``, rename it to ``output``; sha256 of the weights."""
+    from .runtime import fresh_partial_dir, publish_dir, remove_partial
+
+    try:
+        partial = fresh_partial_dir(output)
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        digest = _sha256(os.path.join(partial, "model.safetensors"))
+        publish_dir(partial, output)
+    except BaseException:
+        remove_partial(output)
+        raise
+    return digest
+
+
 def main(job_path: str) -> int:
     job = load_job(TinyModelJob, job_path)
 
@@ -54,17 +84,9 @@ def main(job_path: str) -> int:
     import torch
     from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
 
-    from .runtime import fresh_partial_dir, publish_dir, remove_partial
-
     progress.emit("start", cmd="make-tiny-model", tokenizer=job.tokenizer, output=job.output)
     tokenizer = AutoTokenizer.from_pretrained(job.tokenizer)
-    if not tokenizer.chat_template:
-        raise InvalidInput(f"{job.tokenizer}: the tokenizer has no chat template")
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise InvalidInput(f"{job.tokenizer}: the tokenizer has no eos token")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    bos = tokenizer.bos_token_id
+    bos, eos, pad = special_token_ids(tokenizer, job.tokenizer)
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -87,16 +109,7 @@ def main(job_path: str) -> int:
     model = LlamaForCausalLM(config).to(torch.float32)
     model.generation_config = GenerationConfig(bos_token_id=bos, eos_token_id=eos, pad_token_id=pad)
     params = sum(p.numel() for p in model.parameters())
-
-    try:
-        partial = fresh_partial_dir(job.output)
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        digest = _sha256(os.path.join(partial, "model.safetensors"))
-        publish_dir(partial, job.output)
-    except BaseException:
-        remove_partial(job.output)
-        raise
+    digest = save_model_dir(model, tokenizer, job.output)
 
     progress.emit(
         "done",
