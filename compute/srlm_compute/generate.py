@@ -196,19 +196,24 @@ def make_row_sampler(torch, temperatures, top_ps, limits, seeds, prompt_len, eos
                     picked[fast] = top_i[fast].gather(1, idx).squeeze(1)
                 full = ~fast
                 if full.any():
-                    for j in full.nonzero().flatten().tolist():
-                        pj = probs[j]
-                        if p[j] < 1.0:
-                            sv, si = pj.sort(descending=True)
-                            sc = sv.cumsum(-1)
-                            sv = sv * ((sc - sv) < p[j])
-                            cdf = sv.cumsum(-1)
-                            i = torch.searchsorted(cdf, (u[j] * cdf[-1]).reshape(1), right=True).clamp_(max=vocab - 1)
-                            picked[j] = si[i[0]]
-                        else:
-                            cdf = pj.cumsum(-1)
-                            i = torch.searchsorted(cdf, (u[j] * cdf[-1]).reshape(1), right=True).clamp_(max=vocab - 1)
-                            picked[j] = i[0]
+                    # the rest at once, no per-row loop (each row's draw is still its own u):
+                    # nucleus over the whole sorted vocabulary, or plain sampling with top_p = 1
+                    fi = full.nonzero().flatten()
+                    nucleus = p[fi] < 1.0
+                    if nucleus.any():
+                        ni = fi[nucleus]
+                        sv, si = probs[ni].sort(dim=-1, descending=True)
+                        sc = sv.cumsum(-1)
+                        sv = sv * ((sc - sv) < p[ni, None])
+                        cdf = sv.cumsum(-1)
+                        idx = torch.searchsorted(cdf, (u[ni] * cdf[:, -1])[:, None], right=True).clamp_(max=vocab - 1)
+                        picked[ni] = si.gather(1, idx).squeeze(1)
+                    plain = ~nucleus
+                    if plain.any():
+                        pi = fi[plain]
+                        cdf = probs[pi].cumsum(-1)
+                        idx = torch.searchsorted(cdf, (u[pi] * cdf[:, -1])[:, None], right=True).clamp_(max=vocab - 1)
+                        picked[pi] = idx.squeeze(1)
                 chosen[rows] = picked
             over = (lims <= step).to(device)
             if over.any():
