@@ -16,13 +16,15 @@
  * Artifacts: SRLM_STORE_ROOT (default <state dir>/artifacts), SRLM_STATE_DIR.
  * Compute: SRLM_PYTHON (the interpreter of compute/), SRLM_VLLM_PYTHON (one with vllm, for
  * `compute.engine.kind: "vllm"`), SRLM_CACHE_DIR.
+ * A generation worker also polls its own queue srlm-generation@<SRLM_HOST_ID, default
+ * hostname-pid>, where runs with `compute.resident` send the activities of the model it holds.
  */
 import { NativeConnection } from '@temporalio/worker';
 import { consoleReporter } from '../activities/progress';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir } from '../infra/paths';
-import type { QueueName } from '../workflows/shared';
-import { ALL_QUEUES, createWorkers, defaultDeps, installQuietRuntime } from './index';
+import { hostQueue, type QueueName } from '../workflows/shared';
+import { ALL_QUEUES, createWorkers, defaultDeps, defaultHostId, installQuietRuntime } from './index';
 
 export interface WorkerArgs {
   queues: QueueName[];
@@ -69,7 +71,8 @@ async function run(): Promise<void> {
     computeConcurrency: args.computeConcurrency,
     deps: defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() }),
   });
-  console.log(`srlm worker serving ${args.queues.join(', ')} (compute concurrency ${args.computeConcurrency}) at ${settings.address}, namespace ${settings.namespace}`);
+  const own = args.queues.includes('generation') ? ` and ${hostQueue(defaultHostId())}` : '';
+  console.log(`srlm worker serving ${args.queues.join(', ')}${own} (compute concurrency ${args.computeConcurrency}) at ${settings.address}, namespace ${settings.namespace}`);
   await Promise.all(workers.map((w) => w.run()));
   await connection.close();
 }
