@@ -65,11 +65,21 @@ export function gated<A extends Record<string, unknown>>(activities: A, n: numbe
     }
     const ctx = Context.current();
     const beat = setInterval(() => ctx.heartbeat(ctx.info.heartbeatDetails), 1000);
+    let given = false;
+    let mine: () => void = () => undefined;
+    const turn = new Promise<void>((resolve) => {
+      mine = () => {
+        given = true;
+        resolve();
+      };
+    });
+    waiting.push(mine);
     try {
-      await Promise.race([new Promise<void>((resolve) => waiting.push(resolve)), ctx.cancelled]);
+      await Promise.race([turn, ctx.cancelled]);
     } catch (err) {
-      // cancelled while waiting: hand a turn given meanwhile to the next
-      clearInterval(beat);
+      // cancelled while waiting: leave the line, or pass on the turn handed over meanwhile
+      if (given) release();
+      else waiting.splice(waiting.indexOf(mine), 1);
       throw err;
     } finally {
       clearInterval(beat);
