@@ -285,7 +285,6 @@ export function vllmServerArgs(spec: ResidentSpec, port: number, python: string)
     '--gpu-memory-utilization', String(v.gpu_memory_utilization),
     '--dtype', v.dtype,
     ...(v.max_model_len ? ['--max-model-len', String(v.max_model_len)] : []),
-    '--disable-log-requests',
   ];
 }
 

@@ -27,7 +27,6 @@ def main(argv: list[str]) -> int:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--dtype", default="auto")
     p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--disable-log-requests", action="store_true")
     args = p.parse_args(argv)
     log = os.environ.get("FAKE_VLLM_LOG")
     if log:
