@@ -87,6 +87,8 @@ export interface ActivityDeps {
    * model's next activities there
    */
   hostQueue?: string;
+  /** the worker's resident model servers (compute.resident), stopped when the worker is done */
+  residents?: { stopAll(): Promise<void> };
 }
 
 /**

@@ -101,6 +101,7 @@ class Server {
     this.inUse++;
     this.lastUsed = Date.now();
     this.clearTimer();
+    this.keepAlive(true);
   }
 
   release(): void {
@@ -109,6 +110,20 @@ class Server {
     if (this.inUse === 0 && !this.exited) {
       this.idleTimer = setTimeout(() => void this.pool.stop(this), this.spec.idleMs);
       this.idleTimer.unref();
+      this.keepAlive(false);
+    }
+  }
+
+  /**
+   * An idle server does not keep the worker's process alive (it is stopped with the worker, or
+   * killed by the exit hook); one in use does, like any child.
+   */
+  keepAlive(on: boolean): void {
+    const c = this.child;
+    if (!c) return;
+    for (const h of [c, c.stdout, c.stderr] as unknown as ({ ref?: () => void; unref?: () => void } | null)[]) {
+      if (on) h?.ref?.();
+      else h?.unref?.();
     }
   }
 
@@ -258,6 +273,7 @@ export class ResidentPool {
       }
       server.url = `http://127.0.0.1:${outcome.port}/v1`;
       server.loadSeconds = (Date.now() - started) / 1000;
+      server.keepAlive(server.inUse > 0);
     });
   }
 }

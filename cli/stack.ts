@@ -100,11 +100,12 @@ export async function startEmbeddedStack(opts: StackOptions): Promise<EmbeddedSt
   const connection = await Connection.connect({ address });
   const client = new Client({ connection, namespace: opts.namespace });
   const nativeConnection = await NativeConnection.connect({ address });
+  const deps = defaultDeps({ stateDir: opts.stateDir, ...(opts.reporter ? { reporter: opts.reporter } : {}) });
   const workers = await createWorkers({
     connection: nativeConnection,
     namespace: opts.namespace,
     queues: ALL_QUEUES,
-    deps: defaultDeps({ stateDir: opts.stateDir, ...(opts.reporter ? { reporter: opts.reporter } : {}) }),
+    deps,
   });
   return {
     address,
@@ -114,6 +115,8 @@ export async function startEmbeddedStack(opts: StackOptions): Promise<EmbeddedSt
     startedServer: server,
     s3,
     async close() {
+      // resident model servers (compute.resident) end with the stack
+      await deps.residents?.stopAll();
       await connection.close();
       await nativeConnection.close();
       if (server) await server.stop();

@@ -178,6 +178,7 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
     engineFor: engines(compute, vllmPython ? new PythonCompute({ ...pythonOpts, python: vllmPython }) : undefined, residents),
     // `compute.training: {kind: "sagemaker" | "kubernetes", ...}`: SFT/DPO as a remote job
     trainerFor: trainingBackends({ storeFor, wrapped: compute }),
+    residents,
     workDir,
     cacheDir: env.cacheDir,
     ...(opts.reporter ? { reporter: opts.reporter } : {}),

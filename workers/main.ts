@@ -64,16 +64,18 @@ async function run(): Promise<void> {
   installQuietRuntime(); // SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics
   const settings = temporalSettings();
   const connection = await NativeConnection.connect(settings.connectionOptions);
+  const deps = defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() });
   const workers = await createWorkers({
     connection,
     namespace: settings.namespace,
     queues: args.queues,
     computeConcurrency: args.computeConcurrency,
-    deps: defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() }),
+    deps,
   });
   const own = args.queues.includes('generation') ? ` and ${hostQueue(defaultHostId())}` : '';
   console.log(`srlm worker serving ${args.queues.join(', ')}${own} (compute concurrency ${args.computeConcurrency}) at ${settings.address}, namespace ${settings.namespace}`);
   await Promise.all(workers.map((w) => w.run()));
+  await deps.residents?.stopAll();
   await connection.close();
 }
 

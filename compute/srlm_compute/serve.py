@@ -2,7 +2,7 @@
 
     PYTHONPATH=compute python -m srlm_compute serve --model <HF model dir> \\
         [--host 127.0.0.1] [--port 8000] [--device auto] [--batch-size 8] [--threads 0] \\
-        [--served-model-name NAME]
+        [--served-model-name NAME] [--log-requests]
 
 Endpoints (standard library ``http.server``, one thread per connection):
 
@@ -38,7 +38,7 @@ context, 404 for an unknown path or model name, 500 when generation fails. Not s
 Events on stdout: ``{"event": "listening", "host", "port", "model", "device"}`` once the model
 is loaded and the socket accepts connections (``--port 0`` picks a free port), and
 ``{"event": "done", "requests": N}`` on SIGTERM / SIGINT, after which the process exits 0.
-Logs go to stderr.
+Logs go to stderr: a line per request only with ``--log-requests`` (errors always).
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _error_body(err: ApiError) -> dict:
     return {"error": {"message": err.message, "type": err.type, "param": None, "code": err.code}}
 
 
-def make_handler(engine: Engine, served_name: str):
+def make_handler(engine: Engine, served_name: str, log_requests: bool = False):
     from .generate import _Pending, encode_prompt, too_long_reason
 
     tokenizer = engine.loaded.tokenizer
@@ -225,6 +225,11 @@ def make_handler(engine: Engine, served_name: str):
 
         def log_message(self, format, *args):  # noqa: A002 - BaseHTTPRequestHandler's signature
             progress.log(f"serve: {self.address_string()} {format % args}")
+
+        def log_request(self, code="-", size="-"):
+            # one line per request only with --log-requests (a run sends hundreds of thousands); errors always
+            if log_requests or (isinstance(code, int) and code >= 400) or (str(code).isdigit() and int(str(code)) >= 400):
+                super().log_request(code, size)
 
         def _send(self, status: int, obj: dict) -> None:
             data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
@@ -353,6 +358,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--served-model-name", default=None)
+    p.add_argument("--log-requests", action="store_true")
     args = p.parse_args(argv)
     if not os.path.isfile(os.path.join(args.model, "config.json")):
         raise InvalidInput(f"--model {args.model}: not a model directory (no config.json)")
@@ -376,7 +382,7 @@ def main(argv: list[str]) -> int:
     loaded = load_model(args.model, device)
     served = args.served_model_name or os.path.basename(os.path.normpath(args.model))
     engine = Engine(loaded, args.batch_size)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(engine, served))
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(engine, served, args.log_requests))
     server.daemon_threads = True
     port = server.server_address[1]
     progress.log(f"serve: {args.model} as {served!r} on {device}, context {loaded.context}, http://{args.host}:{port}/v1")

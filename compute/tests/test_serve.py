@@ -160,3 +160,27 @@ def test_bad_arguments_are_exit_2(tmp_path):
     assert proc.returncode == 2
     ev = parse_events(proc.stdout)[-1]
     assert ev["event"] == "error" and ev["kind"] == "invalid_input" and "no config.json" in ev["message"]
+
+
+def test_request_lines_only_with_log_requests(tiny_model_dir, tmp_path):
+    """A line per answered request on stderr only with --log-requests; a failed request is logged either way."""
+    def run(extra):
+        err_path = tmp_path / f"stderr{len(extra)}.log"
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "srlm_compute", "serve", "--model", str(tiny_model_dir), "--port", "0", "--device", "cpu", *extra],
+                stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(),
+            )
+            port = json.loads(proc.stdout.readline())["port"]
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models").read()
+            with pytest.raises(urllib.error.HTTPError):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/nothing-here")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        return err_path.read_text()
+
+    quiet = run([])
+    assert '"GET /v1/models' not in quiet
+    assert '"GET /v1/nothing-here' in quiet and " 404 " in quiet
+    loud = run(["--log-requests"])
+    assert '"GET /v1/models HTTP/1.1" 200' in loud

@@ -203,6 +203,29 @@ engine.generate(${JSON.stringify(makeJob(['w-0']))}, {}).then(() => { console.lo
     expect(pidAlive(line!.pid)).toBe(false);
   }, 240_000);
 
+  it('a resident server does not keep its worker process alive: the process ends when its work does, and takes the server along', async () => {
+    const script = path.join(tmp, 'done.ts');
+    fs.writeFileSync(
+      script,
+      `import { ResidentCompute, ResidentPool } from ${JSON.stringify(path.join(repoRoot(), 'activities/resident-compute'))};
+import { FakeCompute } from ${JSON.stringify(path.join(repoRoot(), 'test/helpers/fake-compute'))};
+const pool = new ResidentPool({ python: ${JSON.stringify(python)}, packageDir: ${JSON.stringify(path.join(repoRoot(), 'compute'))} });
+const engine = new ResidentCompute(pool, ${JSON.stringify(RESIDENT)}, new FakeCompute());
+engine.generate(${JSON.stringify(makeJob(['d-0']))}, {}).then(() => console.log('pid ' + pool.list()[0].pid));
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: repoRoot(), stdio: ['ignore', 'pipe', 'inherit'] });
+    let pid = 0;
+    readline.createInterface({ input: child.stdout! }).on('line', (l) => {
+      const m = /^pid (\d+)$/.exec(l);
+      if (m) pid = Number(m[1]);
+    });
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+    expect(pid).toBeGreaterThan(0);
+    await waitFor('the server to end with its worker', () => !pidAlive(pid), 15_000);
+  }, 240_000);
+
   it('builds the argv of compute/ serve from the job settings', () => {
     expect(localServerArgs({ modelDir: '/m', device: 'cuda', batchSize: 32, threads: 0, idleMs: 1, maxModels: 1 })).toEqual([
       '-m', 'srlm_compute', 'serve', '--model', '/m', '--host', '127.0.0.1', '--port', '0', '--device', 'cuda', '--batch-size', '32', '--threads', '0', '--served-model-name', 'srlm-resident',
