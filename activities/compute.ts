@@ -199,15 +199,23 @@ export interface PythonComputeOptions {
   logFile?: string;
 }
 
-/** Process groups of running compute jobs, so none outlives this process. */
+/** Process groups of running compute children (jobs, resident servers), so none outlives this process. */
 const liveGroups = new Set<number>();
 let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const pid of liveGroups) signalGroup(pid, 'SIGKILL');
-  });
+
+/** Tracks a compute child's process group until `untrackGroup`: SIGKILLed if this process exits first. */
+export function trackGroup(pid: number | undefined): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.once('exit', () => {
+      for (const g of liveGroups) signalGroup(g, 'SIGKILL');
+    });
+  }
+  if (pid !== undefined) liveGroups.add(pid);
+}
+
+export function untrackGroup(pid: number | undefined): void {
+  if (pid !== undefined) liveGroups.delete(pid);
 }
 
 /**
@@ -258,8 +266,7 @@ export class PythonCompute implements ComputeBackend {
     // group signals below reach every rank; each one also dies with its parent (PDEATHSIG).
     const child = spawn(this.opts.python, computeArgs(command, jobFile, launcher), computeSpawnOptions(this.opts.packageDir, this.opts.env));
 
-    installExitHook();
-    if (child.pid !== undefined) liveGroups.add(child.pid);
+    trackGroup(child.pid);
     const stderrTail: string[] = [];
     const logHandle = this.opts.logFile ? await fs.open(this.opts.logFile, 'a') : null;
     child.stderr.on('data', (chunk: Buffer) => {
@@ -296,7 +303,7 @@ export class PythonCompute implements ComputeBackend {
       child.once('error', reject);
       child.once('close', (c, s) => resolve([c, s]));
     }).finally(() => {
-      if (child.pid !== undefined) liveGroups.delete(child.pid);
+      untrackGroup(child.pid);
       ctl.signal?.removeEventListener('abort', onAbort);
       if (killTimer) clearTimeout(killTimer);
       lines.close();
@@ -315,7 +322,8 @@ export class PythonCompute implements ComputeBackend {
   }
 }
 
-function signalGroup(pid: number | undefined, sig: NodeJS.Signals): void {
+/** Sends a signal to a process group (a no-op when it is gone). */
+export function signalGroup(pid: number | undefined, sig: NodeJS.Signals): void {
   if (pid === undefined) return;
   try {
     process.kill(-pid, sig);

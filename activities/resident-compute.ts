@@ -23,7 +23,7 @@ import * as net from 'node:net';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import { type ComputeBackend, type ComputeEvent, computeSpawnOptions, type GenerateJob, type ImportJob, type RunControl, type TrainJob, type VllmJobEngine } from './compute';
+import { type ComputeBackend, type ComputeEvent, computeSpawnOptions, type GenerateJob, type ImportJob, type RunControl, signalGroup, trackGroup, type TrainJob, untrackGroup, type VllmJobEngine } from './compute';
 import { OpenAICompute } from './openai-compute';
 
 type Resident = NonNullable<RunConfig['compute']['resident']>;
@@ -147,10 +147,6 @@ function specKey(s: ResidentSpec): string {
   return JSON.stringify([s.modelDir, s.vllm ?? 'local', s.device, s.batchSize, s.threads]);
 }
 
-/** Process groups of live resident servers, killed when this process exits. */
-const liveGroups = new Set<number>();
-let exitHook = false;
-
 /** The resident servers of one worker process. */
 export class ResidentPool {
   private readonly servers = new Map<string, Server>();
@@ -214,8 +210,7 @@ export class ResidentPool {
       if (server.stopped) throw new Error('resident server stopped before it started');
       const c = spawn(py, spec.vllm ? vllmServerArgs(spec, vllmPort, py) : localServerArgs(spec), computeSpawnOptions(this.opts.packageDir, this.opts.env));
       server.child = c;
-      installExitHook();
-      if (c.pid !== undefined) liveGroups.add(c.pid);
+      trackGroup(c.pid);
       const log = this.opts.logFile ? fs.createWriteStream(this.opts.logFile, { flags: 'a' }) : null;
       c.stderr!.on('data', (chunk: Buffer) => {
         const text = chunk.toString('utf8');
@@ -230,7 +225,7 @@ export class ResidentPool {
         c.once('close', (code, sig) => {
           server.exited = true;
           server.clearTimer();
-          if (c.pid !== undefined) liveGroups.delete(c.pid);
+          untrackGroup(c.pid);
           if (this.servers.get(server.key) === server) this.servers.delete(server.key);
           log?.end();
           server.closed();
@@ -342,26 +337,9 @@ function waitOrAbort<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
   });
 }
 
-function installExitHook(): void {
-  if (exitHook) return;
-  exitHook = true;
-  process.once('exit', () => {
-    for (const pid of liveGroups) signalGroup(pid, 'SIGKILL');
-  });
-}
-
-function signalGroup(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    // already gone
-  }
-}
-
 /**
  * Generation on a resident server of `pool` (one per model directory and settings); training
- * and import on `wrapped`, after the pool's servers are stopped (the memory is the trainer's).
+ * and import on `wrapped` (the worker's local backend, a StopResidentsBeforeTraining).
  */
 export class ResidentCompute implements ComputeBackend {
   readonly name: string;
@@ -403,8 +381,8 @@ export class ResidentCompute implements ComputeBackend {
     }
   }
 
-  async train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
-    await this.pool.stopAll();
+  /** training never comes through the engine (the training activity uses the local or remote trainer) */
+  train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
     return this.wrapped.train(job, ctl);
   }
 

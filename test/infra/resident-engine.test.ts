@@ -13,7 +13,7 @@ import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../activities/compute';
-import { localServerArgs, ResidentCompute, ResidentPool } from '../../activities/resident-compute';
+import { localServerArgs, ResidentCompute, ResidentPool, StopResidentsBeforeTraining } from '../../activities/resident-compute';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { FakeCompute } from '../helpers/fake-compute';
 import { packagedModel } from '../helpers/packaged-model';
@@ -117,8 +117,10 @@ describe('resident local engine (real model, compute/ serve)', () => {
     const pid = p.list()[0]!.pid!;
     await waitFor('the idle server to stop', () => !pidAlive(pid) && p.list().length === 0, 30_000);
 
+    // as defaultDeps wires a worker: the local backend stops the pool's servers before it trains
     const wrapped = new FakeCompute();
-    const busy = new ResidentCompute(p, RESIDENT, wrapped);
+    const local = new StopResidentsBeforeTraining(p, wrapped);
+    const busy = new ResidentCompute(p, RESIDENT, local);
     await busy.generate(makeJob(['t-0']), {});
     const pid2 = p.list()[0]!.pid!;
     let aliveWhenTraining: boolean | null = null;
@@ -131,7 +133,7 @@ describe('resident local engine (real model, compute/ serve)', () => {
     fs.mkdirSync(trainDir);
     const data = path.join(trainDir, 'data.jsonl');
     fs.writeFileSync(data, JSON.stringify({ prompt: 'p', chosen: 'a', rejected: 'b' }) + '\n');
-    await busy.train({ mode: 'dpo', model, ref_model: null, data, output: path.join(trainDir, 'out'), lr: 1e-6, lr_end: 0, epochs: 1, batch_size: 1, grad_accum: 1, dropout: 0, beta: 0.1, max_length: 64, seed: 0, device: 'cpu', threads: 1, max_steps: 1, gradient_checkpointing: false }, {});
+    await local.train({ mode: 'dpo', model, ref_model: null, data, output: path.join(trainDir, 'out'), lr: 1e-6, lr_end: 0, epochs: 1, batch_size: 1, grad_accum: 1, dropout: 0, beta: 0.1, max_length: 64, seed: 0, device: 'cpu', threads: 1, max_steps: 1, gradient_checkpointing: false }, {});
     expect(aliveWhenTraining).toBe(false);
     expect(p.list()).toEqual([]);
   }, 240_000);
