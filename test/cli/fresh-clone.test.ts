@@ -81,6 +81,36 @@ describe('a clone with no ../shared beside it', () => {
     if (clone) fs.rmSync(path.dirname(clone), { recursive: true, force: true });
   });
 
+  it("bootstraps only what `npm start` needs: no Go build, no Chromium, no apt, no test-tools venv", async () => {
+    // The compute venv is the real one (linked into a fresh cache dir); `go`, `apt-get` and
+    // `sudo` are shims that record any call, so a bootstrap that reached for them is caught.
+    const env = JSON.parse(fs.readFileSync(path.join(repo, '.srlm/env.json'), 'utf8')) as { venv: string };
+    const tmp = path.dirname(clone);
+    const cache = path.join(tmp, 'cache');
+    const shims = path.join(tmp, 'shims');
+    const calls = path.join(tmp, 'shim-calls.log');
+    fs.mkdirSync(cache);
+    fs.mkdirSync(shims);
+    fs.symlinkSync(env.venv, path.join(cache, path.basename(env.venv)));
+    for (const tool of ['go', 'apt-get', 'sudo']) {
+      fs.writeFileSync(path.join(shims, tool), `#!/bin/sh\necho "${tool} $*" >> ${calls}\nexit 1\n`, { mode: 0o755 });
+    }
+    const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile('bash', ['scripts/bootstrap.sh'], { cwd: clone, encoding: 'utf8', timeout: 120_000, env: { ...process.env, SRLM_CACHE_DIR: cache, PATH: `${shims}:${process.env.PATH}` } }, (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
+      );
+    });
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/bootstrap: ok/);
+    expect(r.out).not.toMatch(/versitygw|chromium|test tools/i);
+    expect(fs.existsSync(calls), fs.existsSync(calls) ? fs.readFileSync(calls, 'utf8') : '').toBe(false);
+    expect(fs.readdirSync(cache).filter((f) => f.startsWith('tools-') || f === 'bin')).toEqual([]);
+    const written = JSON.parse(fs.readFileSync(path.join(clone, '.srlm/env.json'), 'utf8')) as Record<string, string>;
+    expect(written.python).toBe(path.join(cache, path.basename(env.venv), 'bin/python'));
+    expect(written.toolsPython).toBeUndefined();
+    expect(written.s3server).toBeUndefined();
+  });
+
   it('validates and dry-runs configs/demo.json, reading only files inside the clone', async () => {
     expect(fs.existsSync(path.join(clone, '../shared'))).toBe(false);
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
