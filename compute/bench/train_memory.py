@@ -16,7 +16,9 @@ fp32 reference copy) and "after" (``precision: "bf16"``, ``reference: "precomput
   ``metrics.json``'s ``peak_rss_mb_per_rank``.
 
 A configuration whose estimated need exceeds MemAvailable is skipped with a line saying so
-(the machine is shared; an OOM kill would hit someone else's process). One JSON line per
+(the machine is shared; an OOM kill would hit someone else's process); ``--ranks 1 --config
+before --only load`` then gives one rank's figure of the 1B "before", which does not depend on
+the number of ranks (DDP replicates: every rank loads the same). One JSON line per
 measurement, then a summary with the after/before ratios.
 """
 
@@ -77,8 +79,8 @@ def train_job(model: Path, data: Path, out: Path, extra: dict) -> dict:
             "device": "cpu", "threads": 1, "max_steps": 1, "gradient_checkpointing": True, "overwrite": True, **extra}
 
 
-def torchrun(args: list[str], launcher: str = "srlm_compute.launch") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", launcher, "--standalone", "--nproc-per-node", "2", *args]
+def torchrun(args: list[str], launcher: str = "srlm_compute.launch", ranks: int = 2) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", launcher, "--standalone", "--nproc-per-node", str(ranks), *args]
     return subprocess.run(cmd, env=env(), capture_output=True, text=True)
 
 
@@ -108,7 +110,7 @@ def rank_worker(job_path: str) -> None:
     leave_process_group()
 
 
-def measure(kind: str, config: str, model: Path, data: Path, work: Path, params: int) -> dict:
+def measure(kind: str, config: str, model: Path, data: Path, work: Path, params: int, ranks: int = 2) -> dict:
     extra = CONFIGS[config]
     out = work / f"out-{kind}-{config}"
     job_path = work / f"job-{kind}-{config}.json"
@@ -116,19 +118,19 @@ def measure(kind: str, config: str, model: Path, data: Path, work: Path, params:
     # bytes per parameter per rank: weights + reference (fp32 4+4, bf16 2+0) for load; + gradients,
     # DDP buckets and AdamW for a step; plus ~1 GB of libraries per rank
     per_param = {("load", "before"): 8, ("load", "after"): 2, ("step", "before"): 24, ("step", "after"): 10}[(kind, config)]
-    need = 2 * (params * per_param / 1e9 + 1.0)
+    need = ranks * (params * per_param / 1e9 + 1.0)
     avail = mem_available_gb()
-    row = {"measurement": kind, "config": config, "params": params, **extra}
+    row = {"measurement": kind, "config": config, "params": params, "ranks": ranks, **extra}
     if need > avail - 0.5:
-        return {**row, "skipped": f"needs ~{need:.1f} GB for 2 ranks, {avail:.1f} GB available"}
+        return {**row, "skipped": f"needs ~{need:.1f} GB for {ranks} rank(s), {avail:.1f} GB available"}
     if kind == "load":
-        res = torchrun([str(Path(__file__).resolve()), "--rank-worker", str(job_path)], "torch.distributed.run")
+        res = torchrun([str(Path(__file__).resolve()), "--rank-worker", str(job_path)], "torch.distributed.run", ranks)
         events = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
         got = [e for e in events if e.get("event") == "measured"]
         if res.returncode != 0 or not got:
             return {**row, "error": res.stderr[-2000:]}
         return {**row, **{k: v for k, v in got[0].items() if k != "event"}}
-    res = torchrun(["-m", "srlm_compute", "train", "--job", str(job_path)])
+    res = torchrun(["-m", "srlm_compute", "train", "--job", str(job_path)], ranks=ranks)
     if res.returncode != 0:
         return {**row, "error": res.stderr[-2000:]}
     metrics = json.loads((out / "metrics.json").read_text())
@@ -140,6 +142,8 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/srlm-train-memory")
     parser.add_argument("--tokenizer", help="a HF directory with a chat template (default: the packaged SmolLM2)")
     parser.add_argument("--only", choices=["load", "step"], action="append")
+    parser.add_argument("--config", choices=list(CONFIGS), action="append", help="default: both")
+    parser.add_argument("--ranks", type=int, default=2, help="processes (2; 1 shows one rank's figure where 2 do not fit)")
     parser.add_argument("--rank-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rank_worker:
@@ -161,8 +165,8 @@ def main() -> int:
     for kind in args.only or ["step", "load"]:
         model = work / f"model-{kind}"
         params = make_model(tokenizer, model, SHAPES[kind])
-        for config in CONFIGS:
-            row = measure(kind, config, model, data, work, params)
+        for config in args.config or list(CONFIGS):
+            row = measure(kind, config, model, data, work, params, args.ranks)
             print(json.dumps(row), flush=True)
             rows.append(row)
     for kind in args.only or ["step", "load"]:
