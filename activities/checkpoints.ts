@@ -8,7 +8,9 @@
  * complete checkpoint (weights, optimizer, scheduler, RNG states, trainer state) with a
  * manifest of sha256 digests; it is copied here file by file and its manifest is written
  * last. A checkpoint whose manifest is missing, unreadable, or does not match its files is
- * torn: it is reported and skipped, never loaded.
+ * torn: it is reported and skipped, never loaded. On a store that records each object's sha256
+ * (S3: the writer's, in the object's metadata) the match is checked from listings and HeadObject
+ * alone, so a scan downloads only the checkpoint it resumes from.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -45,7 +47,7 @@ export interface CheckpointScan {
 }
 
 /** Verifies a checkpoint in the store; returns why it is torn, or null when complete. */
-async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: string } | { manifest: CheckpointManifest; dir: string }> {
+async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: string } | { manifest: CheckpointManifest; dir: () => Promise<string> }> {
   const manifestKey = `${prefix}/manifest.json`;
   if (!(await store.exists(manifestKey))) return { reason: 'no manifest.json (never completed)' };
   let manifest: CheckpointManifest;
@@ -53,6 +55,18 @@ async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: s
     manifest = CheckpointManifest.parse(JSON.parse((await store.getBytes(manifestKey)).toString('utf8')));
   } catch (err) {
     return { reason: `manifest.json is not a valid checkpoint manifest (${(err as Error).message.split('\n')[0]})` };
+  }
+  // a store that records each object's sha256 (S3) is checked from metadata: a scan reads no
+  // checkpoint's bytes, and only the one resumed from is downloaded (verified as it arrives)
+  const known = store.describePrefix ? new Map((await store.describePrefix(prefix)).map((o) => [o.path, o])) : null;
+  if (known && manifest.files.every((f) => known.get(f.path)?.sha256 !== null)) {
+    for (const f of manifest.files) {
+      const o = known.get(f.path);
+      if (!o) return { reason: `${f.path} is missing` };
+      if (o.bytes !== f.bytes) return { reason: `${f.path} has ${o.bytes} bytes, manifest says ${f.bytes}` };
+      if (o.sha256 !== f.sha256) return { reason: `${f.path} sha256 ${o.sha256!.slice(0, 12)}… (recorded by the store) differs from the manifest's ${f.sha256.slice(0, 12)}…` };
+    }
+    return { manifest, dir: () => store.localDir(prefix) };
   }
   const dir = await store.localDir(prefix);
   for (const f of manifest.files) {
@@ -62,7 +76,7 @@ async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: s
     if (got.bytes !== f.bytes) return { reason: `${f.path} has ${got.bytes} bytes, manifest says ${f.bytes}` };
     if (got.sha256 !== f.sha256) return { reason: `${f.path} sha256 ${got.sha256.slice(0, 12)}… differs from the manifest's ${f.sha256.slice(0, 12)}…` };
   }
-  return { manifest, dir };
+  return { manifest, dir: async () => dir };
 }
 
 /** The newest complete checkpoint under a job's prefix; torn ones are listed and skipped. */
@@ -81,7 +95,7 @@ export async function findNewestCheckpoint(store: ArtifactStore, prefix: string)
       torn.push({ prefix: p, reason: v.reason });
       continue;
     }
-    return { newest: { step: v.manifest.step, prefix: p, dir: v.dir }, torn };
+    return { newest: { step: v.manifest.step, prefix: p, dir: await v.dir() }, torn };
   }
   return { newest: null, torn };
 }

@@ -80,6 +80,10 @@ export interface TrainJob {
   remote?: RemoteTarget;
   /** how the ranks of a multi-process run share the model (compute/srlm_compute/train.py); null: ddp */
   distributed?: TrainDistributed | null;
+  /** weights and compute dtype (compute.precision); absent: fp32 weights, bf16 compute on CUDA */
+  precision?: 'fp32' | 'bf16-mixed' | 'bf16';
+  /** dpo: the reference's log-probs from a resident copy (absent) or precomputed before training (dpo.reference) */
+  reference?: 'copy' | 'precomputed';
   /**
    * PythonCompute only (never sent to compute/): run the job as `nproc_per_node` processes under
    * torchrun (through `python -m srlm_compute.launch`); absent: one process
@@ -106,6 +110,14 @@ export interface TrainLauncher {
 export function trainDistributed(t: RunConfig['compute']['training']): TrainDistributed | undefined {
   if (!t || (t.kind === 'local' && t.launcher !== 'torchrun')) return undefined;
   return { strategy: t.strategy ?? 'ddp', ...(t.fsdpLayerClass ? { fsdp_layer_class: t.fsdpLayerClass } : {}) };
+}
+
+/**
+ * The train job's memory options from a run's config (compute.precision, dpo.reference), each
+ * only when set: job digests and jobs of runs without them stay as they were.
+ */
+export function trainMemory(config: Pick<RunConfig, 'compute' | 'dpo'>, method: 'sft' | 'dpo'): Pick<TrainJob, 'precision' | 'reference'> {
+  return { ...(config.compute.precision ? { precision: config.compute.precision } : {}), ...(method === 'dpo' && config.dpo.reference ? { reference: config.dpo.reference } : {}) };
 }
 
 /** The torchrun launch a run's `compute.training` asks for (local backend only); undefined: one process. */

@@ -56,7 +56,7 @@ import {
   writeStage,
   type StageLocation,
 } from './artifacts';
-import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, trainDistributed, type TrainJob } from './compute';
+import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, trainDistributed, type TrainJob, trainMemory } from './compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
@@ -362,7 +362,8 @@ function activityFunctions(deps: ActivityDeps) {
     const multi = localTorchrun(config.compute.training);
     // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
     // (batch_size is global, so DDP checkpoints resume with any process count; FSDP's, local or remote, are sharded files)
-    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing, ...(trainDistributed(config.compute.training)?.strategy === 'fsdp' ? { layout: 'fsdp' } : {}) });
+    const memory = trainMemory(config, input.method);
+    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing, ...(trainDistributed(config.compute.training)?.strategy === 'fsdp' ? { layout: 'fsdp' } : {}), ...memory });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
     for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
@@ -398,6 +399,7 @@ function activityFunctions(deps: ActivityDeps) {
             device: config.compute.device,
             threads: config.compute.threads,
             gradient_checkpointing: config.compute.gradientCheckpointing,
+            ...memory,
             checkpoint_every: every > 0 ? every : null,
             checkpoint_dir: every > 0 ? localCheckpoints : null,
             resume_from: resume ? resume.dir : null,

@@ -68,6 +68,8 @@ export interface S3StoreStats {
   partsReused: number;
   objectsDownloaded: number;
   objectsFromCache: number;
+  /** object bytes read (downloads into the cache and getBytes) */
+  bytesDownloaded: number;
   integrityRetries: number;
   partRetries: number;
 }
@@ -142,7 +144,7 @@ export class S3Store implements ArtifactStore {
   readonly rootUri: string;
   readonly client: S3Client;
   readonly cache: ObjectCache;
-  readonly stats: S3StoreStats = { partsUploaded: 0, partsReused: 0, objectsDownloaded: 0, objectsFromCache: 0, integrityRetries: 0, partRetries: 0 };
+  readonly stats: S3StoreStats = { partsUploaded: 0, partsReused: 0, objectsDownloaded: 0, objectsFromCache: 0, bytesDownloaded: 0, integrityRetries: 0, partRetries: 0 };
   private readonly partSize: number;
   private readonly concurrency: number;
   private readonly integrityAttempts: number;
@@ -202,6 +204,7 @@ export class S3Store implements ArtifactStore {
         const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
         expected = res.Metadata?.sha256;
         body = Buffer.from(await res.Body!.transformToByteArray());
+        this.stats.bytesDownloaded += body.length;
       } catch (err) {
         if (isNotFound(err)) throw new Error(`artifact ${this.uri(key)} does not exist`);
         if (!isChecksumError(err)) throw this.fail('could not read', key, err);
@@ -381,6 +384,7 @@ export class S3Store implements ArtifactStore {
         const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
         await this.cache.add(sha256, res.Body as Readable, `artifact ${this.uri(key)}`);
         this.stats.objectsDownloaded++;
+        this.stats.bytesDownloaded += size;
         return;
       } catch (err) {
         if (!(err instanceof IntegrityError) && !isChecksumError(err)) throw this.fail('could not download', key, err);
@@ -404,6 +408,21 @@ export class S3Store implements ArtifactStore {
       entries.push({ path: o.key.slice(prefix.length + 1), sha256, bytes: o.size });
     });
     return this.cache.tree(entries);
+  }
+
+  /** Sizes from the listing, sha256 from each object's metadata (HeadObject): no object is read. */
+  async describePrefix(prefix: string): Promise<{ path: string; bytes: number; sha256: string | null }[]> {
+    const objects = await this.listObjects(prefix).catch((err: unknown) => {
+      throw this.fail('could not list', prefix, err);
+    });
+    const out: { path: string; bytes: number; sha256: string | null }[] = [];
+    await pool(objects, this.concurrency, async (o) => {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(o.key) })).catch((err: unknown) => {
+        throw this.fail('could not check', o.key, err);
+      });
+      out.push({ path: o.key.slice(prefix.length + 1), bytes: o.size, sha256: head.Metadata?.sha256 ?? null });
+    });
+    return out.sort((a, b) => (a.path < b.path ? -1 : 1));
   }
 
   async delete(key: string): Promise<void> {

@@ -29,6 +29,12 @@ export interface ArtifactStore {
   delete(key: string): Promise<void>;
   /** Removes every object under a prefix. */
   deletePrefix(prefix: string): Promise<void>;
+  /**
+   * Size and recorded sha256 (null: none recorded) of every object under a prefix, paths relative
+   * to it, from the store's metadata alone: no object's bytes are read. Absent where reading the
+   * files costs no download (a local store).
+   */
+  describePrefix?(prefix: string): Promise<{ path: string; bytes: number; sha256: string | null }[]>;
 }
 
 /** Object keys are built from validated names only; refuse anything that could escape the root. */

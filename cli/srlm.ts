@@ -10,9 +10,11 @@
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
  *   srlm report <run> [--out DIR]           the run's iteration summaries as one HTML page and Markdown
+ *   srlm plan <config> [--json]             memory, tokens and GPU-hours per stage; exit 1 if it cannot fit
  */
 import { describeRunOutcome, paintOutcome, terminalHasColour } from './outcome';
 import { setMaxListeners } from 'node:events';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
@@ -23,6 +25,7 @@ import { openStore } from '../activities/open-store';
 import { isS3Uri, parseS3Uri } from '../core/s3uri';
 import { consoleReporter, formatDuration } from '../activities/progress';
 import { configHash } from '../core/ids';
+import { PlanError, planRun, renderPlan, type SeedCounts } from '../core/plan';
 import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
@@ -366,6 +369,36 @@ async function cmdReport(run: string, opts: { store?: string; stateDir?: string;
   else console.log(`Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`);
 }
 
+/** Lines of a JSONL seed file, capped like the import caps it; undefined when the file is absent. */
+function countLines(file: string | undefined, cap: number | undefined): number | undefined {
+  if (!file || !fs.existsSync(file)) return cap;
+  const n = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length;
+  return cap === undefined ? n : Math.min(n, cap);
+}
+
+async function cmdPlan(file: string, opts: { json?: boolean }): Promise<void> {
+  const config = loadRunConfig(file);
+  const counts: SeedCounts = {};
+  const ift = countLines(config.seed.ift, config.seed.maxIft);
+  const eft = countLines(config.seed.eft, config.seed.maxEft);
+  const ranked = countLines(config.seed.ranked, config.seed.maxRanked);
+  if (ift !== undefined && !config.seed.oasst) counts.ift = ift;
+  if (eft !== undefined) counts.eft = eft;
+  if (ranked !== undefined && !config.seed.oasst) counts.ranked = ranked;
+  let plan;
+  try {
+    plan = planRun(config, counts);
+  } catch (err) {
+    if (err instanceof PlanError) throw new ConfigError(`${file}: ${err.message}`);
+    throw err;
+  }
+  console.log(opts.json ? JSON.stringify(plan, null, 2) : renderPlan(plan));
+  if (plan.problems.length > 0) {
+    console.error(`error: ${file}: the run cannot work as configured (${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'} above)`);
+    process.exitCode = 1;
+  }
+}
+
 const program = new Command()
   .name('srlm')
   .description('Durable self-rewarding training for language models (Yuan et al. 2024) on Temporal');
@@ -452,6 +485,13 @@ program
   .option('--out <dir>', 'where report.html and report.md go (default <state dir>/reports/<run>)')
   .option('--json', 'print {"html": path, "md": path}')
   .action(cmdReport);
+
+program
+  .command('plan')
+  .description('what the run will need and cost, per stage: memory per GPU for training (sharding, precision, checkpointing, DPO reference) and sampling (tensor parallel, KV cache), tokens, checkpoint size, GPU-hours; exits 1 naming the numbers when it cannot fit (see docs/paper-scale.md)')
+  .argument('<config>', 'run config (JSON)')
+  .option('--json', 'the plan as JSON')
+  .action(cmdPlan);
 
 const schedule = program.command('schedule').description('recurring retraining with Temporal Schedules (overlap Skip, catch-up window, pause on failure)');
 

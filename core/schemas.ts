@@ -3,6 +3,7 @@
  * JSONL line, activity input) parses through these. Free of Temporal and I/O.
  */
 import { z } from 'zod';
+import { KNOWN_GPUS, KNOWN_MODELS, type KnownGpu, type KnownModel } from './architectures';
 import { isS3Uri, parseS3Uri } from './s3uri';
 
 /** Names that become path segments of artifact keys: no `..`, no slashes, no control chars. */
@@ -76,6 +77,11 @@ export const DpoConfig = z.strictObject({
   epochs: z.number().positive().default(1),
   dropout: z.number().gte(0).lt(1).default(0.1),
   maxLength: PositiveInt.default(1024),
+  /**
+   * The frozen reference's log-probabilities: `copy` (absent) keeps a second model resident during
+   * training; `precomputed` computes them in one pass before training, so only the policy is resident.
+   */
+  reference: z.enum(['copy', 'precomputed']).optional(),
 });
 
 export const EftConfig = z.strictObject({
@@ -374,6 +380,13 @@ export const ComputeConfig = z.strictObject({
   /** Recompute activations in the backward pass: about half the memory, about twice the time. */
   gradientCheckpointing: z.boolean().default(true),
   /**
+   * Training precision. `fp32`: fp32 weights and compute. `bf16-mixed`: fp32 weights, gradients and
+   * optimizer state, bf16 compute (the reference model is held in bf16). `bf16`: weights, gradients
+   * and optimizer state in bf16 (half the memory; updates smaller than bf16's resolution, about
+   * 0.4% of a weight, are lost). Absent: fp32 on CPU, bf16-mixed on CUDA GPUs that support bf16.
+   */
+  precision: z.enum(['fp32', 'bf16-mixed', 'bf16']).optional(),
+  /**
    * A fleet of generation workers (one per GPU host): the candidates and judgments stages are
    * cut into `parts` activities of whole shards, run in parallel on the generation queue by
    * whichever workers are live (absent or 1: one activity per stage, on one worker).
@@ -459,6 +472,50 @@ export const StoreConfig = z
     }
   });
 
+const knownName = <T extends string>(known: Record<T, unknown>, what: string) =>
+  z.string().refine((n) => Object.hasOwn(known, n), { message: `is not a known ${what} (known: ${Object.keys(known).join(', ')}); give its numbers instead` }).transform((n) => n as T);
+
+/** A known GPU, or its data-sheet figures (core/architectures.ts's GpuSpec). */
+const GpuChoice = z.union([
+  knownName<KnownGpu>(KNOWN_GPUS, 'GPU'),
+  z.strictObject({ memoryGiB: z.number().positive(), bf16Tflops: z.number().positive(), fp32Tflops: z.number().positive(), bandwidthGBs: z.number().positive() }),
+]);
+
+/**
+ * What `srlm plan` needs beyond the run itself (core/plan.ts); nothing else reads it. Absent
+ * fields: the model's shape from `baseModel` when it is a packaged model, no GPU (memory per
+ * process only, no time estimates).
+ */
+export const PlanConfig = z.strictObject({
+  /** the base model's shape: a known name or its numbers (config.json's num_hidden_layers, hidden_size, ...) */
+  architecture: z
+    .union([
+      knownName<KnownModel>(KNOWN_MODELS, 'architecture'),
+      z.strictObject({
+        layers: PositiveInt,
+        hidden: PositiveInt,
+        heads: PositiveInt,
+        kvHeads: PositiveInt,
+        ffn: PositiveInt,
+        vocab: PositiveInt,
+        headDim: PositiveInt.optional(),
+        tiedEmbeddings: z.boolean().default(false),
+      }),
+    ])
+    .optional(),
+  /** the GPU of the training nodes (SageMaker: from instanceType when absent) */
+  trainingGpu: GpuChoice.optional(),
+  /** the GPU of the generation hosts (vllm engine) */
+  samplingGpu: GpuChoice.optional(),
+  /** model FLOPs utilisation assumed for training and prefill (6 x params x tokens per second over the GPUs' peak) */
+  mfu: z.number().gt(0).lte(1).default(0.4),
+  /** share of the memory bandwidth a decode step achieves (decoding reads every weight once per step) */
+  decodeBandwidthEfficiency: z.number().gt(0).lte(1).default(0.6),
+  /** share of a GPU's memory a training process may plan for (the rest: CUDA context, allocator fragmentation) */
+  usableMemoryFraction: z.number().gt(0).lte(1).default(0.9),
+});
+export type PlanConfig = z.infer<typeof PlanConfig>;
+
 export const RunConfig = z.strictObject({
   /** Run name: workflow IDs and artifact keys derive from it. */
   run: SafeName,
@@ -481,6 +538,8 @@ export const RunConfig = z.strictObject({
   store: StoreConfig.default({}),
   /** Evaluation of each iteration's model, and the promotion gate (absent: none). */
   evaluation: EvaluationConfig.optional(),
+  /** Hardware and model shape for `srlm plan` (absent: what the rest of the config implies). */
+  plan: PlanConfig.optional(),
 });
 export type RunConfig = z.infer<typeof RunConfig>;
 export type RunConfigInput = z.input<typeof RunConfig>;

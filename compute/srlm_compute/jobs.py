@@ -370,6 +370,9 @@ class TrainJob:
     overwrite: bool = False
     # multi-process training under torchrun (null: ddp when launched with several ranks); see train.py
     distributed: Optional[dict] = None
+    # memory (see train.py): null precision is fp32 weights with bf16 compute on CUDA GPUs that have it
+    precision: Optional[Literal["fp32", "bf16-mixed", "bf16"]] = None
+    reference: Optional[Literal["copy", "precomputed"]] = None  # dpo only; null: copy
 
     def check(self, where: str) -> None:
         if self.distributed is not None and not isinstance(self.distributed, DistributedSpec):
@@ -393,6 +396,8 @@ class TrainJob:
             raise InvalidInput(f"{where}: key 'dropout' must be in [0, 1), got {self.dropout}")
         if self.mode == "sft" and self.ref_model is not None:
             raise InvalidInput(f"{where}: key 'ref_model' is only used with mode \"dpo\"")
+        if self.mode == "sft" and self.reference is not None:
+            raise InvalidInput(f"{where}: key 'reference' is only used with mode \"dpo\"")
         _need_dir(where, "model", self.model)
         if self.ref_model is not None:
             _need_dir(where, "ref_model", self.ref_model)

@@ -17,7 +17,9 @@ Job::
      # runtime
      "device": "auto", "threads": 0, "overwrite": false,
      # several processes (torchrun; see below)
-     "distributed": null | {"strategy": "ddp" | "fsdp", "fsdp_layer_class": null | "LlamaDecoderLayer"}}
+     "distributed": null | {"strategy": "ddp" | "fsdp", "fsdp_layer_class": null | "LlamaDecoderLayer"},
+     # memory (see below)
+     "precision": null | "fp32" | "bf16-mixed" | "bf16", "reference": null | "copy" | "precomputed"}
 
 Data lines (extra keys are ignored; a missing/empty field is exit 2 with ``file:line``)::
 
@@ -106,6 +108,24 @@ FSDP, checkpoints are accelerate's sharded files (``pytorch_model_fsdp_0/``, ``o
 which :func:`srlm_compute.checkpoints.verify` accepts, and the final model is gathered to rank
 0 and saved as one safetensors file.
 
+Memory. ``precision``: ``"fp32"`` trains fp32 weights in fp32; ``"bf16-mixed"`` keeps fp32
+weights, gradients and AdamW state and computes in bf16 (the Trainer's ``bf16``); ``"bf16"`` loads
+the weights in bf16, so gradients and AdamW state are bf16 too (half the memory; an update below
+bf16's resolution, ~0.4% of a weight, is lost, as most are at DPO's learning rates); null (the
+default, what every test uses) is fp32 weights with bf16 compute only on CUDA GPUs that support
+it. A frozen DPO reference is held in bf16 under ``bf16-mixed`` / ``bf16``. Models are built on
+the meta device and filled from the weight files (transformers' loading), so a load costs one
+copy in the final dtype; under FSDP on several ranks only local rank 0 of each node reads the
+weights (``cpu_ram_efficient_loading``) and the others receive their shards. ``reference``
+(dpo): ``"copy"`` (null) keeps a second model resident for the reference log-probs (TRL loads
+the job's model again, or ``ref_model``); ``"precomputed"`` computes them once with the reference
+(``ref_model``, else the policy before its first step) while the trainer is built (TRL's
+``precompute_ref_log_probs``) and drops it, so training holds one model; every rank keeps the
+values in memory (TRL would have the other ranks read a cache file that only global rank 0
+writes, in a per-process temporary directory). ``metrics.json`` carries
+``precision``, ``reference``, ``reference_resident`` (dpo: whether a reference model was held during
+training) and ``peak_rss_mb_per_rank`` (every rank's peak RSS, in rank order).
+
 Lock: the process holds ``flock`` on ``<output>.lock`` from before it touches
 ``<output>.partial`` until it exits; another holder makes it wait up to 30 s
 (``SRLM_LOCK_WAIT_S``), then fail with exit 1.
@@ -116,6 +136,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from . import checkpoints, progress
@@ -219,68 +240,44 @@ def fsdp_layer_class(model, spec: DistributedSpec, where: str) -> str:
     )
 
 
-def main(job_path: str) -> int:
-    job = load_job(TrainJob, job_path)
-    t_start = time.monotonic()
-    from .runtime import world
+@dataclass
+class LoadedModels:
+    tokenizer: Any
+    model: Any
+    ref_model: Any  # None: TRL's reference (a copy of ``model``'s weights, or none when precomputed)
+    dropout_fields: list[str]
+    original_dropout: dict[str, Any]
 
-    me = world()
-    spec = job.distributed if isinstance(job.distributed, DistributedSpec) else DistributedSpec()
-    per_device = per_device_batch(job, me.size, job_path)
-    if spec.strategy == "fsdp" and not me.distributed:
-        progress.log("note: distributed.strategy \"fsdp\" with a single process trains without sharding")
-    rows = load_examples(job)
-    resumed_from_step = 0
-    resume_dir = None
-    if job.resume_from is not None:
-        # Before anything heavy and before any output is touched: a torn checkpoint is never loaded.
-        resumed_from_step = checkpoints.verify(job.resume_from, job.mode)["step"]
-        resume_dir = os.path.abspath(job.resume_from)
-    checkpoint_every = job.checkpoint_every or 0
 
-    from .runtime import lock_output
-
-    if me.main:  # rank 0 owns the output and the published checkpoints
-        lock_output(job.output)  # held until exit
-        if checkpoint_every and job.checkpoint_dir:
-            checkpoints.clean_partials(job.checkpoint_dir)
-
-    from .runtime import quiet_libraries
-
-    quiet_libraries()
+def bf16_compute(precision: str | None, device: str) -> bool:
+    """Whether the Trainer computes in bf16 (autocast): the precision's choice; null: CUDA GPUs that have bf16."""
     import torch
-    from datasets import Dataset
+
+    if precision is None:
+        return device == "cuda" and torch.cuda.is_bf16_supported()
+    return precision != "fp32"
+
+
+def load_models(job: TrainJob, spec: DistributedSpec, me) -> LoadedModels:
+    """Tokenizer, policy and (DPO) the resident reference, each in the dtype the job's precision keeps it.
+
+    transformers builds a model on the meta device and fills it from the safetensors files, so a
+    load costs one copy of the weights in their final dtype. The policy is float32 unless the
+    precision is ``bf16``; a frozen reference needs no fp32 master copy, so with ``bf16-mixed`` /
+    ``bf16`` it is held in bf16 (loaded here, not by TRL, which would copy the policy's dtype).
+    ``reference: "precomputed"`` keeps none: TRL computes its log-probs with the policy before
+    training. Under FSDP on several ranks only local rank 0 reads the weights; the others stay on
+    the meta device until FSDP hands them their shards (transformers' ``is_fsdp_enabled``).
+    """
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from .runtime import (
-        fresh_partial_dir, leave_process_group, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads,
-    )
+    if me.distributed and spec.strategy == "fsdp":
+        from accelerate import PartialState
 
-    device = resolve_device(job.device)
-    if me.distributed and spec.strategy == "fsdp" and device != "cuda":
-        # accelerate builds its FSDP plugin only for accelerators; on CPU it would quietly run DDP
-        raise InvalidInput(
-            f"{job_path}: key 'distributed.strategy': \"fsdp\" needs CUDA GPUs (device is {device!r}); "
-            "use \"ddp\" on CPU"
-        )
-    set_threads(job.threads)
-    progress.emit(
-        "start",
-        cmd="train",
-        mode=job.mode,
-        model=job.model,
-        ref_model=job.ref_model,
-        device=device,
-        examples=len(rows),
-        threads=torch.get_num_threads(),
-        resumed_from_step=resumed_from_step,
-        checkpoint_every=checkpoint_every,
-        world_size=me.size,
-        strategy=spec.strategy if me.distributed else None,
-        per_device_batch_size=per_device,
-    )
-
-    # model
+        os.environ["ACCELERATE_USE_FSDP"] = "true"
+        os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
+        PartialState()  # the process group, which transformers needs to tell rank 0 from the others
     tokenizer = AutoTokenizer.from_pretrained(job.model)
     if not tokenizer.chat_template:
         raise InvalidInput(f"{job.model}: the tokenizer has no chat template (conversational training needs one)")
@@ -294,23 +291,36 @@ def main(job_path: str) -> int:
         setattr(text_config, name, job.dropout)
     if not fields:
         progress.log(f"warning: {config.model_type} config has no dropout fields; 'dropout' has no effect")
-    model = AutoModelForCausalLM.from_pretrained(job.model, config=config, dtype=torch.float32)
+    policy_dtype = torch.bfloat16 if job.precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(job.model, config=config, dtype=policy_dtype)
     model.config.use_cache = False
     ref_model = None
-    if job.mode == "dpo" and job.ref_model is not None:
-        ref_model = AutoModelForCausalLM.from_pretrained(job.ref_model, dtype=torch.float32)
-        ref_model.config.use_cache = False
-    initial_params = sum(p.numel() for p in model.parameters())
+    if job.mode == "dpo":
+        frozen_dtype = torch.bfloat16 if job.precision in ("bf16-mixed", "bf16") else torch.float32
+        if job.ref_model is not None:
+            ref_model = AutoModelForCausalLM.from_pretrained(job.ref_model, dtype=frozen_dtype)
+        elif job.reference != "precomputed" and frozen_dtype != policy_dtype:
+            ref_model = AutoModelForCausalLM.from_pretrained(job.model, dtype=frozen_dtype)
+        if ref_model is not None:
+            ref_model.config.use_cache = False
+    return LoadedModels(tokenizer, model, ref_model, fields, original_dropout)
 
-    partial = job.output.rstrip("/\\") + ".partial"
-    if me.main:
-        remove_partial(job.output)  # a leftover of a killed run
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
-    # TRL's default (on): activations of SmolLM2-135M cost ~1.9 MB per training token without it,
-    # which overflows 24 GiB at batch 16 x a few hundred tokens; recomputation costs about one extra forward.
-    grad_ckpt = bool(job.gradient_checkpointing) if job.gradient_checkpointing is not None else True
+
+def gradient_checkpointing(job: TrainJob) -> bool:
+    """TRL's default (on): activations of SmolLM2-135M cost ~1.9 MB per training token without it,
+    which overflows 24 GiB at batch 16 x a few hundred tokens; recomputation costs about one extra forward."""
+    return bool(job.gradient_checkpointing) if job.gradient_checkpointing is not None else True
+
+
+def trainer_arguments(
+    job: TrainJob, spec: DistributedSpec, me, device: str, model, output_dir: str, checkpoint_every: int, where: str = "job"
+) -> dict:
+    """The TrainingArguments every mode shares: schedule, logging, checkpoints, precision, DDP / FSDP."""
+    bf16 = bf16_compute(job.precision, device)
+    per_device = per_device_batch(job, me.size, where)
+    grad_ckpt = gradient_checkpointing(job)
     common = dict(
-        output_dir=partial,
+        output_dir=output_dir,
         per_device_train_batch_size=per_device,
         gradient_accumulation_steps=job.grad_accum,
         learning_rate=job.lr,
@@ -345,11 +355,168 @@ def main(job_path: str) -> int:
         # every parameter gets a gradient every step: skip DDP's search for unused ones
         common["ddp_find_unused_parameters"] = False
     if me.distributed and spec.strategy == "fsdp":
-        layer = fsdp_layer_class(model, spec, job_path)
+        layer = fsdp_layer_class(model, spec, where)
         # FSDP's own activation checkpointing replaces the Trainer's (which would recompute twice)
         common["fsdp"] = "full_shard auto_wrap"
-        common["fsdp_config"] = {"transformer_layer_cls_to_wrap": [layer], "activation_checkpointing": grad_ckpt}
+        common["fsdp_config"] = {
+            "transformer_layer_cls_to_wrap": [layer],
+            "activation_checkpointing": grad_ckpt,
+            # local rank 0 read the weights (load_models); FSDP sends every rank its shards
+            "cpu_ram_efficient_loading": True,
+        }
         common["gradient_checkpointing"] = False
+    return common
+
+
+def make_trainer(job: TrainJob, model, ref_model, tokenizer, dataset, common: dict, callbacks: list):
+    """SFTTrainer or DPOTrainer over ``common`` TrainingArguments.
+
+    DPO with ``reference: "precomputed"``: TRL's ``precompute_ref_log_probs`` runs the reference
+    (``ref_model``, else the policy before its first step) over the whole dataset while the
+    trainer is built; the reference is dropped afterwards, so training holds one model.
+    """
+    if job.mode == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(**common, completion_only_loss=True, packing=False)
+        return SFTTrainer(
+            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
+        )
+    from trl import DPOConfig
+
+    precompute = job.reference == "precomputed"
+    args = DPOConfig(
+        **common, beta=job.beta, disable_dropout=False, loss_type=["sigmoid"], precompute_ref_log_probs=precompute
+    )
+    trainer = _dpo_trainer_class()(
+        model=model,
+        ref_model=ref_model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    if precompute:
+        trainer.ref_model = None  # the loss reads the precomputed log-probs from each batch
+    return trainer
+
+
+def _dpo_trainer_class():
+    """TRL's DPOTrainer, with the precomputed reference log-probs kept in memory on every rank.
+
+    TRL writes them to a datasets cache file on global rank 0 only and every rank reads that
+    file back: an in-memory dataset's cache lives in a per-process temporary directory, and nodes
+    share no disk, so the other ranks would not find it. Every rank already holds all the values
+    (they are gathered across ranks, in dataset order), so each adds them as columns itself.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+    from trl import DPOTrainer
+
+    class DPOTrainerInMemoryReference(DPOTrainer):
+        def _precompute_ref_logps(self, dataset, name, batch_size):
+            loader = self.accelerator.prepare(
+                DataLoader(dataset, batch_size=batch_size, collate_fn=self.data_collator, shuffle=False, num_workers=0)
+            )
+            model = self.ref_model or self.model
+            chosen, rejected = [], []
+            for batch in loader:
+                c, r = self.accelerator.gather_for_metrics(self.compute_ref_log_probs(model, batch))
+                chosen.append(c.float().cpu())
+                rejected.append(r.float().cpu())
+            return dataset.add_column("ref_chosen_logps", torch.cat(chosen).numpy()).add_column(
+                "ref_rejected_logps", torch.cat(rejected).numpy()
+            )
+
+    return DPOTrainerInMemoryReference
+
+
+def gather_peak_rss(me) -> list[float]:
+    """Every rank's peak RSS in MiB, in rank order (a collective: every rank calls it)."""
+    from .runtime import peak_rss_mb
+
+    mine = round(peak_rss_mb(), 1)
+    if not me.distributed:
+        return [mine]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * me.size
+    dist.all_gather_object(out, mine)
+    return [float(v) for v in out]
+
+
+def main(job_path: str) -> int:
+    job = load_job(TrainJob, job_path)
+    t_start = time.monotonic()
+    from .runtime import world
+
+    me = world()
+    spec = job.distributed if isinstance(job.distributed, DistributedSpec) else DistributedSpec()
+    per_device = per_device_batch(job, me.size, job_path)
+    if spec.strategy == "fsdp" and not me.distributed:
+        progress.log("note: distributed.strategy \"fsdp\" with a single process trains without sharding")
+    rows = load_examples(job)
+    resumed_from_step = 0
+    resume_dir = None
+    if job.resume_from is not None:
+        # Before anything heavy and before any output is touched: a torn checkpoint is never loaded.
+        resumed_from_step = checkpoints.verify(job.resume_from, job.mode)["step"]
+        resume_dir = os.path.abspath(job.resume_from)
+    checkpoint_every = job.checkpoint_every or 0
+
+    from .runtime import lock_output
+
+    if me.main:  # rank 0 owns the output and the published checkpoints
+        lock_output(job.output)  # held until exit
+        if checkpoint_every and job.checkpoint_dir:
+            checkpoints.clean_partials(job.checkpoint_dir)
+
+    from .runtime import quiet_libraries
+
+    quiet_libraries()
+    import torch
+    from datasets import Dataset
+
+    from .runtime import (
+        fresh_partial_dir, leave_process_group, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads,
+    )
+
+    device = resolve_device(job.device)
+    if me.distributed and spec.strategy == "fsdp" and device != "cuda":
+        # accelerate builds its FSDP plugin only for accelerators; on CPU it would quietly run DDP
+        raise InvalidInput(
+            f"{job_path}: key 'distributed.strategy': \"fsdp\" needs CUDA GPUs (device is {device!r}); "
+            "use \"ddp\" on CPU"
+        )
+    set_threads(job.threads)
+    progress.emit(
+        "start",
+        cmd="train",
+        mode=job.mode,
+        model=job.model,
+        ref_model=job.ref_model,
+        device=device,
+        examples=len(rows),
+        threads=torch.get_num_threads(),
+        resumed_from_step=resumed_from_step,
+        checkpoint_every=checkpoint_every,
+        world_size=me.size,
+        strategy=spec.strategy if me.distributed else None,
+        per_device_batch_size=per_device,
+        precision=job.precision,
+        reference=job.reference,
+    )
+
+    loaded = load_models(job, spec, me)
+    tokenizer, model, ref_model = loaded.tokenizer, loaded.model, loaded.ref_model
+    fields, original_dropout = loaded.dropout_fields, loaded.original_dropout
+    initial_params = sum(p.numel() for p in model.parameters())
+
+    partial = job.output.rstrip("/\\") + ".partial"
+    if me.main:
+        remove_partial(job.output)  # a leftover of a killed run
+    grad_ckpt = gradient_checkpointing(job)
+    common = trainer_arguments(job, spec, me, device, model, partial, checkpoint_every, job_path)
     history: list[dict] = []
     callbacks = [_make_progress_callback(job.mode, history)]
     if checkpoint_every:
@@ -362,31 +529,14 @@ def main(job_path: str) -> int:
         )
     dataset = Dataset.from_list(rows)
 
-    if job.mode == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        args = SFTConfig(**common, completion_only_loss=True, packing=False)
-        trainer = SFTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
-        )
-    else:
-        from trl import DPOConfig, DPOTrainer
-
-        args = DPOConfig(**common, beta=job.beta, disable_dropout=False, loss_type=["sigmoid"])
-        trainer = DPOTrainer(
-            model=model,
-            ref_model=ref_model,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
+    trainer = make_trainer(job, model, ref_model, tokenizer, dataset, common, callbacks)
     if me.distributed and spec.strategy == "fsdp" and not getattr(trainer, "is_fsdp_enabled", False):
         raise RuntimeError("distributed.strategy is \"fsdp\" but the Trainer did not enable FSDP")
     n_train = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
     if n_train == 0:
         raise InvalidInput(f"{job.data}: no example fits max_length={job.max_length}")
 
+    reference_resident = getattr(trainer, "ref_model", None) is not None
     t_train = time.monotonic()
     try:
         result = trainer.train(resume_from_checkpoint=resume_dir)
@@ -395,6 +545,7 @@ def main(job_path: str) -> int:
         # FSDP: every rank takes part in gathering the full weights; only rank 0 writes
         fsdp = me.distributed and spec.strategy == "fsdp"
         state_dict = trainer.accelerator.get_state_dict(trainer.model) if fsdp else None
+        rss_per_rank = gather_peak_rss(me)
         if not me.main:
             leave_process_group()
             return 0
@@ -439,6 +590,11 @@ def main(job_path: str) -> int:
             "last": last,
             "mean": mean,
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "peak_rss_mb_per_rank": rss_per_rank,
+            "precision": job.precision,
+            "reference": job.reference if job.mode == "dpo" else None,
+            # dpo: whether a reference model stayed in memory during training
+            "reference_resident": reference_resident if job.mode == "dpo" else None,
         }
         partial = fresh_partial_dir(job.output)
         trained.save_pretrained(partial, state_dict=state_dict)

@@ -164,6 +164,44 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     expect(after.torn).toEqual([{ prefix: `${prefix}/step-000010`, reason: 'optimizer.pt is missing' }]);
   });
 
+  it('a checkpoint scan reads metadata only: of four checkpoints, three torn, only the resumed one is downloaded', async () => {
+    const writer = await newStore();
+    const prefix = 'runs/r/train/m1/checkpoints/job2';
+    const fileBytes = 2 * MiB;
+    for (const step of [5, 10, 15, 20]) {
+      const d = path.join(tmp, `big-${step}`);
+      fs.mkdirSync(d, { recursive: true });
+      const files = ['model.safetensors', 'optimizer.pt'].map((name) => {
+        const data = randomBytes(fileBytes);
+        fs.writeFileSync(path.join(d, name), data);
+        return { path: name, sha256: sha256Hex(data), bytes: data.length };
+      });
+      fs.writeFileSync(path.join(d, 'manifest.json'), JSON.stringify({ kind: 'train-checkpoint', step, mode: 'dpo', files }));
+      await publishCheckpoint(writer, prefix, d);
+    }
+    // torn: an object lost, an object replaced by other bytes (its recorded sha256 changes with it), a truncated one
+    await writer.delete(`${prefix}/step-000020/optimizer.pt`);
+    await writer.putBytes(`${prefix}/step-000015/model.safetensors`, randomBytes(fileBytes));
+    await writer.putBytes(`${prefix}/step-000010/optimizer.pt`, randomBytes(fileBytes - 1));
+    // another host, nothing cached
+    const reader = storeOn(writer.bucket);
+    const scan = await findNewestCheckpoint(reader, prefix);
+    expect(scan.newest?.step).toBe(5);
+    expect(scan.torn.map((t) => t.reason)).toEqual([
+      'optimizer.pt is missing',
+      expect.stringMatching(/^model\.safetensors sha256 [0-9a-f]{12}… \(recorded by the store\) differs from the manifest's/),
+      `optimizer.pt has ${fileBytes - 1} bytes, manifest says ${fileBytes}`,
+    ]);
+    const manifests = (await reader.list(prefix)).filter((k) => k.endsWith('manifest.json'));
+    let manifestBytes = 0;
+    for (const k of manifests) manifestBytes += (await writer.getBytes(k)).length;
+    // read: the four manifests, and step 5's directory (its two files, verified against their sha256 as they arrive, and its manifest)
+    const resumedManifest = (await writer.getBytes(`${prefix}/step-000005/manifest.json`)).length;
+    expect(reader.stats.bytesDownloaded).toBe(manifestBytes + 2 * fileBytes + resumedManifest);
+    expect(sha256Hex(fs.readFileSync(path.join(scan.newest!.dir, 'optimizer.pt')))).toBe(JSON.parse(fs.readFileSync(path.join(tmp, 'big-5', 'manifest.json'), 'utf8')).files[1].sha256);
+    console.log(`checkpoint scan: bytes downloaded to scan 4 checkpoints (3 torn) of ${2 * fileBytes} bytes each: ${reader.stats.bytesDownloaded} (the resumed checkpoint's ${2 * fileBytes + resumedManifest} + manifests ${manifestBytes}); of the torn ones' files: 0`);
+  });
+
   it('the content-addressed cache: a host that holds a file by sha256 downloads it no more', async () => {
     const writer = await newStore();
     const dir = path.join(tmp, 'model-src');

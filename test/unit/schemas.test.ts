@@ -14,6 +14,15 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
     invalid: [[{ packaged: 'gpt-9' }, ''], [{ path: '' }, 'path'], [{}, '']],
   },
   SeedConfig: { valid: { oasst: 'seed/trees.jsonl' }, invalid: [[{ ranked: 'r.jsonl' }, ''], [{ ift: 'x', lang: 'e' }, 'lang']] },
+  PlanConfig: {
+    valid: { architecture: 'llama-3-70b', trainingGpu: 'a100-80gb', samplingGpu: { memoryGiB: 141, bf16Tflops: 989, fp32Tflops: 67, bandwidthGBs: 4800 } },
+    invalid: [
+      [{ architecture: 'llama-9-1t' }, 'architecture'],
+      [{ architecture: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffn: 128 } }, 'architecture'],
+      [{ trainingGpu: 'tpu-v5' }, 'trainingGpu'],
+      [{ mfu: 1.5 }, 'mfu'],
+    ],
+  },
   SamplingConfig: {
     valid: { temperature: 0.7, topP: 0.9, maxNewTokens: 256 },
     invalid: [

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { describe, expect, it } from 'vitest';
-import { trainDistributed } from '../../activities/compute';
+import { trainDistributed, trainMemory } from '../../activities/compute';
 import { type KubernetesSettings, kubernetesStatus, trainingJobManifest } from '../../activities/k8s-train';
 import { chainName, remoteJobBase, RemoteTrainer } from '../../activities/remote-train';
 import { createTrainingJobRequest, type SageMakerSettings, sageMakerStatus } from '../../activities/sagemaker-train';
@@ -129,6 +129,15 @@ describe('torchrun settings of the remote kinds (distributed, processes per node
     expect(trainDistributed(config({ kind: 'kubernetes', image: 'i' }).compute.training)).toEqual({ strategy: 'ddp' });
     expect(trainDistributed(config({ kind: 'local' }).compute.training)).toBeUndefined();
     expect(trainDistributed(undefined)).toBeUndefined();
+  });
+
+  it('sends precision and the DPO reference to the train job only when the config sets them (trainMemory)', () => {
+    const base = RunConfig.parse({ run: 'r', seed: { ift: 'x' } });
+    expect(trainMemory(base, 'sft')).toEqual({});
+    expect(trainMemory(base, 'dpo')).toEqual({});
+    const set = RunConfig.parse({ run: 'r', seed: { ift: 'x' }, compute: { precision: 'bf16-mixed' }, dpo: { reference: 'precomputed' } });
+    expect(trainMemory(set, 'sft')).toEqual({ precision: 'bf16-mixed' });
+    expect(trainMemory(set, 'dpo')).toEqual({ precision: 'bf16-mixed', reference: 'precomputed' });
   });
 });
 
