@@ -84,6 +84,8 @@ export interface TrainJob {
   precision?: 'fp32' | 'bf16-mixed' | 'bf16';
   /** dpo: the reference's log-probs from a resident copy (absent) or precomputed before training (dpo.reference) */
   reference?: 'copy' | 'precomputed';
+  /** sft: batches of similar lengths (sft.groupByLength); absent: uniformly shuffled batches */
+  group_by_length?: boolean;
   /**
    * PythonCompute only (never sent to compute/): run the job as `nproc_per_node` processes under
    * torchrun (through `python -m srlm_compute.launch`); absent: one process
@@ -113,11 +115,16 @@ export function trainDistributed(t: RunConfig['compute']['training']): TrainDist
 }
 
 /**
- * The train job's memory options from a run's config (compute.precision, dpo.reference), each
- * only when set: job digests and jobs of runs without them stay as they were.
+ * The train job's memory and batching options from a run's config (compute.precision,
+ * dpo.reference, sft.groupByLength), each only when set: job digests and jobs of runs without
+ * them stay as they were.
  */
-export function trainMemory(config: Pick<RunConfig, 'compute' | 'dpo'>, method: 'sft' | 'dpo'): Pick<TrainJob, 'precision' | 'reference'> {
-  return { ...(config.compute.precision ? { precision: config.compute.precision } : {}), ...(method === 'dpo' && config.dpo.reference ? { reference: config.dpo.reference } : {}) };
+export function trainMemory(config: Pick<RunConfig, 'compute' | 'dpo' | 'sft'>, method: 'sft' | 'dpo'): Pick<TrainJob, 'precision' | 'reference' | 'group_by_length'> {
+  return {
+    ...(config.compute.precision ? { precision: config.compute.precision } : {}),
+    ...(method === 'dpo' && config.dpo.reference ? { reference: config.dpo.reference } : {}),
+    ...(method === 'sft' && config.sft.groupByLength ? { group_by_length: true } : {}),
+  };
 }
 
 /** The torchrun launch a run's `compute.training` asks for (local backend only); undefined: one process. */

@@ -67,6 +67,12 @@ export const SftConfig = z.strictObject({
   epochs: z.number().positive().default(1),
   dropout: z.number().gte(0).lt(1).default(0.1),
   maxLength: PositiveInt.default(1024),
+  /**
+   * Batches of examples of similar length (the Trainer's group_by_length sampler) instead of
+   * uniformly shuffled ones: less padding, so fewer tokens computed when lengths vary (IFT
+   * answers next to long EFT judge prompts). Absent: uniform shuffling, as before.
+   */
+  groupByLength: z.boolean().optional(),
 });
 
 export const DpoConfig = z.strictObject({

@@ -373,6 +373,7 @@ class TrainJob:
     # memory (see train.py): null precision is fp32 weights with bf16 compute on CUDA GPUs that have it
     precision: Optional[Literal["fp32", "bf16-mixed", "bf16"]] = None
     reference: Optional[Literal["copy", "precomputed"]] = None  # dpo only; null: copy
+    group_by_length: Optional[bool] = None  # sft only: batches of similar lengths (less padding); null: shuffled
 
     def check(self, where: str) -> None:
         if self.distributed is not None and not isinstance(self.distributed, DistributedSpec):
@@ -398,6 +399,8 @@ class TrainJob:
             raise InvalidInput(f"{where}: key 'ref_model' is only used with mode \"dpo\"")
         if self.mode == "sft" and self.reference is not None:
             raise InvalidInput(f"{where}: key 'reference' is only used with mode \"dpo\"")
+        if self.mode == "dpo" and self.group_by_length is not None:
+            raise InvalidInput(f"{where}: key 'group_by_length' is only used with mode \"sft\"")
         _need_dir(where, "model", self.model)
         if self.ref_model is not None:
             _need_dir(where, "ref_model", self.ref_model)

@@ -19,7 +19,9 @@ Job::
      # several processes (torchrun; see below)
      "distributed": null | {"strategy": "ddp" | "fsdp", "fsdp_layer_class": null | "LlamaDecoderLayer"},
      # memory (see below)
-     "precision": null | "fp32" | "bf16-mixed" | "bf16", "reference": null | "copy" | "precomputed"}
+     "precision": null | "fp32" | "bf16-mixed" | "bf16", "reference": null | "copy" | "precomputed",
+     # sft: batches of similar lengths (TrainingArguments' group_by_length sampler; null: shuffled)
+     "group_by_length": null | true}
 
 Data lines (extra keys are ignored; a missing/empty field is exit 2 with ``file:line``)::
 
@@ -349,6 +351,10 @@ def trainer_arguments(
         dataloader_num_workers=0,
         dataloader_pin_memory=device == "cuda",
     )
+    if job.group_by_length:
+        # batches of similar lengths: less padding to compute (the sampler is seeded, so a resume
+        # skips the same batches)
+        common["train_sampling_strategy"] = "group_by_length"
     if me.distributed and device == "cpu":
         common["ddp_backend"] = "gloo"
     if me.distributed and spec.strategy == "ddp":
@@ -584,6 +590,7 @@ def main(job_path: str) -> int:
             "device": device,
             "params": initial_params,
             "gradient_checkpointing": grad_ckpt,
+            "sampler": str(getattr(trainer.args, "train_sampling_strategy", "random")),
             "num_tokens": history[-1].get("num_tokens") if history else None,
             # TRL's num_tokens counts the tokens this process trained on (not those before a resume)
             "tokens_per_step": (history[-1].get("num_tokens") or 0) / steps_run if history and steps_run > 0 else None,

@@ -70,6 +70,19 @@ def test_sft_two_steps(model_dir, tmp_path):
     assert res.last()["event"] == "done"
 
 
+def test_sft_group_by_length(model_dir, tmp_path):
+    """group_by_length picks the Trainer's length-grouped sampler; DPO jobs refuse the key."""
+    rows = SFT_ROWS + [{"id": "5", "prompt": "Explain rain. " * 20, "completion": "Water vapour condenses. " * 15, "kind": "ift"}]
+    data = write_jsonl(tmp_path / "sft.jsonl", rows)
+    out = tmp_path / "sft-out"
+    res = run_cli("train", _job("sft", model_dir, data, out, ref_model=None, group_by_length=True), tmp_path)
+    assert res.rc == 0, res.stderr[-3000:]
+    metrics = _check_output(model_dir, out)
+    assert metrics["sampler"] == "group_by_length" and metrics["steps"] == 2
+    dpo = run_cli("train", _job("dpo", model_dir, data, tmp_path / "dpo-out", group_by_length=True), tmp_path)
+    assert dpo.rc == 2 and "group_by_length" in dpo.stderr
+
+
 def test_dpo_two_steps(model_dir, tmp_path):
     data = write_jsonl(tmp_path / "dpo.jsonl", DPO_ROWS)
     out = tmp_path / "dpo-out"
