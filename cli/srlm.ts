@@ -16,8 +16,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadEvalPrompts, loadEvalRanked } from '../activities/eval-data';
-import { loadSeed } from '../activities/seed';
+import { loadRunData } from '../activities/leakage';
 import { openStore } from '../activities/open-store';
 import { isS3Uri, parseS3Uri } from '../core/s3uri';
 import { consoleReporter, formatDuration } from '../activities/progress';
@@ -46,9 +45,7 @@ async function loadConfigOrExit(file: string, runName?: string): Promise<RunConf
   const config = loadRunConfig(file, runName ? { run: runName } : {});
   checkFilesExist(config, file);
   try {
-    await loadSeed(config);
-    if (config.evaluation?.prompts) await loadEvalPrompts(config.evaluation.prompts);
-    if (config.evaluation?.judgeSet) await loadEvalRanked(config.evaluation.judgeSet);
+    await loadRunData(config);
   } catch (err) {
     if (err instanceof ApplicationFailure) throw new ConfigError(err.message);
     throw err;
