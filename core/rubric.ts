@@ -3,16 +3,13 @@
  * for EFT data, human-written ones), and the parser for the score in its generated text.
  */
 
-import { parseVerdict, RESPONSE_BEGIN, RESPONSE_END, type Verdict } from './verdict';
+import { parseVerdict, QUESTION_BEGIN, QUESTION_END, RESPONSE_BEGIN, RESPONSE_END, type Verdict } from './verdict';
 
 /**
  * Bump when the prompt text changes: judgments made with another version are not comparable.
  * v3: the question and the response are fenced between marker lines (see fence()).
  */
 export const RUBRIC_VERSION = 'additive-5pt-v3';
-
-const QUESTION_BEGIN = '[[BEGIN QUESTION]]';
-const QUESTION_END = '[[END QUESTION]]';
 
 /**
  * Graded material between marker lines. Anything in it that could pass for a marker ("[[" and

@@ -13,8 +13,13 @@ export type Verdict = { score: number; reason?: undefined; error?: undefined } |
 /** Lines in the judge prompt that fence the graded material (see rubric.ts). */
 export const RESPONSE_BEGIN = '[[BEGIN RESPONSE]]';
 export const RESPONSE_END = '[[END RESPONSE]]';
+export const QUESTION_BEGIN = '[[BEGIN QUESTION]]';
+export const QUESTION_END = '[[END QUESTION]]';
 const OLD_RESPONSE_BEGIN = '<response>';
-const OLD_RESPONSE_END = '</response>';
+const OLD_QUESTION_BEGIN = '<question>';
+/** Lines that open and close an echo of the graded material (lower case). */
+const ECHO_BEGINS = [RESPONSE_BEGIN, QUESTION_BEGIN].map((m) => m.toLowerCase());
+const ECHO_ENDS = [RESPONSE_END, QUESTION_END, '</response>', '</question>'].map((m) => m.toLowerCase());
 
 /**
  * NFKC (full-width digits and colons, ligatures, non-breaking and other Unicode spaces become
@@ -69,8 +74,11 @@ function scanStatements(generated: string): { own: Statement[]; quoted: Statemen
   const own: Statement[] = [];
   const quoted: Statement[] = [];
   const quote = (line: string): void => {
-    const st = statementOf(stripMarkup(line)) ?? tailStatementOf(stripMarkup(line));
-    if (st) quoted.push(st);
+    const { text, spans } = removeQuotedSpans(line);
+    for (const part of [text, ...spans]) {
+      const st = statementOf(stripMarkup(part)) ?? tailStatementOf(stripMarkup(part));
+      if (st) quoted.push(st);
+    }
   };
   let fence: string | null = null; // the code fence we are inside, if any
   let inEcho = false;
@@ -88,14 +96,14 @@ function scanStatements(generated: string): { own: Statement[]; quoted: Statemen
       continue;
     }
     const lower = trimmed.toLowerCase();
-    const endsEcho = lower.includes(RESPONSE_END.toLowerCase()) || lower.includes(OLD_RESPONSE_END);
+    const endsEcho = ECHO_ENDS.some((m) => lower.includes(m));
     if (inEcho) {
       if (endsEcho) inEcho = false;
       else quote(trimmed);
       continue;
     }
-    if (lower.includes(RESPONSE_BEGIN.toLowerCase()) || lower.startsWith(OLD_RESPONSE_BEGIN)) {
-      // the judge echoes the graded material: nothing until the end marker is its own
+    if (ECHO_BEGINS.some((m) => lower.includes(m)) || lower.startsWith(OLD_RESPONSE_BEGIN) || lower.startsWith(OLD_QUESTION_BEGIN)) {
+      // the judge echoes the graded material: nothing until an end marker is its own
       if (!endsEcho) inEcho = true;
       pendingLabel = false;
       continue;
