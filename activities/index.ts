@@ -34,11 +34,10 @@ import {
   RunConfig,
   SftExample,
 } from '../core/schemas';
-import { loadSeed } from './seed';
+import { loadRunData } from './leakage';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
 import { CandidateSummary, type EvaluationSummary, HeadToHead, IterationSummary, JudgeQuality, JudgmentSummary, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
-import { loadEvalPrompts, loadEvalRanked } from './eval-data';
 import { OpenAICompute } from './openai-compute';
 import {
   findModel,
@@ -544,7 +543,8 @@ function activityFunctions(deps: ActivityDeps) {
       const hash = configHash(config);
       const seedLoc = { run: config.run, iteration: 0 };
 
-      const { ift, ranked, eft: eftSeed, sources } = await loadSeed(config);
+      const { seed, prompts: heldOutPrompts, ranked: heldOutRanked } = await loadRunData(config);
+      const { ift, ranked, eft: eftSeed, sources } = seed;
 
       const seedIft =
         (await findStage(store, { ...seedLoc, stage: 'seed-ift' })) ??
@@ -566,13 +566,13 @@ function activityFunctions(deps: ActivityDeps) {
         const cfg = evaluation.prompts;
         evalPrompts =
           (await findStage(store, { ...seedLoc, stage: 'eval-prompts' })) ??
-          (await writeStage(store, { ...seedLoc, stage: 'eval-prompts', recordType: 'EvalPrompt', records: await loadEvalPrompts(cfg), producer: PRODUCER, configHash: hash, stats: { sources: [cfg.file] } }));
+          (await writeStage(store, { ...seedLoc, stage: 'eval-prompts', recordType: 'EvalPrompt', records: heldOutPrompts!, producer: PRODUCER, configHash: hash, stats: { sources: [cfg.file] } }));
       }
       if (evaluation?.judgeSet) {
         const cfg = evaluation.judgeSet;
         evalRanked =
           (await findStage(store, { ...seedLoc, stage: 'eval-ranked' })) ??
-          (await writeStage(store, { ...seedLoc, stage: 'eval-ranked', recordType: 'RankedSet', records: await loadEvalRanked(cfg), producer: PRODUCER, configHash: hash, stats: { sources: [cfg.ranked ?? cfg.oasst] } }));
+          (await writeStage(store, { ...seedLoc, stage: 'eval-ranked', recordType: 'RankedSet', records: heldOutRanked!, producer: PRODUCER, configHash: hash, stats: { sources: [cfg.ranked ?? cfg.oasst] } }));
       }
       return { config, configHash: hash, lineage: lineageOf(config), seedIft, seedRanked, seedEft, evalPrompts, evalRanked };
     },
@@ -659,10 +659,12 @@ function activityFunctions(deps: ActivityDeps) {
       const sets = await readStage(store, input.ranked, RankedSet);
       const requests: GenerateRequest[] = [];
       const keyOf = new Map<string, { setId: string; replyIndex: number }>();
+      const replyText = new Map<string, string>();
       for (const set of sets) {
         set.replies.forEach((reply, replyIndex) => {
           const id = recordId(config.run, 'eft-judge', set.id, replyIndex);
           keyOf.set(id, { setId: set.id, replyIndex });
+          replyText.set(id, reply.text);
           requests.push({
             id,
             messages: [{ role: 'user', content: judgePrompt(set.prompt, reply.text) }],
@@ -680,7 +682,7 @@ function activityFunctions(deps: ActivityDeps) {
       for (const req of requests) {
         const k = keyOf.get(req.id)!;
         outputs.get(req.id)!.outputs.forEach((o, sample) => {
-          judgments.push({ id: recordId(req.id, sample), setId: k.setId, replyIndex: k.replyIndex, sample, text: o.text, ...scoreOf(o.text) });
+          judgments.push({ id: recordId(req.id, sample), setId: k.setId, replyIndex: k.replyIndex, sample, text: o.text, ...scoreOf(o.text, replyText.get(req.id)) });
         });
       }
       return publish(store, {
@@ -702,7 +704,7 @@ function activityFunctions(deps: ActivityDeps) {
       if (existing) return existing;
       const sets = await readStage(store, input.ranked, RankedSet);
       const judgments = await readStage(store, input.judgments, EftJudgment);
-      const { examples, stats } = buildEftExamples(sets, judgments);
+      const { examples, stats } = buildEftExamples(sets, judgments, { downsampleScore: config.eft.downsampleScore });
       return publish(store, { ...loc, recordType: 'SftExample', records: examples, producer: PRODUCER, configHash: configHash(config.eft), stats });
     },
 
@@ -864,7 +866,7 @@ function activityFunctions(deps: ActivityDeps) {
           const judgments: Judgment[] = [];
           batch.forEach((c, i) => {
             outputs[i]!.outputs.forEach((o, sample) => {
-              judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text) });
+              judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text, c.text) });
             });
           });
           parsing.add(judgments);
@@ -1020,7 +1022,7 @@ function activityFunctions(deps: ActivityDeps) {
           const req = requests[r++]!;
           const parsed: number[] = [];
           gen.outputs.get(req.id)!.outputs.forEach((o, sample) => {
-            const j = scoreOf(o.text);
+            const j = scoreOf(o.text, set.replies[k]!.text);
             judgments.push({ id: recordId(req.id, sample), setId: set.id, replyIndex: k, sample, text: o.text, ...j });
             if (j.score !== null) parsed.push(j.score);
           });
@@ -1029,7 +1031,7 @@ function activityFunctions(deps: ActivityDeps) {
         scored.push({ human: set.replies.map((x) => x.rank), scores });
       }
       const quality = judgeQuality(model.modelId, scored, { judgments: judgments.length, parsed: judgments.filter((j) => j.score !== null).length });
-      await publish(store, { ...loc, recordType: 'EftJudgment', records: judgments, producer: PRODUCER, configHash: configHash({ s: cfg.judgeSamples, p: cfg.judgeSampling }), stats: { judgeQuality: quality, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) } });
+      await publish(store, { ...loc, recordType: 'EftJudgment', records: judgments, producer: PRODUCER, configHash: configHash({ s: cfg.judgeSamples, p: cfg.judgeSampling }), stats: { judgeQuality: quality, parseFailures: parseStats(judgments).parseFailures, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) } });
       return quality;
     },
 
@@ -1275,9 +1277,17 @@ function describeSource(source: ModelSource): string {
   return path.basename(source.path);
 }
 
-function scoreOf(text: string): { score: number | null; parseError?: string } {
-  const parsed = parseJudgeScore(text);
+/** The verdict of a judgment of `response`; a failure's parseError starts with its reason (verdict.ts). */
+function scoreOf(text: string, response: string | undefined): { score: number | null; parseError?: string } {
+  const parsed = parseJudgeScore(text, response);
   return parsed.score === null ? { score: null, parseError: parsed.error } : { score: parsed.score };
+}
+
+/** The reason of a parse failure: the first word of its parseError (`out_of_range: Score: 7` -> `out_of_range`). */
+function failureReason(parseError: string | undefined): string {
+  if (!parseError) return 'unknown';
+  const colon = parseError.indexOf(':');
+  return colon > 0 ? parseError.slice(0, colon) : parseError;
 }
 
 /** Parse counts of judgments, accumulated batch by batch. */
@@ -1290,7 +1300,10 @@ class ParseStats {
     for (const j of judgments) {
       this.judgments++;
       if (j.score !== null) this.parsed++;
-      else this.parseFailures[j.parseError ?? 'unknown'] = (this.parseFailures[j.parseError ?? 'unknown'] ?? 0) + 1;
+      else {
+        const reason = failureReason(j.parseError);
+        this.parseFailures[reason] = (this.parseFailures[reason] ?? 0) + 1;
+      }
     }
   }
 

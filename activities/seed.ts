@@ -8,6 +8,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { z } from 'zod';
 import { decodeUtf8, parseJsonl, RecordError } from '../core/jsonl';
 import { importOasstTrees } from '../core/oasst';
+import type { LeakItem } from '../core/leakage';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
 import { EftSeed, IftExample, RankedSet, type RunConfig, type SftExample } from '../core/schemas';
 
@@ -17,6 +18,8 @@ export interface SeedData {
   /** ready-made judgments as SFT examples (judge prompt -> judgment) */
   eft: SftExample[];
   sources: string[];
+  /** the prompts trained on (IFT, EFT seed, ranked sets EFT judges), for the held-out leakage check */
+  training: LeakItem[];
 }
 
 function invalid(message: string): ApplicationFailure {
@@ -50,25 +53,30 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
   let ift: IftExample[] = [];
   let ranked: RankedSet[] = [];
   const sources: string[] = [];
+  const fileOf = new Map<string, string>(); // "kind id" -> the file it came from
   if (config.seed.ift) {
     ift = await readSeedFile(config.seed.ift, IftExample, 'ift');
     dupCheck(ift, config.seed.ift);
+    for (const r of ift) fileOf.set(`ift ${r.id}`, config.seed.ift);
     sources.push(config.seed.ift);
   }
   if (config.seed.ranked) {
     ranked = await readSeedFile(config.seed.ranked, RankedSet, 'ranked');
     dupCheck(ranked, config.seed.ranked);
+    for (const r of ranked) fileOf.set(`ranked ${r.id}`, config.seed.ranked);
     sources.push(config.seed.ranked);
   }
   const eftSeed: SftExample[] = [];
+  const eftPrompts: LeakItem[] = [];
   if (config.seed.eft) {
     const file = config.seed.eft;
     const records = await readSeedFile(file, EftSeed, 'eft');
     dupCheck(records, file);
     records.forEach((r, i) => {
-      const parsed = parseJudgeScore(r.judgment);
+      const parsed = parseJudgeScore(r.judgment, r.response);
       if (parsed.score === null) throw invalid(`${file}:${i + 1}: field "judgment": its score line does not parse (${parsed.error}); end it with "Score: <0-5>"`);
       eftSeed.push({ id: r.id, prompt: judgePrompt(r.prompt, r.response), completion: r.judgment, kind: 'eft' });
+      eftPrompts.push({ kind: 'EFT seed record', id: r.id, text: r.prompt, file });
     });
     sources.push(file);
   }
@@ -84,6 +92,8 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
       const imported = importOasstTrees(text, config.seed.oasst, { lang: config.seed.lang });
       ift.push(...imported.ift);
       ranked.push(...imported.ranked);
+      for (const r of imported.ift) fileOf.set(`ift ${r.id}`, config.seed.oasst);
+      for (const r of imported.ranked) fileOf.set(`ranked ${r.id}`, config.seed.oasst);
     } catch (err) {
       if (err instanceof RecordError) throw invalid(err.message);
       throw err;
@@ -92,12 +102,20 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
   }
   if (config.seed.maxIft) ift = ift.slice(0, config.seed.maxIft);
   if (config.seed.maxRanked) ranked = ranked.slice(0, config.seed.maxRanked);
-  if (config.seed.maxEft) eftSeed.splice(config.seed.maxEft);
+  if (config.seed.maxEft) {
+    eftSeed.splice(config.seed.maxEft);
+    eftPrompts.splice(config.seed.maxEft);
+  }
   if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`);
   const neededShots = config.prompts.seedShots + config.prompts.generatedShots;
   if (ift.length < neededShots) {
     throw invalid(`seed: ${ift.length} IFT examples in ${sources.join(', ')}, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`);
   }
 
-  return { ift, ranked, eft: eftSeed, sources };
+  const training: LeakItem[] = [
+    ...ift.map((r) => ({ kind: 'seed IFT example', id: r.id, text: r.prompt, file: fileOf.get(`ift ${r.id}`)! })),
+    ...eftPrompts,
+    ...ranked.map((r) => ({ kind: 'seed ranked set (EFT)', id: r.id, text: r.prompt, file: fileOf.get(`ranked ${r.id}`)! })),
+  ];
+  return { ift, ranked, eft: eftSeed, sources, training };
 }

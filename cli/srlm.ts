@@ -19,8 +19,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadEvalPrompts, loadEvalRanked } from '../activities/eval-data';
-import { loadSeed } from '../activities/seed';
+import { loadRunData } from '../activities/leakage';
 import { openStore } from '../activities/open-store';
 import { isS3Uri, parseS3Uri } from '../core/s3uri';
 import { consoleReporter, formatDuration } from '../activities/progress';
@@ -57,13 +56,14 @@ async function checkConfig(file: string, runName?: string): Promise<ConfigCheck>
   checkFilesExist(config, file);
   const inputs: ConfigCheck['inputs'] = [];
   try {
-    const seed = await loadSeed(config);
+    // the same loading (and held-out leakage check) prepareRun does
+    const { seed, prompts, ranked } = await loadRunData(config);
     if (config.seed.ift) inputs.push({ field: 'seed.ift', file: config.seed.ift, records: seed.ift.length });
     if (config.seed.ranked) inputs.push({ field: 'seed.ranked', file: config.seed.ranked, records: seed.ranked.length });
     if (config.seed.eft) inputs.push({ field: 'seed.eft', file: config.seed.eft, records: seed.eft.length });
     const ev = config.evaluation;
-    if (ev?.prompts) inputs.push({ field: 'evaluation.prompts', file: ev.prompts.file, records: (await loadEvalPrompts(ev.prompts)).length });
-    if (ev?.judgeSet) inputs.push({ field: 'evaluation.judgeSet', file: (ev.judgeSet.ranked ?? ev.judgeSet.oasst)!, records: (await loadEvalRanked(ev.judgeSet)).length });
+    if (ev?.prompts && prompts) inputs.push({ field: 'evaluation.prompts', file: ev.prompts.file, records: prompts.length });
+    if (ev?.judgeSet && ranked) inputs.push({ field: 'evaluation.judgeSet', file: (ev.judgeSet.ranked ?? ev.judgeSet.oasst)!, records: ranked.length });
   } catch (err) {
     if (err instanceof ApplicationFailure) throw new ConfigError(err.message);
     throw err;

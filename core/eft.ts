@@ -52,7 +52,18 @@ export type EftStats = {
   duplicates: number;
   /** judgments naming an unknown set or reply */
   orphanJudgments: number;
+  /** examples of the over-represented score dropped by downsampling (see downsampleScore) */
+  downsampled: number;
 };
+
+export interface EftOptions {
+  /**
+   * The score whose examples are downsampled (the paper's EFT data was skewed towards 4), or
+   * null for none: when more examples carry it than carry the most frequent other score, only
+   * that many are kept, chosen by id (deterministic, independent of order).
+   */
+  downsampleScore: number | null;
+}
 
 /**
  * For each set and each sample index s, takes the s-th judgment of every reply; when all
@@ -62,6 +73,7 @@ export type EftStats = {
 export function buildEftExamples(
   sets: readonly RankedSet[],
   judgments: readonly EftJudgmentInput[],
+  options: EftOptions = { downsampleScore: null },
 ): { examples: SftExample[]; stats: EftStats } {
   const stats: EftStats = {
     sets: sets.length,
@@ -74,6 +86,7 @@ export function buildEftExamples(
     examples: 0,
     duplicates: 0,
     orphanJudgments: 0,
+    downsampled: 0,
   };
   const setsById = new Map(sets.map((s) => [s.id, s]));
   // set id -> sample -> reply index -> judgment (the first one wins if repeated)
@@ -92,6 +105,7 @@ export function buildEftExamples(
   }
 
   const examples: SftExample[] = [];
+  const scoreOf = new Map<string, number>(); // example id -> its judgment's score
   const emitted = new Set<string>();
   for (const set of sets) {
     const bySample = grouped.get(set.id) ?? new Map<number, Map<number, EftJudgmentInput>>();
@@ -122,11 +136,37 @@ export function buildEftExamples(
           return;
         }
         emitted.add(id);
+        scoreOf.set(id, row[k]!.score!);
         examples.push({ id, prompt, completion, kind: 'eft' });
       });
     }
     if (!agreedOnce) stats.setsWithoutExample++;
   }
-  stats.examples = examples.length;
-  return { examples, stats };
+  const kept = options.downsampleScore === null ? examples : downsample(examples, scoreOf, options.downsampleScore);
+  stats.downsampled = examples.length - kept.length;
+  stats.examples = kept.length;
+  return { examples: kept, stats };
+}
+
+/**
+ * The examples with those of score `score` cut down to the count of the most frequent other
+ * score; the ones kept are those with the smallest ids. Nothing is dropped when no other score
+ * occurs (there is nothing to balance against) or when `score` is not over-represented.
+ */
+export function downsample(examples: readonly SftExample[], scoreOf: ReadonlyMap<string, number>, score: number): SftExample[] {
+  const counts = new Map<number, number>();
+  for (const e of examples) counts.set(scoreOf.get(e.id)!, (counts.get(scoreOf.get(e.id)!) ?? 0) + 1);
+  const others = [...counts].filter(([s]) => s !== score).map(([, n]) => n);
+  const over = counts.get(score) ?? 0;
+  if (others.length === 0) return [...examples];
+  const cap = Math.max(...others);
+  if (over <= cap) return [...examples];
+  const keep = new Set(
+    examples
+      .filter((e) => scoreOf.get(e.id) === score)
+      .map((e) => e.id)
+      .sort()
+      .slice(0, cap),
+  );
+  return examples.filter((e) => scoreOf.get(e.id) !== score || keep.has(e.id));
 }

@@ -94,6 +94,11 @@ export const EftConfig = z.strictObject({
   /** Judgments sampled per human-ranked reply by the SFT baseline. */
   samples: PositiveInt.default(1),
   sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
+  /**
+   * The paper downsampled its EFT data's over-represented score (4): examples of this score are
+   * cut to the count of the most frequent other score. null keeps every agreeing example.
+   */
+  downsampleScore: z.number().int().min(0).max(5).nullable().default(4),
 });
 
 export const PromptGenConfig = z.strictObject({

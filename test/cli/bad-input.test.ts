@@ -18,7 +18,7 @@ async function srlmRun(config: unknown, files: Record<string, string | Buffer> =
   const stateDir = path.join(dir, 'state');
   // a port nothing listens on: if validation failed to stop the run, it would try to start a server
   const res = await runCli(['run', '--config', file, '--state-dir', stateDir], { env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
-  return { code: res.code, stderr: res.stderr.replace(dir + '/', ''), stateDir };
+  return { code: res.code, stderr: res.stderr.split(dir + '/').join(''), stateDir };
 }
 
 const ift = (n: number) =>
@@ -47,7 +47,28 @@ describe('srlm run rejects bad input before starting anything', () => {
     ['too few seed examples for 8-shot prompts', { run: 'x', seed: { ift: 'ift.jsonl' } }, { 'ift.jsonl': ift(5) }, /5 IFT examples in .*ift\.jsonl, but self-instruct needs at least 8/],
     ['a ranked set with repeated ranks', { run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl' } }, { 'ift.jsonl': ift(10), 'ranked.jsonl': JSON.stringify({ id: 'r', prompt: 'Pick one.', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 0 }] }) + '\n' }, /ranked\.jsonl:1: .*ranks must be distinct/],
     ['an EFT judgment without a score line', { run: 'x', seed: { ift: 'ift.jsonl', eft: 'eft.jsonl' } }, { 'ift.jsonl': ift(10), 'eft.jsonl': JSON.stringify({ id: 'e', prompt: 'q', response: 'r', judgment: 'Looks fine to me.' }) + '\n' }, /eft\.jsonl:1: field "judgment": its score line does not parse/],
+    ['an EFT judgment whose only score is quoted from the response', { run: 'x', seed: { ift: 'ift.jsonl', eft: 'eft.jsonl' } }, { 'ift.jsonl': ift(10), 'eft.jsonl': JSON.stringify({ id: 'e', prompt: 'q', response: 'r\nScore: 5', judgment: 'It ends with "Score: 5" but' }) + '\n' }, /eft\.jsonl:1: field "judgment": its score line does not parse \(quoted_score_only: /],
+    [
+      'a held-out prompt that is a seed IFT prompt (up to case, spacing and Unicode forms)',
+      { run: 'x', seed: { ift: 'ift.jsonl' }, evaluation: { prompts: { file: 'held-out.jsonl' } } },
+      { 'ift.jsonl': ift(10), 'held-out.jsonl': JSON.stringify({ prompt: 'A fresh question?' }) + '\n' + JSON.stringify({ prompt: 'EXPLAIN  topic number\u00a07 in two sentences.' }) + '\n' },
+      /evaluation prompt "eval-2" \(held-out\.jsonl:2\) shares the prompt "EXPLAIN topic number 7 in two sentences\." with seed IFT example "i7" \(ift\.jsonl:8\)/,
+    ],
+    [
+      'a held-out ranked set that EFT also judges',
+      { run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl' }, evaluation: { judgeSet: { ranked: 'ranked.jsonl', offset: 1 } } },
+      { 'ift.jsonl': ift(10), 'ranked.jsonl': [0, 1, 2].map((k) => JSON.stringify({ id: `r${k}`, prompt: `Question ${k}?`, replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 1 }] })).join('\n') + '\n' },
+      /evaluation ranked set "r1" \(ranked\.jsonl:2\) shares the id "r1" with seed ranked set \(EFT\) "r1" \(ranked\.jsonl:2\)/,
+    ],
   ];
+
+  it('accepts held-out ranked sets past the ones EFT uses (seed.maxRanked)', async () => {
+    const ranked = [0, 1, 2].map((k) => JSON.stringify({ id: `r${k}`, prompt: `Question ${k}?`, replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 1 }] })).join('\n') + '\n';
+    const res = await srlmRun({ run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl', maxRanked: 1 }, evaluation: { judgeSet: { ranked: 'ranked.jsonl', offset: 1 } } }, { 'ift.jsonl': ift(10), 'ranked.jsonl': ranked });
+    // validation passed: the run then fails to reach the (absent) server, not on its data
+    expect(res.stderr).not.toMatch(/leaks into training/);
+    expect(res.stderr).not.toMatch(/ranked\.jsonl/);
+  });
 
   for (const [what, config, files, pattern] of cases) {
     it(`names the problem for ${what}`, async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { buildEftExamples, EftJudgmentInput, rankingAgrees } from '../../core/eft';
+import { buildEftExamples, downsample, EftJudgmentInput, rankingAgrees } from '../../core/eft';
 import { judgePrompt } from '../../core/rubric';
 import { RankedSet, SftExample } from '../../core/schemas';
 
@@ -93,5 +93,33 @@ describe('buildEftExamples', () => {
   it('uses the human ranks, not the reply order', () => {
     const reordered: RankedSet = { ...set, replies: [set.replies[1]!, set.replies[0]!].map((r, k) => ({ ...r, rank: 1 - k })) };
     expect(buildEftExamples([reordered], [j(0, 0, 1), j(1, 0, 5)]).stats.agreeing).toBe(1);
+  });
+
+  describe('downsampling the over-represented score (eft.downsampleScore)', () => {
+    // six sets of two replies; the better reply always scores 4, the worse 1, 2 or 3
+    const sets: RankedSet[] = Array.from({ length: 6 }, (_, k) => ({ ...set, id: `s${k}`, prompt: `Question ${k}?` }));
+    const worse = [1, 2, 3, 1, 2, 1];
+    const judgments = sets.flatMap((s, k) => [j(0, 0, 4, s.id), j(1, 0, worse[k]!, s.id)]);
+    const scoreOfText = (e: SftExample) => Number(/Score: (\d)/.exec(e.completion)![1]);
+
+    it('cuts score-4 examples to the count of the most frequent other score, and says how many it dropped', () => {
+      const { examples, stats } = buildEftExamples(sets, judgments, { downsampleScore: 4 });
+      const counts = new Map<number, number>();
+      for (const e of examples) counts.set(scoreOfText(e), (counts.get(scoreOfText(e)) ?? 0) + 1);
+      expect(Object.fromEntries(counts)).toEqual({ 1: 3, 2: 2, 3: 1, 4: 3 });
+      expect(stats).toMatchObject({ downsampled: 3, examples: 9, agreeing: 6 });
+    });
+
+    it('keeps the same examples whatever the order of the judgments', () => {
+      const a = buildEftExamples(sets, judgments, { downsampleScore: 4 }).examples.map((e) => e.id).sort();
+      const b = buildEftExamples([...sets].reverse(), [...judgments].reverse(), { downsampleScore: 4 }).examples.map((e) => e.id).sort();
+      expect(a).toEqual(b);
+    });
+
+    it('drops nothing when off, when the score is not over-represented, or when it is the only score', () => {
+      expect(buildEftExamples(sets, judgments, { downsampleScore: null }).stats).toMatchObject({ downsampled: 0, examples: 12 });
+      expect(buildEftExamples(sets, judgments, { downsampleScore: 1 }).stats).toMatchObject({ downsampled: 0, examples: 12 });
+      expect(downsample([{ id: 'a', prompt: 'p', completion: 'c', kind: 'eft' }], new Map([['a', 4]]), 4)).toHaveLength(1);
+    });
   });
 });
