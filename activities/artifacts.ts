@@ -10,7 +10,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { z } from 'zod';
 import { parseJsonl, toJsonl } from '../core/jsonl';
-import { ArtifactRef, ModelManifest, StageManifest } from '../core/schemas';
+import { ArtifactRef, ModelManifest, type ModelRef, StageManifest } from '../core/schemas';
 import { type ArtifactStore, sha256File, sha256Hex } from './store';
 
 export interface StageLocation {
@@ -164,16 +164,6 @@ export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schem
 // Models
 // ---------------------------------------------------------------------------------------
 
-export interface ModelRef {
-  modelId: string;
-  lineage: string;
-  /** manifest key in the store */
-  key: string;
-  uri: string;
-  sha256: string;
-  /** set when the weights live outside the store (a user's model directory, the packaged-model cache) */
-  externalPath?: string;
-}
 
 export async function findModel(store: ArtifactStore, lineage: string, modelId: string): Promise<ModelRef | null> {
   const key = `${modelPrefix(lineage, modelId)}/manifest.json`;

@@ -37,6 +37,8 @@ import {
 import { loadSeed } from './seed';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
+import type { ModelRef } from '../core/schemas';
+import type { PartStats } from '../workflows/contract';
 import { CandidateSummary, type EvaluationSummary, HeadToHead, IterationSummary, JudgeQuality, JudgmentSummary, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
 import { loadEvalPrompts, loadEvalRanked } from './eval-data';
 import { OpenAICompute } from './openai-compute';
@@ -45,7 +47,6 @@ import {
   promotedKey,
   readPromoted,
   findStage,
-  type ModelRef,
   modelDir,
   modelPrefix,
   publishModel,
@@ -82,7 +83,7 @@ export interface ActivityDeps {
   /** least time between two stage progress signals to the workflow (default 10 s) */
   progressSignalMs?: number;
   /**
-   * this worker process's own generation queue (workflows/shared.ts hostQueue): with
+   * this worker process's own generation queue (workflows/contract.ts hostQueue): with
    * `compute.resident`, generation activities answer it as `ranOn`, and the workflow sends the
    * model's next activities there
    */
@@ -1187,16 +1188,6 @@ function activityFunctions(deps: ActivityDeps) {
 
 export type Activities = ReturnType<typeof createActivities>;
 
-/** What one fleet part of a generation stage did (generateCandidatesPart, judgeCandidatesPart). */
-export interface PartStats {
-  tokens: number;
-  seconds: number;
-  shards: number;
-  shardsReused: number;
-  requestsResumed: number;
-  requestsGenerated: number;
-}
-
 const NO_PART_WORK: PartStats = { tokens: 0, seconds: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0 };
 
 function partStats(g: PartStats): PartStats {
@@ -1333,4 +1324,5 @@ async function readModelMetrics(store: ArtifactStore, ref: ModelRef): Promise<Re
   return parsed.metrics ?? null;
 }
 
-export type { ModelRef } from './artifacts';
+export type { ModelRef } from '../core/schemas';
+export type { PartStats } from '../workflows/contract';

@@ -30,7 +30,7 @@ import { mulberry32 } from '../core/selfInstruct';
 import { startDevServer } from '../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { createWorkers, installQuietRuntime } from '../workers';
-import { runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { runWorkflowId, TASK_QUEUES } from '../workflows/contract';
 import { FakeCompute } from '../test/helpers/fake-compute';
 
 const repo = repoRoot();

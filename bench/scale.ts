@@ -26,7 +26,7 @@ import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { HttpClient } from '../activities/openai-compute';
 import { plainIteration } from './plain-iteration';
 import { installQuietRuntime } from '../workers';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/contract';
 
 const repo = repoRoot();
 

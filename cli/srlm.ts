@@ -26,7 +26,7 @@ import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir, loadEnvPaths } from '../infra/paths';
-import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
+import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/contract';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
 import { buildRunReport, writeRunReport } from './report';

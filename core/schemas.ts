@@ -623,6 +623,18 @@ export const ArtifactRef = z.strictObject({
 });
 export type ArtifactRef = z.infer<typeof ArtifactRef>;
 
+/** A published model: its manifest in the artifact store (models/<lineage>/<model-id>/manifest.json). */
+export interface ModelRef {
+  modelId: string;
+  lineage: string;
+  /** manifest key in the store */
+  key: string;
+  uri: string;
+  sha256: string;
+  /** set when the weights live outside the store (a user's model directory, the packaged-model cache) */
+  externalPath?: string;
+}
+
 /** The SFT baseline's judgment of one human-ranked reply (EFT data building). */
 export const EftJudgment = z.strictObject({
   id: z.string().min(1),

@@ -16,7 +16,7 @@ import type { RunConfig } from '../core/schemas';
 import { trainingBackends } from '../activities/training-backends';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
-import { hostQueue, type QueueName, TASK_QUEUES } from '../workflows/shared';
+import { hostQueue, type QueueName, TASK_QUEUES } from '../workflows/contract';
 
 export const ALL_QUEUES: QueueName[] = ['orchestration', 'generation', 'training'];
 

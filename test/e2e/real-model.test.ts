@@ -14,7 +14,7 @@ import { sha256File } from '../../activities/store';
 import { LocalStore } from '../../activities/store';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample } from '../../core/schemas';
 import { ALL_QUEUES, createWorkers, defaultDeps, installQuietRuntime } from '../../workers';
-import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { testTemporalAddress } from '../helpers/temporal';
 
 const repo = path.resolve(__dirname, '../..');

@@ -17,7 +17,7 @@ import type { RunConfigInput } from '../../core/schemas';
 import { type DevServerHandle, freePort, startDevServer } from '../../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { ALL_QUEUES, createWorkers, installQuietRuntime, workflowBundle } from '../../workers';
-import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
+import { runWorkflowId, TASK_QUEUES } from '../../workflows/contract';
 import { FakeCompute } from '../helpers/fake-compute';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { waitFor } from '../helpers/stack';

@@ -17,7 +17,7 @@ import { PythonCompute } from '../../activities/compute';
 import { LocalStore } from '../../activities/store';
 import { ModelManifest, type RunConfigInput } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
+import { runWorkflowId, TASK_QUEUES } from '../../workflows/contract';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
 import { testTemporalAddress } from '../helpers/temporal';
 import { makeTinyModel, pidAlive } from '../helpers/tiny-model';

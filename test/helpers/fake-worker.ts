@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
 import { defaultStoreFor } from '../../activities';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
-import type { QueueName } from '../../workflows/shared';
+import type { QueueName } from '../../workflows/contract';
 import { FakeCompute } from './fake-compute';
 
 async function main(): Promise<void> {

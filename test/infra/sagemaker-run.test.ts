@@ -19,7 +19,7 @@ import { s3ClientConfig } from '../../activities/s3store';
 import { trainingBackends } from '../../activities/training-backends';
 import { parseS3Uri } from '../../core/s3uri';
 import type { RunConfigInput } from '../../core/schemas';
-import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { FakeCompute } from '../helpers/fake-compute';
 import { type MotoServer, type SageMakerProxy, startMoto, startSageMakerProxy } from '../helpers/moto-server';
 import { startTestStack, type TestStack } from '../helpers/stack';

@@ -12,7 +12,7 @@ import { LocalStore } from '../../activities/store';
 import { recordId } from '../../core/ids';
 import { Candidate, EvalResponse, ModelManifest, PairwiseVerdict, PreferencePair, type RunConfigInput } from '../../core/schemas';
 import { IterationSummary } from '../../core/stats';
-import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { progressQuery, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { FakeCompute } from '../helpers/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack } from '../helpers/stack';

@@ -15,7 +15,7 @@ import { defaultStoreFor } from '../../activities';
 import type { RunConfigInput } from '../../core/schemas';
 import { repoRoot } from '../../infra/paths';
 import { createWorkers } from '../../workers';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/contract';
 import { FakeCompute } from '../helpers/fake-compute';
 import { type FakeOrchestration, fakeOrchestration } from '../helpers/fake-orchestration';
 import { recordHistory } from '../helpers/histories';

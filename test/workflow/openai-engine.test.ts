@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpenAICompute } from '../../activities/openai-compute';
 import type { Candidate, Judgment, RunConfigInput } from '../../core/schemas';
-import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { FakeCompute } from '../helpers/fake-compute';
 import { startTestStack, type TestStack } from '../helpers/stack';
 import { duplicates, runRecords } from '../helpers/stages';

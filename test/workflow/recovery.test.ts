@@ -14,7 +14,7 @@ import { LocalStore } from '../../activities/store';
 import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { iterationProgressQuery, iterationWorkflowId, type LiveStage, progressQuery, runWorkflowId, type RunProgress, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationProgressQuery, iterationWorkflowId, type LiveStage, progressQuery, runWorkflowId, type RunProgress, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { FakeCompute } from '../helpers/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';

@@ -15,7 +15,7 @@ import { LocalStore } from '../../activities/store';
 import type { TrainJob } from '../../activities/compute';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample, StageManifest } from '../../core/schemas';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { recordHistory } from '../helpers/histories';
 import { FakeCompute } from '../helpers/fake-compute';
 import { testTemporalAddress } from '../helpers/temporal';

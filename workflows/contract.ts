@@ -1,10 +1,24 @@
 /**
- * Names shared by workflows, workers and clients: task queues, workflow IDs, queries,
- * signals. Deterministic and free of Node built-ins (workflows import it).
+ * The Temporal contract: what workflows, activities, workers and clients agree on — task
+ * queues, workflow IDs, signal and query definitions, patch names and the types they carry.
+ * Deterministic, free of Node built-ins and of the workflow SDK (it imports types only), so
+ * workflow code and activity code both import it without loading each other.
  */
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { QueryDefinition, SignalDefinition } from '@temporalio/common';
+import type { ModelRef } from '../core/schemas';
 import type { IterationSummary } from '../core/stats';
-import type { ModelRef } from '../activities/artifacts';
+
+export type { ModelRef } from '../core/schemas';
+
+/** The same object `defineSignal` (@temporalio/workflow) returns, without loading the workflow SDK. */
+function signal<Args extends unknown[] = []>(name: string): SignalDefinition<Args> {
+  return { type: 'signal', name } as SignalDefinition<Args>;
+}
+
+/** The same object `defineQuery` (@temporalio/workflow) returns. */
+function query<Ret>(name: string): QueryDefinition<Ret> {
+  return { type: 'query', name } as QueryDefinition<Ret>;
+}
 
 export const TASK_QUEUES = {
   /** workflows and light CPU stages (validation, filtering, pair selection, summaries) */
@@ -95,17 +109,27 @@ export interface LiveStage {
   at: string;
 }
 
-export const stageProgressSignal = defineSignal<[LiveStage]>('stageProgress');
+export const stageProgressSignal = signal<[LiveStage]>('stageProgress');
 
-export const progressQuery = defineQuery<RunProgress>('progress');
+export const progressQuery = query<RunProgress>('progress');
 
 /**
  * Pause: the stage that is running finishes (its shards commit, its model is published) and
  * no next stage starts until `resume`. Send to `srlm-<run>`; it reaches the running iteration.
  */
-export const pauseSignal = defineSignal<[{ reason?: string }?]>('pause');
-export const resumeSignal = defineSignal('resume');
-export const iterationProgressQuery = defineQuery<IterationProgress>('progress');
+export const pauseSignal = signal<[{ reason?: string }?]>('pause');
+export const resumeSignal = signal('resume');
+export const iterationProgressQuery = query<IterationProgress>('progress');
+
+/** What one fleet part of a generation stage did (generateCandidatesPart, judgeCandidatesPart). */
+export interface PartStats {
+  tokens: number;
+  seconds: number;
+  shards: number;
+  shardsReused: number;
+  requestsResumed: number;
+  requestsGenerated: number;
+}
 
 export interface RunResult {
   run: string;
