@@ -34,14 +34,14 @@ import {
   RunConfig,
   SftExample,
 } from '../core/schemas';
-import { loadSeed } from './seed';
+import { loadSeed } from '../inputs/seed';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
 import { InstructionFilter } from '../core/filters';
 import type { ModelRef } from '../core/schemas';
 import type { PartStats } from '../workflows/contract';
 import { CandidateSummary, type EvaluationSummary, HeadToHead, IterationSummary, JudgeQuality, JudgmentSummary, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
-import { loadEvalPrompts, loadEvalRanked } from './eval-data';
-import { OpenAICompute } from './openai-compute';
+import { loadEvalPrompts, loadEvalRanked } from '../inputs/eval-data';
+import { OpenAICompute } from '../backends/openai-compute';
 import {
   findModel,
   promotedKey,
@@ -56,15 +56,16 @@ import {
   StageWriter,
   writeStage,
   type StageLocation,
-} from './artifacts';
-import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, trainDistributed, type TrainJob } from './compute';
+} from '../store/artifacts';
+import { type ComputeBackend, type GenerateOutput, type GenerateRequest, localTorchrun, trainDistributed, type TrainJob } from '../backends/compute';
 import { recordStageMetrics, recordTrainingMetrics } from './metrics';
 import { generateSharded } from './shards';
 import { type LiveSignaller, liveSignaller, type ProgressReporter, rates, stageLog, withHeartbeats } from './progress';
-import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from './checkpoints';
-import { openStore } from './open-store';
-import { REMOTE_NAME_MAX, remoteJobBase } from './remote-train';
-import type { ArtifactStore } from './store';
+import { checkpointsPrefix, findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from '../store/checkpoints';
+import { openStore } from '../store/open-store';
+import { REMOTE_NAME_MAX, remoteJobBase } from '../backends/remote-train';
+import { remoteTrainPrefix, summaryKey } from '../store/keys';
+import type { ArtifactStore } from '../store/store';
 
 export interface ActivityDeps {
   /** store for a run's config (`store.root`), defaulting to the worker's */
@@ -379,7 +380,7 @@ function activityFunctions(deps: ActivityDeps) {
     let lastLive: Parameters<LiveSignaller['update']>[0] | null = null;
     // a remote backend (compute.training) runs the job as srlm-<run>-<name>-<digest> with its files under the store
     const trainer = deps.trainerFor?.(config);
-    const remotePrefix = `runs/${config.run}/train/${name}/remote/${jobDigest}`;
+    const remotePrefix = remoteTrainPrefix(config.run, name, jobDigest);
     const remote = trainer
       ? { remote: { job_name: remoteJobBase(config.run, name, jobDigest, REMOTE_NAME_MAX), store_prefix: remotePrefix, model_key: input.base.externalPath ? null : modelPrefix(input.base.lineage, input.base.modelId) } }
       : {};
@@ -1176,11 +1177,10 @@ function activityFunctions(deps: ActivityDeps) {
         skipped: skipCounts(promptsM.stats, (await readStageManifest(store, input.candidates)).stats, (await readStageManifest(store, input.judgments)).stats),
         evaluation,
       };
-      const prefix = `runs/${config.run}/iter-${iteration}`;
-      await store.putBytes(`${prefix}/summary.json`, JSON.stringify(summary, null, 2) + '\n');
+      await store.putBytes(summaryKey(config.run, iteration, 'json'), JSON.stringify(summary, null, 2) + '\n');
       const md = renderIterationSummaryMarkdown(summary);
-      await store.putBytes(`${prefix}/summary.md`, md);
-      deps.reporter?.({ run: config.run, iteration, stage: 'summary', done: 1, total: 1, tokens: 0, elapsedS: 0, note: store.uri(`${prefix}/summary.md`) });
+      await store.putBytes(summaryKey(config.run, iteration, 'md'), md);
+      deps.reporter?.({ run: config.run, iteration, stage: 'summary', done: 1, total: 1, tokens: 0, elapsedS: 0, note: store.uri(summaryKey(config.run, iteration, 'md')) });
       return summary;
     },
   };

@@ -20,9 +20,9 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { configHash } from '../core/ids';
-import { stagePrefix, type StageLocation } from './artifacts';
-import type { ComputeBackend, ComputeEvent, GenerateOutput, GenerateRequest } from './compute';
-import { type ArtifactStore, sha256Hex } from './store';
+import { stagePrefix, type StageLocation } from '../store/artifacts';
+import type { ComputeBackend, ComputeEvent, GenerateOutput, GenerateRequest } from '../backends/compute';
+import { type ArtifactStore, sha256Hex } from '../store/store';
 
 export interface ShardCommit {
   kind: 'shard-commit';

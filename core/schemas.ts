@@ -274,7 +274,7 @@ function checkDistributed(o: { strategy?: 'ddp' | 'fsdp'; fsdpLayerClass?: strin
  * Where SFT and DPO run: `local` (default: compute/ on the training worker), `sagemaker`
  * (an Amazon SageMaker training job) or `kubernetes` (an indexed batch/v1 Job, torchrun across
  * its pods). The remote kinds need an s3:// store: inputs, checkpoints and the trained model
- * travel through it. See activities/sagemaker-train.ts and activities/k8s-train.ts.
+ * travel through it. See backends/sagemaker-train.ts and backends/k8s-train.ts.
  */
 export const TrainingBackend = z.discriminatedUnion('kind', [
   z.strictObject({

@@ -18,7 +18,7 @@ import { type DevServerHandle, freePort, startDevServer } from '../../infra/dev-
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { ALL_QUEUES, createWorkers, installQuietRuntime, workflowBundle } from '../../workers';
 import { runWorkflowId, TASK_QUEUES } from '../../workflows/contract';
-import { FakeCompute } from '../helpers/fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { waitFor } from '../helpers/stack';
 import { duplicates, faultRunConfig, runRecords } from '../helpers/stages';

@@ -16,7 +16,7 @@ import type { RunConfigInput } from '../../core/schemas';
 import { repoRoot } from '../../infra/paths';
 import { createWorkers } from '../../workers';
 import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/contract';
-import { FakeCompute } from '../helpers/fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { type FakeOrchestration, fakeOrchestration } from '../helpers/fake-orchestration';
 import { recordHistory } from '../helpers/histories';
 import { waitFor } from '../helpers/stack';

@@ -125,7 +125,7 @@ export function computeArgs(command: string, jobFile: string, launcher?: TrainLa
   return ['-m', 'srlm_compute.launch', '--standalone', '--nproc-per-node', String(launcher.nproc_per_node), ...direct];
 }
 
-/** Where a remote training job's files live in the store, and its name (activities/remote-train.ts). */
+/** Where a remote training job's files live in the store, and its name (backends/remote-train.ts). */
 export interface RemoteTarget {
   /** base of the job's name chain: srlm-<run>-<model>-<digest> */
   job_name: string;

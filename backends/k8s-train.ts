@@ -10,7 +10,7 @@
  * drain) are not counted against backoffLimit. The Service is owned by the Job, so deleting the
  * Job with propagationPolicy Background removes pods and Service.
  *
- * The container contract, implemented by the training image's entrypoint (workers/train-entry.ts,
+ * The container contract, implemented by the training image's entrypoint (backends/train-entry.ts,
  * infra/docker/train.Dockerfile): read SRLM_TRAIN_JOB (compute/'s train job whose model, data,
  * output and checkpoint_dir are s3:// URIs, also in SRLM_MODEL_URI, SRLM_DATA_URI,
  * SRLM_OUTPUT_URI, SRLM_CHECKPOINT_URI; its `distributed` from the backend's strategy /
@@ -28,7 +28,7 @@ import type { TrainingBackend } from '../core/schemas';
 import { type TrainJob, trainDistributed } from './compute';
 import type { RemotePlatform, RemoteStatus, StagedInputs } from './remote-train';
 import { REMOTE_NAME_MAX, remoteTrainJob, storeKeyOf } from './remote-train';
-import type { ArtifactStore } from './store';
+import type { ArtifactStore } from '../store/store';
 
 export type KubernetesSettings = Extract<TrainingBackend, { kind: 'kubernetes' }>;
 

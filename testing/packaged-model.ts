@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { repoRoot } from '../../infra/paths';
+import { repoRoot } from '../infra/paths';
 
 /**
  * The packaged model's Hugging Face directory in `<cacheDir>/models/<name>`, imported from its

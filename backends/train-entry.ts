@@ -4,11 +4,11 @@
  * `python -m srlm_compute.launch` (which exits 2 on invalid input, unlike bare torchrun), passes
  * compute/'s JSON event lines through on stdout and exits with the launcher's exit code.
  *
- *   tsx workers/train-entry.ts [train]        (SageMaker runs the image with the argument "train")
+ *   tsx backends/train-entry.ts [train]        (SageMaker runs the image with the argument "train")
  *
  * The mode comes from the environment:
  *
- * - **Kubernetes** (activities/k8s-train.ts), when SRLM_TRAIN_JOB is set: SRLM_TRAIN_JOB (compute/'s
+ * - **Kubernetes** (backends/k8s-train.ts), when SRLM_TRAIN_JOB is set: SRLM_TRAIN_JOB (compute/'s
  *   train job with s3:// locations), SRLM_MODEL_URI, SRLM_DATA_URI, SRLM_OUTPUT_URI,
  *   SRLM_CHECKPOINT_URI, SRLM_NNODES, SRLM_NPROC_PER_NODE, JOB_COMPLETION_INDEX (the node rank;
  *   may be absent with one node), SRLM_MASTER_ADDR, SRLM_MASTER_PORT. The model, the data and the
@@ -17,7 +17,7 @@
  *   publishes is uploaded (the older ones removed) as it appears; node 0 uploads the trained model
  *   to SRLM_OUTPUT_URI once the launcher exits 0. Credentials, region and endpoint: the AWS default
  *   chain (service account role, AWS_* variables, AWS_ENDPOINT_URL_S3).
- * - **SageMaker** (activities/sagemaker-train.ts), when `<root>/input/config/hyperparameters.json`
+ * - **SageMaker** (backends/sagemaker-train.ts), when `<root>/input/config/hyperparameters.json`
  *   exists (root: SRLM_SAGEMAKER_ROOT, default /opt/ml): hyperparameter `srlm_job` (the train job)
  *   and optionally `srlm_nproc_per_node` (else SM_NUM_GPUS, else the /dev/nvidiaN devices, else 1);
  *   `<root>/input/config/resourceconfig.json` gives the node rank (index of current_host in hosts)
@@ -40,10 +40,10 @@ import * as fs from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from '../activities/checkpoints';
-import { defaultObjectCacheDir, openStore } from '../activities/open-store';
-import { walk } from '../activities/remote-train';
-import { type ArtifactStore, LocalStore } from '../activities/store';
+import { findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from '../store/checkpoints';
+import { defaultObjectCacheDir, openStore } from '../store/open-store';
+import { walk } from './remote-train';
+import { type ArtifactStore, LocalStore } from '../store/store';
 import { parseS3Uri } from '../core/s3uri';
 
 /** compute/'s exit code for invalid input: a restart cannot help (the Job's podFailurePolicy fails at once). */
@@ -115,7 +115,7 @@ function parseJob(text: string, what: string): Record<string, unknown> {
 export function kubernetesTask(env: NodeJS.ProcessEnv): KubernetesTask {
   const need = (name: string): string => {
     const v = env[name];
-    if (v === undefined || v.trim() === '') throw new EntryError(`${name} is not set (the training Job's pods get it; see activities/k8s-train.ts)`);
+    if (v === undefined || v.trim() === '') throw new EntryError(`${name} is not set (the training Job's pods get it; see backends/k8s-train.ts)`);
     return v;
   };
   const uri = (name: string): string => {
@@ -198,8 +198,8 @@ export function detectMode(env: NodeJS.ProcessEnv): 'kubernetes' | 'sagemaker' {
     throw new EntryError(`this looks like SageMaker (${sageMaker.sort().join(', ')} set) but ${hpFile} does not exist (it holds the hyperparameter "srlm_job"; SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`);
   }
   const kubernetes = Object.keys(env).filter((k) => env[k] && /^SRLM_(MODEL|DATA|OUTPUT|CHECKPOINT)_URI$|^SRLM_NNODES$/.test(k));
-  if (kubernetes.length) throw new EntryError(`SRLM_TRAIN_JOB is not set (${kubernetes.sort().join(', ')} are: the training Job's pods get all of them; see activities/k8s-train.ts)`);
-  throw new EntryError(`no training job: set SRLM_TRAIN_JOB and the other SRLM_* variables (Kubernetes, see activities/k8s-train.ts), or run under SageMaker, which writes ${hpFile} (SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`);
+  if (kubernetes.length) throw new EntryError(`SRLM_TRAIN_JOB is not set (${kubernetes.sort().join(', ')} are: the training Job's pods get all of them; see backends/k8s-train.ts)`);
+  throw new EntryError(`no training job: set SRLM_TRAIN_JOB and the other SRLM_* variables (Kubernetes, see backends/k8s-train.ts), or run under SageMaker, which writes ${hpFile} (SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`);
 }
 
 // ------------------------------------------------------------------------------------- running

@@ -9,7 +9,7 @@
  * model.tar.gz; the activity unpacks that into the local output directory trainModel publishes.
  * Progress comes from metric definitions matching compute/'s JSON progress lines.
  *
- * The training image's entrypoint (workers/train-entry.ts, infra/docker/train.Dockerfile) reads
+ * The training image's entrypoint (backends/train-entry.ts, infra/docker/train.Dockerfile) reads
  * `srlm_job` (with the backend's strategy / fsdpLayerClass as its `distributed`) and
  * `srlm_nproc_per_node` (set when the config gives nprocPerNode; else the instance's GPUs), takes
  * node rank and master from /opt/ml/input/config/resourceconfig.json, resumes from the newest
@@ -33,7 +33,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { TrainingBackend } from '../core/schemas';
 import { type TrainJob, trainDistributed } from './compute';
 import { type RemotePlatform, type RemoteStatus, remoteTrainJob, type StagedInputs, storeKeyOf } from './remote-train';
-import type { ArtifactStore } from './store';
+import type { ArtifactStore } from '../store/store';
 
 export type SageMakerSettings = Extract<TrainingBackend, { kind: 'sagemaker' }>;
 

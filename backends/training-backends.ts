@@ -8,7 +8,7 @@ import type { RunConfig } from '../core/schemas';
 import type { ComputeBackend } from './compute';
 import { REMOTE_NAME_MAX, type RemotePlatform, type RemoteStatus, RemoteTrainer, type StagedInputs } from './remote-train';
 import type { TrainJob } from './compute';
-import type { ArtifactStore } from './store';
+import type { ArtifactStore } from '../store/store';
 
 export interface TrainingBackendsOptions {
   /** the run's store (the remote kinds need an s3:// one) */

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import type { ArtifactStore } from './store';
+import type { ArtifactStore } from '../store/store';
 import type { ComputeBackend, ComputeEvent, GenerateJob, ImportJob, RemoteTarget, RunControl, TrainDistributed, TrainJob } from './compute';
 
 /** A remote job's state, the same for every platform. */
@@ -146,7 +146,7 @@ function locations(store: ArtifactStore, target: RemoteTarget, modelKey: string,
  * The compute/ train job a remote container runs: the worker's job with the container's
  * locations (paths there, or s3:// URIs), minus the worker-only fields, with the backend's
  * `distributed` settings (the container always launches through torchrun). The container's
- * entrypoint (workers/train-entry.ts) resumes from the newest complete checkpoint itself.
+ * entrypoint (backends/train-entry.ts) resumes from the newest complete checkpoint itself.
  */
 export function remoteTrainJob(
   job: TrainJob,

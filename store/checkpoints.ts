@@ -23,9 +23,7 @@ export const CheckpointManifest = z.object({
 });
 export type CheckpointManifest = z.infer<typeof CheckpointManifest>;
 
-export function checkpointsPrefix(run: string, name: string, jobDigest: string): string {
-  return `runs/${run}/train/${name}/checkpoints/${jobDigest}`;
-}
+export { checkpointsPrefix } from './keys';
 
 export function stepDir(step: number): string {
   return `step-${String(step).padStart(6, '0')}`;

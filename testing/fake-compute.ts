@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { ComputeBackend, ComputeEvent, GenerateJob, GenerateRequest, ImportJob, RunControl, TrainJob } from '../../activities/compute';
+import type { ComputeBackend, ComputeEvent, GenerateJob, GenerateRequest, ImportJob, RunControl, TrainJob } from '../backends/compute';
 
 const SUBJECTS = ['tides', 'compound interest', 'photosynthesis', 'a bicycle gear', 'sourdough', 'volcanoes', 'jet lag', 'the printing press', 'vaccines', 'solar panels', 'chess openings', 'coral reefs', 'inflation', 'bird migration', 'rainbows', 'the stock market', 'black holes', 'recycling plastics', 'sleep cycles', 'honeybees', 'electric cars', 'glaciers', 'caffeine', 'the immune system', 'wind turbines', 'earthquakes', 'fermentation', 'credit scores', 'the moon landing', 'tea ceremonies'];
 const AUDIENCES = ['a ten-year-old', 'a busy manager', 'a retired teacher', 'a first-year student', 'a tourist', 'a skeptical engineer', 'a new parent', 'a poet', 'a chef', 'a sailor'];

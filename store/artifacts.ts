@@ -11,21 +11,10 @@ import * as path from 'node:path';
 import type { z } from 'zod';
 import { parseJsonl, toJsonl } from '../core/jsonl';
 import { ArtifactRef, ModelManifest, type ModelRef, StageManifest } from '../core/schemas';
+import { modelPrefix, promotedKey, type StageLocation, stagePrefix } from './keys';
 import { type ArtifactStore, sha256File, sha256Hex } from './store';
 
-export interface StageLocation {
-  run: string;
-  iteration: number;
-  stage: string;
-}
-
-export function stagePrefix(loc: StageLocation): string {
-  return `runs/${loc.run}/iter-${loc.iteration}/${loc.stage}`;
-}
-
-export function modelPrefix(lineage: string, modelId: string): string {
-  return `models/${lineage}/${modelId}`;
-}
+export { modelPrefix, promotedKey, type StageLocation, stagePrefix } from './keys';
 
 export class IntegrityError extends Error {
   override name = 'IntegrityError';
@@ -255,9 +244,6 @@ export async function modelDir(store: ArtifactStore, ref: ModelRef): Promise<str
 // Promotion
 // ---------------------------------------------------------------------------------------
 
-export function promotedKey(lineage: string): string {
-  return `models/${lineage}/promoted.json`;
-}
 
 /** The lineage's promoted model, or null when none was promoted yet. */
 export async function readPromoted(store: ArtifactStore, lineage: string): Promise<{ modelId: string; run: string; promotedAt: string } | null> {

@@ -14,9 +14,9 @@
  */
 import * as path from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
-import { defaultStoreFor } from '../../activities';
-import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
-import type { QueueName } from '../../workflows/contract';
+import { defaultStoreFor } from '../activities';
+import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../workers';
+import type { QueueName } from '../workflows/contract';
 import { FakeCompute } from './fake-compute';
 
 async function main(): Promise<void> {
