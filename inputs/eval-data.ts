@@ -4,10 +4,10 @@
  * stages, and by the CLI, which checks them before it starts anything.
  */
 import * as fs from 'node:fs/promises';
-import { ApplicationFailure } from '@temporalio/common';
 import { z } from 'zod';
 import { decodeUtf8, parseJsonl, parseRecord, RecordError } from '../core/jsonl';
 import { importOasstTrees } from '../core/oasst';
+import { invalid } from './invalid';
 import { type EvalPrompt, RankedSet, type RunConfig } from '../core/schemas';
 
 /**
@@ -27,21 +27,17 @@ const EvalPromptInput = z
   })
   .refine((r) => (r.instruction ?? r.prompt) !== undefined, { message: 'needs "instruction" (or "prompt")', path: ['instruction'] });
 
-function invalid(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, 'InvalidData');
-}
-
 async function readText(file: string, field: string): Promise<string> {
   let bytes: Buffer;
   try {
     bytes = await fs.readFile(file);
   } catch (err) {
-    throw invalid(`${field}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw invalid(`${field}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 'InvalidData');
   }
   try {
     return decodeUtf8(bytes, file);
   } catch (err) {
-    if (err instanceof RecordError) throw invalid(err.message);
+    if (err instanceof RecordError) throw invalid(err.message, 'InvalidData');
     throw err;
   }
 }
@@ -77,16 +73,16 @@ export async function loadEvalPrompts(cfg: { file: string; offset: number; max: 
       for (const r of parseJsonl(text, EvalPromptInput, cfg.file)) raw.push({ value: r, line: ++n });
     }
   } catch (err) {
-    if (err instanceof RecordError) throw invalid(err.message);
+    if (err instanceof RecordError) throw invalid(err.message, 'InvalidData');
     throw err;
   }
   const picked = raw.slice(cfg.offset, cfg.offset + cfg.max);
-  if (picked.length === 0) throw invalid(`evaluation.prompts: ${cfg.file} has ${raw.length} records, none left after offset ${cfg.offset}`);
+  if (picked.length === 0) throw invalid(`evaluation.prompts: ${cfg.file} has ${raw.length} records, none left after offset ${cfg.offset}`, 'InvalidData');
   const seen = new Map<string, number>();
   return picked.map(({ value: r, line }) => {
     const id = r.id !== undefined ? String(r.id) : `eval-${line}`;
     const first = seen.get(id);
-    if (first !== undefined) throw invalid(`${cfg.file}: records ${first} and ${line} share the id "${id}"`);
+    if (first !== undefined) throw invalid(`${cfg.file}: records ${first} and ${line} share the id "${id}"`, 'InvalidData');
     seen.set(id, line);
     const reference = r.output ?? r.reference ?? r.response;
     return {
@@ -109,11 +105,11 @@ export async function loadEvalRanked(cfg: NonNullable<NonNullable<RunConfig['eva
       sets = importOasstTrees(await readText(cfg.oasst!, 'evaluation.judgeSet.oasst'), cfg.oasst!, { lang: cfg.lang }).ranked;
     }
   } catch (err) {
-    if (err instanceof RecordError) throw invalid(err.message);
+    if (err instanceof RecordError) throw invalid(err.message, 'InvalidData');
     throw err;
   }
   const picked = sets.slice(cfg.offset, cfg.offset + cfg.max);
   const file = cfg.ranked ?? cfg.oasst!;
-  if (picked.length === 0) throw invalid(`evaluation.judgeSet: ${file} has ${sets.length} ranked sets, none left after offset ${cfg.offset}`);
+  if (picked.length === 0) throw invalid(`evaluation.judgeSet: ${file} has ${sets.length} ranked sets, none left after offset ${cfg.offset}`, 'InvalidData');
   return picked;
 }

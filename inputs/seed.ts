@@ -4,11 +4,11 @@
  * data before it starts anything.
  */
 import * as fs from 'node:fs/promises';
-import { ApplicationFailure } from '@temporalio/common';
 import type { z } from 'zod';
 import { decodeUtf8, parseJsonl, RecordError } from '../core/jsonl';
 import { importOasstTrees } from '../core/oasst';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
+import { invalid } from './invalid';
 import { EftSeed, IftExample, RankedSet, type RunConfig, type SftExample } from '../core/schemas';
 
 export interface SeedData {
@@ -19,21 +19,17 @@ export interface SeedData {
   sources: string[];
 }
 
-function invalid(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, 'InvalidData');
-}
-
 async function readSeedFile<T extends { id: string }>(file: string, schema: z.ZodType<T>, what: string): Promise<T[]> {
   let bytes: Buffer;
   try {
     bytes = await fs.readFile(file);
   } catch (err) {
-    throw invalid(`seed.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw invalid(`seed.${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 'InvalidData');
   }
   try {
     return parseJsonl(decodeUtf8(bytes, file), schema, file, { uniqueId: (r) => r.id });
   } catch (err) {
-    if (err instanceof RecordError) throw invalid(err.message);
+    if (err instanceof RecordError) throw invalid(err.message, 'InvalidData');
     throw err;
   }
 }
@@ -41,7 +37,7 @@ async function readSeedFile<T extends { id: string }>(file: string, schema: z.Zo
 function dupCheck(records: { id: string }[], file: string): void {
   const seen = new Set<string>();
   for (const r of records) {
-    if (seen.has(r.id)) throw invalid(`${file}: duplicate record id "${r.id}"`);
+    if (seen.has(r.id)) throw invalid(`${file}: duplicate record id "${r.id}"`, 'InvalidData');
     seen.add(r.id);
   }
 }
@@ -67,7 +63,7 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
     dupCheck(records, file);
     records.forEach((r, i) => {
       const parsed = parseJudgeScore(r.judgment);
-      if (parsed.score === null) throw invalid(`${file}:${i + 1}: field "judgment": its score line does not parse (${parsed.error}); end it with "Score: <0-5>"`);
+      if (parsed.score === null) throw invalid(`${file}:${i + 1}: field "judgment": its score line does not parse (${parsed.error}); end it with "Score: <0-5>"`, 'InvalidData');
       eftSeed.push({ id: r.id, prompt: judgePrompt(r.prompt, r.response), completion: r.judgment, kind: 'eft' });
     });
     sources.push(file);
@@ -77,7 +73,7 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
     try {
       bytes = await fs.readFile(config.seed.oasst);
     } catch (err) {
-      throw invalid(`seed.oasst: cannot read ${config.seed.oasst} (${(err as Error).message})`);
+      throw invalid(`seed.oasst: cannot read ${config.seed.oasst} (${(err as Error).message})`, 'InvalidData');
     }
     try {
       const text = decodeUtf8(bytes, config.seed.oasst);
@@ -85,7 +81,7 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
       ift.push(...imported.ift);
       ranked.push(...imported.ranked);
     } catch (err) {
-      if (err instanceof RecordError) throw invalid(err.message);
+      if (err instanceof RecordError) throw invalid(err.message, 'InvalidData');
       throw err;
     }
     sources.push(config.seed.oasst);
@@ -93,10 +89,10 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
   if (config.seed.maxIft) ift = ift.slice(0, config.seed.maxIft);
   if (config.seed.maxRanked) ranked = ranked.slice(0, config.seed.maxRanked);
   if (config.seed.maxEft) eftSeed.splice(config.seed.maxEft);
-  if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`);
+  if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`, 'InvalidData');
   const neededShots = config.prompts.seedShots + config.prompts.generatedShots;
   if (ift.length < neededShots) {
-    throw invalid(`seed: ${ift.length} IFT examples in ${sources.join(', ')}, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`);
+    throw invalid(`seed: ${ift.length} IFT examples in ${sources.join(', ')}, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`, 'InvalidData');
   }
 
   return { ift, ranked, eft: eftSeed, sources };
