@@ -342,7 +342,7 @@ export async function readGenerateOutputs(file: string): Promise<Map<string, Gen
     try {
       rec = JSON.parse(line) as GenerateOutput;
     } catch (err) {
-      throw new Error(`${file}:${i + 1}: malformed generation output (${(err as Error).message})`);
+      throw new Error(`${file}:${i + 1}: malformed generation output (${(err as Error).message})`, { cause: err });
     }
     out.set(rec.id, rec);
   });

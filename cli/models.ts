@@ -35,7 +35,7 @@ export async function listLineage(store: ArtifactStore, lineage?: string): Promi
     try {
       m = ModelManifest.parse(JSON.parse((await store.getBytes(key)).toString('utf8')));
     } catch (err) {
-      throw new Error(`${store.uri(key)}: not a valid model manifest (${(err as Error).message.split('\n')[0]})`);
+      throw new Error(`${store.uri(key)}: not a valid model manifest (${(err as Error).message.split('\n')[0]})`, { cause: err });
     }
     const metrics: Record<string, number> = {};
     for (const k of HEADLINE) if (typeof m.metrics[k] === 'number') metrics[k] = m.metrics[k] as number;

@@ -28,7 +28,7 @@ export function openStore(root: string, s3: Partial<S3Settings> = {}, cacheDir: 
     try {
       loc = parseS3Uri(root);
     } catch (err) {
-      throw new Error(`store root ${(err as Error).message}`);
+      throw new Error(`store root ${(err as Error).message}`, { cause: err });
     }
     store = new S3Store({
       ...loc,

@@ -203,7 +203,7 @@ export class S3Store implements ArtifactStore {
         expected = res.Metadata?.sha256;
         body = Buffer.from(await res.Body!.transformToByteArray());
       } catch (err) {
-        if (isNotFound(err)) throw new Error(`artifact ${this.uri(key)} does not exist`);
+        if (isNotFound(err)) throw new Error(`artifact ${this.uri(key)} does not exist`, { cause: err });
         if (!isChecksumError(err)) throw this.fail('could not read', key, err);
         // the SDK's own check (the server's CRC of the object) failed: same as a sha256 mismatch
         if (attempt >= this.integrityAttempts) throw new IntegrityError(`artifact ${this.uri(key)}: the bytes read do not match the object's checksum (${attempt} reads): ${(err as Error).message}`, '', '');

@@ -87,7 +87,7 @@ export class LocalStore implements ArtifactStore {
     try {
       return await fs.readFile(this.file(key));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`artifact ${this.uri(key)} does not exist`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`artifact ${this.uri(key)} does not exist`, { cause: err });
       throw err;
     }
   }
