@@ -10,6 +10,9 @@
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
  *   srlm report <run> [--out DIR]           the run's iteration summaries as one HTML page and Markdown
+ *
+ * About 500 lines: every command's definition and help text in one file, its work in the
+ * modules beside it (runs, schedules, models, report, stack).
  */
 import { setMaxListeners } from 'node:events';
 import * as path from 'node:path';
