@@ -320,7 +320,7 @@ async function cmdReport(run: string, opts: { store?: string; stateDir?: string;
   const given = opts.store ?? (process.env.SRLM_STORE_ROOT || path.join(stateDir, 'artifacts'));
   const root = checkStoreRoot(given);
   // the object cache bootstrap set up serves S3 stores; a directory needs none. The AWS SDK's
-  // Node version notice is silenced as in the workers (see README, Installation).
+  // Node version notice is silenced as in the workers (see docs/installation.md).
   if (isS3Uri(root)) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const store = isS3Uri(root) ? openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
   const report = await buildRunReport(store, run, (l) => console.error(l));

@@ -296,7 +296,7 @@ export const TrainingBackend = z.discriminatedUnion('kind', [
   }),
   z.strictObject({
     kind: z.literal('sagemaker'),
-    /** ECR URI of the training image (runs srlm_compute train; see the README) */
+    /** ECR URI of the training image (runs srlm_compute train; see docs/scaling.md) */
     image: z.string().regex(/^[^\s]+\/[^\s]+$/, 'must be an image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/srlm-train:1'),
     /** execution role SageMaker assumes (reads and writes the store's bucket) */
     roleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/\S+$/, 'must be an IAM role ARN such as arn:aws:iam::123456789012:role/srlm-training'),

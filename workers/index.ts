@@ -203,7 +203,7 @@ function engines(compute: ComputeBackend, vllmGenerator: ComputeBackend | undefi
  */
 export function installQuietRuntime(): void {
   // The pinned AWS SDK runs on Node 20; its notice that SDK releases after January 2027 need
-  // Node 22 belongs in the README, not in every run's output.
+  // Node 22 belongs in docs/installation.md, not in every run's output.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const quiet = {
     log: () => undefined,

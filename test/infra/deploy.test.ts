@@ -303,9 +303,9 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     expect([...listed].sort()).toEqual(manifestFiles);
   });
 
-  it('hold no secrets; every Secret they read is optional or one the README tells how to create', () => {
+  it('hold no secrets; every Secret they read is optional or one docs/deployment.md tells how to create', () => {
     expect(byKind('Secret')).toEqual([]);
-    const readme = read('README.md');
+    const readme = read('docs/deployment.md');
     for (const w of workloads()) {
       for (const c of containersOf(w)) {
         const refs = [

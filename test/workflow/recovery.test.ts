@@ -141,7 +141,7 @@ describe('recovering runs (FakeCompute)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
-  it('the README\'s Temporal CLI steps (show, extract the input, start) resume a failed run', async () => {
+  it('docs/operations.md\'s Temporal CLI steps (show, extract the input, start) resume a failed run', async () => {
     const root = path.join(tmp, 'store-cli');
     const blocker = blockCandidates(root, 'rec');
     await expect(execute(config('rec', root))).rejects.toBeInstanceOf(WorkflowFailedError);
@@ -321,7 +321,7 @@ describe('recovering runs (FakeCompute)', () => {
     expect(JSON.parse(await srlm('list', '--json'))).toEqual([]);
   });
 
-  it('the README\'s `temporal schedule create` command makes a schedule whose runs work the same', async () => {
+  it('docs/operations.md\'s `temporal schedule create` command makes a schedule whose runs work the same', async () => {
     const root = path.join(tmp, 'store-ref');
     const cfg = { ...config('tcli', root), lineage: 'rec', baseModel: { promoted: 'rec' } };
     const temporal = loadEnvPaths(repoRoot()).temporal;
