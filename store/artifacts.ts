@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { z } from 'zod';
 import { parseJsonl, toJsonl } from '../core/jsonl';
 import { ArtifactRef, ModelManifest, type ModelRef, StageManifest } from '../core/schemas';
-import { modelPrefix, promotedKey, type StageLocation, stagePrefix } from './keys';
+import { modelManifestKey, modelPrefix, promotedKey, stageManifestKey, type StageLocation, stageShardKey } from './keys';
 import { type ArtifactStore, sha256File, sha256Hex } from './store';
 
 export { modelPrefix, promotedKey, type StageLocation, stagePrefix } from './keys';
@@ -22,7 +22,7 @@ export class IntegrityError extends Error {
 
 /** Returns the published stage's reference, or null when the stage has no manifest yet. */
 export async function findStage(store: ArtifactStore, loc: StageLocation): Promise<ArtifactRef | null> {
-  const key = `${stagePrefix(loc)}/manifest.json`;
+  const key = stageManifestKey(loc);
   if (!(await store.exists(key))) return null;
   const bytes = await store.getBytes(key);
   const manifest = StageManifest.parse(JSON.parse(bytes.toString('utf8')));
@@ -51,7 +51,6 @@ export interface WriteStageInput<T> extends StageMeta {
  * stage. Shards of an unfinished writer are unreferenced and overwritten by the next attempt.
  */
 export class StageWriter<T> {
-  private readonly prefix: string;
   private readonly shardSize: number;
   private readonly shards: StageManifest['shards'] = [];
   private buffer: T[] = [];
@@ -61,7 +60,6 @@ export class StageWriter<T> {
     private readonly store: ArtifactStore,
     private readonly meta: StageMeta,
   ) {
-    this.prefix = stagePrefix(meta);
     this.shardSize = Math.max(1, meta.shardSize ?? STAGE_SHARD_SIZE);
   }
 
@@ -80,7 +78,7 @@ export class StageWriter<T> {
   private async flush(): Promise<void> {
     const slice = this.buffer;
     this.buffer = [];
-    const key = `${this.prefix}/shard-${String(this.shards.length).padStart(5, '0')}.jsonl`;
+    const key = stageShardKey(this.meta, this.shards.length);
     const put = await this.store.putBytes(key, toJsonl(slice));
     this.shards.push({ key, count: slice.length, sha256: put.sha256, bytes: put.bytes });
     this.written += slice.length;
@@ -102,7 +100,7 @@ export class StageWriter<T> {
       createdAt: new Date().toISOString(),
       stats,
     };
-    const key = `${this.prefix}/manifest.json`;
+    const key = stageManifestKey(this.meta);
     const put = await this.store.putBytes(key, JSON.stringify(manifest, null, 2) + '\n');
     return { uri: this.store.uri(key), key, count: manifest.count, sha256: put.sha256 };
   }
@@ -155,7 +153,7 @@ export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schem
 
 
 export async function findModel(store: ArtifactStore, lineage: string, modelId: string): Promise<ModelRef | null> {
-  const key = `${modelPrefix(lineage, modelId)}/manifest.json`;
+  const key = modelManifestKey(lineage, modelId);
   if (!(await store.exists(key))) return null;
   const bytes = await store.getBytes(key);
   const manifest = ModelManifest.parse(JSON.parse(bytes.toString('utf8')));

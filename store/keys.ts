@@ -2,6 +2,7 @@
  * Every key the artifact store holds, built here and nowhere else:
  *
  *   runs/<run>/iter-<t>/<stage>/shard-<k>.jsonl + manifest.json    a stage's output
+ *   runs/<run>/iter-<t>/<stage>/parts/<part>/shard-<k>.*            its generation shards (activities/shards.ts)
  *   runs/<run>/iter-<t>/summary.json, summary.md                    an iteration's summary
  *   runs/<run>/train/<name>/checkpoints/<job digest>/step-<n>/      a training job's checkpoints
  *   runs/<run>/train/<name>/remote/<job digest>/                    a remote training job's files
@@ -27,6 +28,20 @@ export function stagePrefix(loc: StageLocation): string {
   return `${iterationPrefix(loc.run, loc.iteration)}/${loc.stage}`;
 }
 
+export function stageManifestKey(loc: StageLocation): string {
+  return `${stagePrefix(loc)}/manifest.json`;
+}
+
+export function stageShardKey(loc: StageLocation, shard: number): string {
+  return `${stagePrefix(loc)}/shard-${String(shard).padStart(5, '0')}.jsonl`;
+}
+
+/** A generation shard's committed outputs, its commit record (written last) and its flushed partial outputs. */
+export function generationShardKeys(loc: StageLocation, part: string, shard: number): { outputs: string; commit: string; partial: string } {
+  const base = `${stagePrefix(loc)}/parts/${part}/shard-${String(shard).padStart(5, '0')}`;
+  return { outputs: `${base}.outputs.jsonl`, commit: `${base}.commit.json`, partial: `${base}.partial.jsonl` };
+}
+
 /** `runs/<run>/iter-<t>/summary.json`, capturing run and iteration */
 export const SUMMARY_KEY = /^runs\/([^/]+)\/iter-(\d+)\/summary\.json$/;
 
@@ -50,6 +65,10 @@ export function lineagePrefix(lineage: string): string {
 
 export function modelPrefix(lineage: string, modelId: string): string {
   return `${lineagePrefix(lineage)}/${modelId}`;
+}
+
+export function modelManifestKey(lineage: string, modelId: string): string {
+  return `${modelPrefix(lineage, modelId)}/manifest.json`;
 }
 
 /** `models/<lineage>/<model-id>/manifest.json` */
