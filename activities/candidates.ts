@@ -4,6 +4,7 @@
  */
 import { configHash, recordId } from '../core/ids';
 import { type ArtifactRef, Candidate, GeneratedPrompt, type ModelRef, type RunConfig } from '../core/schemas';
+import type { CandidateStageStats } from '../core/stats';
 import type { GenerateRequest } from '../backends/compute';
 import { readStageShards, StageWriter } from '../store/artifacts';
 import type { PartStats } from '../workflows/contract';
@@ -48,7 +49,7 @@ export function candidateActivities(ctx: StageContext) {
           await writer.add(candidates);
         },
       });
-      return publishWriter(writer, loc, { prompts, ...generationStats(gen, input.fleet) });
+      return publishWriter(writer, loc, { prompts, ...generationStats(gen, input.fleet) } satisfies CandidateStageStats);
     },
     /**
      * One part of the candidates stage on a fleet (`compute.fleet.parts`): the shards of its

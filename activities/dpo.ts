@@ -3,6 +3,7 @@
  * giving M_{t+1}.
  */
 import { type ArtifactRef, type ModelRef, PreferencePair } from '../core/schemas';
+import { PairStageStats } from '../core/stats';
 import { readStageManifest, readStageShards } from '../store/artifacts';
 import { invalid, type IterationStageInput, type TrainResult, where } from './common';
 import type { StageContext } from './context';
@@ -19,7 +20,7 @@ export function dpoActivities(ctx: StageContext) {
       if (existing) return trainedBefore(store, existing);
       if (input.pairs.count === 0) {
         const manifest = await readStageManifest(store, input.pairs);
-        throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(manifest.stats.dropped ?? {})})`, 'NoPreferencePairs');
+        throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(PairStageStats.parse(manifest.stats).dropped)})`, 'NoPreferencePairs');
       }
       return trainModel({
         config,

@@ -5,6 +5,7 @@
 import { configHash, recordId } from '../core/ids';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
 import { type ArtifactRef, Candidate, Judgment, type ModelRef, type RunConfig } from '../core/schemas';
+import type { JudgmentStageStats } from '../core/stats';
 import type { GenerateRequest } from '../backends/compute';
 import { readStageShards, StageWriter } from '../store/artifacts';
 import type { PartStats } from '../workflows/contract';
@@ -50,7 +51,7 @@ export function judgeActivities(ctx: StageContext) {
           await writer.add(judgments);
         },
       });
-      return publishWriter(writer, loc, { ...parsing.stats(), ...generationStats(gen, input.fleet), emptyCandidates: all - judged });
+      return publishWriter(writer, loc, { ...parsing.stats(), ...generationStats(gen, input.fleet), emptyCandidates: all - judged } satisfies JudgmentStageStats);
     },
     /**
      * One part of the judgments stage on a fleet: the shards of its range of judge requests (one

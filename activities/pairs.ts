@@ -5,6 +5,7 @@
 import { configHash } from '../core/ids';
 import { PairSelector } from '../core/pairs';
 import { type ArtifactRef, Candidate, Judgment, PreferencePair } from '../core/schemas';
+import type { PairStageStats } from '../core/stats';
 import { readStageShards, StageWriter } from '../store/artifacts';
 import { type IterationStageInput, PRODUCER, publishWriter } from './common';
 import type { StageContext } from './context';
@@ -25,7 +26,7 @@ export function pairActivities(ctx: StageContext) {
       const writer = new StageWriter<PreferencePair>(store, { ...loc, recordType: 'PreferencePair', producer: PRODUCER, configHash: configHash(config.judge.lengthControlRho === 0 ? {} : { rho: config.judge.lengthControlRho }) });
       for await (const batch of readStageShards(store, input.candidates, Candidate)) await writer.add(selector.addTexts(batch));
       selector.finish();
-      return publishWriter(writer, loc, { prompts: selector.prompts, pairs: selector.pairs, dropped: selector.drops });
+      return publishWriter(writer, loc, { prompts: selector.prompts, pairs: selector.pairs, dropped: selector.drops } satisfies PairStageStats);
     },
   };
 }

@@ -6,6 +6,7 @@ import { configHash, recordId } from '../core/ids';
 import { InstructionFilter } from '../core/filters';
 import { type ArtifactRef, GeneratedPrompt, IftExample, type ModelRef } from '../core/schemas';
 import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../core/selfInstruct';
+import type { PromptStageStats } from '../core/stats';
 import type { GenerateRequest } from '../backends/compute';
 import { readStage } from '../store/artifacts';
 import { invalid, type IterationStageInput, PRODUCER, publish, sampledRequest, samplingSeed, where } from './common';
@@ -75,7 +76,7 @@ export function promptActivities(ctx: StageContext) {
         records: kept,
         producer: PRODUCER,
         configHash: configHash(cfg),
-        stats: { requested, rounds, generated, kept: kept.length, filters: filter.counts(), tokens, seconds, ...shardTotals },
+        stats: { requested, rounds, generated, kept: kept.length, filters: filter.counts(), tokens, seconds, ...shardTotals } satisfies PromptStageStats,
       });
     },
   };

@@ -5,7 +5,7 @@
 import { decideGate, RewardWatchAccumulator } from '../core/eval';
 import { PairSummaryAccumulator } from '../core/pairs';
 import { type ArtifactRef, Candidate, type ModelRef, Judgment, PreferencePair } from '../core/schemas';
-import { CandidateSummary, type EvaluationSummary, type HeadToHead, IterationSummary, type JudgeQuality, JudgmentSummary, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
+import { CandidateStageStats, CandidateSummary, type EvaluationSummary, type HeadToHead, IterationSummary, type JudgeQuality, JudgmentStageStats, JudgmentSummary, PairStageStats, PromptStageStats, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
 import { readStageManifest, readStageShards } from '../store/artifacts';
 import { summaryKey } from '../store/keys';
 import type { IterationStageInput } from './common';
@@ -70,8 +70,8 @@ export function summaryActivities(ctx: StageContext) {
           gate: config.evaluation.gate ? decideGate(config.evaluation.gate, measured) : null,
         };
       }
-      const filters = (promptsM.stats.filters ?? {}) as Record<string, number>;
-      const dropped = Object.fromEntries(Object.entries(filters).filter(([k]) => k !== 'kept'));
+      const promptStats = PromptStageStats.parse(promptsM.stats);
+      const dropped = Object.fromEntries(Object.entries(promptStats.filters).filter(([k]) => k !== 'kept'));
       const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
       const meanOf = (key: string): unknown => (input.dpoMetrics.mean as Record<string, unknown> | undefined)?.[key];
       const summary: IterationSummary = {
@@ -80,14 +80,14 @@ export function summaryActivities(ctx: StageContext) {
         modelIn: input.modelIn.modelId,
         modelOut: input.modelOut.modelId,
         prompts: {
-          requested: Number(promptsM.stats.requested ?? 0),
-          generated: Number(promptsM.stats.generated ?? 0),
+          requested: promptStats.requested,
+          generated: promptStats.generated,
           kept: promptsM.count,
           dropped,
         },
         candidates: candidates.summary(),
         judge: judgments.summary(),
-        pairs: { ...pairs.summary(), dropped: (pairsM.stats.dropped ?? {}) as Record<string, number> },
+        pairs: { ...pairs.summary(), dropped: PairStageStats.parse(pairsM.stats).dropped },
         dpo: {
           loss: num(input.dpoMetrics.train_loss ?? input.dpoMetrics.loss),
           // means over all logged steps of the DPO run
@@ -96,7 +96,11 @@ export function summaryActivities(ctx: StageContext) {
           steps: num(input.dpoMetrics.steps),
         },
         timings: input.timings,
-        skipped: skipCounts(promptsM.stats, (await readStageManifest(store, input.candidates)).stats, (await readStageManifest(store, input.judgments)).stats),
+        skipped: skipCounts(
+          promptStats,
+          CandidateStageStats.parse((await readStageManifest(store, input.candidates)).stats),
+          JudgmentStageStats.parse((await readStageManifest(store, input.judgments)).stats),
+        ),
         evaluation,
       };
       await store.putBytes(summaryKey(config.run, iteration, 'json'), JSON.stringify(summary, null, 2) + '\n');
@@ -109,13 +113,12 @@ export function summaryActivities(ctx: StageContext) {
 }
 
 /** Requests and records left out along the iteration, by reason (only reasons that occurred). */
-function skipCounts(prompts: Record<string, unknown>, candidates: Record<string, unknown>, judgments: Record<string, unknown>): Record<string, number> {
-  const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+function skipCounts(prompts: PromptStageStats, candidates: CandidateStageStats, judgments: JudgmentStageStats): Record<string, number> {
   const out: Record<string, number> = {
-    'self-instruct requests over the context': n(prompts.skipped),
-    'prompts over the context': n(candidates.skipped),
-    'empty candidates (not judged)': n(judgments.emptyCandidates),
-    'judge requests over the context': n(judgments.skipped),
+    'self-instruct requests over the context': prompts.skipped,
+    'prompts over the context': candidates.skipped,
+    'empty candidates (not judged)': judgments.emptyCandidates,
+    'judge requests over the context': judgments.skipped,
   };
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v > 0));
 }
