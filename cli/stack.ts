@@ -10,7 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { ProgressReporter } from '../activities/progress';
 import { type DevServerHandle, isTemporalReachable, startDevServer } from '../infra/dev-server';
-import { loadEnvPaths, s3ServerBin } from '../infra/paths';
+import { ensureS3ServerBin, loadEnvPaths } from '../infra/paths';
 import { type S3ServerHandle, startS3Server } from '../infra/s3-server';
 import { ALL_QUEUES, createWorkers, defaultDeps, installQuietRuntime } from '../workers';
 
@@ -52,7 +52,7 @@ async function startLocalS3(stateDir: string, bucket: string, log: (l: string) =
   }
   const creds = JSON.parse(fs.readFileSync(credFile, 'utf8')) as { accessKeyId: string; secretAccessKey: string };
   const server = await startS3Server({
-    bin: s3ServerBin(loadEnvPaths()),
+    bin: ensureS3ServerBin(loadEnvPaths(), log),
     dir: path.join(dir, 'data'),
     accessKey: creds.accessKeyId,
     secretKey: creds.secretAccessKey,

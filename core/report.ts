@@ -501,8 +501,27 @@ function overviewTable(ss: readonly IterationSummary[]): string {
 }
 
 function gateBadge(passed: boolean): string {
-  return passed ? '<span class="badge pass">passed</span>' : '<span class="badge fail">FAILED</span>';
+  return passed ? '<span class="badge pass">passed</span>' : '<span class="badge held">held back</span>';
 }
+
+/** What a gate's `onFail` did with a model that failed its checks, in words. */
+export function onFailMeaning(onFail: string): string {
+  switch (onFail) {
+    case 'stop':
+      return 'the run stopped after this iteration and promoted its newest accepted model instead';
+    case 'rollback':
+      return 'the next iteration trained from the last accepted model instead';
+    case 'continue':
+      return 'the run went on from the new model anyway, but did not promote it';
+    default:
+      return `on failure the run does "${onFail}"`;
+  }
+}
+
+/** The headline of a gate that held a model back: what happened, what it means, what it is not. */
+export const GATE_HELD_EXPLANATION =
+  'This is the safeguard working, not an error. The promotion gate compares each new model with the one it came from and keeps the better one. ' +
+  'At demo scale (a 135M model, one iteration on a handful of pairs) the new model often loses judge accuracy; the paper’s gains came at 70B.';
 
 function watchTable(ss: readonly IterationSummary[]): string {
   if (ss.every((s) => s.evaluation === null)) return note(NO_EVALUATION, 'no-evaluation');
@@ -525,12 +544,12 @@ function gatePanels(ss: readonly IterationSummary[]): string {
       const checks = g.checks
         .map(
           (c) =>
-            `<tr class="${c.passed ? 'check-pass' : 'check-fail'}" data-check="${c.passed ? 'passed' : 'failed'}"><td>${c.passed ? '✓ pass' : '✗ FAIL'}</td><td><code>${esc(c.name)}</code></td>` +
+            `<tr class="${c.passed ? 'check-pass' : 'check-fail'}" data-check="${c.passed ? 'passed' : 'failed'}"><td>${c.passed ? '✓ pass' : '✗ not met'}</td><td><code>${esc(c.name)}</code></td>` +
             `<td class="n">${esc(num(c.value, 3))}</td><td class="n">${esc(num(c.threshold, 3))}</td><td>${esc(c.message)}</td></tr>`,
         )
         .join('');
       const table = g.checks.length === 0 ? note('The gate has no checks.') : `<table class="data"><thead><tr><th>result</th><th>check</th><th class="n">value</th><th class="n">threshold</th><th>message</th></tr></thead><tbody>${checks}</tbody></table>`;
-      const verdict = g.passed ? `Gate passed.` : `Gate FAILED: on failure the run does “${esc(g.onFail)}”.`;
+      const verdict = g.passed ? `Gate passed.` : `Gate held this model back: ${esc(onFailMeaning(g.onFail))}.`;
       return `<div class="gate ${g.passed ? 'passed' : 'failed'}" data-gate="${g.passed ? 'passed' : 'failed'}" data-iteration="${s.iteration}">${title}<p class="verdict">${gateBadge(g.passed)} ${verdict}</p>${table}</div>`;
     })
     .join('');
@@ -574,15 +593,16 @@ table.data th{background:#f0f2f5}table.data .n{text-align:right;font-variant-num
 .muted{color:#8a93a0}.note{color:#5b6472;font-style:italic;margin:8px 0}
 code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace;background:#f0f2f5;padding:1px 4px;border-radius:3px;word-break:break-all}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:700}
-.badge.pass{background:#dcf2e2;color:#1f6b35}.badge.fail{background:#c8312b;color:#fff}
+.badge.pass{background:#dcf2e2;color:#1f6b35}.badge.held{background:#f3a712;color:#3d2600}
 .gate{border:1px solid #dde1e6;border-left:6px solid #a7adb5;border-radius:6px;padding:10px 14px;margin:0 0 12px}
 .gate.passed{border-left-color:#3f9a55}
-.gate.failed{border:2px solid #c8312b;border-left:10px solid #c8312b;background:#fdecec}
-.gate.failed .verdict{color:#9b1c17;font-weight:700;font-size:15px}
-tr.check-fail td{background:#f9d4d2;color:#7c1410;font-weight:600}
+.gate.failed{border:2px solid #e0a100;border-left:10px solid #e0a100;background:#fff6e0}
+.gate.failed .verdict{color:#6b4400;font-weight:700;font-size:15px}
+tr.check-fail td{background:#ffe9b8;color:#5c3a00;font-weight:600}
 tr.check-pass td:first-child{color:#1f6b35}
-.alert{background:#c8312b;color:#fff;border-radius:8px;padding:12px 18px;margin:0 0 18px;font-weight:600}
-.alert code{background:rgba(255,255,255,.2);color:#fff}
+.alert{background:#fff3d6;color:#4a2f00;border:2px solid #e0a100;border-left:10px solid #e0a100;border-radius:8px;padding:12px 18px;margin:0 0 18px}
+.alert strong{font-size:15px}.alert p{margin:6px 0 0;font-weight:400}
+.alert code{background:rgba(224,161,0,.15);color:#4a2f00}
 `;
 
 /** The report as one self-contained HTML page. */
@@ -592,9 +612,11 @@ export function renderReportHtml(report: RunReport): string {
   const alert =
     failed.length === 0
       ? ''
-      : `<div class="alert" data-alert="gate-failed">Evaluation gate FAILED in iteration${failed.length > 1 ? 's' : ''} ${failed.map((s) => s.iteration).join(', ')}: ` +
-        failed.map((s) => `${s.evaluation!.gate!.checks.filter((c) => !c.passed).map((c) => esc(c.message || c.name)).join('; ')} (on failure: ${esc(s.evaluation!.gate!.onFail)})`).join(' · ') +
-        `</div>`;
+      : `<div class="alert" data-alert="gate-failed"><strong>Promotion gate held back the model of iteration${failed.length > 1 ? 's' : ''} ${failed.map((s) => s.iteration).join(', ')}</strong>: ` +
+        failed.map((s) => `${s.evaluation!.gate!.checks.filter((c) => !c.passed).map((c) => esc(c.message || c.name)).join('; ')}; ${esc(onFailMeaning(s.evaluation!.gate!.onFail))}`).join(' · ') +
+        '.' +
+        ((report.promoted ?? []).length > 0 ? ` Promoted: ${(report.promoted ?? []).map((p) => `<code>${esc(p.modelId)}</code>`).join(', ')}.` : '') +
+        `<p>${esc(GATE_HELD_EXPLANATION)} See <a href="#gates">Evaluation gate</a>.</p></div>`;
   const panel = (id: string, title: string, body: string, caption = ''): string => `<section class="panel" id="${id}"><h2>${esc(title)}</h2>${caption ? `<p class="meta">${esc(caption)}</p>` : ''}${body}</section>`;
   const body = ss.length === 0
     ? note('This run has no iteration summaries.')
@@ -646,13 +668,13 @@ export function renderReportMarkdown(report: RunReport): string {
 
   for (const s of ss) {
     const g = s.evaluation?.gate;
-    if (g && !g.passed) out.push(`**Evaluation gate FAILED in iteration ${s.iteration}** (on failure: ${md(g.onFail)}): ${md(g.checks.filter((c) => !c.passed).map((c) => c.message || c.name).join('; '))}`, '');
+    if (g && !g.passed) out.push(`**Promotion gate held back the model of iteration ${s.iteration}** (on failure: ${md(g.onFail)}): ${md(g.checks.filter((c) => !c.passed).map((c) => c.message || c.name).join('; '))}; ${md(onFailMeaning(g.onFail))}. ${md(GATE_HELD_EXPLANATION)}`, '');
   }
 
   out.push('## Iterations', '');
   out.push(...mdTable(['iteration', 'model in', 'model out', 'prompts kept', 'prompts generated', 'candidates', 'judge parse rate', 'mean score', 'pairs', 'DPO loss', 'reward accuracy', 'gate'], ss.map((s) => [
     String(s.iteration), s.modelIn, s.modelOut ?? '(not trained)', String(s.prompts.kept), String(s.prompts.generated), String(s.candidates.count), pct(s.judge.parseRate), num(s.judge.meanScore), String(s.pairs.kept),
-    num(s.dpo?.loss ?? null, 4), pct(s.dpo?.rewardAccuracy ?? null), s.evaluation === null ? 'no evaluation' : s.evaluation.gate === null ? 'no gate' : s.evaluation.gate.passed ? 'passed' : 'FAILED',
+    num(s.dpo?.loss ?? null, 4), pct(s.dpo?.rewardAccuracy ?? null), s.evaluation === null ? 'no evaluation' : s.evaluation.gate === null ? 'no gate' : s.evaluation.gate.passed ? 'passed' : 'held back',
   ])));
 
   if ((report.promoted ?? []).length > 0 || (report.models ?? []).length > 0) {
@@ -713,8 +735,8 @@ export function renderReportMarkdown(report: RunReport): string {
     if (s.evaluation === null) out.push(`Iteration ${s.iteration}: no evaluation configured.`, '');
     else if (g === null) out.push(`Iteration ${s.iteration}: no gate configured.`, '');
     else {
-      out.push(`Iteration ${s.iteration}: gate ${g.passed ? 'passed' : `**FAILED** (on failure: ${md(g.onFail)})`}.`, '');
-      if (g.checks.length > 0) out.push(...mdTable(['check', 'result', 'value', 'threshold', 'message'], g.checks.map((c) => [c.name, c.passed ? 'pass' : 'FAIL', num(c.value, 3), num(c.threshold, 3), c.message])));
+      out.push(`Iteration ${s.iteration}: gate ${g.passed ? 'passed' : `**held the model back** (on failure: ${md(g.onFail)})`}.`, '');
+      if (g.checks.length > 0) out.push(...mdTable(['check', 'result', 'value', 'threshold', 'message'], g.checks.map((c) => [c.name, c.passed ? 'pass' : 'not met', num(c.value, 3), num(c.threshold, 3), c.message])));
     }
   }
   return out.join('\n');

@@ -415,8 +415,8 @@ function renderEvaluationMarkdown(e: EvaluationSummary): string[] {
     ['judge parse failures', percent(e.watch.parseFailureRate)],
   ]), '');
   if (e.gate) {
-    out.push(`**Promotion gate: ${e.gate.passed ? 'passed' : `FAILED (on failure: ${e.gate.onFail})`}**`, '');
-    out.push(...table(['check', 'value', 'threshold', 'result'], e.gate.checks.map((c) => [c.message, c.value, c.threshold, c.passed ? 'pass' : 'FAIL'] as Row)), '');
+    out.push(`**Promotion gate: ${e.gate.passed ? 'passed' : `held the model back (on failure: ${e.gate.onFail})`}**`, '');
+    out.push(...table(['check', 'value', 'threshold', 'result'], e.gate.checks.map((c) => [c.message, c.value, c.threshold, c.passed ? 'pass' : 'not met'] as Row)), '');
   }
   return out;
 }

@@ -3,6 +3,7 @@
  * the Temporal CLI, the S3 test server (versitygw) and the cache directory. Bootstrap records
  * them in `<repo>/.srlm/env.json`; env vars override single entries.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -120,12 +121,28 @@ export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv =
 export function s3ServerBin(paths: EnvPaths): string {
   if (!paths.s3server) {
     throw new Error(
-      'the S3 test server (versitygw) is not installed: run `bash scripts/bootstrap.sh` ' +
+      'the S3 test server (versitygw) is not installed: run `bash scripts/bootstrap.sh --test` ' +
         '(it builds it with Go; or set SRLM_S3_SERVER_BIN)',
     );
   }
   if (!fs.existsSync(paths.s3server)) {
-    throw new Error(`the S3 test server ${paths.s3server} does not exist: run \`bash scripts/bootstrap.sh\``);
+    throw new Error(`the S3 test server ${paths.s3server} does not exist: run \`bash scripts/bootstrap.sh --test\``);
   }
   return paths.s3server;
+}
+
+/**
+ * The versitygw binary for `srlm run --local-s3`: built on first use (the main job's bootstrap
+ * does not build it), saying what and why; throws with the command to run when that fails.
+ */
+export function ensureS3ServerBin(paths: EnvPaths, log: (line: string) => void): string {
+  if (paths.s3server && fs.existsSync(paths.s3server)) return paths.s3server;
+  const script = path.join(repoRoot(), 'scripts/build-s3-server.sh');
+  log(`--local-s3: installing the local S3-compatible server (Versity S3 Gateway), built once with Go into ${paths.cacheDir}/bin (a few minutes the first time)`);
+  const r = spawnSync('bash', [script, paths.cacheDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const bin = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !bin || !fs.existsSync(bin)) {
+    throw new Error(`--local-s3: could not build the S3-compatible server (exit ${r.status ?? r.signal}); run \`bash ${path.relative(process.cwd(), script) || script} ${paths.cacheDir}\` to see why (it needs Go 1.25+), or set SRLM_S3_SERVER_BIN`);
+  }
+  return bin;
 }

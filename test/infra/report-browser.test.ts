@@ -96,10 +96,10 @@ describe('the report in headless Chromium', () => {
     }
   });
 
-  it('shows the failed gate: a red banner, a red panel, its failed checks', async () => {
+  it('shows a held-back model in amber, not as an error: banner, panel, its unmet checks', async () => {
     const alert = page.locator('[data-alert="gate-failed"]');
     await expect.poll(() => alert.isVisible()).toBe(true);
-    expect(await alert.innerText()).toMatch(/^Evaluation gate FAILED in iteration 3:/);
+    expect(await alert.innerText()).toMatch(/^Promotion gate held back the model of iteration 3:[\s\S]*the safeguard working, not an error/);
     const failed = page.locator('[data-gate="failed"]');
     expect(await failed.count()).toBe(1);
     expect(await failed.getAttribute('data-iteration')).toBe('3');
@@ -109,12 +109,17 @@ describe('the report in headless Chromium', () => {
       return { background: s.backgroundColor, border: s.borderLeftColor, width: s.borderLeftWidth };
     });
     const rgb = (c: string): number[] => c.match(/\d+/g)!.slice(0, 3).map(Number);
-    const [r, g, b] = rgb(colours.border);
-    expect(r! - Math.max(g!, b!), `border ${colours.border} is red`).toBeGreaterThan(100);
+    const amber = (c: string): boolean => {
+      const [r, g, b] = rgb(c);
+      return r! > 200 && g! > 120 && g! < 200 && b! < 60;
+    };
+    expect(amber(colours.border), `border ${colours.border} is amber`).toBe(true);
+    const bannerBorder = await alert.evaluate((e) => getComputedStyle(e).borderLeftColor);
+    expect(amber(bannerBorder), `banner border ${bannerBorder} is amber`).toBe(true);
     expect(parseFloat(colours.width)).toBeGreaterThanOrEqual(6);
     expect(colours.background).not.toBe(await page.locator('[data-gate="passed"]').evaluate((e) => getComputedStyle(e).backgroundColor));
     expect(await failed.locator('tr[data-check="failed"]').count()).toBe(2);
-    expect(await failed.locator('tr[data-check="failed"]').first().innerText()).toContain('FAIL');
+    expect(await failed.locator('tr[data-check="failed"]').first().innerText()).toContain('not met');
   });
 
   it('shows hostile text as text: no script runs, none is in the page', async () => {

@@ -52,7 +52,7 @@ describe('s3ServerBin / loadEnvPaths', () => {
   const base: EnvPaths = { python: '/p', temporal: '/t', cacheDir: '/c', venv: '/v' };
 
   it('throws, naming bootstrap, when the env file has no s3server', () => {
-    expect(() => s3ServerBin(base)).toThrow(/run `bash scripts\/bootstrap\.sh`/);
+    expect(() => s3ServerBin(base)).toThrow(/run `bash scripts\/bootstrap\.sh --test`/);
     expect(() => s3ServerBin({ ...base, s3server: '/nonexistent/versitygw' })).toThrow(/does not exist.*bootstrap/);
   });
 

@@ -78,13 +78,17 @@ describe('renderReportHtml', () => {
     expect(marks(byName.get('lengths')!).filter((m) => m.series === 'held-out').map((m) => m.value)).toEqual([497.25, 780]);
   });
 
-  it('makes the failed gate obvious: a banner, a failed panel and its failed checks', () => {
-    expect(html).toMatch(/data-alert="gate-failed"[^>]*>Evaluation gate FAILED in iteration 3:/);
+  it('makes a held-back model obvious and says it is the safeguard, not an error: a banner, a held panel and its unmet checks', () => {
+    expect(html).toMatch(/data-alert="gate-failed"[^>]*><strong>Promotion gate held back the model of iteration 3<\/strong>:/);
+    const banner = html.slice(html.indexOf('data-alert="gate-failed"'), html.indexOf('</div>', html.indexOf('data-alert="gate-failed"')));
+    expect(banner).toContain('the next iteration trained from the last accepted model instead');
+    expect(banner).toContain('the safeguard working, not an error');
+    expect(banner).not.toMatch(/FAILED|error:/);
     const gates = [...html.matchAll(/<div class="gate [a-z]+" data-gate="([a-z]+)" data-iteration="(\d+)"/g)].map((m) => [Number(m[2]), m[1]]);
     expect(gates).toEqual([[1, 'none'], [2, 'passed'], [3, 'failed']]);
     const failed = html.slice(html.indexOf('data-gate="failed"'));
     expect(failed.match(/data-check="failed"/g)).toHaveLength(2);
-    expect(failed).toContain('on failure the run does “rollback”');
+    expect(failed).toContain('Gate held this model back: the next iteration trained from the last accepted model instead.');
     expect(html.match(/data-check="passed"/g)).toHaveLength(3);
   });
 
@@ -107,7 +111,7 @@ describe('renderReportHtml', () => {
     expect(hostile).toContain('x&quot;&gt;&lt;img src=x onerror=alert(2)&gt;');
     // the only elements are the page's own
     const tags = new Set([...hostile.matchAll(/<([a-zA-Z][a-zA-Z0-9]*)/g)].map((m) => m[1]!.toLowerCase()));
-    expect([...tags].filter((t) => !['html', 'head', 'meta', 'title', 'style', 'body', 'main', 'h1', 'h2', 'h3', 'p', 'section', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'code', 'span', 'div', 'svg', 'g', 'rect', 'circle', 'line', 'polyline', 'text'].includes(t))).toEqual([]);
+    expect([...tags].filter((t) => !['html', 'head', 'meta', 'title', 'style', 'body', 'main', 'h1', 'h2', 'h3', 'p', 'section', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'code', 'span', 'strong', 'a', 'div', 'svg', 'g', 'rect', 'circle', 'line', 'polyline', 'text'].includes(t))).toEqual([]);
   });
 
   it('references nothing outside the file', () => {
@@ -177,10 +181,11 @@ describe('renderReportMarkdown', () => {
     expect(watch[1]).toEqual(['1', 'no evaluation', 'no evaluation', 'no evaluation', 'no evaluation', 'no evaluation']);
     expect(watch[3]).toEqual(['3', '0.71', '407.75', '50.0%', '–', '12.3%']);
     expect(text).toContain('Iteration 1: no evaluation configured.');
-    expect(text).toContain('Iteration 3: gate **FAILED** (on failure: rollback).');
-    expect(text).toMatch(/^\*\*Evaluation gate FAILED in iteration 3\*\*/m);
-    const checks = mdTable(text, 'Iteration 3: gate **FAILED** (on failure: rollback).');
-    expect(checks.slice(1).map((r) => r[1])).toEqual(['FAIL', 'FAIL', 'pass']);
+    expect(text).toContain('Iteration 3: gate **held the model back** (on failure: rollback).');
+    expect(text).toMatch(/^\*\*Promotion gate held back the model of iteration 3\*\* \(on failure: rollback\): .*the safeguard working, not an error/m);
+    expect(text).not.toContain('FAILED');
+    const checks = mdTable(text, 'Iteration 3: gate **held the model back** (on failure: rollback).');
+    expect(checks.slice(1).map((r) => r[1])).toEqual(['not met', 'not met', 'pass']);
   });
 
   it('keeps table cells whole and inert: pipes escaped, no raw HTML', () => {
