@@ -39,34 +39,16 @@ export function runActivities(ctx: StageContext) {
 
       const { ift, ranked, eft: eftSeed, sources } = await loadSeed(config);
 
-      const seedIft =
-        (await findStage(store, { ...seedLoc, stage: 'seed-ift' })) ??
-        (await writeStage(store, { ...seedLoc, stage: 'seed-ift', recordType: 'IftExample', records: ift, producer: PRODUCER, configHash: hash, stats: { sources } }));
-      const seedRanked =
-        ranked.length === 0
-          ? null
-          : ((await findStage(store, { ...seedLoc, stage: 'seed-ranked' })) ??
-            (await writeStage(store, { ...seedLoc, stage: 'seed-ranked', recordType: 'RankedSet', records: ranked, producer: PRODUCER, configHash: hash, stats: { sources } })));
-      const seedEft =
-        eftSeed.length === 0
-          ? null
-          : ((await findStage(store, { ...seedLoc, stage: 'seed-eft' })) ??
-            (await writeStage(store, { ...seedLoc, stage: 'seed-eft', recordType: 'SftExample', records: eftSeed, producer: PRODUCER, configHash: hash, stats: { sources } })));
-      const evaluation = config.evaluation;
-      let evalPrompts: ArtifactRef | null = null;
-      let evalRanked: ArtifactRef | null = null;
-      if (evaluation?.prompts) {
-        const cfg = evaluation.prompts;
-        evalPrompts =
-          (await findStage(store, { ...seedLoc, stage: 'eval-prompts' })) ??
-          (await writeStage(store, { ...seedLoc, stage: 'eval-prompts', recordType: 'EvalPrompt', records: await loadEvalPrompts(cfg), producer: PRODUCER, configHash: hash, stats: { sources: [cfg.file] } }));
-      }
-      if (evaluation?.judgeSet) {
-        const cfg = evaluation.judgeSet;
-        evalRanked =
-          (await findStage(store, { ...seedLoc, stage: 'eval-ranked' })) ??
-          (await writeStage(store, { ...seedLoc, stage: 'eval-ranked', recordType: 'RankedSet', records: await loadEvalRanked(cfg), producer: PRODUCER, configHash: hash, stats: { sources: [cfg.ranked ?? cfg.oasst] } }));
-      }
+      /** A run-level input stage: the published one, else its records (loaded only then) published. */
+      const inputStage = async (stage: string, recordType: string, records: () => Promise<readonly unknown[]>, stats: Record<string, unknown>): Promise<ArtifactRef> =>
+        (await findStage(store, { ...seedLoc, stage })) ??
+        (await writeStage(store, { ...seedLoc, stage, recordType, records: await records(), producer: PRODUCER, configHash: hash, stats }));
+      const seedIft = await inputStage('seed-ift', 'IftExample', async () => ift, { sources });
+      const seedRanked = ranked.length === 0 ? null : await inputStage('seed-ranked', 'RankedSet', async () => ranked, { sources });
+      const seedEft = eftSeed.length === 0 ? null : await inputStage('seed-eft', 'SftExample', async () => eftSeed, { sources });
+      const { prompts, judgeSet } = config.evaluation ?? {};
+      const evalPrompts = prompts ? await inputStage('eval-prompts', 'EvalPrompt', () => loadEvalPrompts(prompts), { sources: [prompts.file] }) : null;
+      const evalRanked = judgeSet ? await inputStage('eval-ranked', 'RankedSet', () => loadEvalRanked(judgeSet), { sources: [judgeSet.ranked ?? judgeSet.oasst] }) : null;
       return { config, configHash: hash, lineage: lineageOf(config), seedIft, seedRanked, seedEft, evalPrompts, evalRanked };
     },
     /** Makes a model usable as a run's starting point: a packaged GGUF is converted once and cached. */
