@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { configHash } from '../core/ids';
 import { formatConfigError } from '../core/jsonl';
 import { type ArtifactRef, type ModelRef, type ModelSource, RunConfig } from '../core/schemas';
+import { baseModelPathProblem } from '../inputs/base-model';
 import { loadEvalPrompts, loadEvalRanked } from '../inputs/eval-data';
 import { loadSeed } from '../inputs/seed';
 import { findModel, findStage, publishModel, readPromoted, writeStage } from '../store/artifacts';
@@ -28,11 +29,8 @@ export function runActivities(ctx: StageContext) {
       const parsed = RunConfig.safeParse(input);
       if (!parsed.success) throw invalid(formatConfigError(parsed.error, 'run config'), 'InvalidConfig');
       const config = parsed.data;
-      if ('path' in config.baseModel) {
-        const p = config.baseModel.path;
-        const ok = await fs.stat(path.join(p, 'config.json')).then(() => true, () => false);
-        if (!ok) throw invalid(`run config: "baseModel.path": ${p} is not a Hugging Face model directory (no config.json)`, 'InvalidConfig');
-      }
+      const baseModel = baseModelPathProblem(config);
+      if (baseModel) throw invalid(`run config: ${baseModel}`, 'InvalidConfig');
       const store = deps.storeFor(config);
       const hash = configHash(config);
       const seedLoc = { run: config.run, iteration: 0 };
