@@ -5,7 +5,7 @@
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { CancelledFailure } from '@temporalio/common';
-import { type LiveStage, stageProgressSignal } from '../workflows/shared';
+import { type LiveStage, stageProgressSignal } from '../workflows/contract';
 
 export interface StageProgress {
   run: string;

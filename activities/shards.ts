@@ -20,9 +20,10 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { configHash } from '../core/ids';
-import { stagePrefix, type StageLocation } from './artifacts';
-import type { ComputeBackend, ComputeEvent, GenerateOutput, GenerateRequest } from './compute';
-import { type ArtifactStore, sha256Hex } from './store';
+import { stagePrefix, type StageLocation } from '../store/artifacts';
+import { generationShardKeys } from '../store/keys';
+import type { ComputeBackend, ComputeEvent, GenerateOutput, GenerateRequest } from '../backends/compute';
+import { type ArtifactStore, sha256Hex } from '../store/store';
 
 export interface ShardCommit {
   kind: 'shard-commit';
@@ -85,10 +86,8 @@ export interface ShardedGenerateResult {
   seconds: number;
 }
 
-export function shardKeys(loc: StageLocation, part: string, shard: number) {
-  const base = `${stagePrefix(loc)}/parts/${part}/shard-${String(shard).padStart(5, '0')}`;
-  return { outputs: `${base}.outputs.jsonl`, commit: `${base}.commit.json`, partial: `${base}.partial.jsonl` };
-}
+/** A generation shard's keys (built in store/keys.ts with every other key). */
+export const shardKeys = generationShardKeys;
 
 export function chunk<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];

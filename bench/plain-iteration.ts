@@ -8,7 +8,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import * as fs from 'node:fs';
-import { HttpClient } from '../activities/openai-compute';
+import { HttpClient } from '../backends/openai-compute';
 import { InstructionFilter } from '../core/filters';
 import { judgePrompt, parseJudgeScore } from '../core/rubric';
 import { buildSelfInstructRequest, mulberry32, parseGeneratedInstructions, sample } from '../core/selfInstruct';

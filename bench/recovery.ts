@@ -30,8 +30,8 @@ import { mulberry32 } from '../core/selfInstruct';
 import { startDevServer } from '../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { createWorkers, installQuietRuntime } from '../workers';
-import { runWorkflowId, TASK_QUEUES } from '../workflows/shared';
-import { FakeCompute } from '../test/helpers/fake-compute';
+import { runWorkflowId, TASK_QUEUES } from '../workflows/contract';
+import { FakeCompute } from '../testing/fake-compute';
 
 const repo = repoRoot();
 
@@ -53,7 +53,7 @@ const N = 4;
 const PROMPTS = Math.ceil((SHARDS * SHARD_SIZE) / N);
 
 function spawnGenerationWorker(address: string, workDir: string, log: string): { child: ChildProcess; ready: Promise<void>; exited: Promise<void> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/fake-worker.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'testing/fake-worker.ts')], {
     cwd: repo,
     env: { ...process.env, SRLM_TEST_ADDRESS: address, SRLM_TEST_QUEUES: 'generation', SRLM_TEST_WORKDIR: workDir, SRLM_FAKE_DELAY_MS: String(DELAY_MS), SRLM_FAKE_LOG: log },
     stdio: ['ignore', 'pipe', 'inherit'],

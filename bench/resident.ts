@@ -17,10 +17,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type ComputeBackend, type GenerateJob, type GenerateRequest, PythonCompute } from '../activities/compute';
-import { ResidentCompute, ResidentPool } from '../activities/resident-compute';
+import { type ComputeBackend, type GenerateJob, type GenerateRequest, PythonCompute } from '../backends/compute';
+import { ResidentCompute, ResidentPool } from '../backends/resident-compute';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
-import { packagedModel } from '../test/helpers/packaged-model';
+import { packagedModel } from '../testing/packaged-model';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);

@@ -8,10 +8,10 @@
 import * as path from 'node:path';
 import { NativeConnection } from '@temporalio/worker';
 import { defaultStoreFor } from '../activities';
-import type { ComputeBackend, ComputeEvent, GenerateJob, ImportJob, RunControl, TrainJob } from '../activities/compute';
-import { openAIEngines } from '../activities/openai-compute';
+import type { ComputeBackend, ComputeEvent, GenerateJob, ImportJob, RunControl, TrainJob } from '../backends/compute';
+import { openAIEngines } from '../backends/openai-compute';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../workers';
-import { FakeCompute } from '../test/helpers/fake-compute';
+import { FakeCompute } from '../testing/fake-compute';
 
 /** Trains nothing: a fake checkpoint per job, so the bench measures generation and orchestration. */
 class NoopTrainer implements ComputeBackend {

@@ -23,10 +23,10 @@ import { temporal } from '@temporalio/proto';
 import type { RunConfigInput } from '../core/schemas';
 import { startDevServer } from '../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
-import { HttpClient } from '../activities/openai-compute';
+import { HttpClient } from '../backends/openai-compute';
 import { plainIteration } from './plain-iteration';
 import { installQuietRuntime } from '../workers';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../workflows/contract';
 
 const repo = repoRoot();
 

@@ -23,7 +23,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { S3Store, s3ClientConfig } from '../activities/s3store';
+import { S3Store, s3ClientConfig } from '../store/s3store';
 import { loadEnvPaths, s3ServerBin } from '../infra/paths';
 import { startS3Server } from '../infra/s3-server';
 

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { formatConfigError } from '../core/jsonl';
 import { RunConfig } from '../core/schemas';
 import { isS3Uri } from '../core/s3uri';
+import { baseModelPathProblem } from '../inputs/base-model';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -61,7 +62,6 @@ export function checkFilesExist(config: RunConfig, file: string): void {
   for (const [key, p] of need) {
     if (p !== undefined && !fs.existsSync(p)) throw new ConfigError(`${file}: "${key}": ${p} does not exist`);
   }
-  if ('path' in config.baseModel && !fs.existsSync(path.join(config.baseModel.path, 'config.json'))) {
-    throw new ConfigError(`${file}: "baseModel.path": ${config.baseModel.path} is not a Hugging Face model directory (no config.json)`);
-  }
+  const baseModel = baseModelPathProblem(config);
+  if (baseModel) throw new ConfigError(`${file}: ${baseModel}`);
 }

@@ -2,9 +2,10 @@
  * The model lineage as the store records it: every published model with its parent, how
  * it was made, the data it was trained on and its metrics. Read from model manifests only.
  */
-import type { ArtifactStore } from '../activities/store';
+import type { ArtifactStore } from '../store/store';
 import { ModelManifest } from '../core/schemas';
-import { readPromoted } from '../activities/artifacts';
+import { readPromoted } from '../store/artifacts';
+import { lineagePrefix, MODEL_MANIFEST_KEY, MODELS_ROOT } from '../store/keys';
 
 export interface LineageEntry {
   modelId: string;
@@ -27,14 +28,14 @@ const HEADLINE = ['train_loss', 'steps', 'examples', 'pairs', 'resumed_from_step
 
 /** Every model of every lineage (or of one), parents before children, oldest first. */
 export async function listLineage(store: ArtifactStore, lineage?: string): Promise<LineageEntry[]> {
-  const keys = (await store.list(lineage ? `models/${lineage}` : 'models')).filter((k) => /^models\/[^/]+\/[^/]+\/manifest\.json$/.test(k));
+  const keys = (await store.list(lineage ? lineagePrefix(lineage) : MODELS_ROOT)).filter((k) => MODEL_MANIFEST_KEY.test(k));
   const entries: LineageEntry[] = [];
   for (const key of keys) {
     let m: ModelManifest;
     try {
       m = ModelManifest.parse(JSON.parse((await store.getBytes(key)).toString('utf8')));
     } catch (err) {
-      throw new Error(`${store.uri(key)}: not a valid model manifest (${(err as Error).message.split('\n')[0]})`);
+      throw new Error(`${store.uri(key)}: not a valid model manifest (${(err as Error).message.split('\n')[0]})`, { cause: err });
     }
     const metrics: Record<string, number> = {};
     for (const k of HEADLINE) if (typeof m.metrics[k] === 'number') metrics[k] = m.metrics[k] as number;

@@ -5,22 +5,22 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { ArtifactStore } from '../activities/store';
-import { readPromoted } from '../activities/artifacts';
+import type { ArtifactStore } from '../store/store';
+import { readPromoted } from '../store/artifacts';
+import { runPrefix, SUMMARY_KEY } from '../store/keys';
 import { renderReportHtml, renderReportMarkdown, type ReportModel, type ReportPromotion, type RunReport } from '../core/report';
 import { SafeName } from '../core/schemas';
 import { IterationSummary } from '../core/stats';
 import { ConfigError } from './config';
 import { listLineage } from './models';
 
-const SUMMARY_KEY = /^runs\/([^/]+)\/iter-(\d+)\/summary\.json$/;
 
 /** The run's iteration summaries, parsed and sorted; a clear error for a bad file or none. */
 export async function readRunSummaries(store: ArtifactStore, run: string): Promise<IterationSummary[]> {
   const name = SafeName.safeParse(run);
   if (!name.success) throw new ConfigError(`run name "${run}" ${name.error.issues[0]?.message ?? 'is not valid'}`);
-  const keys = (await store.list(`runs/${run}`)).filter((k) => SUMMARY_KEY.exec(k)?.[1] === run);
-  if (keys.length === 0) throw new ConfigError(`run "${run}" has no iteration summaries in the store ${store.rootUri} (looked for ${store.uri(`runs/${run}`)}/iter-*/summary.json)`);
+  const keys = (await store.list(runPrefix(run))).filter((k) => SUMMARY_KEY.exec(k)?.[1] === run);
+  if (keys.length === 0) throw new ConfigError(`run "${run}" has no iteration summaries in the store ${store.rootUri} (looked for ${store.uri(runPrefix(run))}/iter-*/summary.json)`);
   const summaries: IterationSummary[] = [];
   for (const key of keys) {
     const uri = store.uri(key);

@@ -6,7 +6,7 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
 import { formatDuration, rates } from '../activities/progress';
-import { iterationWorkflowId, type LiveStage, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/shared';
+import { iterationWorkflowId, type LiveStage, pauseSignal, resumeSignal, runWorkflowId, TASK_QUEUES } from '../workflows/contract';
 import { ConfigError } from './config';
 import { ensureSearchAttributes } from './search-attributes';
 

@@ -8,7 +8,7 @@
  */
 import { type Client, ScheduleOverlapPolicy } from '@temporalio/client';
 import type { RunConfig } from '../core/schemas';
-import { runWorkflowId, scheduleId, TASK_QUEUES } from '../workflows/shared';
+import { runWorkflowId, scheduleId, TASK_QUEUES } from '../workflows/contract';
 import { ensureSearchAttributes } from './search-attributes';
 
 export interface CreateScheduleOptions {

@@ -6,7 +6,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { SEARCH_ATTRIBUTES } from '../workflows/shared';
+import { SEARCH_ATTRIBUTES } from '../workflows/contract';
 
 const Indexed = temporal.api.enums.v1.IndexedValueType;
 const TYPES = { Keyword: Indexed.INDEXED_VALUE_TYPE_KEYWORD, Int: Indexed.INDEXED_VALUE_TYPE_INT } as const;

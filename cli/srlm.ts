@@ -11,6 +11,9 @@
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
  *   srlm report <run> [--out DIR]           the run's iteration summaries as one HTML page and Markdown
  *   srlm plan <config> [--json]             memory, tokens and GPU-hours per stage; exit 1 if it cannot fit
+ *
+ * Over 500 lines on purpose: every command's definition and help text in one file, its work in the
+ * modules beside it (runs, schedules, models, report, stack).
  */
 import { describeRunOutcome, paintOutcome, terminalHasColour } from './outcome';
 import { setMaxListeners } from 'node:events';
@@ -19,8 +22,8 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { loadRunData } from '../activities/leakage';
-import { openStore } from '../activities/open-store';
+import { loadRunData } from '../inputs/leakage';
+import { openStore } from '../store/open-store';
 import { isS3Uri, parseS3Uri } from '../core/s3uri';
 import { consoleReporter, formatDuration } from '../activities/progress';
 import { configHash } from '../core/ids';
@@ -29,7 +32,7 @@ import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir, loadEnvPaths } from '../infra/paths';
-import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
+import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/contract';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { listLineage, renderLineage } from './models';
 import { buildRunReport, writeRunReport } from './report';
@@ -360,7 +363,7 @@ async function cmdReport(run: string, opts: { store?: string; stateDir?: string;
   const given = opts.store ?? (process.env.SRLM_STORE_ROOT || path.join(stateDir, 'artifacts'));
   const root = checkStoreRoot(given);
   // the object cache bootstrap set up serves S3 stores; a directory needs none. The AWS SDK's
-  // Node version notice is silenced as in the workers (see README, Installation).
+  // Node version notice is silenced as in the workers (see docs/installation.md).
   if (isS3Uri(root)) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const store = isS3Uri(root) ? openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
   const report = await buildRunReport(store, run, (l) => console.error(l));

@@ -2,6 +2,7 @@
  * Evaluation metrics of a self-rewarding iteration: a model's quality as a judge of held-out
  * human rankings, head-to-head comparisons judged in both orders, response lengths, signs of
  * reward hacking in the iteration's own judging, and the promotion gate. Pure functions, no I/O.
+ * A little over 500 lines: the metrics and the gate that decides on them stay together.
  */
 import type { Candidate, GateConfig, Judgment, PreferencePair } from './schemas';
 import { histogram, mean, median, type GateCheck, type GateDecision, type HeadToHead, type JudgeQuality, type ResponseLengths, type RewardWatch } from './stats';

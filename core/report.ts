@@ -7,6 +7,9 @@
  * plotted value is one element carrying `data-series` and `data-value` (bars are <rect>,
  * line points are <circle>), so a test can count what was drawn. A missing value (null) is
  * drawn as nothing, with an "n/a" mark where a bar would stand.
+ *
+ * Over 500 lines on purpose: one page's renderer (its CSS, its SVG chart helpers and the
+ * Markdown twin of each table) is read and changed together.
  */
 import type { IterationSummary } from './stats';
 

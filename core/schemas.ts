@@ -1,6 +1,9 @@
 /**
  * One zod schema per record type and for the run config. Every boundary (config file,
  * JSONL line, activity input) parses through these. Free of Temporal and I/O.
+ *
+ * Over 500 lines on purpose: it is the one definition of every record and config field, kept
+ * in one file so that each boundary, test and doc finds a field's schema in one place.
  */
 import { z } from 'zod';
 import { KNOWN_GPUS, KNOWN_MODELS, type KnownGpu, type KnownModel } from './architectures';
@@ -291,7 +294,7 @@ function checkDistributed(o: { strategy?: 'ddp' | 'fsdp'; fsdpLayerClass?: strin
  * Where SFT and DPO run: `local` (default: compute/ on the training worker), `sagemaker`
  * (an Amazon SageMaker training job) or `kubernetes` (an indexed batch/v1 Job, torchrun across
  * its pods). The remote kinds need an s3:// store: inputs, checkpoints and the trained model
- * travel through it. See activities/sagemaker-train.ts and activities/k8s-train.ts.
+ * travel through it. See backends/sagemaker-train.ts and backends/k8s-train.ts.
  */
 export const TrainingBackend = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -310,7 +313,7 @@ export const TrainingBackend = z.discriminatedUnion('kind', [
   }),
   z.strictObject({
     kind: z.literal('sagemaker'),
-    /** ECR URI of the training image (runs srlm_compute train; see the README) */
+    /** ECR URI of the training image (runs srlm_compute train; see docs/scaling.md) */
     image: z.string().regex(/^[^\s]+\/[^\s]+$/, 'must be an image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/srlm-train:1'),
     /** execution role SageMaker assumes (reads and writes the store's bucket) */
     roleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/\S+$/, 'must be an IAM role ARN such as arn:aws:iam::123456789012:role/srlm-training'),
@@ -692,6 +695,18 @@ export const ArtifactRef = z.strictObject({
   sha256: z.string(),
 });
 export type ArtifactRef = z.infer<typeof ArtifactRef>;
+
+/** A published model: its manifest in the artifact store (models/<lineage>/<model-id>/manifest.json). */
+export interface ModelRef {
+  modelId: string;
+  lineage: string;
+  /** manifest key in the store */
+  key: string;
+  uri: string;
+  sha256: string;
+  /** set when the weights live outside the store (a user's model directory, the packaged-model cache) */
+  externalPath?: string;
+}
 
 /** The SFT baseline's judgment of one human-ranked reply (EFT data building). */
 export const EftJudgment = z.strictObject({

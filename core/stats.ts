@@ -160,6 +160,59 @@ export const EvaluationSummary = z.strictObject({
 });
 export type EvaluationSummary = z.infer<typeof EvaluationSummary>;
 
+// ---------------------------------------------------------------------------------------
+// Stage statistics: what a stage's manifest records about how it went (its `stats`), one
+// schema per kind of stage, parsed where they are read. A count a stage published before it
+// existed (or as something else than a number) reads as 0; fields not listed are kept.
+// ---------------------------------------------------------------------------------------
+
+const Tally = z.number().catch(0);
+const Tallies = z.record(z.string(), z.number()).catch({});
+
+/** A generating stage: tokens, time, and shards reused from earlier attempts or generated. */
+export const GenerationStageStats = z.looseObject({
+  tokens: Tally,
+  seconds: Tally,
+  shards: Tally,
+  shardsReused: Tally,
+  requestsResumed: Tally,
+  requestsGenerated: Tally,
+  /** requests the engine skipped (over the context) */
+  skipped: Tally,
+});
+export type GenerationStageStats = z.infer<typeof GenerationStageStats>;
+
+export const PromptStageStats = GenerationStageStats.extend({
+  requested: Tally,
+  rounds: Tally,
+  generated: Tally,
+  kept: Tally,
+  /** instructions dropped per filter (and `kept`) */
+  filters: Tallies,
+});
+export type PromptStageStats = z.infer<typeof PromptStageStats>;
+
+export const CandidateStageStats = GenerationStageStats.extend({ prompts: Tally });
+export type CandidateStageStats = z.infer<typeof CandidateStageStats>;
+
+export const JudgmentStageStats = GenerationStageStats.extend({
+  judgments: Tally,
+  parsed: Tally,
+  parseRate: Tally,
+  parseFailures: Tallies,
+  /** candidates with an empty response: counted, not judged */
+  emptyCandidates: Tally,
+});
+export type JudgmentStageStats = z.infer<typeof JudgmentStageStats>;
+
+export const PairStageStats = z.looseObject({
+  prompts: Tally,
+  pairs: Tally,
+  /** prompts dropped per reason */
+  dropped: Tallies,
+});
+export type PairStageStats = z.infer<typeof PairStageStats>;
+
 export const IterationSummary = z.strictObject({
   run: z.string().min(1),
   iteration: z.number().int().nonnegative(),

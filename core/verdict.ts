@@ -164,7 +164,7 @@ function removeQuotedSpans(line: string): { text: string; spans: string[] } {
     if (end < 0) {
       // an unclosed quotation runs to the end of the line: it is still a quotation
       spans.push(line.slice(i + 1));
-      from = i = line.length;
+      from = line.length;
       break;
     }
     const inner = line.slice(i + 1, end);

@@ -25,7 +25,7 @@ export function temporalSettings(env: NodeJS.ProcessEnv = process.env): Temporal
   try {
     cfg = loadClientConnectConfig({ overrideEnvVars: vars });
   } catch (err) {
-    throw new Error(`Temporal connection settings: ${(err as Error).message}`);
+    throw new Error(`Temporal connection settings: ${(err as Error).message}`, { cause: err });
   }
   const address = cfg.connectionOptions.address ?? DEFAULT_ADDRESS;
   const connectionOptions = { ...cfg.connectionOptions, address };

@@ -89,7 +89,7 @@ export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv =
     try {
       raw = JSON.parse(fs.readFileSync(file, 'utf8'));
     } catch (err) {
-      throw new Error(`${file} is not valid JSON (${(err as Error).message}): run \`bash scripts/bootstrap.sh\` again`);
+      throw new Error(`${file} is not valid JSON (${(err as Error).message}): run \`bash scripts/bootstrap.sh\` again`, { cause: err });
     }
     const parsed = EnvFile.safeParse(raw);
     if (!parsed.success) {

@@ -41,7 +41,7 @@ export default async function setup({ provide }: TestProject): Promise<() => Pro
     server = await startDevServer({ temporalBin, dbFile: path.join(dir, 'temporal.db'), uiPort: false });
   } catch (err) {
     // Fail the run loudly: the test suite needs it and bootstrap said it is installed.
-    throw new Error(`[global-setup] could not start the Temporal dev server: ${(err as Error).message}`);
+    throw new Error(`[global-setup] could not start the Temporal dev server: ${(err as Error).message}`, { cause: err });
   }
   console.log(`[global-setup] Temporal dev server at ${server.address} (pid ${server.pid}) in ${Date.now() - started} ms`);
   process.env.SRLM_TEST_TEMPORAL_ADDRESS = server.address;

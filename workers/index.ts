@@ -8,15 +8,15 @@ import * as path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { type ActivityDeps, createActivities, defaultStoreFor } from '../activities';
-import { type ComputeBackend, PythonCompute } from '../activities/compute';
-import { openAIEngines } from '../activities/openai-compute';
-import { ResidentPool, residentEngines, StopResidentsBeforeTraining } from '../activities/resident-compute';
-import { vllmEngines, vllmJobEngine } from '../activities/vllm-engine';
+import { type ComputeBackend, PythonCompute } from '../backends/compute';
+import { openAIEngines } from '../backends/openai-compute';
+import { ResidentPool, residentEngines, StopResidentsBeforeTraining } from '../backends/resident-compute';
+import { vllmEngines, vllmJobEngine } from '../backends/vllm-engine';
 import type { RunConfig } from '../core/schemas';
-import { trainingBackends } from '../activities/training-backends';
+import { trainingBackends } from '../backends/training-backends';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
-import { hostQueue, type QueueName, TASK_QUEUES } from '../workflows/shared';
+import { hostQueue, type QueueName, TASK_QUEUES } from '../workflows/contract';
 
 export const ALL_QUEUES: QueueName[] = ['orchestration', 'generation', 'training'];
 
@@ -203,7 +203,7 @@ function engines(compute: ComputeBackend, vllmGenerator: ComputeBackend | undefi
  */
 export function installQuietRuntime(): void {
   // The pinned AWS SDK runs on Node 20; its notice that SDK releases after January 2027 need
-  // Node 22 belongs in the README, not in every run's output.
+  // Node 22 belongs in docs/installation.md, not in every run's output.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const quiet = {
     log: () => undefined,

@@ -23,7 +23,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { consoleReporter } from '../activities/progress';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir } from '../infra/paths';
-import { hostQueue, type QueueName } from '../workflows/shared';
+import { hostQueue, type QueueName } from '../workflows/contract';
 import { ALL_QUEUES, createWorkers, defaultDeps, defaultHostId, installQuietRuntime } from './index';
 
 export interface WorkerArgs {

@@ -24,7 +24,7 @@ import {
   ActivityFailure,
   TimeoutFailure,
 } from '@temporalio/workflow';
-import type { Activities, ModelRef, PartStats } from '../activities';
+import type { Activities } from '../activities';
 import type { ArtifactRef, DurabilityConfig, RunConfig } from '../core/schemas';
 import type { HeadToHead, IterationSummary, JudgeQuality } from '../core/stats';
 import {
@@ -42,12 +42,14 @@ import {
   scheduledRunName,
   SEARCH_ATTRIBUTES_PATCH,
   type IterationProgress,
+  type ModelRef,
+  type PartStats,
   type RunProgress,
   type RunResult,
   TASK_QUEUES,
-} from './shared';
+} from './contract';
 
-export * from './shared';
+export * from './contract';
 
 const NON_RETRYABLE = ['InvalidConfig', 'InvalidData', 'InvalidInput', 'InvalidComputeInput', 'NoPreferencePairs', 'NoPrompts'];
 

@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # srlm training image for the remote training backends (compute.training.kind "sagemaker" or
 # "kubernetes"): CUDA base, Python 3.11 with compute/ and its pinned requirements (torch,
-# transformers, TRL; no vLLM), Node 20 and the TypeScript entrypoint workers/train-entry.ts, which
-# implements both container contracts (activities/sagemaker-train.ts, activities/k8s-train.ts):
+# transformers, TRL; no vLLM), Node 20 and the TypeScript entrypoint backends/train-entry.ts, which
+# implements both container contracts (backends/sagemaker-train.ts, backends/k8s-train.ts):
 # it fetches the inputs (Kubernetes: from S3 through the project's S3 store; SageMaker: its
 # channels), resumes from the newest complete checkpoint, runs
 # `python -m srlm_compute.launch <torchrun options> -m srlm_compute train --job ...` and puts
@@ -58,8 +58,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=node /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./
-COPY activities ./activities
 COPY core ./core
-COPY workers/train-entry.ts ./workers/train-entry.ts
+COPY store ./store
+COPY backends ./backends
 COPY compute ./compute
-ENTRYPOINT ["node_modules/.bin/tsx", "workers/train-entry.ts"]
+ENTRYPOINT ["node_modules/.bin/tsx", "backends/train-entry.ts"]

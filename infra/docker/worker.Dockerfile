@@ -29,6 +29,9 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./
 COPY activities ./activities
+COPY store ./store
+COPY backends ./backends
+COPY inputs ./inputs
 COPY core ./core
 COPY workflows ./workflows
 COPY workers ./workers

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type CliResult, runCli } from '../helpers/run-cli';
-import { LocalStore } from '../../activities/store';
+import { LocalStore } from '../../store/store';
 import { HOSTILE, iteration2, RUN, seedReportStore } from '../helpers/report-fixtures';
 
 let tmp: string;

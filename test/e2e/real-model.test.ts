@@ -9,12 +9,12 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findStage, modelDir, readModelManifest, readStage, readStageManifest } from '../../activities/artifacts';
-import { sha256File } from '../../activities/store';
-import { LocalStore } from '../../activities/store';
+import { findStage, modelDir, readModelManifest, readStage, readStageManifest } from '../../store/artifacts';
+import { sha256File } from '../../store/store';
+import { LocalStore } from '../../store/store';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample } from '../../core/schemas';
 import { ALL_QUEUES, createWorkers, defaultDeps, installQuietRuntime } from '../../workers';
-import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { testTemporalAddress } from '../helpers/temporal';
 
 const repo = path.resolve(__dirname, '../..');

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ComputeEvent, computeArgs, localTorchrun, PythonCompute, type TrainJob } from '../../activities/compute';
+import { type ComputeEvent, computeArgs, localTorchrun, PythonCompute, type TrainJob } from '../../backends/compute';
 import { TrainingBackend } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { waitFor } from '../helpers/stack';

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { sha256Hex } from '../../activities/store';
+import { sha256Hex } from '../../store/store';
 
 /** A checkpoint directory as the compute process leaves it: files, then manifest.json. */
 export function localCheckpoint(dir: string, step: number): string {

@@ -49,7 +49,7 @@ export async function startFakeK8sApi(): Promise<FakeK8sApi> {
     req.on('end', () => {
       const url = new URL(req.url ?? '/', 'http://fake');
       const raw = Buffer.concat(chunks).toString();
-      let body: unknown = null;
+      let body: unknown;
       try {
         body = raw ? JSON.parse(raw) : null;
       } catch {

@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { defaultStoreFor } from '../../activities';
 import { createWorkers, installQuietRuntime } from '../../workers';
-import { FakeCompute } from './fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { testTemporalAddress } from './temporal';
 
 export interface FakeOrchestration {

@@ -185,10 +185,14 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     });
     // A side that closes without having ended (error, reset, destroyed) takes the other one along.
     upstream.once('close', () => {
-      if (!upstreamEnded) (cut ? reset(client) : client.destroy());
+      if (upstreamEnded) return;
+      if (cut) reset(client);
+      else client.destroy();
     });
     client.once('close', () => {
-      if (!clientEnded || !upstreamEnded) (cut ? reset(upstream) : upstream.destroy());
+      if (clientEnded && upstreamEnded) return;
+      if (cut) reset(upstream);
+      else upstream.destroy();
     });
   };
 

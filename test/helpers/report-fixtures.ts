@@ -4,7 +4,7 @@
  * an evaluation whose gate passes, iteration 3 one whose gate fails, with a hostile model
  * id, nulls in the numbers, and a judge URL. Also what each chart should draw from them.
  */
-import { type ArtifactStore, LocalStore } from '../../activities/store';
+import { type ArtifactStore, LocalStore } from '../../store/store';
 import type { IterationSummary } from '../../core/stats';
 
 export const HOSTILE = '<script>alert(1)</script>';

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { type ActivityDeps, defaultStoreFor } from '../../activities';
-import type { ComputeBackend } from '../../activities/compute';
+import type { ComputeBackend } from '../../backends/compute';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
 
 export interface TestStack {

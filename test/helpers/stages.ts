@@ -1,7 +1,7 @@
 /** Reading a run's published stages back, to compare a faulted run with a fault-free one. */
 import * as path from 'node:path';
-import { findStage, readStage } from '../../activities/artifacts';
-import { LocalStore } from '../../activities/store';
+import { findStage, readStage } from '../../store/artifacts';
+import { LocalStore } from '../../store/store';
 import { Candidate, EftJudgment, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample } from '../../core/schemas';
 
 /**

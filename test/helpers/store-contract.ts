@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type ArtifactStore, sha256Hex } from '../../activities/store';
+import { type ArtifactStore, sha256Hex } from '../../store/store';
 
 /** `open` returns a fresh, empty store for each test; `largeFile` is a size that needs several parts. */
 export function storeContract(name: string, open: () => Promise<ArtifactStore>, opts: { largeFileBytes: number }): void {

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import type { PythonCompute } from '../../activities/compute';
+import type { PythonCompute } from '../../backends/compute';
 
 /** Builds the tiny model at `<dir>/tiny-llama` (SmolLM2 is imported once per machine into `cacheDir`); returns its path. */
 export async function makeTinyModel(compute: PythonCompute, python: string, repo: string, cacheDir: string, dir: string): Promise<string> {

@@ -1,5 +1,5 @@
 /** A TrainJob as trainModel hands it to a backend, for backend tests. */
-import type { TrainJob } from '../../activities/compute';
+import type { TrainJob } from '../../backends/compute';
 
 export function trainJobFixture(over: Partial<TrainJob> & Pick<TrainJob, 'mode' | 'model' | 'data' | 'output'>): TrainJob {
   return {

@@ -1,5 +1,5 @@
 /**
- * A worker in its own OS process (`node --import tsx test/helpers/fake-worker.ts`, FakeCompute),
+ * A worker in its own OS process (`node --import tsx testing/fake-worker.ts`, FakeCompute),
  * for tests that kill it or read what it prints.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -18,9 +18,9 @@ export interface WorkerProcess {
   exited: Promise<number | null>;
 }
 
-/** A worker in its own OS process (`node --import tsx test/helpers/fake-worker.ts`). */
+/** A worker in its own OS process (`node --import tsx testing/fake-worker.ts`). */
 export function spawnWorker(address: string, queues: string, workDir: string, extra: Record<string, string> = {}): WorkerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'test/helpers/fake-worker.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'testing/fake-worker.ts')], {
     cwd: repo,
     env: { ...process.env, SRLM_TEST_ADDRESS: address, SRLM_TEST_QUEUES: queues, SRLM_TEST_WORKDIR: workDir, ...extra },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
 import { parseWorkerArgs } from '../../workers/main';
-import { checkEntryArgs, EntryError } from '../../workers/train-entry';
+import { checkEntryArgs, EntryError } from '../../backends/train-entry';
 
 const root = repoRoot();
 const env = loadEnvPaths(root);
@@ -185,11 +185,11 @@ describe('Dockerfiles', () => {
     });
   }
 
-  it('train image: runs workers/train-entry.ts (as SageMaker and Kubernetes start it) with every file it imports, compute/ and its venv', async () => {
+  it('train image: runs backends/train-entry.ts (as SageMaker and Kubernetes start it) with every file it imports, compute/ and its venv', async () => {
     const text = read(TRAIN_IMAGE);
     const { stages } = parseDockerfile(text);
     const final = stages.at(-1)!;
-    expect(jsonArgs(final, 'ENTRYPOINT')).toEqual(['node_modules/.bin/tsx', 'workers/train-entry.ts']);
+    expect(jsonArgs(final, 'ENTRYPOINT')).toEqual(['node_modules/.bin/tsx', 'backends/train-entry.ts']);
     expect(final.instructions.some((i) => i.op === 'CMD')).toBe(false);
     // SageMaker runs `<image> train`, a Kubernetes pod passes nothing; anything else is refused
     checkEntryArgs(['train']);
@@ -199,9 +199,9 @@ describe('Dockerfiles', () => {
     expect(final.instructions.some((i) => i.op === 'USER')).toBe(false);
     // every repository file the entrypoint loads (esbuild's import graph) is copied
     const esbuild = await import('esbuild');
-    const graph = await esbuild.build({ entryPoints: [rel('workers/train-entry.ts')], absWorkingDir: root, bundle: true, platform: 'node', packages: 'external', write: false, metafile: true, logLevel: 'error' });
+    const graph = await esbuild.build({ entryPoints: [rel('backends/train-entry.ts')], absWorkingDir: root, bundle: true, platform: 'node', packages: 'external', write: false, metafile: true, logLevel: 'error' });
     const sources = Object.keys(graph.metafile.inputs);
-    expect(sources).toEqual(expect.arrayContaining(['workers/train-entry.ts', 'activities/s3store.ts', 'activities/checkpoints.ts']));
+    expect(sources).toEqual(expect.arrayContaining(['backends/train-entry.ts', 'store/s3store.ts', 'store/checkpoints.ts']));
     for (const src of sources) expect(copiedInto(final, src), `${TRAIN_IMAGE}: ${src} is imported by the entrypoint but not copied`).toBe(true);
     expect(copiedInto(final, 'compute/srlm_compute/launch.py')).toBe(true);
     expect(pkg.dependencies['@aws-sdk/client-s3']).toBeDefined(); // installed with --omit=dev
@@ -303,9 +303,9 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     expect([...listed].sort()).toEqual(manifestFiles);
   });
 
-  it('hold no secrets; every Secret they read is optional or one the README tells how to create', () => {
+  it('hold no secrets; every Secret they read is optional or one docs/deployment.md tells how to create', () => {
     expect(byKind('Secret')).toEqual([]);
-    const readme = read('README.md');
+    const readme = read('docs/deployment.md');
     for (const w of workloads()) {
       for (const c of containersOf(w)) {
         const refs = [

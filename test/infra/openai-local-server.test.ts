@@ -12,12 +12,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../activities/compute';
-import { OpenAICompute, type OpenAIComputeOptions } from '../../activities/openai-compute';
+import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../backends/compute';
+import { OpenAICompute, type OpenAIComputeOptions } from '../../backends/openai-compute';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { FakeCompute } from '../helpers/fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy';
-import { packagedModel } from '../helpers/packaged-model';
+import { packagedModel } from '../../testing/packaged-model';
 
 const MODEL = 'smollm2-135m-instruct';
 const MAX_TOKENS = 8;

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { type CliResult, runCli } from '../helpers/run-cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { S3Store } from '../../activities/s3store';
+import { S3Store } from '../../store/s3store';
 import { loadEnvPaths, s3ServerBin } from '../../infra/paths';
 import { type S3ServerHandle, startS3Server } from '../../infra/s3-server';
 import { RUN, seedReportStore } from '../helpers/report-fixtures';

@@ -1,5 +1,5 @@
 /**
- * Resident models (`compute.resident`, activities/resident-compute.ts) with the real model:
+ * Resident models (`compute.resident`, backends/resident-compute.ts) with the real model:
  * SmolLM2-135M-Instruct on CPU behind `python -m srlm_compute serve`, started by the pool.
  * One server serves several generation jobs (the model loads once), a server killed between
  * jobs is replaced, an idle one is stopped, training stops them all first, a worker killed with
@@ -12,11 +12,11 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../activities/compute';
-import { localServerArgs, ResidentCompute, ResidentPool, StopResidentsBeforeTraining } from '../../activities/resident-compute';
+import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../backends/compute';
+import { localServerArgs, ResidentCompute, ResidentPool, StopResidentsBeforeTraining } from '../../backends/resident-compute';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { FakeCompute } from '../helpers/fake-compute';
-import { packagedModel } from '../helpers/packaged-model';
+import { FakeCompute } from '../../testing/fake-compute';
+import { packagedModel } from '../../testing/packaged-model';
 import { waitFor } from '../helpers/stack';
 import { pidAlive } from '../helpers/tiny-model';
 
@@ -156,8 +156,8 @@ describe('resident local engine (real model, compute/ serve)', () => {
     const script = path.join(tmp, 'holder.ts');
     fs.writeFileSync(
       script,
-      `import { ResidentCompute, ResidentPool } from ${JSON.stringify(path.join(repoRoot(), 'activities/resident-compute'))};
-import { FakeCompute } from ${JSON.stringify(path.join(repoRoot(), 'test/helpers/fake-compute'))};
+      `import { ResidentCompute, ResidentPool } from ${JSON.stringify(path.join(repoRoot(), 'backends/resident-compute'))};
+import { FakeCompute } from ${JSON.stringify(path.join(repoRoot(), 'testing/fake-compute'))};
 const pool = new ResidentPool({ python: ${JSON.stringify(python)}, packageDir: ${JSON.stringify(path.join(repoRoot(), 'compute'))} });
 const engine = new ResidentCompute(pool, ${JSON.stringify(RESIDENT)}, new FakeCompute());
 engine.generate(${JSON.stringify(makeJob(['w-0']))}, {}).then(() => { console.log('pid ' + pool.list()[0].pid); setInterval(() => undefined, 1000); });
@@ -209,8 +209,8 @@ engine.generate(${JSON.stringify(makeJob(['w-0']))}, {}).then(() => { console.lo
     const script = path.join(tmp, 'done.ts');
     fs.writeFileSync(
       script,
-      `import { ResidentCompute, ResidentPool } from ${JSON.stringify(path.join(repoRoot(), 'activities/resident-compute'))};
-import { FakeCompute } from ${JSON.stringify(path.join(repoRoot(), 'test/helpers/fake-compute'))};
+      `import { ResidentCompute, ResidentPool } from ${JSON.stringify(path.join(repoRoot(), 'backends/resident-compute'))};
+import { FakeCompute } from ${JSON.stringify(path.join(repoRoot(), 'testing/fake-compute'))};
 const pool = new ResidentPool({ python: ${JSON.stringify(python)}, packageDir: ${JSON.stringify(path.join(repoRoot(), 'compute'))} });
 const engine = new ResidentCompute(pool, ${JSON.stringify(RESIDENT)}, new FakeCompute());
 engine.generate(${JSON.stringify(makeJob(['d-0']))}, {}).then(() => console.log('pid ' + pool.list()[0].pid));

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../../core/schemas';
 import { loadEnvPaths, repoRoot, s3ServerBin } from '../../infra/paths';
 import { type S3ServerHandle, startS3Server } from '../../infra/s3-server';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { testTemporalAddress } from '../helpers/temporal';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 

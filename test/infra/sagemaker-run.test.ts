@@ -14,13 +14,13 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
-import type { TrainJob } from '../../activities/compute';
-import { s3ClientConfig } from '../../activities/s3store';
-import { trainingBackends } from '../../activities/training-backends';
+import type { TrainJob } from '../../backends/compute';
+import { s3ClientConfig } from '../../store/s3store';
+import { trainingBackends } from '../../backends/training-backends';
 import { parseS3Uri } from '../../core/s3uri';
 import type { RunConfigInput } from '../../core/schemas';
-import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
-import { FakeCompute } from '../helpers/fake-compute';
+import { runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
+import { FakeCompute } from '../../testing/fake-compute';
 import { type MotoServer, type SageMakerProxy, startMoto, startSageMakerProxy } from '../helpers/moto-server';
 import { startTestStack, type TestStack } from '../helpers/stack';
 import { testTemporalAddress } from '../helpers/temporal';

@@ -13,13 +13,13 @@ import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client
 import { DescribeTrainingJobCommand, ListTrainingJobsCommand, SageMakerClient } from '@aws-sdk/client-sagemaker';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ComputeEvent, TrainJob } from '../../activities/compute';
-import { remoteJobBase, RemoteTrainer, stageInputs } from '../../activities/remote-train';
-import { S3Store, s3ClientConfig } from '../../activities/s3store';
-import { SageMakerPlatform } from '../../activities/sagemaker-train';
-import { LocalStore } from '../../activities/store';
+import type { ComputeEvent, TrainJob } from '../../backends/compute';
+import { remoteJobBase, RemoteTrainer, stageInputs } from '../../backends/remote-train';
+import { S3Store, s3ClientConfig } from '../../store/s3store';
+import { SageMakerPlatform } from '../../backends/sagemaker-train';
+import { LocalStore } from '../../store/store';
 import { TrainingBackend } from '../../core/schemas';
-import { FakeCompute } from '../helpers/fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { trainJobFixture } from '../helpers/train-job';
 import { type MotoServer, type SageMakerProxy, startMoto, startSageMakerProxy } from '../helpers/moto-server';
 

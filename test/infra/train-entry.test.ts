@@ -1,5 +1,5 @@
 /**
- * The training image's entrypoint (workers/train-entry.ts) as a real process: its environment is
+ * The training image's entrypoint (backends/train-entry.ts) as a real process: its environment is
  * what the backends give the container (trainingJobManifest's pod env, createTrainingJobRequest's
  * hyperparameters), the S3 side a real Versity S3 Gateway, the training compute/ under
  * `srlm_compute.launch` (torchrun, one node, one CPU process) with the tiny random Llama.
@@ -17,11 +17,11 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PythonCompute, type TrainJob } from '../../activities/compute';
-import { type KubernetesSettings, trainingJobManifest } from '../../activities/k8s-train';
-import type { StagedInputs } from '../../activities/remote-train';
-import { S3Store, s3ClientConfig } from '../../activities/s3store';
-import { createTrainingJobRequest, type SageMakerSettings } from '../../activities/sagemaker-train';
+import { PythonCompute, type TrainJob } from '../../backends/compute';
+import { type KubernetesSettings, trainingJobManifest } from '../../backends/k8s-train';
+import type { StagedInputs } from '../../backends/remote-train';
+import { S3Store, s3ClientConfig } from '../../store/s3store';
+import { createTrainingJobRequest, type SageMakerSettings } from '../../backends/sagemaker-train';
 import { TrainingBackend } from '../../core/schemas';
 import { freePort } from '../../infra/dev-server';
 import { loadEnvPaths, repoRoot, s3ServerBin } from '../../infra/paths';
@@ -54,7 +54,7 @@ interface Exit {
 /** The entrypoint as the image runs it; `onStderr` sees its log lines as they come. */
 function entry(env: Record<string, string>, args: string[] = [], onStderr?: (line: string, pid: number) => void): Promise<Exit> {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SRLM_') && !k.startsWith('SM_') && !k.startsWith('AWS_')));
-  const child = spawn(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'workers/train-entry.ts'), ...args], {
+  const child = spawn(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'backends/train-entry.ts'), ...args], {
     cwd: repo,
     env: {
       ...base,

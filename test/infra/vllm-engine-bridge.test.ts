@@ -9,13 +9,13 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GenerateRequest, PythonCompute } from '../../activities/compute';
+import { type GenerateRequest, PythonCompute } from '../../backends/compute';
 import { generateSharded, readCommittedShard } from '../../activities/shards';
-import { LocalStore } from '../../activities/store';
-import { vllmEngines } from '../../activities/vllm-engine';
+import { LocalStore } from '../../store/store';
+import { vllmEngines } from '../../backends/vllm-engine';
 import { RunConfig } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { packagedModel } from '../helpers/packaged-model';
+import { packagedModel } from '../../testing/packaged-model';
 
 const root = repoRoot();
 const env = loadEnvPaths(root);

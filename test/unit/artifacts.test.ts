@@ -3,8 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { IntegrityError, readStage, readStageManifest, readStageShards, StageWriter, writeStage } from '../../activities/artifacts';
-import { LocalStore } from '../../activities/store';
+import { IntegrityError, readStage, readStageManifest, readStageShards, StageWriter, writeStage } from '../../store/artifacts';
+import { LocalStore } from '../../store/store';
 
 const Rec = z.strictObject({ id: z.string(), n: z.number() });
 type Rec = z.infer<typeof Rec>;

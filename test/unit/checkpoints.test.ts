@@ -2,8 +2,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from '../../activities/checkpoints';
-import { LocalStore } from '../../activities/store';
+import { findNewestCheckpoint, publishCheckpoint, pruneCheckpoints } from '../../store/checkpoints';
+import { LocalStore } from '../../store/store';
 import { localCheckpoint } from '../helpers/checkpoints';
 
 const PREFIX = 'runs/r/train/m1/checkpoints/job1';

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadEvalPrompts, loadEvalRanked } from '../../activities/eval-data';
+import { loadEvalPrompts, loadEvalRanked } from '../../inputs/eval-data';
 
 const shared = path.resolve(__dirname, '../../../shared/data');
 const alpaca = path.join(shared, 'alpaca-eval-gpt4-turbo-reference.json');

@@ -4,8 +4,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { cacheLimitsFromEnv, IntegrityError, ObjectCache } from '../../activities/object-cache';
-import { sha256Hex } from '../../activities/store';
+import { cacheLimitsFromEnv, IntegrityError, ObjectCache } from '../../store/object-cache';
+import { sha256Hex } from '../../store/store';
 
 describe('the content-addressed object cache', () => {
   let dir: string;

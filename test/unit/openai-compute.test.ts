@@ -7,10 +7,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../activities/compute';
-import { OpenAICompute, type OpenAIComputeOptions, openAIEngines } from '../../activities/openai-compute';
+import type { ComputeEvent, GenerateJob, GenerateOutput, GenerateRequest } from '../../backends/compute';
+import { OpenAICompute, type OpenAIComputeOptions, openAIEngines } from '../../backends/openai-compute';
 import { RunConfig } from '../../core/schemas';
-import { FakeCompute } from '../helpers/fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { startStubOpenAI, type StubServer } from '../helpers/stub-openai-server';
 
 let stub: StubServer;

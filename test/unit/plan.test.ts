@@ -135,8 +135,9 @@ describe('planRun', () => {
     expect(p.problems).toEqual([]);
     expect(p.training.device).toBe('cpu');
     expect(p.training.precision).toBe('fp32');
-    // 16 IFT + 16 EFT + 4 ranked sets x 2 replies x 1 sample = 40 examples x 2 epochs x 768 tokens
-    expect(p.sft.tokens).toBe(40 * 2 * 768);
+    // 16 IFT + 16 EFT + 4 ranked sets x 2 replies x 1 sample = 40 examples x sft.epochs x 768 tokens
+    const epochs = loadRunConfig(path.join(CONFIGS, 'demo.json')).sft.epochs;
+    expect(p.sft.tokens).toBe(40 * epochs * 768);
     // per token per layer: (4 x 576 + 2 x 576 + 2 x 192 + 4 x 1536) x 4 bytes = 39,936; x 30 layers = 1,198,080
     // (train.py's docstring measured ~1.9 MB per token with the logits, which add 49152 x 8 = 393,216)
     expect(activationBytesPerToken(p.model, 4, false)).toBe(1_198_080);

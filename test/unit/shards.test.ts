@@ -2,10 +2,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { GenerateRequest } from '../../activities/compute';
+import type { GenerateRequest } from '../../backends/compute';
 import { chunk, generateSharded, parseOutputLines, readCommittedShard, shardKeys } from '../../activities/shards';
-import { LocalStore } from '../../activities/store';
-import { FakeCompute } from '../helpers/fake-compute';
+import { LocalStore } from '../../store/store';
+import { FakeCompute } from '../../testing/fake-compute';
 
 const req = (i: number): GenerateRequest => ({ id: `q${i}`, messages: [{ role: 'user', content: `question ${i}` }], n: 2, temperature: 0.7, top_p: 0.9, max_new_tokens: 16, seed: i });
 const loc = { run: 'r', iteration: 1, stage: 'candidates' };

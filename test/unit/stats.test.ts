@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Candidate, Judgment } from '../../core/schemas';
 import {
+  JudgmentStageStats,
+  PairStageStats,
+  PromptStageStats,
   histogram,
   IterationSummary,
   mean,
@@ -138,5 +141,17 @@ describe('CandidateSummary and JudgmentSummary (batch by batch)', () => {
     expect(j.summary()).toEqual(summarizeJudgments(js));
     expect(new CandidateSummary().summary()).toEqual(summarizeCandidates([]));
     expect(new JudgmentSummary().summary()).toEqual(summarizeJudgments([]));
+  });
+});
+
+describe('stage statistics (a manifest\'s stats, parsed where read)', () => {
+  it('a count a stage published before it existed, or not as a number, reads as 0; unknown fields are kept', () => {
+    const parsed = JudgmentStageStats.parse({ judgments: 12, parsed: 10, parseRate: 10 / 12, parseFailures: { 'no score': 2 }, tokens: 'many', fleetParts: 3 });
+    expect(parsed).toMatchObject({ judgments: 12, parsed: 10, parseFailures: { 'no score': 2 }, tokens: 0, emptyCandidates: 0, skipped: 0, fleetParts: 3 });
+  });
+
+  it('per-reason tallies default to none', () => {
+    expect(PairStageStats.parse({ prompts: 4, pairs: 3 }).dropped).toEqual({});
+    expect(PromptStageStats.parse({ requested: 8, generated: 20, filters: { kept: 5, 'too short': 2 } })).toMatchObject({ requested: 8, generated: 20, kept: 0, filters: { kept: 5, 'too short': 2 } });
   });
 });

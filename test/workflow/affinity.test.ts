@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../../core/schemas';
-import { hostQueue, iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/shared';
+import { hostQueue, iterationWorkflowId, runWorkflowId, TASK_QUEUES } from '../../workflows/contract';
 import { type FakeOrchestration, fakeOrchestration } from '../helpers/fake-orchestration';
 import { recordHistory } from '../helpers/histories';
 import { waitFor } from '../helpers/stack';

@@ -10,12 +10,12 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { type Client, WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LocalStore } from '../../activities/store';
+import { LocalStore } from '../../store/store';
 import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { iterationProgressQuery, iterationWorkflowId, type LiveStage, progressQuery, runWorkflowId, type RunProgress, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/shared';
-import { FakeCompute } from '../helpers/fake-compute';
+import { iterationProgressQuery, iterationWorkflowId, type LiveStage, progressQuery, runWorkflowId, type RunProgress, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/contract';
+import { FakeCompute } from '../../testing/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
 import { duplicates, runRecords } from '../helpers/stages';
@@ -141,7 +141,7 @@ describe('recovering runs (FakeCompute)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
-  it('the README\'s Temporal CLI steps (show, extract the input, start) resume a failed run', async () => {
+  it('docs/operations.md\'s Temporal CLI steps (show, extract the input, start) resume a failed run', async () => {
     const root = path.join(tmp, 'store-cli');
     const blocker = blockCandidates(root, 'rec');
     await expect(execute(config('rec', root))).rejects.toBeInstanceOf(WorkflowFailedError);
@@ -321,7 +321,7 @@ describe('recovering runs (FakeCompute)', () => {
     expect(JSON.parse(await srlm('list', '--json'))).toEqual([]);
   });
 
-  it('the README\'s `temporal schedule create` command makes a schedule whose runs work the same', async () => {
+  it('docs/operations.md\'s `temporal schedule create` command makes a schedule whose runs work the same', async () => {
     const root = path.join(tmp, 'store-ref');
     const cfg = { ...config('tcli', root), lineage: 'rec', baseModel: { promoted: 'rec' } };
     const temporal = loadEnvPaths(repoRoot()).temporal;

@@ -10,14 +10,14 @@ import { ApplicationFailure, Client, Connection, WorkflowFailedError } from '@te
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultStoreFor } from '../../activities';
-import { findStage, readStage } from '../../activities/artifacts';
-import { LocalStore } from '../../activities/store';
-import type { TrainJob } from '../../activities/compute';
+import { findStage, readStage } from '../../store/artifacts';
+import { LocalStore } from '../../store/store';
+import type { TrainJob } from '../../backends/compute';
 import { Candidate, GeneratedPrompt, Judgment, PreferencePair, type RunConfigInput, SftExample, StageManifest } from '../../core/schemas';
 import { ALL_QUEUES, createWorkers, installQuietRuntime } from '../../workers';
-import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/shared';
+import { iterationWorkflowId, runWorkflowId, TASK_QUEUES, type RunResult } from '../../workflows/contract';
 import { recordHistory } from '../helpers/histories';
-import { FakeCompute } from '../helpers/fake-compute';
+import { FakeCompute } from '../../testing/fake-compute';
 import { testTemporalAddress } from '../helpers/temporal';
 
 const repo = path.resolve(__dirname, '../..');

@@ -1,6 +1,6 @@
 """A FAKE of vLLM's OpenAI server entry point (``python -m vllm.entrypoints.openai.api_server``).
 
-It is not vLLM: it accepts the flags srlm's resident pool passes (activities/resident-compute.ts
+It is not vLLM: it accepts the flags srlm's resident pool passes (backends/resident-compute.ts
 ``vllmServerArgs``), appends them as one JSON line ``{"server_argv": [...]}`` to the file named
 by ``FAKE_VLLM_LOG``, waits ``FAKE_VLLM_START_DELAY`` seconds (a model load, so the pool's
 readiness polling is exercised), then serves with srlm's own ``serve`` command on CPU over the
