@@ -22,6 +22,7 @@ import { openStore } from '../activities/open-store';
 import { isS3Uri, parseS3Uri } from '../core/s3uri';
 import { consoleReporter, formatDuration } from '../activities/progress';
 import { configHash } from '../core/ids';
+import { terminalSafe } from '../core/terminal';
 import { renderIterationSummaryMarkdown } from '../core/stats';
 import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
@@ -34,6 +35,10 @@ import { ensureSearchAttributes } from './search-attributes';
 import { createSchedule, describeSchedule, listSchedules, renderSchedule } from './schedules';
 import { cancelRun, formatLive, formatLiveStage, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
 import { startEmbeddedStack } from './stack';
+
+/** The CLI's printers: every line has its control characters escaped (core/terminal.ts). */
+const say = (line: string): void => console.log(terminalSafe(line));
+const sayErr = (line: string): void => console.error(terminalSafe(line));
 
 // TEMPORAL_ADDRESS / _NAMESPACE / _API_KEY / _TLS_* and the TOML profile, as the temporal CLI reads them
 const settings = () => temporalSettings();
@@ -59,7 +64,7 @@ async function loadConfigOrExit(file: string, runName?: string): Promise<RunConf
 async function startOrAttach(client: Client, config: RunConfig): Promise<{ workflowId: string; attached: boolean }> {
   const workflowId = runWorkflowId(config.run);
   const sa = await ensureSearchAttributes(client, client.options.namespace);
-  if (!sa.enabled) console.warn(`note: runs are started without search attributes: ${sa.reason}`);
+  if (!sa.enabled) sayErr(`note: runs are started without search attributes: ${sa.reason}`);
   try {
     await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config, searchAttributes: sa.enabled }] });
     return { workflowId, attached: false };
@@ -180,7 +185,7 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string; s
   const interrupt = new AbortController();
   const onSignal = (): void => {
     if (interrupt.signal.aborted) process.exit(130);
-    console.log('\nStopping: running compute is cancelled, the run stays in Temporal; run the same command again to resume it.');
+    say('\nStopping: running compute is cancelled, the run stays in Temporal; run the same command again to resume it.');
     interrupt.abort();
   };
   process.on('SIGINT', onSignal);
@@ -191,21 +196,21 @@ async function cmdRun(opts: { config: string; run?: string; stateDir?: string; s
   const running = Promise.all(stack.workers.map((w) => w.runUntil(done)));
   try {
     const { workflowId, attached } = await startOrAttach(stack.client, config);
-    console.log(`${attached ? 'Attached to' : 'Started'} run "${config.run}" (workflow ${workflowId}, namespace ${stack.namespace})`);
-    console.log(`Progress: temporal workflow query --address ${stack.address} --workflow-id ${workflowId} --name progress`);
-    const result = await watch(stack.client, workflowId, (l) => console.log(l), interrupt.signal);
+    say(`${attached ? 'Attached to' : 'Started'} run "${config.run}" (workflow ${workflowId}, namespace ${stack.namespace})`);
+    say(`Progress: temporal workflow query --address ${stack.address} --workflow-id ${workflowId} --name progress`);
+    const result = await watch(stack.client, workflowId, (l) => say(l), interrupt.signal);
     if (result === null) return;
-    console.log(`\nRun "${result.run}" completed in ${formatDuration((Date.now() - t0) / 1000)}. Models:`);
-    for (const m of result.models) console.log(`  ${m.name.padEnd(13)} ${m.model.modelId.padEnd(28)} ${m.model.externalPath ?? m.model.uri}`);
+    say(`\nRun "${result.run}" completed in ${formatDuration((Date.now() - t0) / 1000)}. Models:`);
+    for (const m of result.models) say(`  ${m.name.padEnd(13)} ${m.model.modelId.padEnd(28)} ${m.model.externalPath ?? m.model.uri}`);
     if (result.summaries.length > 0) {
       // the run's report beside its state, as `srlm report` writes it
       try {
         const root = config.store.root ?? path.join(stateDir, 'artifacts');
         const runStore = isS3Uri(root) ? openStore(root, config.store.s3 ?? {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
-        const files = await writeRunReport(await buildRunReport(runStore, result.run, (l) => console.error(l)), path.join(stateDir, 'reports', result.run));
-        console.log(`Report: ${files.html}\n        ${files.md}`);
+        const files = await writeRunReport(await buildRunReport(runStore, result.run, (l) => sayErr(l)), path.join(stateDir, 'reports', result.run));
+        say(`Report: ${files.html}\n        ${files.md}`);
       } catch (err) {
-        console.error(`note: the report could not be written (${(err as Error).message}); try \`srlm report ${result.run}\``);
+        sayErr(`note: the report could not be written (${(err as Error).message}); try \`srlm report ${result.run}\``);
       }
     }
   } finally {
@@ -222,8 +227,8 @@ async function cmdStart(opts: { config: string; run?: string; json?: boolean }):
   try {
     const client = new Client({ connection, namespace: namespace() });
     const { workflowId, attached } = await startOrAttach(client, config);
-    if (opts.json) console.log(JSON.stringify({ run: config.run, workflowId, attached, configHash: configHash(config) }));
-    else console.log(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
+    if (opts.json) say(JSON.stringify({ run: config.run, workflowId, attached, configHash: configHash(config) }));
+    else say(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
   } finally {
     await connection.close();
   }
@@ -234,17 +239,17 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
   try {
     const client = new Client({ connection, namespace: namespace() });
     const p = await client.workflow.getHandle(runWorkflowId(run)).query(progressQuery);
-    if (opts.json) console.log(JSON.stringify(p, null, 2));
+    if (opts.json) say(JSON.stringify(p, null, 2));
     else {
-      console.log(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
-      for (const m of p.models) console.log(`  ${m.name.padEnd(13)} ${m.modelId}`);
-      if (p.live) console.log(`  ${formatLiveStage(p.live)}`);
-      if (p.paused) console.log(`  paused since ${p.paused.since}: ${p.paused.reason}`);
-      if (p.error) console.log(`  error: ${p.error}`);
-      for (const g of p.gates ?? []) console.log(`  gate, iteration ${g.iteration}: ${g.model} ${g.passed ? 'passed' : `FAILED (${g.onFail}): ${g.failed.join('; ')}`}`);
-      if (p.promoted) console.log(`  promoted: ${p.promoted}`);
+      say(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
+      for (const m of p.models) say(`  ${m.name.padEnd(13)} ${m.modelId}`);
+      if (p.live) say(`  ${formatLiveStage(p.live)}`);
+      if (p.paused) say(`  paused since ${p.paused.since}: ${p.paused.reason}`);
+      if (p.error) say(`  error: ${p.error}`);
+      for (const g of p.gates ?? []) say(`  gate, iteration ${g.iteration}: ${g.model} ${g.passed ? 'passed' : `FAILED (${g.onFail}): ${g.failed.join('; ')}`}`);
+      if (p.promoted) say(`  promoted: ${p.promoted}`);
       const last = p.summaries.at(-1);
-      if (last) console.log('\n' + renderIterationSummaryMarkdown(last));
+      if (last) say('\n' + renderIterationSummaryMarkdown(last));
     }
   } finally {
     await connection.close();
@@ -263,8 +268,8 @@ async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
 async function cmdPause(run: string, opts: { reason?: string; json?: boolean }): Promise<void> {
   await withClient(async (client) => {
     await pauseRun(client, run, opts.reason);
-    if (opts.json) console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), paused: true, reason: opts.reason ?? null }));
-    else console.log(`run "${run}": pausing; the running stage finishes, the next waits for \`srlm resume ${run}\`.`);
+    if (opts.json) say(JSON.stringify({ run, workflowId: runWorkflowId(run), paused: true, reason: opts.reason ?? null }));
+    else say(`run "${run}": pausing; the running stage finishes, the next waits for \`srlm resume ${run}\`.`);
   });
 }
 
@@ -273,35 +278,35 @@ async function cmdResume(run: string, opts: { config?: string; watch?: boolean; 
   await withClient(async (client) => {
     // a running (paused) run gets the resume signal; one that ended gets a new execution
     if (!config && (await unpauseRun(client, run))) {
-      if (opts.json) console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), unpaused: true }));
-      else console.log(`run "${run}": resumed.`);
-      if (opts.watch) await watch(client, runWorkflowId(run), (l) => console.log(l));
+      if (opts.json) say(JSON.stringify({ run, workflowId: runWorkflowId(run), unpaused: true }));
+      else say(`run "${run}": resumed.`);
+      if (opts.watch) await watch(client, runWorkflowId(run), (l) => say(l));
       return;
     }
     const out = await resumeRun(client, run, config ? { config } : {});
     if (opts.json) {
-      console.log(JSON.stringify({ run, unpaused: false, ...out }));
+      say(JSON.stringify({ run, unpaused: false, ...out }));
       if (opts.watch) await watch(client, out.workflowId, () => undefined);
       return;
     }
-    console.log(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
-    console.log('Completed stages, committed shards and training checkpoints are reused.');
-    if (opts.watch) await watch(client, out.workflowId, (l) => console.log(l));
+    say(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
+    say('Completed stages, committed shards and training checkpoints are reused.');
+    if (opts.watch) await watch(client, out.workflowId, (l) => say(l));
   });
 }
 
 async function cmdWatch(run: string, opts: { interval?: string }): Promise<void> {
   await withClient(async (client) => {
-    const out = await watch(client, runWorkflowId(run), (l) => console.log(l), undefined, true, Number(opts.interval ?? 5) * 1000);
-    if (out) console.log(`\nRun "${out.run}" completed; final model ${out.finalModel.modelId}.`);
+    const out = await watch(client, runWorkflowId(run), (l) => say(l), undefined, true, Number(opts.interval ?? 5) * 1000);
+    if (out) say(`\nRun "${out.run}" completed; final model ${out.finalModel.modelId}.`);
   });
 }
 
 async function cmdCancel(run: string, opts: { json?: boolean }): Promise<void> {
   await withClient(async (client) => {
     const status = await cancelRun(client, run);
-    if (opts.json) return console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
-    console.log(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
+    if (opts.json) return say(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
+    say(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
   });
 }
 
@@ -309,7 +314,7 @@ async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: st
   const given = opts.store ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir ?? defaultStateDir(), 'artifacts');
   const root = isS3Uri(given) ? given : path.resolve(given);
   const entries = await listLineage(openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')), opts.lineage);
-  console.log(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
+  say(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
 }
 
 async function cmdReport(run: string, opts: { store?: string; stateDir?: string; out?: string; json?: boolean }): Promise<void> {
@@ -320,10 +325,10 @@ async function cmdReport(run: string, opts: { store?: string; stateDir?: string;
   // Node version notice is silenced as in the workers (see README, Installation).
   if (isS3Uri(root)) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const store = isS3Uri(root) ? openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
-  const report = await buildRunReport(store, run, (l) => console.error(l));
+  const report = await buildRunReport(store, run, (l) => sayErr(l));
   const files = await writeRunReport(report, opts.out ?? path.join(stateDir, 'reports', run));
-  if (opts.json) console.log(JSON.stringify(files));
-  else console.log(`Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`);
+  if (opts.json) say(JSON.stringify(files));
+  else say(`Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`);
 }
 
 const program = new Command()
@@ -421,7 +426,7 @@ schedule
     const config = await loadConfigOrExit(opts.config);
     await withClient(async (client) => {
       const id = await createSchedule(client, { name, config, ...(opts.cron ? { cron: opts.cron } : {}), ...(opts.every ? { every: opts.every } : {}), ...(opts.catchupWindow ? { catchupWindow: opts.catchupWindow } : {}), ...(opts.paused ? { paused: true } : {}), ...(opts.note ? { note: opts.note } : {}) });
-      console.log(`Created schedule ${id}: runs of "${config.run}" in lineage "${config.lineage ?? config.run}".`);
+      say(`Created schedule ${id}: runs of "${config.run}" in lineage "${config.lineage ?? config.run}".`);
     });
   });
 
@@ -432,9 +437,9 @@ schedule
   .action(async (opts: { json?: boolean }) =>
     withClient(async (client) => {
       const all = await listSchedules(client);
-      if (opts.json) console.log(JSON.stringify(all, null, 2));
-      else if (all.length === 0) console.log('No srlm schedules.');
-      else for (const s of all) console.log(`${s.name.padEnd(24)} ${s.paused ? 'paused' : 'active'}  ${s.scheduleId}`);
+      if (opts.json) say(JSON.stringify(all, null, 2));
+      else if (all.length === 0) say('No srlm schedules.');
+      else for (const s of all) say(`${s.name.padEnd(24)} ${s.paused ? 'paused' : 'active'}  ${s.scheduleId}`);
     }),
   );
 
@@ -446,7 +451,7 @@ schedule
   .action(async (name: string, opts: { json?: boolean }) =>
     withClient(async (client) => {
       const d = await describeSchedule(client, name);
-      console.log(opts.json ? JSON.stringify(d, null, 2) : renderSchedule(d));
+      say(opts.json ? JSON.stringify(d, null, 2) : renderSchedule(d));
     }),
   );
 
@@ -460,7 +465,7 @@ for (const [cmd, what] of [['pause', 'pause a schedule (no new runs start)'], ['
       withClient(async (client) => {
         const handle = client.schedule.getHandle(scheduleIdOf(name));
         await (cmd === 'pause' ? handle.pause(opts.note) : handle.unpause(opts.note));
-        console.log(`schedule ${name}: ${cmd === 'pause' ? 'paused' : 'active'}`);
+        say(`schedule ${name}: ${cmd === 'pause' ? 'paused' : 'active'}`);
       }),
     );
 }
@@ -472,7 +477,7 @@ schedule
   .action(async (name: string) =>
     withClient(async (client) => {
       await client.schedule.getHandle(scheduleIdOf(name)).trigger();
-      console.log(`schedule ${name}: triggered`);
+      say(`schedule ${name}: triggered`);
     }),
   );
 
@@ -488,7 +493,7 @@ schedule
       const end = new Date(opts.to);
       if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) throw new ConfigError(`--from/--to: need two ISO 8601 times, --from before --to (got "${opts.from}", "${opts.to}")`);
       await client.schedule.getHandle(scheduleIdOf(name)).backfill({ start, end });
-      console.log(`schedule ${name}: backfilling ${start.toISOString()} .. ${end.toISOString()}`);
+      say(`schedule ${name}: backfilling ${start.toISOString()} .. ${end.toISOString()}`);
     }),
   );
 
@@ -499,12 +504,12 @@ schedule
   .action(async (name: string) =>
     withClient(async (client) => {
       await client.schedule.getHandle(scheduleIdOf(name)).delete();
-      console.log(`schedule ${name}: deleted`);
+      say(`schedule ${name}: deleted`);
     }),
   );
 
 program.parseAsync(process.argv).catch((err) => {
-  if (err instanceof ConfigError) console.error(`error: ${err.message}`);
-  else console.error(`error: ${describeFailure(err)}`);
+  if (err instanceof ConfigError) sayErr(`error: ${err.message}`);
+  else sayErr(`error: ${describeFailure(err)}`);
   process.exit(1);
 });

@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { isS3Uri, parseS3Uri } from './s3uri';
+import { keyDestinationProblem, keyEnvProblem, userinfoProblem } from './security';
 
 /** Names that become path segments of artifact keys: no `..`, no slashes, no control chars. */
 export const SafeName = z
@@ -130,13 +131,25 @@ export const GenerationEngine = z.discriminatedUnion('kind', [
     /** the served model name */
     model: z.string().min(1),
     /** NAME of the environment variable holding the API key */
-    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      // the allowlist is the validating process's (the worker checks again with its own: core/security.ts)
+      .superRefine((name, ctx) => {
+        const problem = keyEnvProblem(name, typeof process === 'undefined' ? {} : process.env);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
     /** most requests in flight per generation activity */
     concurrency: PositiveInt.max(4096).default(64),
     /** per HTTP request */
     timeoutSeconds: z.number().positive().default(120),
     /** retries per request (429, 5xx, timeouts, connection errors) before the attempt fails */
     maxRetries: z.number().int().nonnegative().max(100).default(5),
+  }).superRefine((e, ctx) => {
+    // no userinfo ever; plain http to a remote host only when no key goes with the requests
+    const problem = e.apiKeyEnv ? keyDestinationProblem(e.baseUrl) : userinfoProblem(e.baseUrl);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: problem });
   }),
   /** vLLM's offline engine inside the generation worker's compute process (compute/srlm_compute/vllm_engine.py) */
   z.strictObject({

@@ -12,7 +12,8 @@
  *                                                         generation fleet (compute.fleet) takes at most N parts at once
  * Connection settings as the temporal CLI reads them (infra/connection.ts): TEMPORAL_ADDRESS,
  * TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_*, the TOML profile (TEMPORAL_PROFILE).
- * Metrics: SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics (temporal_*, srlm_*).
+ * Metrics: SRLM_METRICS_BIND=127.0.0.1:9464 (or a bare port) serves Prometheus metrics (temporal_*, srlm_*);
+ *   the endpoint has no authentication, so another host needs SRLM_METRICS_EXPOSE=1 too.
  * Artifacts: SRLM_STORE_ROOT (default <state dir>/artifacts), SRLM_STATE_DIR.
  * Compute: SRLM_PYTHON (the interpreter of compute/), SRLM_VLLM_PYTHON (one with vllm, for
  * `compute.engine.kind: "vllm"`), SRLM_CACHE_DIR.
@@ -61,7 +62,7 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
 
 async function run(): Promise<void> {
   const args = parseWorkerArgs(process.argv.slice(2));
-  installQuietRuntime(); // SRLM_METRICS_BIND=0.0.0.0:9464 serves Prometheus metrics
+  installQuietRuntime(); // SRLM_METRICS_BIND=127.0.0.1:9464 serves Prometheus metrics
   const settings = temporalSettings();
   const connection = await NativeConnection.connect(settings.connectionOptions);
   const deps = defaultDeps({ stateDir: defaultStateDir(), reporter: consoleReporter() });
