@@ -12,9 +12,11 @@
  *   srlm report <run> [--out DIR]           the run's iteration summaries as one HTML page and Markdown
  */
 import { setMaxListeners } from 'node:events';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Command } from 'commander';
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
+import { Client, WorkflowExecutionAlreadyStartedError, WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { loadEvalPrompts, loadEvalRanked } from '../activities/eval-data';
 import { loadSeed } from '../activities/seed';
@@ -29,6 +31,7 @@ import { temporalSettings } from '../infra/connection';
 import { defaultStateDir, loadEnvPaths } from '../infra/paths';
 import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/shared';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
+import { connectOrExplain, noWorkerMessage, OperatorError, requireWorker, workflowPollers } from './connect';
 import { listLineage, renderLineage } from './models';
 import { buildRunReport, writeRunReport } from './report';
 import { ensureSearchAttributes } from './search-attributes';
@@ -44,7 +47,18 @@ const sayErr = (line: string): void => console.error(terminalSafe(line));
 const settings = () => temporalSettings();
 const address = (): string => settings().address;
 const namespace = (): string => settings().namespace;
-const connect = () => Connection.connect(settings().connectionOptions);
+const connect = () => connectOrExplain(settings());
+
+/** The run's workflow exists and a worker polls its queue: what a query (status, watch) needs. */
+async function requireRunAndWorker(client: Client, run: string, what: string): Promise<void> {
+  try {
+    await client.workflow.getHandle(runWorkflowId(run)).describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}; \`srlm schedule describe\` lists a schedule's runs`);
+    throw err;
+  }
+  await requireWorker(client, TASK_QUEUES.orchestration, address(), what);
+}
 
 /** Validates the config and its seed data before anything is started. */
 async function loadConfigOrExit(file: string, runName?: string): Promise<RunConfig> {
@@ -146,9 +160,26 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
 /** The store `srlm run --local-s3` uses when no --store is given. */
 const LOCAL_S3_STORE = 's3://srlm-local/artifacts';
 
-/** A --store value: an s3:// URI (checked) or a directory (made absolute). */
-function checkStoreRoot(store: string): string {
-  if (!isS3Uri(store)) return path.resolve(store);
+/**
+ * A --store value: an s3:// URI (checked), a file:///absolute/path or a directory (made
+ * absolute). `mustExist`: a directory that is not there is refused (a read would find nothing).
+ */
+function checkStoreRoot(store: string, mustExist = false): string {
+  if (!isS3Uri(store)) {
+    let dir = store;
+    if (/^file:/i.test(store)) {
+      try {
+        dir = fileURLToPath(store);
+      } catch (err) {
+        throw new ConfigError(`--store ${store}: not a usable file URI (${(err as Error).message}); write file:///absolute/path or the directory itself`);
+      }
+    } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) {
+      throw new ConfigError(`--store ${store}: only a directory, file:///absolute/path or s3://bucket/prefix is a store`);
+    }
+    const abs = path.resolve(dir);
+    if (mustExist && !fs.existsSync(abs)) throw new ConfigError(`--store ${store}: ${abs} does not exist; name the store a run wrote (--store, SRLM_STORE_ROOT or --state-dir)`);
+    return abs;
+  }
   try {
     parseS3Uri(store);
   } catch (err) {
@@ -226,6 +257,7 @@ async function cmdStart(opts: { config: string; run?: string; json?: boolean }):
   const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
+    if ((await workflowPollers(client, TASK_QUEUES.orchestration)) === 0) sayErr(`note: ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'the run waits in the queue until one does')}`);
     const { workflowId, attached } = await startOrAttach(client, config);
     if (opts.json) say(JSON.stringify({ run: config.run, workflowId, attached, configHash: configHash(config) }));
     else say(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
@@ -238,6 +270,7 @@ async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
   const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
+    await requireRunAndWorker(client, run, `run "${run}" cannot answer its progress query`);
     const p = await client.workflow.getHandle(runWorkflowId(run)).query(progressQuery);
     if (opts.json) say(JSON.stringify(p, null, 2));
     else {
@@ -295,9 +328,17 @@ async function cmdResume(run: string, opts: { config?: string; watch?: boolean; 
   });
 }
 
-async function cmdWatch(run: string, opts: { interval?: string }): Promise<void> {
+/** A --interval value: seconds, a positive number up to a day. */
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || n > 86400) throw new InvalidArgumentError(`must be a number of seconds above 0 and at most 86400, got "${value}"`);
+  return n;
+}
+
+async function cmdWatch(run: string, opts: { interval?: number }): Promise<void> {
   await withClient(async (client) => {
-    const out = await watch(client, runWorkflowId(run), (l) => say(l), undefined, true, Number(opts.interval ?? 5) * 1000);
+    await requireRunAndWorker(client, run, `run "${run}" cannot be watched (its progress query needs one)`);
+    const out = await watch(client, runWorkflowId(run), (l) => say(l), undefined, true, (opts.interval ?? 5) * 1000);
     if (out) say(`\nRun "${out.run}" completed; final model ${out.finalModel.modelId}.`);
   });
 }
@@ -312,7 +353,7 @@ async function cmdCancel(run: string, opts: { json?: boolean }): Promise<void> {
 
 async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: string; json?: boolean }): Promise<void> {
   const given = opts.store ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir ?? defaultStateDir(), 'artifacts');
-  const root = isS3Uri(given) ? given : path.resolve(given);
+  const root = checkStoreRoot(given, true);
   const entries = await listLineage(openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')), opts.lineage);
   say(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
 }
@@ -320,7 +361,7 @@ async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: st
 async function cmdReport(run: string, opts: { store?: string; stateDir?: string; out?: string; json?: boolean }): Promise<void> {
   const stateDir = opts.stateDir ?? defaultStateDir();
   const given = opts.store ?? (process.env.SRLM_STORE_ROOT || path.join(stateDir, 'artifacts'));
-  const root = checkStoreRoot(given);
+  const root = checkStoreRoot(given, true);
   // the object cache bootstrap set up serves S3 stores; a directory needs none. The AWS SDK's
   // Node version notice is silenced as in the workers (see README, Installation).
   if (isS3Uri(root)) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -381,7 +422,7 @@ program
   .command('watch')
   .description('follow a running run: stage changes, live progress of its activities (done/total, shards, tok/s, loss, checkpoints), iteration summaries')
   .argument('<run>', 'run name')
-  .option('--interval <seconds>', 'seconds between progress lines', '5')
+  .option('--interval <seconds>', 'seconds between progress lines', parseSeconds, 5)
   .action(cmdWatch);
 
 program
@@ -508,8 +549,22 @@ schedule
     }),
   );
 
+/** With --json, an error is one JSON object on stderr, {"error": {"kind", "message"}}; the exit code is the same. */
+function reportError(err: unknown, json: boolean): void {
+  const message = err instanceof ConfigError ? err.message : describeFailure(err);
+  const kind = err instanceof OperatorError ? err.kind : err instanceof ConfigError ? 'invalid-input' : err instanceof WorkflowFailedError ? 'run-failed' : 'error';
+  sayErr(json ? JSON.stringify({ error: { kind, message } }) : `error: ${message}`);
+}
+
+const jsonWanted = process.argv.slice(2).includes('--json');
+if (jsonWanted) {
+  // commander's own usage errors (unknown option, missing argument) as JSON too
+  program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error: ') ? `${terminalSafe(JSON.stringify({ error: { kind: 'usage', message: text.slice(7).trim() } }))}\n` : text) });
+  for (const sub of program.commands) sub.configureOutput(program.configureOutput());
+  for (const sub of schedule.commands) sub.configureOutput(program.configureOutput());
+}
+
 program.parseAsync(process.argv).catch((err) => {
-  if (err instanceof ConfigError) sayErr(`error: ${err.message}`);
-  else sayErr(`error: ${describeFailure(err)}`);
+  reportError(err, jsonWanted);
   process.exit(1);
 });

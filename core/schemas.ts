@@ -467,6 +467,9 @@ export const StoreConfig = z
       } catch (err) {
         ctx.addIssue({ code: 'custom', path: ['root'], message: `s3 URI ${(err as Error).message}` });
       }
+    } else if (o.root && /^[a-z][a-z0-9+.-]*:\/\//i.test(o.root)) {
+      // the CLI turns file:///abs/path into the path before this; any other scheme would be taken as a relative folder
+      ctx.addIssue({ code: 'custom', path: ['root'], message: 'must be a directory or s3://bucket/prefix (srlm start/run also accept file:///absolute/path)' });
     } else if (o.s3) {
       ctx.addIssue({ code: 'custom', path: ['s3'], message: 'is only meaningful with an s3:// store root' });
     }

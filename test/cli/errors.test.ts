@@ -1,0 +1,125 @@
+/**
+ * Errors that say what to do, in seconds: no Temporal server at the address, no worker on the
+ * task queue (against the real dev server, in a namespace of its own where no worker polls),
+ * --json errors as JSON, and arguments and stores refused before anything connects.
+ * Time to each error is a benchmark figure (bench/cli.ts), not asserted here.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Client, Connection } from '@temporalio/client';
+import { msToTs } from '@temporalio/common/lib/time';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/run-cli';
+import { RUN, seedReportStore } from '../helpers/report-fixtures';
+import { testTemporalAddress } from '../helpers/temporal';
+import { TASK_QUEUES } from '../../workflows/shared';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-errors-'));
+const { SRLM_STORE_ROOT: _s, SRLM_STATE_DIR: _d, TEMPORAL_NAMESPACE: _n, ...baseEnv } = process.env;
+const noServer = { ...baseEnv, TEMPORAL_ADDRESS: '127.0.0.1:1' };
+
+describe('with no Temporal server', () => {
+  it('names the address tried and how to start a server', async () => {
+    const res = await runCli(['status', 'some-run'], { env: noServer });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^error: no Temporal server answers at 127\.0\.0\.1:1 \(namespace default; .*\)\. Start one: `npm start` .* or `temporal server start-dev`/);
+  });
+
+  it('--json: the error is one JSON object with the same exit code', async () => {
+    const res = await runCli(['status', 'some-run', '--json'], { env: noServer });
+    expect(res.code).toBe(1);
+    expect(res.stdout).toBe('');
+    const out = JSON.parse(res.stderr) as { error: { kind: string; message: string } };
+    expect(out.error.kind).toBe('no-server');
+    expect(out.error.message).toMatch(/127\.0\.0\.1:1/);
+    // a usage error too
+    const usage = await runCli(['status', '--json'], { env: noServer });
+    expect(usage.code).toBe(1);
+    expect(JSON.parse(usage.stderr)).toMatchObject({ error: { kind: 'usage', message: expect.stringMatching(/missing required argument 'run'/) } });
+  });
+
+  it('checks the config file before connecting', async () => {
+    const cfg = path.join(tmp, 'bad.json');
+    fs.writeFileSync(cfg, JSON.stringify({ run: 'x', seed: { ift: 'missing.jsonl' } }));
+    const res = await runCli(['start', '-c', cfg], { env: noServer });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/"seed\.ift": .*missing\.jsonl does not exist/);
+    expect(res.stderr).not.toMatch(/Temporal server/);
+  });
+});
+
+describe('bad arguments and stores are refused before anything connects', () => {
+  it('watch --interval abc', async () => {
+    const res = await runCli(['watch', 'r', '--interval', 'abc'], { env: noServer });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/--interval <seconds>' argument 'abc' is invalid\. must be a number of seconds above 0/);
+  });
+
+  it('a --store that does not exist, for models and report', async () => {
+    const missing = path.join(tmp, 'no-such-store');
+    for (const args of [['models', '--store', missing], ['report', 'r', '--store', missing]]) {
+      const res = await runCli(args, { env: noServer });
+      expect(res.code, args[0]).toBe(1);
+      expect(res.stderr).toBe(`error: --store ${missing}: ${missing} does not exist; name the store a run wrote (--store, SRLM_STORE_ROOT or --state-dir)\n`);
+    }
+  });
+
+  it('a file:// store is the directory it names; another scheme is refused', async () => {
+    const root = path.join(tmp, 'file-store');
+    await seedReportStore(root);
+    const res = await runCli(['report', RUN, '--store', pathToFileURL(root).href, '--out', path.join(tmp, 'file-out'), '--json'], { env: noServer });
+    expect(res.code).toBe(0);
+    expect(fs.existsSync(path.join(tmp, 'file-out', 'report.html'))).toBe(true);
+    const gs = await runCli(['models', '--store', 'gs://bucket/x'], { env: noServer });
+    expect(gs.stderr).toMatch(/only a directory, file:\/\/\/absolute\/path or s3:\/\/bucket\/prefix is a store/);
+  });
+
+  it('a discriminated union names its field and the allowed values', async () => {
+    const cfg = path.join(tmp, 'engine.json');
+    fs.writeFileSync(cfg, JSON.stringify({ run: 'x', seed: { ift: 'ift.jsonl' }, compute: { engine: { kind: 'tgi' } } }));
+    const res = await runCli(['start', '-c', cfg], { env: noServer });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('"compute.engine.kind": must be one of "local", "openai", "vllm"');
+    expect(res.stderr).not.toMatch(/more than one allowed form/);
+  });
+});
+
+describe('with a server but no worker on the task queue (real dev server)', () => {
+  const namespace = `srlm-no-worker-${process.pid}`;
+  let env: NodeJS.ProcessEnv;
+  let connection: Connection;
+  beforeAll(async () => {
+    const address = testTemporalAddress();
+    env = { ...baseEnv, TEMPORAL_ADDRESS: address, TEMPORAL_NAMESPACE: namespace };
+    connection = await Connection.connect({ address });
+    await connection.workflowService.registerNamespace({ namespace, workflowExecutionRetentionPeriod: msToTs('1 day') });
+    const client = new Client({ connection, namespace });
+    // a new namespace takes a few seconds to be usable
+    for (let i = 0; ; i++) {
+      try {
+        await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: 'srlm-waiting', args: [{}] });
+        break;
+      } catch (err) {
+        if (i > 60) throw err;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }, 60_000);
+  afterAll(async () => connection?.close());
+
+  it('status names the queue and the command that starts a worker', async () => {
+    const res = await runCli(['status', 'waiting'], { env });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain(`error: no worker polls task queue srlm-orchestration at ${env.TEMPORAL_ADDRESS}, so run "waiting" cannot answer its progress query. Start one: \`npx tsx workers/main.ts --queues orchestration\``);
+    const json = await runCli(['status', 'waiting', '--json'], { env });
+    expect(JSON.parse(json.stderr)).toMatchObject({ error: { kind: 'no-worker' } });
+  });
+
+  it('a run that does not exist is named as such', async () => {
+    const res = await runCli(['status', 'nobody'], { env });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^error: no run "nobody" \(workflow srlm-nobody\) in namespace srlm-no-worker-\d+/);
+  });
+});
