@@ -29,7 +29,7 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
     valid: { count: 50, seedShots: 8, generatedShots: 0 },
     invalid: [[{ rougeLThreshold: 0 }, 'rougeLThreshold'], [{ seedShots: -1 }, 'seedShots'], [{ model: { path: '' } }, 'model.path']],
   },
-  CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
+  CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ n: 5_000_000 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
   JudgeConfig: { valid: { samples: 1 }, invalid: [[{ samples: 0 }, 'samples'], [{ extra: 1 }, '']] },
   GenerationEngine: {
     valid: { kind: 'openai', baseUrl: 'https://gpu-1:8000/v1', model: 'm1', apiKeyEnv: 'OPENAI_API_KEY' },
@@ -261,5 +261,16 @@ describe('RunConfig', () => {
 
   it('needs a seed file', () => {
     expect(RunConfig.safeParse({ run: 'demo', seed: {} }).success).toBe(false);
+  });
+});
+
+describe('size limits', () => {
+  it('name the field, the bound, what it protects and how to raise it', () => {
+    const r = RunConfig.safeParse({ run: 'x', seed: { ift: 'a.jsonl' }, candidates: { n: 5_000_000 }, sft: { maxLength: 1e12 }, prompts: { count: 1e9 } });
+    expect(r.success).toBe(false);
+    const text = r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(text).toContain("candidates.n: must be at most 64: the limit protects against an unplanned bill (compute time); if a run truly needs more, raise the limit in core/schemas.ts");
+    expect(text).toContain("sft.maxLength: must be at most 262,144: the limit protects the workers' memory; if a run truly needs more, raise the limit in core/schemas.ts");
+    expect(text.some((t) => t.startsWith('prompts.count: must be at most 10,000,000'))).toBe(true);
   });
 });
