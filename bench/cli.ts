@@ -3,7 +3,7 @@
  *
  * Medians of N runs of each case, side by side in one run:
  *   --help                  `bin/srlm --help` (compiled dist/, built first) against `tsx cli/srlm.ts --help`
- *   no server               `srlm status x` with TEMPORAL_ADDRESS at a port nothing listens on
+ *   no server               `srlm status x` with TEMPORAL_ADDRESS at a port nothing listens on (free a moment before)
  *   no worker               `srlm status x` of a run waiting on a dev server where no worker polls
  * With --baseline DIR (another checkout with node_modules, e.g. main), its `tsx cli/srlm.ts`
  * runs the same cases, as the "before" figures.
@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { startDevServer } from '../infra/dev-server';
+import { freePort, startDevServer } from '../infra/dev-server';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
 import { TASK_QUEUES } from '../workflows/shared';
 
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
   const env = { ...base, SRLM_QUIET_STALE: '1' };
   console.log(`bench:cli — ${RUNS} runs per case, ${os.cpus().length} CPUs, load ${os.loadavg()[0]!.toFixed(2)}`);
   await measure('--help', ['--help'], env);
-  await measure('no server', ['status', 'x'], { ...env, TEMPORAL_ADDRESS: '127.0.0.1:1' });
+  await measure('no server', ['status', 'x'], { ...env, TEMPORAL_ADDRESS: `127.0.0.1:${await freePort()}` });
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-bench-cli-'));
   const server = await startDevServer({ temporalBin: loadEnvPaths(root).temporal, dbFile: path.join(dir, 'temporal.db'), uiPort: false });

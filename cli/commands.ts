@@ -327,9 +327,25 @@ export async function cmdWatch(run: string, opts: { interval?: number }): Promis
 
 export async function cmdCancel(run: string, opts: { json?: boolean }): Promise<void> {
   await withClient(async (client) => {
-    const status = await cancelRun(client, run);
-    if (opts.json) return say(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
-    say(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
+    const handle = client.workflow.getHandle(runWorkflowId(run));
+    let before: string;
+    try {
+      before = (await handle.describe()).status.name;
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}`);
+      throw err;
+    }
+    if (before !== 'RUNNING' && before !== 'CANCELLED') throw new ConfigError(`run "${run}" already ended (${before.toLowerCase()}); nothing to cancel`);
+    // a cancellation only takes effect when a worker runs the workflow: say so now, not after the wait
+    if (before === 'RUNNING' && (await workflowPollers(client, TASK_QUEUES.orchestration)) === 0) {
+      await handle.cancel();
+      throw new OperatorError('no-worker', `cancellation of run "${run}" is recorded, but ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'nothing stops it yet')}`);
+    }
+    const status = before === 'CANCELLED' ? before : await cancelRun(client, run);
+    if (opts.json) say(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
+    else say(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
+    // exit 0 once the run is cancelled (or was); 1 while it is still stopping
+    if (status === 'RUNNING') process.exitCode = 1;
   });
 }
 

@@ -23,7 +23,8 @@ describe('terminalSafe', () => {
 
 describe('the CLI escapes what it prints from run data and configs', () => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-terminal-'));
-  const noServer = { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' };
+  // nothing is started: these fail on their input before any connection
+  const noServer = { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:9' };
 
   it('a run name with an ANSI escape (srlm report)', async () => {
     const res = await runCli(['report', `evil${CLEAR}`, '--store', tmp], { env: noServer });
