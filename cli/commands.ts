@@ -38,15 +38,31 @@ const address = (): string => settings().address;
 const namespace = (): string => settings().namespace;
 const connect = () => connectOrExplain(settings());
 
-/** The run's workflow exists and a worker polls its queue: what a query (status, watch) needs. */
-async function requireRunAndWorker(client: Client, run: string, what: string): Promise<void> {
-  try {
-    await client.workflow.getHandle(runWorkflowId(run)).describe();
-  } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}; \`srlm schedule describe\` lists a schedule's runs`);
-    throw err;
+/**
+ * The workflow ID of a run as any command printed its name: `srlm-<run>`, or for a scheduled
+ * run (named `<schedule>-<time>` with the time's colons as dashes, see scheduledRunName) the
+ * ID the Schedule gave it, `srlm-<schedule>-<time>` with the colons. Null when neither exists.
+ */
+async function findRunWorkflowId(client: Client, run: string): Promise<string | null> {
+  const scheduled = /^(.*-\d{4}-\d{2}-\d{2}T)(\d{2})-(\d{2})-(\d{2})Z$/.exec(run);
+  const ids = [runWorkflowId(run), ...(scheduled ? [runWorkflowId(`${scheduled[1]}${scheduled[2]}:${scheduled[3]}:${scheduled[4]}Z`)] : [])];
+  for (const id of ids) {
+    try {
+      await client.workflow.getHandle(id).describe();
+      return id;
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
   }
+  return null;
+}
+
+/** The run's workflow ID, once it exists and a worker polls its queue: what a query (status, watch) needs. */
+async function requireRunAndWorker(client: Client, run: string, what: string): Promise<string> {
+  const workflowId = await findRunWorkflowId(client, run);
+  if (!workflowId) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}; \`srlm schedule describe\` lists a schedule's runs`);
   await requireWorker(client, TASK_QUEUES.orchestration, address(), what);
+  return workflowId;
 }
 
 /** Validates the config and its seed data before anything is started. */
@@ -259,8 +275,8 @@ export async function cmdStatus(run: string, opts: { json?: boolean }): Promise<
   const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
-    await requireRunAndWorker(client, run, `run "${run}" cannot answer its progress query`);
-    const p = await client.workflow.getHandle(runWorkflowId(run)).query(progressQuery);
+    const workflowId = await requireRunAndWorker(client, run, `run "${run}" cannot answer its progress query`);
+    const p = await client.workflow.getHandle(workflowId).query(progressQuery);
     if (opts.json) say(JSON.stringify(p, null, 2));
     else {
       say(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
@@ -319,30 +335,26 @@ export async function cmdResume(run: string, opts: { config?: string; watch?: bo
 
 export async function cmdWatch(run: string, opts: { interval?: number }): Promise<void> {
   await withClient(async (client) => {
-    await requireRunAndWorker(client, run, `run "${run}" cannot be watched (its progress query needs one)`);
-    const out = await watch(client, runWorkflowId(run), (l) => say(l), undefined, true, (opts.interval ?? 5) * 1000);
+    const workflowId = await requireRunAndWorker(client, run, `run "${run}" cannot be watched (its progress query needs one)`);
+    const out = await watch(client, workflowId, (l) => say(l), undefined, true, (opts.interval ?? 5) * 1000);
     if (out) say(`\nRun "${out.run}" completed; final model ${out.finalModel.modelId}.`);
   });
 }
 
 export async function cmdCancel(run: string, opts: { json?: boolean }): Promise<void> {
   await withClient(async (client) => {
-    const handle = client.workflow.getHandle(runWorkflowId(run));
-    let before: string;
-    try {
-      before = (await handle.describe()).status.name;
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}`);
-      throw err;
-    }
+    const workflowId = await findRunWorkflowId(client, run);
+    if (!workflowId) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}`);
+    const handle = client.workflow.getHandle(workflowId);
+    const before = (await handle.describe()).status.name;
     if (before !== 'RUNNING' && before !== 'CANCELLED') throw new ConfigError(`run "${run}" already ended (${before.toLowerCase()}); nothing to cancel`);
     // a cancellation only takes effect when a worker runs the workflow: say so now, not after the wait
     if (before === 'RUNNING' && (await workflowPollers(client, TASK_QUEUES.orchestration)) === 0) {
       await handle.cancel();
       throw new OperatorError('no-worker', `cancellation of run "${run}" is recorded, but ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'nothing stops it yet')}`);
     }
-    const status = before === 'CANCELLED' ? before : await cancelRun(client, run);
-    if (opts.json) say(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
+    const status = before === 'CANCELLED' ? before : await cancelRun(client, run, undefined, workflowId);
+    if (opts.json) say(JSON.stringify({ run, workflowId, status }));
     else say(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
     // exit 0 once the run is cancelled (or was); 1 while it is still stopping
     if (status === 'RUNNING') process.exitCode = 1;

@@ -65,8 +65,8 @@ export async function resumeRun(client: Client, run: string, opts: { config?: Ru
 }
 
 /** Requests cancellation and waits until the run has stopped (its compute processes first). */
-export async function cancelRun(client: Client, run: string, waitMs = 120_000): Promise<string> {
-  const handle = client.workflow.getHandle(runWorkflowId(run));
+export async function cancelRun(client: Client, run: string, waitMs = 120_000, workflowId = runWorkflowId(run)): Promise<string> {
+  const handle = client.workflow.getHandle(workflowId);
   await handle.cancel();
   const deadline = Date.now() + waitMs;
   for (;;) {

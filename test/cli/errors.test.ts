@@ -135,6 +135,19 @@ describe('with a server but no worker on the task queue (real dev server)', () =
     expect(JSON.parse(ended.stderr)).toEqual({ error: { kind: 'invalid-input', message: 'run "waiting" already ended (terminated); nothing to cancel' } });
   });
 
+  it('a scheduled run is found by the name srlm prints (the time with dashes)', async () => {
+    const client = new Client({ connection, namespace });
+    // the workflow ID a Schedule gives a run: srlm-<schedule>-<time>, with colons
+    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: 'srlm-nightly-2026-12-06T03:00:00Z', args: [{}] });
+    const res = await runCli(['status', 'nightly-2026-12-06T03-00-00Z'], { env });
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('no worker polls task queue srlm-orchestration');
+    const cancelled = await runCli(['cancel', 'nightly-2026-12-06T03-00-00Z'], { env });
+    expect(cancelled.stderr).toContain('cancellation of run "nightly-2026-12-06T03-00-00Z" is recorded');
+    const history = await client.workflow.getHandle('srlm-nightly-2026-12-06T03:00:00Z').fetchHistory();
+    expect(history.events?.some((e) => e.workflowExecutionCancelRequestedEventAttributes)).toBe(true);
+  });
+
   it('a run that does not exist is named as such', async () => {
     const res = await runCli(['status', 'nobody'], { env });
     expect(res.code).toBe(1);
