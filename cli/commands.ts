@@ -311,8 +311,10 @@ export async function cmdPause(run: string, opts: { reason?: string; json?: bool
   });
 }
 
-export async function cmdResume(run: string, opts: { config?: string; watch?: boolean; json?: boolean }): Promise<void> {
-  const config = opts.config ? await loadConfigOrExit(opts.config, run) : undefined;
+export async function cmdResume(run: string, opts: { config?: string; rename?: boolean; watch?: boolean; json?: boolean }): Promise<void> {
+  const config = opts.config ? await loadConfigOrExit(opts.config, opts.rename ? run : undefined) : undefined;
+  // a resumed run keeps its identity: a config naming another run is a mistake unless told otherwise
+  if (config && config.run !== run) throw new ConfigError(`${opts.config}: the config names run "${config.run}", not "${run}": a resumed run keeps its name; pass --rename to continue "${run}" under this config anyway`);
   await withClient(async (client) => {
     // a running (paused) run gets the resume signal; one that ended gets a new execution
     if (!config && (await unpauseRun(client, run))) {

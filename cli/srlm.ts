@@ -75,6 +75,7 @@ program
   .description('continue a run: lift a pause, or start a new execution of a run that failed, was cancelled or terminated (reusing every completed artifact)')
   .argument('<run>', 'run name')
   .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
+  .option('--rename', "with --config: use it even though it names another run (the run keeps its name)")
   .option('--watch', 'watch the resumed run until it ends')
   .option('--json', 'machine-readable output')
   .action(lazy('cmdResume'));

@@ -9,6 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { msToTs } from '@temporalio/common/lib/time';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/run-cli';
@@ -146,6 +147,31 @@ describe('with a server but no worker on the task queue (real dev server)', () =
     expect(cancelled.stderr).toContain('cancellation of run "nightly-2026-12-06T03-00-00Z" is recorded');
     const history = await client.workflow.getHandle('srlm-nightly-2026-12-06T03:00:00Z').fetchHistory();
     expect(history.events?.some((e) => e.workflowExecutionCancelRequestedEventAttributes)).toBe(true);
+  });
+
+  it('resume keeps a scheduled run scheduled, and refuses a config naming another run unless --rename', async () => {
+    const client = new Client({ connection, namespace });
+    const config = { run: 'resumable', seed: { ift: 'ift.jsonl' } };
+    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: 'srlm-resumable', args: [{ config, scheduled: true }] });
+    await client.workflow.getHandle('srlm-resumable').terminate('test');
+    const res = await runCli(['resume', 'resumable', '--json'], { env });
+    expect(res.code).toBe(0);
+    const out = JSON.parse(res.stdout) as { runId: string };
+    const history = await client.workflow.getHandle('srlm-resumable', out.runId).fetchHistory();
+    const input = defaultPayloadConverter.fromPayload<{ scheduled?: boolean }>(history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!);
+    expect(input.scheduled).toBe(true);
+    await client.workflow.getHandle('srlm-resumable').terminate('test');
+
+    const dir = fs.mkdtempSync(path.join(tmp, 'rename-'));
+    const line = (i: number) => JSON.stringify({ id: `i${i}`, prompt: `Explain topic ${i}.`, response: `Topic ${i}.` });
+    fs.writeFileSync(path.join(dir, 'ift.jsonl'), Array.from({ length: 10 }, (_, i) => line(i)).join('\n') + '\n');
+    fs.writeFileSync(path.join(dir, 'other.json'), JSON.stringify({ run: 'other', seed: { ift: 'ift.jsonl' } }));
+    const refused = await runCli(['resume', 'resumable', '-c', path.join(dir, 'other.json')], { env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('the config names run "other", not "resumable": a resumed run keeps its name; pass --rename');
+    const renamed = await runCli(['resume', 'resumable', '-c', path.join(dir, 'other.json'), '--rename', '--json'], { env });
+    expect(renamed.code).toBe(0);
+    expect(JSON.parse(renamed.stdout)).toMatchObject({ run: 'resumable', configChanged: true });
   });
 
   it('a run that does not exist is named as such', async () => {
