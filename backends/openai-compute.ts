@@ -20,6 +20,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
+import { keyDestinationProblem, keyEnvProblem } from '../core/security';
 import { type ComputeBackend, type ComputeEvent, enginesOfKind, type GenerateJob, type GenerateOutput, type GenerateRequest, type ImportJob, type RunControl, type TrainJob } from './compute';
 
 export interface OpenAIComputeOptions {
@@ -135,7 +136,11 @@ export class OpenAICompute implements ComputeBackend {
   private apiKey(): string | undefined {
     const name = this.opts.apiKeyEnv;
     if (!name) return undefined;
-    const key = (this.opts.env ?? process.env)[name];
+    const env = this.opts.env ?? process.env;
+    // checked here, where the key is read, whatever path the config took (schedules included)
+    const refused = keyEnvProblem(name, env) ?? keyDestinationProblem(this.opts.baseUrl);
+    if (refused) throw ApplicationFailure.nonRetryable(`openai engine at ${this.opts.baseUrl}: apiKeyEnv ${refused}`, 'InvalidComputeInput');
+    const key = env[name];
     if (!key) throw ApplicationFailure.nonRetryable(`openai engine: environment variable ${name} (apiKeyEnv) is not set on this worker`, 'InvalidComputeInput');
     return key;
   }

@@ -1,6 +1,7 @@
 /** Loading a run config file: validated, with its relative paths resolved against the file. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { formatConfigError } from '../core/jsonl';
 import { RunConfig } from '../core/schemas';
 import { isS3Uri } from '../core/s3uri';
@@ -24,6 +25,15 @@ export function loadRunConfig(file: string, overrides: Partial<Record<'run', str
     throw new ConfigError(`${file}: not valid JSON (${(err as Error).message})`);
   }
   if (raw && typeof raw === 'object' && overrides.run) (raw as Record<string, unknown>).run = overrides.run;
+  // a file:// store root is the directory it names
+  const store = (raw as { store?: { root?: unknown } } | null)?.store;
+  if (store && typeof store.root === 'string' && /^file:\/\//i.test(store.root)) {
+    try {
+      store.root = fileURLToPath(store.root);
+    } catch (err) {
+      throw new ConfigError(`${file}: "store.root": ${store.root} is not a usable file URI (${(err as Error).message}); write file:///absolute/path or the directory itself`);
+    }
+  }
   const parsed = RunConfig.safeParse(raw);
   if (!parsed.success) throw new ConfigError(formatConfigError(parsed.error, file));
   return resolvePaths(parsed.data, path.dirname(path.resolve(file)));

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import type { ArtifactStore } from '../store/store';
+import { type ArtifactStore, LocalStore } from '../store/store';
 import { readPromoted } from '../store/artifacts';
 import { runPrefix, SUMMARY_KEY } from '../store/keys';
 import { renderReportHtml, renderReportMarkdown, type ReportModel, type ReportPromotion, type RunReport } from '../core/report';
@@ -24,9 +24,10 @@ export async function readRunSummaries(store: ArtifactStore, run: string): Promi
   const summaries: IterationSummary[] = [];
   for (const key of keys) {
     const uri = store.uri(key);
+    const bytes = await store.getBytes(key);
     let json: unknown;
     try {
-      json = JSON.parse((await store.getBytes(key)).toString('utf8'));
+      json = JSON.parse(bytes.toString('utf8'));
     } catch (err) {
       throw new ConfigError(`${uri}: not valid JSON (${(err as Error).message})`);
     }
@@ -72,7 +73,29 @@ export async function readRunModels(store: ArtifactStore, summaries: readonly It
   return { models, promoted };
 }
 
-export async function buildRunReport(store: ArtifactStore, run: string, warn: (line: string) => void = (l) => console.warn(l)): Promise<RunReport> {
+/**
+ * The store as the report reads it: a directory store whose files are read only where they
+ * really are inside its root, so a link planted in the store (runs/x/iter-1/summary.json ->
+ * ~/.aws/credentials) is refused instead of followed into the report or an error message.
+ */
+export function confinedToStore(store: ArtifactStore): ArtifactStore {
+  if (!(store instanceof LocalStore)) return store;
+  const inside = async (key: string): Promise<void> => {
+    const [root, real] = await Promise.all([fs.realpath(store.root), fs.realpath(path.join(store.root, key)).catch(() => null)]);
+    if (real !== null && real !== root && !real.startsWith(root + path.sep)) throw new ConfigError(`${store.uri(key)} leads out of the store through a symbolic link; srlm report reads only files inside ${store.rootUri}`);
+  };
+  return new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'getBytes') return async (key: string) => (await inside(key), target.getBytes(key));
+      if (prop === 'exists') return async (key: string) => (await inside(key), target.exists(key));
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+export async function buildRunReport(given: ArtifactStore, run: string, warn: (line: string) => void = (l) => console.warn(l)): Promise<RunReport> {
+  const store = confinedToStore(given);
   const summaries = await readRunSummaries(store, run);
   const { models, promoted } = await readRunModels(store, summaries, warn);
   return { run, generatedAt: new Date().toISOString(), store: store.rootUri, summaries, models, promoted };

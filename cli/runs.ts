@@ -21,15 +21,20 @@ export interface ResumeOutcome {
   configChanged: boolean;
 }
 
-/** The `config` a closed execution was started with, read from its first history event. */
-export async function startedConfig(client: Client, workflowId: string, runId?: string): Promise<unknown> {
+/** The input a closed execution was started with, read from its first history event. */
+async function startInput(client: Client, workflowId: string, runId?: string): Promise<{ config?: unknown; scheduled?: unknown }> {
   const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
   const first = history.events?.[0]?.workflowExecutionStartedEventAttributes;
   const payload = first?.input?.payloads?.[0];
   if (!payload) throw new ConfigError(`workflow ${workflowId}: its history has no start input to resume from`);
-  const input = defaultPayloadConverter.fromPayload<{ config?: unknown }>(payload);
+  const input = defaultPayloadConverter.fromPayload<{ config?: unknown; scheduled?: unknown }>(payload);
   if (!input || typeof input !== 'object' || !('config' in input)) throw new ConfigError(`workflow ${workflowId}: start input has no config`);
-  return input.config;
+  return input;
+}
+
+/** The `config` a closed execution was started with. */
+export async function startedConfig(client: Client, workflowId: string, runId?: string): Promise<unknown> {
+  return (await startInput(client, workflowId, runId)).config;
 }
 
 /**
@@ -53,20 +58,22 @@ export async function resumeRun(client: Client, run: string, opts: { config?: Ru
   if (opts.config && opts.config.run !== run) {
     throw new ConfigError(`the config names run "${opts.config.run}", not "${run}": a resumed run keeps its name`);
   }
-  const config = opts.config ?? (await startedConfig(client, workflowId, desc.runId));
+  const previous = await startInput(client, workflowId, desc.runId);
+  const config = opts.config ?? previous.config;
   const sa = await ensureSearchAttributes(client, client.options.namespace);
   const handle = await client.workflow.start('srlmRun', {
     taskQueue: TASK_QUEUES.orchestration,
     workflowId,
-    args: [{ config, searchAttributes: sa.enabled }],
+    // a scheduled run stays one (same name, derived from the workflow ID)
+    args: [{ config, searchAttributes: sa.enabled, ...(previous.scheduled === true ? { scheduled: true } : {}) }],
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
   return { workflowId, previousRunId: desc.runId, previousStatus: status, runId: handle.firstExecutionRunId, configChanged: opts.config !== undefined };
 }
 
 /** Requests cancellation and waits until the run has stopped (its compute processes first). */
-export async function cancelRun(client: Client, run: string, waitMs = 120_000): Promise<string> {
-  const handle = client.workflow.getHandle(runWorkflowId(run));
+export async function cancelRun(client: Client, run: string, waitMs = 120_000, workflowId = runWorkflowId(run)): Promise<string> {
+  const handle = client.workflow.getHandle(workflowId);
   await handle.cancel();
   const deadline = Date.now() + waitMs;
   for (;;) {

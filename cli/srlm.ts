@@ -10,396 +10,29 @@
  *   srlm cancel <run>                       cancel a run; waits until its compute has stopped
  *   srlm models [--lineage L] [--json]      the model lineage recorded in the artifact store
  *   srlm report <run> [--out DIR]           the run's iteration summaries as one HTML page and Markdown
+ *   srlm validate -c <config> [--json]      check a config and its files without starting anything
  *   srlm plan <config> [--json]             memory, tokens and GPU-hours per stage; exit 1 if it cannot fit
- *
- * Over 500 lines on purpose: every command's definition and help text in one file, its work in the
- * modules beside it (runs, schedules, models, report, stack).
  */
-import { describeRunOutcome, paintOutcome, terminalHasColour } from './outcome';
-import { setMaxListeners } from 'node:events';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { Command } from 'commander';
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
-import { loadRunData } from '../inputs/leakage';
-import { openStore } from '../store/open-store';
-import { isS3Uri, parseS3Uri } from '../core/s3uri';
-import { consoleReporter, formatDuration } from '../activities/progress';
-import { configHash } from '../core/ids';
-import { PlanError, planRun, renderPlan, type SeedCounts } from '../core/plan';
-import { renderIterationSummaryMarkdown } from '../core/stats';
-import type { RunConfig } from '../core/schemas';
-import { temporalSettings } from '../infra/connection';
-import { defaultStateDir, loadEnvPaths } from '../infra/paths';
-import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/contract';
-import { checkFilesExist, ConfigError, loadRunConfig } from './config';
-import { listLineage, renderLineage } from './models';
-import { buildRunReport, writeRunReport } from './report';
-import { ensureSearchAttributes } from './search-attributes';
-import { createSchedule, describeSchedule, listSchedules, renderSchedule } from './schedules';
-import { cancelRun, formatLive, formatLiveStage, liveActivities, pauseRun, resumeRun, unpauseRun } from './runs';
-import { startEmbeddedStack } from './stack';
+import { Command, InvalidArgumentError } from 'commander';
+import { terminalSafe } from '../core/terminal';
+import { LOCAL_S3_STORE } from './defaults';
 
-// TEMPORAL_ADDRESS / _NAMESPACE / _API_KEY / _TLS_* and the TOML profile, as the temporal CLI reads them
-const settings = () => temporalSettings();
-const address = (): string => settings().address;
-const namespace = (): string => settings().namespace;
-const connect = () => Connection.connect(settings().connectionOptions);
-
-/** What validating a config read: its files and how many records each gave. */
-interface ConfigCheck {
-  config: RunConfig;
-  inputs: { field: string; file: string; records: number }[];
-}
-
-/** Validates the config and every file it names, reading them as a run would; connects to nothing. */
-async function checkConfig(file: string, runName?: string): Promise<ConfigCheck> {
-  const config = loadRunConfig(file, runName ? { run: runName } : {});
-  checkFilesExist(config, file);
-  const inputs: ConfigCheck['inputs'] = [];
-  try {
-    // the same loading (and held-out leakage check) prepareRun does
-    const { seed, prompts, ranked } = await loadRunData(config);
-    if (config.seed.ift) inputs.push({ field: 'seed.ift', file: config.seed.ift, records: seed.ift.length });
-    if (config.seed.ranked) inputs.push({ field: 'seed.ranked', file: config.seed.ranked, records: seed.ranked.length });
-    if (config.seed.eft) inputs.push({ field: 'seed.eft', file: config.seed.eft, records: seed.eft.length });
-    const ev = config.evaluation;
-    if (ev?.prompts && prompts) inputs.push({ field: 'evaluation.prompts', file: ev.prompts.file, records: prompts.length });
-    if (ev?.judgeSet && ranked) inputs.push({ field: 'evaluation.judgeSet', file: (ev.judgeSet.ranked ?? ev.judgeSet.oasst)!, records: ranked.length });
-  } catch (err) {
-    if (err instanceof ApplicationFailure) throw new ConfigError(err.message);
-    throw err;
-  }
-  return { config, inputs };
-}
-
-/** Validates the config and its seed data before anything is started. */
-async function loadConfigOrExit(file: string, runName?: string): Promise<RunConfig> {
-  return (await checkConfig(file, runName)).config;
-}
-
-async function cmdValidate(opts: { config: string; run?: string; json?: boolean }): Promise<void> {
-  const { config, inputs } = await checkConfig(opts.config, opts.run);
-  const b = config.baseModel;
-  const model = 'packaged' in b ? `packaged ${b.packaged}` : 'promoted' in b ? `promoted model of lineage ${b.promoted}` : b.path;
-  if (opts.json) {
-    console.log(JSON.stringify({ valid: true, run: config.run, workflowId: runWorkflowId(config.run), configHash: configHash(config), baseModel: model, iterations: config.iterations, inputs }, null, 2));
-    return;
-  }
-  console.log(`${opts.config}: valid. Run "${config.run}" (workflow ${runWorkflowId(config.run)}), base model ${model}, ${config.iterations} iteration${config.iterations === 1 ? '' : 's'}${config.evaluation ? ', with evaluation' : ''}.`);
-  for (const i of inputs) console.log(`  ${i.field.padEnd(20)} ${String(i.records).padStart(5)} records  ${i.file}`);
-  console.log('Nothing was started: `srlm run -c ' + opts.config + '` runs it on the embedded stack, `srlm start -c ' + opts.config + '` on a cluster.');
-}
-
-async function startOrAttach(client: Client, config: RunConfig): Promise<{ workflowId: string; attached: boolean }> {
-  const workflowId = runWorkflowId(config.run);
-  const sa = await ensureSearchAttributes(client, client.options.namespace);
-  if (!sa.enabled) console.warn(`note: runs are started without search attributes: ${sa.reason}`);
-  try {
-    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config, searchAttributes: sa.enabled }] });
-    return { workflowId, attached: false };
-  } catch (err) {
-    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-  }
-  // Attaching to a running execution is only right when it runs this very config.
-  const running = await client.workflow
-    .getHandle(workflowId)
-    .query(progressQuery)
-    .catch(() => null);
-  if (running?.configHash && running.configHash !== configHash(config)) {
-    throw new ConfigError(
-      `run "${config.run}" is already running (workflow ${workflowId}) with a different config; wait for it, cancel it (temporal workflow cancel --workflow-id ${workflowId}), or choose another run name with --run`,
-    );
-  }
-  return { workflowId, attached: true };
-}
-
-/** Polls the progress query and prints stage changes with their durations until the run ends. */
-async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal, live = false, liveEveryMs = 5000): Promise<RunResult | null> {
-  let lastLive = 0;
-  const handle = client.workflow.getHandle(workflowId);
-  // The result long-poll is aborted with the watch, so closing the connection afterwards is
-  // safe. Each poll adds a listener to the signal: a private one, without the listener cap.
-  const pollAbort = new AbortController();
-  setMaxListeners(0, pollAbort.signal);
-  stop?.addEventListener('abort', () => pollAbort.abort(), { once: true });
-  const result = client.connection.withAbortSignal(pollAbort.signal, () => handle.result()) as Promise<RunResult>;
-  let finished = false;
-  void result.finally(() => (finished = true)).catch(() => undefined);
-  const stopped = new Promise<void>((resolve) => stop?.addEventListener('abort', () => resolve(), { once: true }));
-  let lastStage = '';
-  let stageStarted = Date.now();
-  let printedSummaries = 0;
-  const stageTimes: [string, number][] = [];
-  while (!finished) {
-    if (stop?.aborted) return null;
-    let p: RunProgress | null = null;
-    try {
-      p = await handle.query(progressQuery);
-    } catch {
-      // the workflow may not have had its first task yet
-    }
-    if (p) {
-      if (p.stage !== lastStage) {
-        if (lastStage) {
-          const s = (Date.now() - stageStarted) / 1000;
-          stageTimes.push([lastStage, s]);
-          print(`  done: ${lastStage} (${formatDuration(s)})`);
-        }
-        lastStage = p.stage;
-        stageStarted = Date.now();
-        if (p.stage !== 'done') print(`stage: ${p.stage}${p.iteration ? ` (iteration ${p.iteration}/${p.iterations})` : ''}`);
-      }
-      if (live && Date.now() - lastLive >= liveEveryMs) {
-        lastLive = Date.now();
-        if (p.live) print(`    ${formatLiveStage(p.live)}`);
-        else for (const a of await liveActivities(client, p.run, p.iteration).catch(() => [])) if (a.details) print(`    ${formatLive(a)}`);
-      }
-      while (printedSummaries < p.summaries.length) {
-        print('\n' + renderIterationSummaryMarkdown(p.summaries[printedSummaries]!));
-        printedSummaries++;
-      }
-    }
-    await Promise.race([result.catch(() => undefined), stopped, new Promise((r) => setTimeout(r, 1000))]);
-  }
-  if (lastStage && lastStage !== 'done') stageTimes.push([lastStage, (Date.now() - stageStarted) / 1000]);
-  const out = await result;
-  for (let i = printedSummaries; i < out.summaries.length; i++) print('\n' + renderIterationSummaryMarkdown(out.summaries[i]!));
-  if (out.promoted) print(`\npromoted: ${out.promoted}${out.promoted !== out.finalModel.modelId ? ` (the newest model that passed its promotion gate; the final model ${out.finalModel.modelId} did not)` : ''}`);
-  if (stageTimes.length) {
-    print('\nWall time per stage (as observed by this CLI):');
-    for (const [stage, s] of stageTimes) print(`  ${stage.padEnd(20)} ${formatDuration(s)}`);
-  }
-  return out;
-}
-
-/** The store `srlm run --local-s3` uses when no --store is given. */
-const LOCAL_S3_STORE = 's3://srlm-local/artifacts';
-
-/** A --store value: an s3:// URI (checked) or a directory (made absolute). */
-function checkStoreRoot(store: string): string {
-  if (!isS3Uri(store)) return path.resolve(store);
-  try {
-    parseS3Uri(store);
-  } catch (err) {
-    throw new ConfigError(`--store ${(err as Error).message}`);
-  }
-  return store;
-}
-
-function describeFailure(err: unknown): string {
-  if (err instanceof WorkflowFailedError) {
-    let cause: unknown = err.cause;
-    const parts: string[] = [];
-    while (cause instanceof Error) {
-      parts.push(cause.message);
-      cause = (cause as { cause?: unknown }).cause;
-    }
-    return `run failed: ${parts.filter(Boolean).join(': ') || err.message}`;
-  }
-  return err instanceof Error ? err.message : String(err);
-}
-
-async function cmdRun(opts: { config: string; run?: string; stateDir?: string; store?: string; localS3?: boolean }): Promise<void> {
-  const config = await loadConfigOrExit(opts.config, opts.run);
-  const store = opts.store ?? (opts.localS3 ? LOCAL_S3_STORE : undefined);
-  if (store) config.store = { ...config.store, root: checkStoreRoot(store) };
-  const localBucket = opts.localS3 && config.store.root && isS3Uri(config.store.root) ? parseS3Uri(config.store.root).bucket : null;
-  if (opts.localS3 && !localBucket) throw new ConfigError(`--local-s3 needs an s3:// store; the run's store is ${config.store.root ?? 'the default directory'}`);
-  const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
-  const t0 = Date.now();
-  if (settings().secured) {
-    throw new ConfigError(`srlm run is the embedded stack (a local dev server and in-process workers), but the connection settings name a secured cluster at ${address()}; use \`srlm start\` there, with workers from workers/main.ts`);
-  }
-  const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000), ...(localBucket ? { localS3: { bucket: localBucket } } : {}) });
-  const interrupt = new AbortController();
-  const onSignal = (): void => {
-    if (interrupt.signal.aborted) process.exit(130);
-    console.log('\nStopping: running compute is cancelled, the run stays in Temporal; run the same command again to resume it.');
-    interrupt.abort();
+// the commands' code, loaded when one runs: --help needs none of it
+type Commands = typeof import('./commands');
+const commands = (): Promise<Commands> => import('./commands');
+type CommandName = { [K in keyof Commands]: K extends `cmd${string}` ? K : never }[keyof Commands];
+function lazy<K extends CommandName>(name: K): (...args: Parameters<Commands[K]>) => Promise<void> {
+  return async (...args) => {
+    const fn = (await commands())[name] as (...a: Parameters<Commands[K]>) => Promise<void>;
+    await fn(...args);
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  // workers run until the CLI is done watching (or interrupted)
-  let release!: () => void;
-  const done = new Promise<void>((resolve) => (release = resolve));
-  const running = Promise.all(stack.workers.map((w) => w.runUntil(done)));
-  try {
-    const { workflowId, attached } = await startOrAttach(stack.client, config);
-    console.log(`${attached ? 'Attached to' : 'Started'} run "${config.run}" (workflow ${workflowId}, namespace ${stack.namespace})`);
-    console.log(`Progress: temporal workflow query --address ${stack.address} --workflow-id ${workflowId} --name progress`);
-    const result = await watch(stack.client, workflowId, (l) => console.log(l), interrupt.signal);
-    if (result === null) return;
-    console.log(`\nRun "${result.run}" completed in ${formatDuration((Date.now() - t0) / 1000)}. Models:`);
-    for (const m of result.models) console.log(`  ${m.name.padEnd(13)} ${m.model.modelId.padEnd(28)} ${m.model.externalPath ?? m.model.uri}`);
-    if (result.summaries.length > 0) {
-      // the run's report beside its state, as `srlm report` writes it
-      try {
-        const root = config.store.root ?? path.join(stateDir, 'artifacts');
-        const runStore = isS3Uri(root) ? openStore(root, config.store.s3 ?? {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
-        const files = await writeRunReport(await buildRunReport(runStore, result.run, (l) => console.error(l)), path.join(stateDir, 'reports', result.run));
-        console.log(`Report: ${files.html}\n        ${files.md}`);
-      } catch (err) {
-        console.error(`note: the report could not be written (${(err as Error).message}); try \`srlm report ${result.run}\``);
-      }
-    }
-    const outcome = describeRunOutcome({ run: result.run, summaries: result.summaries, finalModel: result.finalModel.modelId, promoted: result.promoted });
-    console.log('');
-    for (const l of paintOutcome(outcome, terminalHasColour(process.stdout))) console.log(l);
-    if (config.run === 'demo') {
-      console.log(
-        '\nWhat this demo shows: the whole self-rewarding loop (M0 -> SFT -> M1 -> self-instruct, N=4 candidates, 3 judgments each, pairs, DPO -> M2 -> evaluation -> gate -> report)\n' +
-          'running durably on Temporal with a real model. What it cannot show at 135M parameters and a few pairs: the paper\'s gains, which came at 70B over\n' +
-          'thousands of pairs. Next: docs/concepts.md (what each stage does), docs/paper-scale.md (a 70B run), `srlm plan configs/llama-70b.json`.',
-      );
-    }
-  } finally {
-    // in-flight activities are cancelled after the workers' grace time; compute children get SIGTERM
-    release();
-    await running.catch(() => undefined);
-    await stack.close();
-  }
 }
 
-async function cmdStart(opts: { config: string; run?: string; json?: boolean }): Promise<void> {
-  const config = await loadConfigOrExit(opts.config, opts.run);
-  const connection = await connect();
-  try {
-    const client = new Client({ connection, namespace: namespace() });
-    const { workflowId, attached } = await startOrAttach(client, config);
-    if (opts.json) console.log(JSON.stringify({ run: config.run, workflowId, attached, configHash: configHash(config) }));
-    else console.log(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
-  } finally {
-    await connection.close();
-  }
-}
-
-async function cmdStatus(run: string, opts: { json?: boolean }): Promise<void> {
-  const connection = await connect();
-  try {
-    const client = new Client({ connection, namespace: namespace() });
-    const p = await client.workflow.getHandle(runWorkflowId(run)).query(progressQuery);
-    if (opts.json) console.log(JSON.stringify(p, null, 2));
-    else {
-      console.log(`run ${p.run}: ${p.status}, stage ${p.stage}, iteration ${p.iteration}/${p.iterations}`);
-      for (const m of p.models) console.log(`  ${m.name.padEnd(13)} ${m.modelId}`);
-      if (p.live) console.log(`  ${formatLiveStage(p.live)}`);
-      if (p.paused) console.log(`  paused since ${p.paused.since}: ${p.paused.reason}`);
-      if (p.error) console.log(`  error: ${p.error}`);
-      for (const g of p.gates ?? []) console.log(`  gate, iteration ${g.iteration}: ${g.model} ${g.passed ? 'passed' : `held back (on failure: ${g.onFail}): ${g.failed.join('; ')}`}`);
-      if (p.promoted) console.log(`  promoted: ${p.promoted}`);
-      const last = p.summaries.at(-1);
-      if (last) console.log('\n' + renderIterationSummaryMarkdown(last));
-    }
-  } finally {
-    await connection.close();
-  }
-}
-
-async function withClient<T>(fn: (client: Client) => Promise<T>): Promise<T> {
-  const connection = await connect();
-  try {
-    return await fn(new Client({ connection, namespace: namespace() }));
-  } finally {
-    await connection.close();
-  }
-}
-
-async function cmdPause(run: string, opts: { reason?: string; json?: boolean }): Promise<void> {
-  await withClient(async (client) => {
-    await pauseRun(client, run, opts.reason);
-    if (opts.json) console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), paused: true, reason: opts.reason ?? null }));
-    else console.log(`run "${run}": pausing; the running stage finishes, the next waits for \`srlm resume ${run}\`.`);
-  });
-}
-
-async function cmdResume(run: string, opts: { config?: string; watch?: boolean; json?: boolean }): Promise<void> {
-  const config = opts.config ? await loadConfigOrExit(opts.config, run) : undefined;
-  await withClient(async (client) => {
-    // a running (paused) run gets the resume signal; one that ended gets a new execution
-    if (!config && (await unpauseRun(client, run))) {
-      if (opts.json) console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), unpaused: true }));
-      else console.log(`run "${run}": resumed.`);
-      if (opts.watch) await watch(client, runWorkflowId(run), (l) => console.log(l));
-      return;
-    }
-    const out = await resumeRun(client, run, config ? { config } : {});
-    if (opts.json) {
-      console.log(JSON.stringify({ run, unpaused: false, ...out }));
-      if (opts.watch) await watch(client, out.workflowId, () => undefined);
-      return;
-    }
-    console.log(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
-    console.log('Completed stages, committed shards and training checkpoints are reused.');
-    if (opts.watch) await watch(client, out.workflowId, (l) => console.log(l));
-  });
-}
-
-async function cmdWatch(run: string, opts: { interval?: string }): Promise<void> {
-  await withClient(async (client) => {
-    const out = await watch(client, runWorkflowId(run), (l) => console.log(l), undefined, true, Number(opts.interval ?? 5) * 1000);
-    if (out) console.log(`\nRun "${out.run}" completed; final model ${out.finalModel.modelId}.`);
-  });
-}
-
-async function cmdCancel(run: string, opts: { json?: boolean }): Promise<void> {
-  await withClient(async (client) => {
-    const status = await cancelRun(client, run);
-    if (opts.json) return console.log(JSON.stringify({ run, workflowId: runWorkflowId(run), status }));
-    console.log(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
-  });
-}
-
-async function cmdModels(opts: { lineage?: string; store?: string; stateDir?: string; json?: boolean }): Promise<void> {
-  const given = opts.store ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir ?? defaultStateDir(), 'artifacts');
-  const root = isS3Uri(given) ? given : path.resolve(given);
-  const entries = await listLineage(openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')), opts.lineage);
-  console.log(opts.json ? JSON.stringify(entries, null, 2) : renderLineage(entries));
-}
-
-async function cmdReport(run: string, opts: { store?: string; stateDir?: string; out?: string; json?: boolean }): Promise<void> {
-  const stateDir = opts.stateDir ?? defaultStateDir();
-  const given = opts.store ?? (process.env.SRLM_STORE_ROOT || path.join(stateDir, 'artifacts'));
-  const root = checkStoreRoot(given);
-  // the object cache bootstrap set up serves S3 stores; a directory needs none. The AWS SDK's
-  // Node version notice is silenced as in the workers (see docs/installation.md).
-  if (isS3Uri(root)) process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-  const store = isS3Uri(root) ? openStore(root, {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
-  const report = await buildRunReport(store, run, (l) => console.error(l));
-  const files = await writeRunReport(report, opts.out ?? path.join(stateDir, 'reports', run));
-  if (opts.json) console.log(JSON.stringify(files));
-  else console.log(`Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`);
-}
-
-/** Lines of a JSONL seed file, capped like the import caps it; undefined when the file is absent. */
-function countLines(file: string | undefined, cap: number | undefined): number | undefined {
-  if (!file || !fs.existsSync(file)) return cap;
-  const n = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length;
-  return cap === undefined ? n : Math.min(n, cap);
-}
-
-async function cmdPlan(file: string, opts: { json?: boolean }): Promise<void> {
-  const config = loadRunConfig(file);
-  const counts: SeedCounts = {};
-  const ift = countLines(config.seed.ift, config.seed.maxIft);
-  const eft = countLines(config.seed.eft, config.seed.maxEft);
-  const ranked = countLines(config.seed.ranked, config.seed.maxRanked);
-  if (ift !== undefined && !config.seed.oasst) counts.ift = ift;
-  if (eft !== undefined) counts.eft = eft;
-  if (ranked !== undefined && !config.seed.oasst) counts.ranked = ranked;
-  let plan;
-  try {
-    plan = planRun(config, counts);
-  } catch (err) {
-    if (err instanceof PlanError) throw new ConfigError(`${file}: ${err.message}`);
-    throw err;
-  }
-  console.log(opts.json ? JSON.stringify(plan, null, 2) : renderPlan(plan));
-  if (plan.problems.length > 0) {
-    console.error(`error: ${file}: the run cannot work as configured (${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'} above)`);
-    process.exitCode = 1;
-  }
+/** A --interval value: seconds, a positive number up to a day. */
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || n > 86400) throw new InvalidArgumentError(`must be a number of seconds above 0 and at most 86400, got "${value}"`);
+  return n;
 }
 
 const program = new Command()
@@ -414,7 +47,7 @@ program
   .option('--state-dir <dir>', 'state directory (Temporal database, artifacts, work files)', undefined)
   .option('--store <dir|s3-uri>', "artifact store, replacing the config's store.root: a directory or s3://bucket/prefix (endpoint and credentials the AWS way)")
   .option('--local-s3', `also start a local S3-compatible server (Versity S3 Gateway, built by bootstrap) in the state directory and keep the artifacts there (default store ${LOCAL_S3_STORE})`)
-  .action(cmdRun);
+  .action(lazy('cmdRun'));
 
 program
   .command('validate')
@@ -422,7 +55,7 @@ program
   .requiredOption('-c, --config <file>', 'run config (JSON)')
   .option('--run <name>', 'override the run name in the config')
   .option('--json', 'machine-readable output')
-  .action(cmdValidate);
+  .action(lazy('cmdValidate'));
 
 program
   .command('start')
@@ -430,14 +63,14 @@ program
   .requiredOption('-c, --config <file>', 'run config (JSON)')
   .option('--run <name>', 'override the run name in the config')
   .option('--json', 'machine-readable output')
-  .action(cmdStart);
+  .action(lazy('cmdStart'));
 
 program
   .command('status')
   .description("show a run's progress")
   .argument('<run>', 'run name')
   .option('--json', 'machine-readable output')
-  .action(cmdStatus);
+  .action(lazy('cmdStatus'));
 
 program
   .command('pause')
@@ -445,30 +78,31 @@ program
   .argument('<run>', 'run name')
   .option('--reason <text>', 'why (shown by status and the progress query)')
   .option('--json', 'machine-readable output')
-  .action(cmdPause);
+  .action(lazy('cmdPause'));
 
 program
   .command('resume')
   .description('continue a run: lift a pause, or start a new execution of a run that failed, was cancelled or terminated (reusing every completed artifact)')
   .argument('<run>', 'run name')
   .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
+  .option('--rename', "with --config: use it even though it names another run (the run keeps its name)")
   .option('--watch', 'watch the resumed run until it ends')
   .option('--json', 'machine-readable output')
-  .action(cmdResume);
+  .action(lazy('cmdResume'));
 
 program
   .command('watch')
   .description('follow a running run: stage changes, live progress of its activities (done/total, shards, tok/s, loss, checkpoints), iteration summaries')
   .argument('<run>', 'run name')
-  .option('--interval <seconds>', 'seconds between progress lines', '5')
-  .action(cmdWatch);
+  .option('--interval <seconds>', 'seconds between progress lines', parseSeconds, 5)
+  .action(lazy('cmdWatch'));
 
 program
   .command('cancel')
   .description('cancel a run: its compute processes are stopped, published artifacts stay')
   .argument('<run>', 'run name')
   .option('--json', 'machine-readable output')
-  .action(cmdCancel);
+  .action(lazy('cmdCancel'));
 
 program
   .command('models')
@@ -477,7 +111,7 @@ program
   .option('--store <dir|s3-uri>', 'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way, e.g. AWS_ENDPOINT_URL_S3, AWS_PROFILE)')
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--json', 'machine-readable output')
-  .action(cmdModels);
+  .action(lazy('cmdModels'));
 
 program
   .command('report')
@@ -487,14 +121,14 @@ program
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--out <dir>', 'where report.html and report.md go (default <state dir>/reports/<run>)')
   .option('--json', 'print {"html": path, "md": path}')
-  .action(cmdReport);
+  .action(lazy('cmdReport'));
 
 program
   .command('plan')
   .description('what the run will need and cost, per stage: memory per GPU for training (sharding, precision, checkpointing, DPO reference) and sampling (tensor parallel, KV cache), tokens, checkpoint size, GPU-hours; exits 1 naming the numbers when it cannot fit (see docs/paper-scale.md)')
   .argument('<config>', 'run config (JSON)')
   .option('--json', 'the plan as JSON')
-  .action(cmdPlan);
+  .action(lazy('cmdPlan'));
 
 const schedule = program.command('schedule').description('recurring retraining with Temporal Schedules (overlap Skip, catch-up window, pause on failure)');
 
@@ -508,38 +142,20 @@ schedule
   .option('--catchup-window <duration>', 'how late a missed run may still start (default 1 hour)')
   .option('--paused', 'create it paused')
   .option('--note <text>', 'a note shown by describe')
-  .action(async (name: string, opts: { config: string; cron?: string[]; every?: string; catchupWindow?: string; paused?: boolean; note?: string }) => {
-    const config = await loadConfigOrExit(opts.config);
-    await withClient(async (client) => {
-      const id = await createSchedule(client, { name, config, ...(opts.cron ? { cron: opts.cron } : {}), ...(opts.every ? { every: opts.every } : {}), ...(opts.catchupWindow ? { catchupWindow: opts.catchupWindow } : {}), ...(opts.paused ? { paused: true } : {}), ...(opts.note ? { note: opts.note } : {}) });
-      console.log(`Created schedule ${id}: runs of "${config.run}" in lineage "${config.lineage ?? config.run}".`);
-    });
-  });
+  .action(lazy('cmdScheduleCreate'));
 
 schedule
   .command('list')
   .description("list srlm's schedules")
   .option('--json', 'machine-readable output')
-  .action(async (opts: { json?: boolean }) =>
-    withClient(async (client) => {
-      const all = await listSchedules(client);
-      if (opts.json) console.log(JSON.stringify(all, null, 2));
-      else if (all.length === 0) console.log('No srlm schedules.');
-      else for (const s of all) console.log(`${s.name.padEnd(24)} ${s.paused ? 'paused' : 'active'}  ${s.scheduleId}`);
-    }),
-  );
+  .action(lazy('cmdScheduleList'));
 
 schedule
   .command('describe')
   .description('spec, state, next and recent runs of a schedule')
   .argument('<name>', 'schedule name')
   .option('--json', 'machine-readable output')
-  .action(async (name: string, opts: { json?: boolean }) =>
-    withClient(async (client) => {
-      const d = await describeSchedule(client, name);
-      console.log(opts.json ? JSON.stringify(d, null, 2) : renderSchedule(d));
-    }),
-  );
+  .action(lazy('cmdScheduleDescribe'));
 
 for (const [cmd, what] of [['pause', 'pause a schedule (no new runs start)'], ['unpause', 'unpause a schedule']] as const) {
   schedule
@@ -547,25 +163,14 @@ for (const [cmd, what] of [['pause', 'pause a schedule (no new runs start)'], ['
     .description(what)
     .argument('<name>', 'schedule name')
     .option('--note <text>', 'why')
-    .action(async (name: string, opts: { note?: string }) =>
-      withClient(async (client) => {
-        const handle = client.schedule.getHandle(scheduleIdOf(name));
-        await (cmd === 'pause' ? handle.pause(opts.note) : handle.unpause(opts.note));
-        console.log(`schedule ${name}: ${cmd === 'pause' ? 'paused' : 'active'}`);
-      }),
-    );
+    .action(async (name: string, opts: { note?: string }) => (await commands()).cmdSchedulePause(cmd, name, opts));
 }
 
 schedule
   .command('trigger')
   .description('start a run of the schedule now (skipped if one is running)')
   .argument('<name>', 'schedule name')
-  .action(async (name: string) =>
-    withClient(async (client) => {
-      await client.schedule.getHandle(scheduleIdOf(name)).trigger();
-      console.log(`schedule ${name}: triggered`);
-    }),
-  );
+  .action(lazy('cmdScheduleTrigger'));
 
 schedule
   .command('backfill')
@@ -573,29 +178,23 @@ schedule
   .argument('<name>', 'schedule name')
   .requiredOption('--from <time>', 'start (ISO 8601)')
   .requiredOption('--to <time>', 'end (ISO 8601)')
-  .action(async (name: string, opts: { from: string; to: string }) =>
-    withClient(async (client) => {
-      const start = new Date(opts.from);
-      const end = new Date(opts.to);
-      if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) throw new ConfigError(`--from/--to: need two ISO 8601 times, --from before --to (got "${opts.from}", "${opts.to}")`);
-      await client.schedule.getHandle(scheduleIdOf(name)).backfill({ start, end });
-      console.log(`schedule ${name}: backfilling ${start.toISOString()} .. ${end.toISOString()}`);
-    }),
-  );
+  .action(lazy('cmdScheduleBackfill'));
 
 schedule
   .command('delete')
   .description('delete a schedule (its runs and models stay)')
   .argument('<name>', 'schedule name')
-  .action(async (name: string) =>
-    withClient(async (client) => {
-      await client.schedule.getHandle(scheduleIdOf(name)).delete();
-      console.log(`schedule ${name}: deleted`);
-    }),
-  );
+  .action(lazy('cmdScheduleDelete'));
 
-program.parseAsync(process.argv).catch((err) => {
-  if (err instanceof ConfigError) console.error(`error: ${err.message}`);
-  else console.error(`error: ${describeFailure(err)}`);
+const jsonWanted = process.argv.slice(2).includes('--json');
+if (jsonWanted) {
+  // commander's own usage errors (unknown option, missing argument) as JSON too
+  program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error: ') ? `${terminalSafe(JSON.stringify({ error: { kind: 'usage', message: text.slice(7).trim() } }))}\n` : text) });
+  for (const sub of program.commands) sub.configureOutput(program.configureOutput());
+  for (const sub of schedule.commands) sub.configureOutput(program.configureOutput());
+}
+
+program.parseAsync(process.argv).catch(async (err: unknown) => {
+  (await commands()).reportError(err, jsonWanted);
   process.exit(1);
 });

@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { KNOWN_GPUS, KNOWN_MODELS, type KnownGpu, type KnownModel } from './architectures';
 import { isS3Uri, parseS3Uri } from './s3uri';
+import { keyDestinationProblem, keyEnvProblem, userinfoProblem } from './security';
 
 /** Names that become path segments of artifact keys: no `..`, no slashes, no control chars. */
 export const SafeName = z
@@ -21,6 +22,14 @@ const Probability = z.number().gt(0).lte(1);
 const Temperature = z.number().gte(0).lte(5);
 const PositiveInt = z.number().int().positive();
 const LearningRate = z.number().positive().lt(1);
+/**
+ * A size limit on a config field. Past it a run would fail hours later (out of memory, a
+ * history too large, an unplanned bill); the message says which and how to go beyond it.
+ */
+function upTo<T extends z.ZodNumber>(schema: T, max: number, protects: 'memory' | 'history' | 'cost' | 'time'): T {
+  const why = { memory: "the workers' memory", history: "the workflow's history size", cost: 'against an unplanned bill (compute time)', time: 'against a stuck run going unnoticed' }[protects];
+  return schema.max(max, `must be at most ${max.toLocaleString('en-US')}: the limit protects ${why}; if a run truly needs more, raise the limit in core/schemas.ts`) as T;
+}
 
 // ---------------------------------------------------------------------------------------
 // Run config
@@ -47,9 +56,9 @@ export const SeedConfig = z
     /** Language kept from an OASST export. */
     lang: z.string().min(2).default('en'),
     /** Caps (after import) so a demo can use a slice of a large file. */
-    maxIft: PositiveInt.optional(),
-    maxRanked: PositiveInt.optional(),
-    maxEft: PositiveInt.optional(),
+    maxIft: upTo(PositiveInt, 10_000_000, 'memory').optional(),
+    maxRanked: upTo(PositiveInt, 10_000_000, 'memory').optional(),
+    maxEft: upTo(PositiveInt, 10_000_000, 'memory').optional(),
   })
   .refine((s) => s.ift !== undefined || s.oasst !== undefined, {
     message: 'needs `ift` (a JSONL file of instruction examples) or `oasst` (an OASST trees export)',
@@ -66,10 +75,10 @@ export type SamplingConfig = z.infer<typeof SamplingConfig>;
 export const SftConfig = z.strictObject({
   lr: LearningRate.default(5.5e-6),
   lrEnd: LearningRate.default(1.1e-6),
-  batchSize: PositiveInt.default(16),
-  epochs: z.number().positive().default(1),
+  batchSize: upTo(PositiveInt, 4096, 'memory').default(16),
+  epochs: upTo(z.number().positive(), 100, 'cost').default(1),
   dropout: z.number().gte(0).lt(1).default(0.1),
-  maxLength: PositiveInt.default(1024),
+  maxLength: upTo(PositiveInt, 262_144, 'memory').default(1024),
   /**
    * Batches of examples of similar length (the Trainer's group_by_length sampler) instead of
    * uniformly shuffled ones: less padding, so fewer tokens computed when lengths vary (IFT
@@ -82,10 +91,10 @@ export const DpoConfig = z.strictObject({
   beta: z.number().positive().default(0.1),
   lr: LearningRate.default(1e-6),
   lrEnd: LearningRate.default(1e-7),
-  batchSize: PositiveInt.default(16),
-  epochs: z.number().positive().default(1),
+  batchSize: upTo(PositiveInt, 4096, 'memory').default(16),
+  epochs: upTo(z.number().positive(), 100, 'cost').default(1),
   dropout: z.number().gte(0).lt(1).default(0.1),
-  maxLength: PositiveInt.default(1024),
+  maxLength: upTo(PositiveInt, 262_144, 'memory').default(1024),
   /**
    * The frozen reference's log-probabilities: `copy` (absent) keeps a second model resident during
    * training; `precomputed` computes them in one pass before training, so only the policy is resident.
@@ -95,7 +104,7 @@ export const DpoConfig = z.strictObject({
 
 export const EftConfig = z.strictObject({
   /** Judgments sampled per human-ranked reply by the SFT baseline. */
-  samples: PositiveInt.default(1),
+  samples: upTo(PositiveInt, 64, 'cost').default(1),
   sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
   /**
    * The paper downsampled its EFT data's over-represented score (4): examples of this score are
@@ -106,13 +115,13 @@ export const EftConfig = z.strictObject({
 
 export const PromptGenConfig = z.strictObject({
   /** How many new prompts to keep per iteration. */
-  count: PositiveInt.default(10_000),
-  seedShots: z.number().int().nonnegative().default(6),
-  generatedShots: z.number().int().nonnegative().default(2),
+  count: upTo(PositiveInt, 10_000_000, 'cost').default(10_000),
+  seedShots: upTo(z.number().int().nonnegative(), 64, 'memory').default(6),
+  generatedShots: upTo(z.number().int().nonnegative(), 64, 'memory').default(2),
   /** Requests issued per round of self-instruct generation. */
-  requestsPerRound: PositiveInt.default(64),
+  requestsPerRound: upTo(PositiveInt, 1_000_000, 'memory').default(64),
   /** Rounds after which generation stops even if `count` was not reached. */
-  maxRounds: PositiveInt.default(1000),
+  maxRounds: upTo(PositiveInt, 1_000_000, 'history').default(1000),
   rougeLThreshold: z.number().gt(0).lte(1).default(0.7),
   sampling: SamplingConfig.default({ temperature: 0.6, topP: 0.9, maxNewTokens: 256 }),
   /** A fixed model for writing prompts (the paper used one); default: the iteration's model M_t. */
@@ -120,12 +129,12 @@ export const PromptGenConfig = z.strictObject({
 });
 
 export const CandidateConfig = z.strictObject({
-  n: PositiveInt.default(4),
+  n: upTo(PositiveInt, 64, 'cost').default(4),
   sampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 512 }),
 });
 
 export const JudgeConfig = z.strictObject({
-  samples: PositiveInt.default(3),
+  samples: upTo(PositiveInt, 32, 'cost').default(3),
   /**
    * Length-controlled pair selection (Meta-Rewarding's rule): with rho > 0 the chosen response is
    * the shortest scoring within rho x (score range) of the best, the rejected the longest within it
@@ -150,13 +159,25 @@ export const GenerationEngine = z.discriminatedUnion('kind', [
     /** the served model name */
     model: z.string().min(1),
     /** NAME of the environment variable holding the API key */
-    apiKeyEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    apiKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      // the allowlist is the validating process's (the worker checks again with its own: core/security.ts)
+      .superRefine((name, ctx) => {
+        const problem = keyEnvProblem(name, typeof process === 'undefined' ? {} : process.env);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
     /** most requests in flight per generation activity */
     concurrency: PositiveInt.max(4096).default(64),
     /** per HTTP request */
-    timeoutSeconds: z.number().positive().default(120),
+    timeoutSeconds: upTo(z.number().positive(), 86_400, 'time').default(120),
     /** retries per request (429, 5xx, timeouts, connection errors) before the attempt fails */
     maxRetries: z.number().int().nonnegative().max(100).default(5),
+  }).superRefine((e, ctx) => {
+    // no userinfo ever; plain http to a remote host only when no key goes with the requests
+    const problem = e.apiKeyEnv ? keyDestinationProblem(e.baseUrl) : userinfoProblem(e.baseUrl);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: problem });
   }),
   /** vLLM's offline engine inside the generation worker's compute process (compute/srlm_compute/vllm_engine.py) */
   z.strictObject({
@@ -166,7 +187,7 @@ export const GenerationEngine = z.discriminatedUnion('kind', [
     /** fraction of each GPU's memory vLLM may take (weights + KV cache) */
     gpuMemoryUtilization: z.number().gt(0).max(1).default(0.9),
     /** context length vLLM allocates for (absent: the model's own) */
-    maxModelLen: PositiveInt.optional(),
+    maxModelLen: upTo(PositiveInt, 1_048_576, 'memory').optional(),
     dtype: z.enum(['auto', 'bfloat16', 'float16', 'float32']).default('auto'),
     /** requests handed to vLLM per call; their lines are written after each call (the most a crash redoes on the same host) */
     requestsPerCall: PositiveInt.max(1_000_000).default(1024),
@@ -223,7 +244,7 @@ export const EvaluationConfig = z
         file: z.string().min(1),
         /** records skipped from the start of the file */
         offset: z.number().int().nonnegative().default(0),
-        max: PositiveInt.default(100),
+        max: upTo(PositiveInt, 1_000_000, 'cost').default(100),
       })
       .optional(),
     /** held-out human rankings: a JSONL of RankedSet, or an OASST trees export */
@@ -233,7 +254,7 @@ export const EvaluationConfig = z
         oasst: z.string().min(1).optional(),
         lang: z.string().min(2).default('en'),
         offset: z.number().int().nonnegative().default(0),
-        max: PositiveInt.default(100),
+        max: upTo(PositiveInt, 1_000_000, 'cost').default(100),
       })
       .refine((j) => (j.ranked === undefined) !== (j.oasst === undefined), { message: 'needs exactly one of `ranked` (JSONL of ranked sets) or `oasst` (an OASST trees export)' })
       .optional(),
@@ -244,12 +265,12 @@ export const EvaluationConfig = z
     /** sampling of the evaluated models' responses (temperature 0: greedy) */
     responses: SamplingConfig.default({ temperature: 0, topP: 1, maxNewTokens: 512 }),
     /** samples per reply when a model judges the held-out rankings (scores averaged) */
-    judgeSamples: PositiveInt.default(3),
+    judgeSamples: upTo(PositiveInt, 32, 'cost').default(3),
     judgeSampling: SamplingConfig.default({ temperature: 0.7, topP: 0.9, maxNewTokens: 256 }),
     /** sampling of the head-to-head judge */
     pairwise: SamplingConfig.default({ temperature: 0, topP: 1, maxNewTokens: 256 }),
     /** responses longer than this many characters are cut (marked) in the head-to-head judge's prompt */
-    pairwiseMaxChars: PositiveInt.default(4000),
+    pairwiseMaxChars: upTo(PositiveInt, 1_000_000, 'memory').default(4000),
     gate: GateConfig.optional(),
   })
   .superRefine((e, ctx) => {
@@ -388,7 +409,7 @@ export const ComputeConfig = z.strictObject({
   /** cpu, cuda, or auto (cuda when available). */
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   /** Sequences generated together. */
-  generationBatchSize: PositiveInt.default(16),
+  generationBatchSize: upTo(PositiveInt, 4096, 'memory').default(16),
   /** Worker threads torch may use on CPU (0: torch's default). */
   threads: z.number().int().nonnegative().default(0),
   /** Recompute activations in the backward pass: about half the memory, about twice the time. */
@@ -436,13 +457,13 @@ export const DurabilityConfig = z.strictObject({
   /** Generation requests per shard: the unit published atomically, and at most what a crash redoes. */
   shardSize: PositiveInt.max(1_000_000).default(64),
   /** A shard's outputs so far are copied to the store at most this often, for a worker on another host to continue. */
-  partialFlushSeconds: z.number().nonnegative().default(30),
+  partialFlushSeconds: upTo(z.number().nonnegative(), 86_400, 'time').default(30),
   /** SFT and DPO save a full checkpoint into the store every this many optimizer steps (0: never). */
   checkpointEvery: z.number().int().nonnegative().default(50),
   /** A generation or training attempt without a heartbeat for this long is taken as lost and retried. */
-  heartbeatTimeoutSeconds: PositiveInt.default(300),
+  heartbeatTimeoutSeconds: upTo(PositiveInt, 86_400, 'time').default(300),
   /** First retry delay of a failed generation or training attempt (doubling up to 10 minutes). */
-  retryInitialSeconds: z.number().positive().default(10),
+  retryInitialSeconds: upTo(z.number().positive(), 3600, 'time').default(10),
   /** Attempts of a generation or training activity before the run fails. */
   maximumAttempts: PositiveInt.max(1000).default(10),
 });
@@ -481,6 +502,9 @@ export const StoreConfig = z
       } catch (err) {
         ctx.addIssue({ code: 'custom', path: ['root'], message: `s3 URI ${(err as Error).message}` });
       }
+    } else if (o.root && /^[a-z][a-z0-9+.-]*:\/\//i.test(o.root)) {
+      // the CLI turns file:///abs/path into the path before this; any other scheme would be taken as a relative folder
+      ctx.addIssue({ code: 'custom', path: ['root'], message: 'must be a directory or s3://bucket/prefix (srlm start/run also accept file:///absolute/path)' });
     } else if (o.s3) {
       ctx.addIssue({ code: 'custom', path: ['s3'], message: 'is only meaningful with an s3:// store root' });
     }

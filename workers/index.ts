@@ -13,6 +13,7 @@ import { openAIEngines } from '../backends/openai-compute';
 import { ResidentPool, residentEngines, StopResidentsBeforeTraining } from '../backends/resident-compute';
 import { vllmEngines, vllmJobEngine } from '../backends/vllm-engine';
 import type { RunConfig } from '../core/schemas';
+import { isLoopbackHost } from '../core/security';
 import { trainingBackends } from '../backends/training-backends';
 import type { ProgressReporter } from '../activities/progress';
 import { loadEnvPaths, repoRoot } from '../infra/paths';
@@ -195,6 +196,25 @@ function engines(compute: ComputeBackend, vllmGenerator: ComputeBackend | undefi
 }
 
 /**
+ * Where the Prometheus endpoint listens, from SRLM_METRICS_BIND (`host:port`, or a bare port
+ * meaning 127.0.0.1:port); undefined when unset. The endpoint has no authentication, so a
+ * host other than loopback needs SRLM_METRICS_EXPOSE=1 as well (Kubernetes pods scraped by
+ * Prometheus set both); without it the worker refuses to start instead of serving its
+ * metrics to the network.
+ */
+export function metricsBindAddress(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.SRLM_METRICS_BIND?.trim();
+  if (!raw) return undefined;
+  const bind = /^\d+$/.test(raw) ? `127.0.0.1:${raw}` : raw;
+  const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(bind);
+  if (!m || Number(m[2]) > 65535) throw new Error(`SRLM_METRICS_BIND: expected host:port or a port, e.g. 127.0.0.1:9464, got "${raw}"`);
+  if (!isLoopbackHost(m[1]!) && env.SRLM_METRICS_EXPOSE !== '1') {
+    throw new Error(`SRLM_METRICS_BIND=${raw} would serve the metrics endpoint (no authentication) beyond this host; set SRLM_METRICS_EXPOSE=1 to mean it, or bind 127.0.0.1:${m[2]}`);
+  }
+  return bind;
+}
+
+/**
  * The SDK runtime, installed once per process: the Rust core's own log lines stay out of the
  * user's terminal unless SRLM_TEMPORAL_LOG is set, and with SRLM_METRICS_BIND=host:port the
  * process serves Prometheus metrics at http://host:port/metrics: the SDK's worker metrics
@@ -215,7 +235,7 @@ export function installQuietRuntime(): void {
     },
     error: (m: string) => console.error(`temporal: ${m}`),
   };
-  const bind = process.env.SRLM_METRICS_BIND;
+  const bind = metricsBindAddress(process.env);
   const json = process.env.SRLM_LOG === 'json';
   if (process.env.SRLM_TEMPORAL_LOG && !bind && !json) return;
   // SRLM_LOG=json: one JSON object per line on stdout, with the SDK's context (workflow,

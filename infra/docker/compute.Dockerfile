@@ -58,7 +58,7 @@ ENV NODE_ENV=production \
     SRLM_CACHE_DIR=/var/cache/srlm \
     SRLM_PYTHON=/opt/srlm/venv/bin/python \
     SRLM_VLLM_PYTHON=/opt/srlm/vllm-venv/bin/python \
-    SRLM_METRICS_BIND=0.0.0.0:9464 \
+    SRLM_METRICS_BIND=127.0.0.1:9464 \
     HF_HOME=/var/cache/srlm/hf
 WORKDIR /app
 COPY --from=node /app/node_modules ./node_modules

@@ -24,7 +24,7 @@ ENV NODE_ENV=production \
     SRLM_STATE_DIR=/var/lib/srlm \
     SRLM_CACHE_DIR=/var/cache/srlm \
     SRLM_PYTHON=python3 \
-    SRLM_METRICS_BIND=0.0.0.0:9464
+    SRLM_METRICS_BIND=127.0.0.1:9464
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./

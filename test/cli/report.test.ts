@@ -95,6 +95,32 @@ describe('srlm report', () => {
     expect(res.stderr).toMatch(/iter-5\/summary\.json: not valid JSON/);
   });
 
+  it('refuses a summary that is a symbolic link out of the store, and never shows what it points at', async () => {
+    const root = path.join(tmp, 'linked');
+    const store = new LocalStore(root);
+    await store.putBytes(`runs/${RUN}/iter-2/summary.json`, JSON.stringify(iteration2));
+    const secret = path.join(tmp, 'outside-secret.json');
+    fs.writeFileSync(secret, '{"aws_secret_access_key": "SECRET-OUTSIDE"}');
+    fs.mkdirSync(path.join(root, 'runs', RUN, 'iter-3'), { recursive: true });
+    fs.symlinkSync(secret, path.join(root, 'runs', RUN, 'iter-3', 'summary.json'));
+    const res = await srlm('report', RUN, '--store', root, '--out', path.join(tmp, 'linked-out'));
+    expect(res.code).toBe(1);
+    expect(res.stderr.trim()).toBe(`error: file://${root}/runs/${RUN}/iter-3/summary.json leads out of the store through a symbolic link; srlm report reads only files inside file://${root}`);
+    expect(res.stderr + res.stdout).not.toContain('SECRET-OUTSIDE');
+    // a run folder that is itself a link out of the store is refused the same way
+    const outsideRun = path.join(tmp, 'outside-run');
+    await new LocalStore(outsideRun).putBytes('iter-1/summary.json', JSON.stringify({ ...iteration2, iteration: 1 }));
+    fs.symlinkSync(outsideRun, path.join(root, 'runs', 'linked-run'), 'dir');
+    const dirRes = await srlm('report', 'linked-run', '--store', root, '--out', path.join(tmp, 'linked-out'));
+    expect(dirRes.code).toBe(1);
+    expect(dirRes.stderr).toMatch(/runs\/linked-run\/iter-1\/summary\.json leads out of the store through a symbolic link/);
+    // a link that stays inside the store is read
+    const inside = path.join(tmp, 'inside-link');
+    await new LocalStore(inside).putBytes(`runs/${RUN}/iter-2/data.json`, JSON.stringify(iteration2));
+    fs.symlinkSync('data.json', path.join(inside, 'runs', RUN, 'iter-2', 'summary.json'));
+    expect((await srlm('report', RUN, '--store', inside, '--out', path.join(tmp, 'inside-out'))).code).toBe(0);
+  });
+
   it('refuses a run name that is not a store path segment', async () => {
     const res = await srlm('report', '../etc', '--store', storeRoot);
     expect(res.code).toBe(1);

@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
+import { metricsBindAddress } from '../../workers/index';
 import { parseWorkerArgs } from '../../workers/main';
 import { checkEntryArgs, EntryError } from '../../backends/train-entry';
 
@@ -171,6 +172,8 @@ describe('Dockerfiles', () => {
         expect(pkg.dependencies.tsx).toBeDefined(); // installed with --omit=dev
         const cmd = jsonArgs(final, 'CMD');
         const vars = envOf(final);
+        // the image's metrics endpoint stays on loopback unless a deployment exposes it
+        expect(metricsBindAddress(vars)).toMatch(/^127\.0\.0\.1:/);
         const fromFlags = parseWorkerArgs(cmd, {});
         expect(fromFlags.queues.join(',')).toBe(parseWorkerArgs([], vars).queues.join(','));
         const user = final.instructions.filter((i) => i.op === 'USER').at(-1)!.args;
@@ -350,6 +353,11 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       const flags = parseWorkerArgs(c.args as string[], {});
       expect(flags.queues).toEqual(want.queues);
       expect(parseWorkerArgs([], { SRLM_QUEUES: envValue(c, 'SRLM_QUEUES')! }).queues).toEqual(want.queues);
+      // a scraped pod serves metrics beyond loopback, which the worker allows only when told to
+      expect(d.spec.template.metadata.annotations['prometheus.io/scrape'], name).toBe('true');
+      const metricsEnv = { SRLM_METRICS_BIND: envValue(c, 'SRLM_METRICS_BIND'), SRLM_METRICS_EXPOSE: envValue(c, 'SRLM_METRICS_EXPOSE') };
+      expect(metricsBindAddress(metricsEnv), name).toBe(`0.0.0.0:${d.spec.template.metadata.annotations['prometheus.io/port']}`);
+      expect(() => metricsBindAddress({ SRLM_METRICS_BIND: metricsEnv.SRLM_METRICS_BIND }), name).toThrow(/SRLM_METRICS_EXPOSE=1/);
       expect(podSpec(d).securityContext.runAsNonRoot).toBe(true);
       expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
       const gpus = Number(c.resources.limits?.['nvidia.com/gpu'] ?? 0);

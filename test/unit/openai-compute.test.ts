@@ -198,21 +198,44 @@ describe('OpenAICompute (stub server)', () => {
 
   it('sends the API key from the named variable as a Bearer token and never shows it in errors', async () => {
     const key = 'sk-test-SECRET-123456';
-    const env = { SRLM_TEST_KEY: key };
+    const env = { SRLM_TEST_API_KEY: key };
     const { job } = makeJob(1, 2);
-    await engine({ apiKeyEnv: 'SRLM_TEST_KEY', env }).generate(job, {});
+    await engine({ apiKeyEnv: 'SRLM_TEST_API_KEY', env }).generate(job, {});
     expect([...stub.authHeaders]).toEqual([`Bearer ${key}`]);
 
     // a server that echoes the key back in its error message
     const { job: bad } = makeJob(1, 1);
-    const err = await engine({ apiKeyEnv: 'SRLM_TEST_KEY', env, baseUrl: `${stub.url}/${key}` }).generate(bad, {}).catch((e: unknown) => e);
+    const err = await engine({ apiKeyEnv: 'SRLM_TEST_API_KEY', env, baseUrl: `${stub.url}/${key}` }).generate(bad, {}).catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/HTTP 404/);
     expect(String((err as Error).message)).not.toContain(key);
     expect(String((err as Error).message)).toContain('***');
 
-    const unset = await engine({ apiKeyEnv: 'SRLM_TEST_KEY_UNSET', env: {} }).generate(bad, {}).catch((e: unknown) => e);
+    const unset = await engine({ apiKeyEnv: 'SRLM_TEST_UNSET_API_KEY', env: {} }).generate(bad, {}).catch((e: unknown) => e);
     expect(unset).toMatchObject({ nonRetryable: true });
-    expect(String((unset as Error).message)).toMatch(/SRLM_TEST_KEY_UNSET/);
+    expect(String((unset as Error).message)).toMatch(/SRLM_TEST_UNSET_API_KEY/);
+  });
+
+  it('refuses, before any request, a key variable outside the allowlist or a destination the key must not reach', async () => {
+    const env = { AWS_SECRET_ACCESS_KEY: 'aws-secret', TEMPORAL_API_KEY: 'tmprl-secret', SRLM_JUDGE_API_KEY: 'sk-ok', CORP_TOKEN: 'corp' };
+    const refused: [Partial<OpenAIComputeOptions>, RegExp][] = [
+      [{ apiKeyEnv: 'AWS_SECRET_ACCESS_KEY' }, /"AWS_SECRET_ACCESS_KEY" is not an allowed API key variable/],
+      [{ apiKeyEnv: 'TEMPORAL_API_KEY' }, /"TEMPORAL_API_KEY" is not an allowed/],
+      [{ apiKeyEnv: 'CORP_TOKEN' }, /SRLM_ALLOWED_KEY_ENVS/],
+      [{ apiKeyEnv: 'SRLM_JUDGE_API_KEY', baseUrl: 'http://judge.example.com:8000/v1' }, /only over https/],
+      [{ apiKeyEnv: 'SRLM_JUDGE_API_KEY', baseUrl: stub.url.replace('http://', 'http://user:pass@') }, /user:password@/],
+    ];
+    for (const [opts, message] of refused) {
+      const { job } = makeJob(1, 1);
+      const err = await engine({ env, ...opts }).generate(job, {}).catch((e: unknown) => e);
+      expect(err, JSON.stringify(opts)).toMatchObject({ nonRetryable: true });
+      expect(String((err as Error).message)).toMatch(message);
+      expect(String((err as Error).message)).not.toMatch(/secret|sk-ok|corp"/);
+    }
+    expect(stub.authHeaders.size).toBe(0);
+    // the worker's own SRLM_ALLOWED_KEY_ENVS extends the allowlist; http to loopback is fine
+    const { job } = makeJob(1, 1);
+    await engine({ apiKeyEnv: 'CORP_TOKEN', env: { ...env, SRLM_ALLOWED_KEY_ENVS: 'CORP_*' } }).generate(job, {});
+    expect([...stub.authHeaders]).toEqual(['Bearer corp']);
   });
 
   it('delegates train and importModel to the wrapped backend', async () => {

@@ -38,11 +38,15 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
     valid: { count: 50, seedShots: 8, generatedShots: 0 },
     invalid: [[{ rougeLThreshold: 0 }, 'rougeLThreshold'], [{ seedShots: -1 }, 'seedShots'], [{ model: { path: '' } }, 'model.path']],
   },
-  CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
+  CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ n: 5_000_000 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
   JudgeConfig: { valid: { samples: 1 }, invalid: [[{ samples: 0 }, 'samples'], [{ extra: 1 }, '']] },
   GenerationEngine: {
-    valid: { kind: 'openai', baseUrl: 'http://gpu-1:8000/v1', model: 'm1', apiKeyEnv: 'OPENAI_API_KEY' },
+    valid: { kind: 'openai', baseUrl: 'https://gpu-1:8000/v1', model: 'm1', apiKeyEnv: 'OPENAI_API_KEY' },
     invalid: [
+      [{ kind: 'openai', baseUrl: 'https://h/v1', model: 'm', apiKeyEnv: 'AWS_SECRET_ACCESS_KEY' }, 'apiKeyEnv'],
+      [{ kind: 'openai', baseUrl: 'https://h/v1', model: 'm', apiKeyEnv: 'TEMPORAL_API_KEY' }, 'apiKeyEnv'],
+      [{ kind: 'openai', baseUrl: 'http://gpu-1:8000/v1', model: 'm', apiKeyEnv: 'SRLM_GPU_API_KEY' }, 'baseUrl'],
+      [{ kind: 'openai', baseUrl: 'https://u:p@gpu-1/v1', model: 'm' }, 'baseUrl'],
       [{ kind: 'openai', baseUrl: 'gpu-1:8000', model: 'm1' }, 'baseUrl'],
       [{ kind: 'openai', baseUrl: 'http://h/v1', model: 'm', apiKey: 'sk-1' }, ''],
       [{ kind: 'openai', baseUrl: 'http://h/v1', model: 'm', apiKeyEnv: 'sk-1' }, 'apiKeyEnv'],
@@ -55,10 +59,19 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
       [{ kind: 'vllm', tp: 2 }, ''],
     ],
   },
-  OpenAIEndpoint: { valid: { kind: 'openai', baseUrl: 'https://api.example.com/v1', model: 'judge' }, invalid: [[{ kind: 'openai', baseUrl: 'ftp://x', model: 'j' }, 'baseUrl']] },
+  OpenAIEndpoint: {
+    valid: { kind: 'openai', baseUrl: 'https://api.example.com/v1', model: 'judge', apiKeyEnv: 'SRLM_JUDGE_API_KEY' },
+    invalid: [
+      [{ kind: 'openai', baseUrl: 'ftp://x', model: 'j' }, 'baseUrl'],
+      [{ kind: 'openai', baseUrl: 'http://api.example.com/v1', model: 'j', apiKeyEnv: 'OPENAI_API_KEY' }, 'baseUrl'],
+      [{ kind: 'openai', baseUrl: 'https://a:b@api.example.com/v1', model: 'j' }, 'baseUrl'],
+      [{ kind: 'openai', baseUrl: 'https://api.example.com/v1', model: 'j', apiKeyEnv: 'AWS_SECRET_ACCESS_KEY' }, 'apiKeyEnv'],
+    ],
+  },
   EvalJudgeConfig: {
     valid: { kind: 'model', model: { packaged: 'gemma3-270m' } },
     invalid: [
+      [{ kind: 'openai', baseUrl: 'http://judge.example.com/v1', model: 'j', apiKeyEnv: 'OPENAI_API_KEY' }, 'baseUrl'],
       [{ kind: 'model', model: { packaged: 'gpt-5' } }, 'model'],
       [{ kind: 'human' }, 'kind'],
     ],
@@ -257,5 +270,16 @@ describe('RunConfig', () => {
 
   it('needs a seed file', () => {
     expect(RunConfig.safeParse({ run: 'demo', seed: {} }).success).toBe(false);
+  });
+});
+
+describe('size limits', () => {
+  it('name the field, the bound, what it protects and how to raise it', () => {
+    const r = RunConfig.safeParse({ run: 'x', seed: { ift: 'a.jsonl' }, candidates: { n: 5_000_000 }, sft: { maxLength: 1e12 }, prompts: { count: 1e9 } });
+    expect(r.success).toBe(false);
+    const text = r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    expect(text).toContain("candidates.n: must be at most 64: the limit protects against an unplanned bill (compute time); if a run truly needs more, raise the limit in core/schemas.ts");
+    expect(text).toContain("sft.maxLength: must be at most 262,144: the limit protects the workers' memory; if a run truly needs more, raise the limit in core/schemas.ts");
+    expect(text.some((t) => t.startsWith('prompts.count: must be at most 10,000,000'))).toBe(true);
   });
 });
