@@ -47,7 +47,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from . import progress
+from . import progress, reaper
 from .jobs import GenerateJob, InvalidInput, VllmEngine
 
 VLLM_VERSION = "0.33.0"  # the version the GPU image installs (infra/docker/compute.Dockerfile)
@@ -61,7 +61,8 @@ def import_vllm():
         raise InvalidInput(
             f"compute.engine.kind vllm needs the vllm package on the generation worker; install "
             f"vllm=={VLLM_VERSION} (GPU image: infra/docker/compute.Dockerfile) into the python that runs "
-            "srlm_compute, or point SRLM_VLLM_PYTHON at a python that has it "
+            "srlm_compute, or point SRLM_VLLM_PYTHON at a python that has it; on a CPU host, "
+            "`bash scripts/bootstrap-vllm.sh` builds one (vLLM's CPU build) that the workers then use "
             f"(import failed: {exc})"
         ) from None
     return vllm
@@ -195,6 +196,7 @@ def run(job: GenerateJob, shards, t_start: float, total: int, skipped: int, n_pe
     )
     if engine.max_model_len is not None:
         kwargs["max_model_len"] = engine.max_model_len
+    reaper.start()  # vLLM's engine core and worker processes die with this one, even when it is SIGKILLed
     llm = vllm.LLM(**kwargs)
     context = engine_context(llm, context)
     for items in items_by_shard:
