@@ -57,24 +57,31 @@ RUBRIC = (
 )
 
 
+QUICK = False  # --quick: a quarter of the requests, 32 new tokens (a check that it runs, not a measurement)
+
+
+def new_tokens() -> int:
+    return 32 if QUICK else 128
+
+
 def candidate_requests() -> list[dict]:
     return [
         {"id": f"c{i}", "messages": [{"role": "user", "content": f"Explain {t} in a short paragraph."}], "n": 4,
-         "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 128, "seed": i}
-        for i, t in enumerate(TOPICS)
+         "temperature": 0.7, "top_p": 0.9, "max_new_tokens": new_tokens(), "seed": i}
+        for i, t in enumerate(TOPICS[: 4 if QUICK else 16])
     ]
 
 
 def judge_requests() -> list[dict]:
     out = []
-    for i in range(24):
+    for i in range(6 if QUICK else 24):
         t = TOPICS[i % len(TOPICS)]
         answer = (f"{t.capitalize()} is a broad subject. " * 14).strip()
         content = (f"{RUBRIC}User: Explain {t} in a short paragraph.\n<response>{answer}</response>\n\n"
                    "After examining the user's instruction and the response, briefly justify your total score, "
                    "then conclude with the score using the format: \"Score: <total points>\"")
         out.append({"id": f"j{i}", "messages": [{"role": "user", "content": content}], "n": 3,
-                    "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 128, "seed": 1000 + i})
+                    "temperature": 0.7, "top_p": 0.9, "max_new_tokens": new_tokens(), "seed": 1000 + i})
     return out
 
 
@@ -148,7 +155,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="local engine threads")
     ap.add_argument("--work", default="/tmp/srlm-cpu-engines")
     ap.add_argument("--no-vllm", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a quarter of the requests, 32 new tokens: checks that it runs")
     args = ap.parse_args()
+    global QUICK
+    QUICK = args.quick
     python, vllm_python, cache = env_paths()
     if not args.no_vllm and not vllm_python:
         raise SystemExit("no vLLM environment: run `bash scripts/bootstrap-vllm.sh` first (or pass --no-vllm)")
@@ -161,7 +171,8 @@ def main() -> None:
         if not args.no_vllm:
             runs.append((f"{name} vllm", vllm_python, {"kind": "vllm", "dtype": "bfloat16", "max_model_len": 2048}, 0))
         for label, py, engine, batch in runs:
-            extra = {"VLLM_CACHE_ROOT": str(cache / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "2"} if engine else {}
+            extra = {"VLLM_CACHE_ROOT": str(cache / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_USE_AOT_COMPILE": "0",
+                     "TORCHINDUCTOR_CACHE_DIR": str(cache / "vllm" / "inductor")} if engine else {}
             r = run_engine(label, py, model, work, engine, max(1, batch), args.threads, extra)
             print(json.dumps(r), flush=True)
             rows.append(r)

@@ -55,7 +55,8 @@ ROWS = [
 
 def engine_env(cache_dir: Path) -> dict:
     # the compile cache outlives the test's tmp dirs; 1 GiB of KV cache is plenty for these requests
-    return {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_USE_AOT_COMPILE": "0"}
+    return {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_USE_AOT_COMPILE": "0",
+            "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "vllm" / "inductor")}
 
 
 def group_pids(pgid: int) -> list[int]:
