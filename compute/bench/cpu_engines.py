@@ -10,8 +10,10 @@ engine holds two shards, one per stage shape, so each engine starts once per mod
 
 * candidates: 16 chat prompts x n=4 x 128 new tokens (64 sequences; the demo's candidates stage
   at its sampling, temperature 0.7 / top-p 0.9);
-* judge: 24 requests x n=3 samples x 128 new tokens over ~600-token prompts that share a long
-  rubric prefix (the judge stage's shape).
+* judge: 16 requests x n=3 samples x 128 new tokens over ~600-token prompts that share a long
+  rubric prefix (the judge stage's shape; the demo's has 24 requests).
+
+vLLM gets each shape in one call (``requests_per_call`` 16), as a stage with the default 1024 would.
 
 Start-up is launch to the first generated batch (imports, model load, vLLM's compile and KV
 cache); tokens/s is per shape after start-up (from the wall-clock times of the shard events).
@@ -74,7 +76,7 @@ def candidate_requests() -> list[dict]:
 
 def judge_requests() -> list[dict]:
     out = []
-    for i in range(6 if QUICK else 24):
+    for i in range(4 if QUICK else 16):
         t = TOPICS[i % len(TOPICS)]
         answer = (f"{t.capitalize()} is a broad subject. " * 14).strip()
         content = (f"{RUBRIC}User: Explain {t} in a short paragraph.\n<response>{answer}</response>\n\n"
@@ -85,7 +87,7 @@ def judge_requests() -> list[dict]:
     return out
 
 
-SHAPES = [("candidates 16x4", candidate_requests), ("judge 24x3 ~600-token prompts", judge_requests)]
+SHAPES = [("candidates", candidate_requests), ("judge (~600-token prompts)", judge_requests)]
 
 
 def env_paths() -> tuple[str, str | None, Path]:
@@ -112,10 +114,12 @@ def run_engine(label: str, python: str, model: str, work: Path, engine: dict | N
                env_extra: dict) -> dict:
     d = work / label.replace(" ", "-")
     d.mkdir(parents=True, exist_ok=True)
-    shards = []
-    for k, (_, make) in enumerate(SHAPES):
+    shards, names = [], []
+    for k, (name, make) in enumerate(SHAPES):
+        reqs = make()
+        names.append(f"{name} {len(reqs)}x{reqs[0]['n']}x{reqs[0]['max_new_tokens']}")
         inp = d / f"s{k}.jsonl"
-        inp.write_text("".join(json.dumps(r) + "\n" for r in make()))
+        inp.write_text("".join(json.dumps(r) + "\n" for r in reqs))
         out = d / f"s{k}.out.jsonl"
         out.unlink(missing_ok=True)
         shards.append({"input": str(inp), "output": str(out)})
@@ -129,29 +133,29 @@ def run_engine(label: str, python: str, model: str, work: Path, engine: dict | N
                             stderr=open(d / "stderr.log", "w"), text=True,
                             env=dict(os.environ, PYTHONPATH=str(COMPUTE), PYTHONUNBUFFERED="1", **env_extra))
     shard_at: dict[int, float] = {}
-    done = {}
+    done, done_at = {}, 0.0
     for line in proc.stdout:
         ev = json.loads(line)
         if ev["event"] == "shard_done":
             shard_at[ev["shard"]] = time.monotonic() - t0
         elif ev["event"] == "done":
-            done = ev
+            done, done_at = ev, time.monotonic() - t0
     if proc.wait() != 0:
         raise SystemExit(f"{label}: generate failed (exit {proc.returncode}); see {d / 'stderr.log'}")
     wall = time.monotonic() - t0
-    start_s = wall - done["generate_s"]  # launch to the first batch: imports, load, compile
+    start_s = done_at - done["generate_s"]  # launch to the first batch: imports, load, compile
     tokens = [sum(o["tokens"] for line in Path(s["output"]).read_text().splitlines() for o in json.loads(line)["outputs"])
               for s in shards]
     secs = [shard_at[0] - start_s, shard_at[1] - shard_at[0]]
-    return {"engine": label, "start_s": round(start_s, 1), "wall_s": round(wall, 1),
+    return {"engine": label, "start_s": round(start_s, 1), "shutdown_s": round(wall - done_at, 1), "wall_s": round(wall, 1),
             "shapes": [{"shape": name, "tokens": t, "seconds": round(s, 1), "tokens_per_s": round(t / s, 1)}
-                       for (name, _), t, s in zip(SHAPES, tokens, secs)]}
+                       for name, t, s in zip(names, tokens, secs)]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["smollm2-135m-instruct"])
-    ap.add_argument("--batches", nargs="+", type=int, default=[16, 64], help="local engine batch sizes (rows)")
+    ap.add_argument("--batches", nargs="*", type=int, default=[16, 64], help="local engine batch sizes (rows); none: vLLM only")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="local engine threads")
     ap.add_argument("--work", default="/tmp/srlm-cpu-engines")
     ap.add_argument("--no-vllm", action="store_true")
@@ -169,7 +173,10 @@ def main() -> None:
         model = model_dir(python, cache, name, work)
         runs = [(f"{name} local b{b}", python, None, b) for b in args.batches]
         if not args.no_vllm:
-            runs.append((f"{name} vllm", vllm_python, {"kind": "vllm", "dtype": "bfloat16", "max_model_len": 2048}, 0))
+            # one call per shape (requests_per_call = a shard's requests), so each shape's time is its own
+            per_call = len(candidate_requests())
+            runs.append((f"{name} vllm", vllm_python, {"kind": "vllm", "dtype": "bfloat16", "max_model_len": 2048,
+                                                       "requests_per_call": per_call}, 0))
         for label, py, engine, batch in runs:
             extra = {"VLLM_CACHE_ROOT": str(cache / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_USE_AOT_COMPILE": "0",
                      "TORCHINDUCTOR_CACHE_DIR": str(cache / "vllm" / "inductor")} if engine else {}

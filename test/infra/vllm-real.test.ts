@@ -50,7 +50,7 @@ function groupPids(pgid: number): number[] {
   return out;
 }
 
-describe.skipIf(!env.vllmPython)('real vLLM on CPU (skipped: no vLLM environment; run `bash scripts/bootstrap-vllm.sh`)', () => {
+describe.skipIf(!env.vllmPython)(env.vllmPython ? 'real vLLM on CPU' : 'real vLLM on CPU (skipped: no vLLM environment; run `bash scripts/bootstrap-vllm.sh`)', () => {
   let tmp: string;
   let model: string;
   let pool: ResidentPool;
