@@ -144,7 +144,8 @@ class Server {
 }
 
 function specKey(s: ResidentSpec): string {
-  return JSON.stringify([s.modelDir, s.vllm ?? 'local', s.device, s.batchSize, s.threads]);
+  // vLLM's server takes none of device, batch size and threads (it schedules its own batches): jobs that differ only there share it
+  return JSON.stringify(s.vllm ? [s.modelDir, s.vllm] : [s.modelDir, 'local', s.device, s.batchSize, s.threads]);
 }
 
 /** The resident servers of one worker process. */

@@ -32,6 +32,12 @@ export interface EnvPaths {
    * undefined when an older bootstrap wrote the env file. Read it with s3ServerBin().
    */
   s3server?: string;
+  /**
+   * A python whose environment has vLLM, for `compute.engine.kind: "vllm"` (env SRLM_VLLM_PYTHON
+   * overrides): `.srlm/vllm.json`, written by `bash scripts/bootstrap-vllm.sh`; undefined when
+   * neither is there.
+   */
+  vllmPython?: string;
 }
 
 let cachedRoot: string | undefined;
@@ -114,7 +120,22 @@ export function loadEnvPaths(root: string = repoRoot(), env: NodeJS.ProcessEnv =
     cacheDir: path.resolve(overrides.cacheDir ?? fromFile?.cacheDir ?? path.join(os.homedir(), '.cache', 'srlm')),
     venv: fromFile?.venv ?? path.dirname(path.dirname(python)),
     s3server: overrides.s3server ?? fromFile?.s3server,
+    vllmPython: env.SRLM_VLLM_PYTHON || vllmPythonFromFile(root),
   };
+}
+
+/** `.srlm/vllm.json`'s python (written by scripts/bootstrap-vllm.sh), when that file is there and names one that exists. */
+function vllmPythonFromFile(root: string): string | undefined {
+  const file = path.join(root, '.srlm', 'vllm.json');
+  if (!fs.existsSync(file)) return undefined;
+  let python: unknown;
+  try {
+    python = (JSON.parse(fs.readFileSync(file, 'utf8')) as { python?: unknown }).python;
+  } catch (err) {
+    throw new Error(`${file} is not valid JSON (${(err as Error).message}): run \`bash scripts/bootstrap-vllm.sh\` again`, { cause: err });
+  }
+  if (typeof python !== 'string' || !python) throw new Error(`${file} has no "python": run \`bash scripts/bootstrap-vllm.sh\` again`);
+  return fs.existsSync(python) ? python : undefined;
 }
 
 /** The versitygw binary from `paths`; throws, saying how to get it, when bootstrap has not built it. */

@@ -16,7 +16,8 @@
 #      module proxy by scripts/build-s3-server.sh into <cache>/bin/versitygw-<version>/ (needs
 #      `go`; a few minutes the first time). `srlm run --local-s3` builds it on first use.
 #   5. [--test] Chromium from Debian (/usr/bin/chromium), for the browser test of `srlm report`
-#      (test/infra/report-browser.test.ts); apt-get as root, or through sudo
+#      (test/infra/report-browser.test.ts); apt-get as root, or through sudo; and vLLM's CPU
+#      build in its own venv (scripts/bootstrap-vllm.sh), for the tests that run real vLLM
 #   6. .srlm/env.json, which tells the TypeScript side where python, temporal and (when
 #      present) the test tools and versitygw are.
 #
@@ -294,6 +295,11 @@ if [ ! -x "$CHROMIUM" ]; then
   [ -x "$CHROMIUM" ] || die "the chromium package installed no $CHROMIUM"
   say "  chromium installed in $((SECONDS - t0))s: $("$CHROMIUM" --version 2>/dev/null || echo "$CHROMIUM")"
 fi
+
+# ---------------------------------------------------------------------------------------
+# 5b. [--test] vLLM's CPU build in its own venv, for the tests that run real vLLM
+# ---------------------------------------------------------------------------------------
+bash "$ROOT/scripts/bootstrap-vllm.sh" || die "could not build the vLLM venv (see the messages above)"
 
 fi # --test
 

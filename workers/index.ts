@@ -166,7 +166,8 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const workDir = path.join(opts.stateDir, 'work');
   const pythonOpts = { python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') };
   // a python whose environment has vllm (it pins its own torch / transformers), for `compute.engine.kind: "vllm"`
-  const vllmPython = opts.compute ? undefined : process.env.SRLM_VLLM_PYTHON || undefined;
+  // (SRLM_VLLM_PYTHON, else the venv of scripts/bootstrap-vllm.sh)
+  const vllmPython = opts.compute ? undefined : env.vllmPython;
   // `compute.resident`: generation on long-lived servers that keep their model loaded; stopped before local training
   const residents = new ResidentPool({ python: env.python, packageDir: pythonOpts.packageDir, ...(vllmPython ? { vllmPython } : {}), logFile: pythonOpts.logFile });
   const compute = opts.compute ?? new StopResidentsBeforeTraining(residents, new PythonCompute(pythonOpts));
@@ -175,7 +176,7 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
     storeFor,
     compute,
     // `compute.engine` in a run's config: "openai" generates over HTTP, "vllm" on vLLM's offline
-    // engine (on SRLM_VLLM_PYTHON's environment when set); training stays on `compute`
+    // engine (on the vLLM environment's python when there is one); training stays on `compute`
     engineFor: engines(compute, vllmPython ? new PythonCompute({ ...pythonOpts, python: vllmPython }) : undefined, residents),
     // `compute.training: {kind: "sagemaker" | "kubernetes", ...}`: SFT/DPO as a remote job
     trainerFor: trainingBackends({ storeFor, wrapped: compute }),

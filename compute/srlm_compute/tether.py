@@ -5,7 +5,8 @@
 Sets ``PR_SET_PDEATHSIG`` (SIGKILL) and replaces this process with the program (``execvp``;
 the setting survives exec), so a server srlm starts but did not write, such as vLLM's OpenAI
 server, cannot outlive a worker that is killed without a chance to stop it. Exits 127 when
-the program cannot be run, and 1 at once when the parent is already gone.
+the program cannot be run, and 1 at once when the parent is already gone. The program's own
+children are killed when it dies (:mod:`srlm_compute.reaper`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
+from . import reaper
 from .runtime import die_with_parent
 
 
@@ -24,6 +26,8 @@ def main(argv: list[str]) -> int:
         return 2
     if not die_with_parent():
         return 1
+    # the program's own children (vLLM's engine core) do not inherit PDEATHSIG: a reaper kills them when it dies
+    reaper.start()
     try:
         os.execvp(argv[0], argv)
     except OSError as exc:

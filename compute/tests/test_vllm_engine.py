@@ -238,6 +238,7 @@ def test_missing_vllm_is_exit_2_with_install_hint(model_dir, tmp_path):
     assert err["event"] == "error" and err["kind"] == "invalid_input"
     assert err["message"].startswith("compute.engine.kind vllm needs the vllm package on the generation worker")
     assert "vllm==0.33.0" in err["message"] and "SRLM_VLLM_PYTHON" in err["message"]
+    assert "bash scripts/bootstrap-vllm.sh" in err["message"]
     assert not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").read_text() == ""
 
 
