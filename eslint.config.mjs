@@ -19,7 +19,10 @@ export default tseslint.config(
     },
     rules: {
       '@typescript-eslint/no-floating-promises': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
     },
   },
   {
@@ -33,7 +36,8 @@ export default tseslint.config(
             {
               regex: '^(?!@temporalio/workflow$)(?!\\./[\\w-]+$)',
               allowTypeImports: true,
-              message: 'workflow code imports values only from @temporalio/workflow and workflow modules (./x); anything else only as types',
+              message:
+                'workflow code imports values only from @temporalio/workflow and workflow modules (./x); anything else only as types',
             },
           ],
         },
@@ -70,7 +74,11 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-restricted-imports': [
         'error',
-        { patterns: [{ regex: '^\\.\\./test(/|$)', message: 'code outside test/ does not import tests; shared test doubles live in testing/' }] },
+        {
+          patterns: [
+            { regex: '^\\.\\./test(/|$)', message: 'code outside test/ does not import tests; shared test doubles live in testing/' },
+          ],
+        },
       ],
     },
   },

@@ -20,11 +20,18 @@ export function candidateActivities(ctx: StageContext) {
      * generateCandidatesPart for every part) the shards are committed already and this only
      * assembles the stage from them.
      */
-    async generateCandidates(input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef; fleet?: PartStats[] }): Promise<ArtifactRef> {
+    async generateCandidates(
+      input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef; fleet?: PartStats[] },
+    ): Promise<ArtifactRef> {
       const { config, iteration } = input;
       const { store, loc, existing } = await openStage(config, iteration, 'candidates');
       if (existing) return existing;
-      const writer = new StageWriter<Candidate>(store, { ...loc, recordType: 'Candidate', producer: PRODUCER, configHash: configHash(config.candidates) });
+      const writer = new StageWriter<Candidate>(store, {
+        ...loc,
+        recordType: 'Candidate',
+        producer: PRODUCER,
+        configHash: configHash(config.candidates),
+      });
       let prompts = 0;
       const gen = await generateStream(config, loc, input.model, {
         batches: readStageShards(store, input.prompts, GeneratedPrompt),
@@ -55,7 +62,9 @@ export function candidateActivities(ctx: StageContext) {
      * One part of the candidates stage on a fleet (`compute.fleet.parts`): the shards of its
      * range of prompts, committed exactly as generateCandidates commits them.
      */
-    async generateCandidatesPart(input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef; part: number; parts: number }): Promise<PartStats> {
+    async generateCandidatesPart(
+      input: IterationStageInput & { model: ModelRef; prompts: ArtifactRef; part: number; parts: number },
+    ): Promise<PartStats> {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       return generatePart(config, { run: config.run, iteration, stage: 'candidates' }, input, {

@@ -95,7 +95,15 @@ export function samplingSeed(config: RunConfig, id: string): number {
 
 /** The request for one single-turn prompt, sampled `n` times with a stage's sampling settings and a seed derived from its id. */
 export function sampledRequest(config: RunConfig, id: string, content: string, n: number, sampling: SamplingConfig): GenerateRequest {
-  return { id, messages: [{ role: 'user', content }], n, temperature: sampling.temperature, top_p: sampling.topP, max_new_tokens: sampling.maxNewTokens, seed: samplingSeed(config, id) };
+  return {
+    id,
+    messages: [{ role: 'user', content }],
+    n,
+    temperature: sampling.temperature,
+    top_p: sampling.topP,
+    max_new_tokens: sampling.maxNewTokens,
+    seed: samplingSeed(config, id),
+  };
 }
 
 /** Publishes a stage and records its metrics (records, tokens, tokens/s, parse failures, skips). */
@@ -107,7 +115,11 @@ export async function publish<T>(store: ArtifactStore, input: Parameters<typeof 
 }
 
 /** Finishes a streamed stage (manifest last) and records its metrics. */
-export async function publishWriter(writer: StageWriter<unknown>, loc: StageLocation, stats: Record<string, unknown> = {}): Promise<ArtifactRef> {
+export async function publishWriter(
+  writer: StageWriter<unknown>,
+  loc: StageLocation,
+  stats: Record<string, unknown> = {},
+): Promise<ArtifactRef> {
   const ref = await writer.finish(stats);
   stageLog('info', 'stage published', { run: loc.run, iteration: loc.iteration, stage: loc.stage, records: writer.count, uri: ref.uri });
   const n = (k: string): number => (typeof stats[k] === 'number' ? (stats[k] as number) : 0);

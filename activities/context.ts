@@ -15,9 +15,16 @@ export interface StageContext extends GenerationDriver, TrainingDriver {
   /** heartbeat interval of long activities (ms) */
   hbMs: number;
   /** A stage's store and location, and its output when it is already published. */
-  openStage(config: RunConfig, iteration: number, stage: string): Promise<{ store: ArtifactStore; loc: StageLocation; existing: ArtifactRef | null }>;
+  openStage(
+    config: RunConfig,
+    iteration: number,
+    stage: string,
+  ): Promise<{ store: ArtifactStore; loc: StageLocation; existing: ArtifactRef | null }>;
   /** A model's store, lineage and id, and the model when it is already published. */
-  openModel(config: RunConfig, name: string): Promise<{ store: ArtifactStore; lineage: string; modelId: string; existing: ModelRef | null }>;
+  openModel(
+    config: RunConfig,
+    name: string,
+  ): Promise<{ store: ArtifactStore; lineage: string; modelId: string; existing: ModelRef | null }>;
 }
 
 export function stageContext(deps: ActivityDeps): StageContext {

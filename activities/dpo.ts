@@ -15,12 +15,15 @@ export function dpoActivities(ctx: StageContext) {
     /** Iteration step e: DPO from M_t on the pairs, reference model M_t. */
     async trainDpo(input: IterationStageInput & { model: ModelRef; pairs: ArtifactRef }): Promise<TrainResult> {
       const { config, iteration } = input;
-            const name = `m${iteration + 1}`;
+      const name = `m${iteration + 1}`;
       const { store, existing } = await openModel(config, name);
       if (existing) return trainedBefore(store, existing);
       if (input.pairs.count === 0) {
         const manifest = await readStageManifest(store, input.pairs);
-        throw invalid(`${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(PairStageStats.parse(manifest.stats).dropped)})`, 'NoPreferencePairs');
+        throw invalid(
+          `${where(config, iteration, 'dpo')}: no preference pairs to train on (pair selection dropped ${JSON.stringify(PairStageStats.parse(manifest.stats).dropped)})`,
+          'NoPreferencePairs',
+        );
       }
       return trainModel({
         config,
@@ -29,7 +32,8 @@ export function dpoActivities(ctx: StageContext) {
         method: 'dpo',
         base: input.model,
         data: (async function* () {
-          for await (const pairs of readStageShards(store, input.pairs, PreferencePair)) yield pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected }));
+          for await (const pairs of readStageShards(store, input.pairs, PreferencePair))
+            yield pairs.map((p) => ({ id: p.id, prompt: p.prompt, chosen: p.chosen, rejected: p.rejected }));
         })(),
         trainedOn: [input.pairs.uri],
         hyper: {

@@ -37,7 +37,14 @@ export function eftActivities(ctx: StageContext) {
       for (const req of requests) {
         const k = keyOf.get(req.id)!;
         outputs.get(req.id)!.outputs.forEach((o, sample) => {
-          judgments.push({ id: recordId(req.id, sample), setId: k.setId, replyIndex: k.replyIndex, sample, text: o.text, ...scoreOf(o.text, k.reply) });
+          judgments.push({
+            id: recordId(req.id, sample),
+            setId: k.setId,
+            replyIndex: k.replyIndex,
+            sample,
+            text: o.text,
+            ...scoreOf(o.text, k.reply),
+          });
         });
       }
       return publish(store, {
@@ -57,7 +64,14 @@ export function eftActivities(ctx: StageContext) {
       const sets = await readStage(store, input.ranked, RankedSet);
       const judgments = await readStage(store, input.judgments, EftJudgment);
       const { examples, stats } = buildEftExamples(sets, judgments, { downsampleScore: config.eft.downsampleScore });
-      return publish(store, { ...loc, recordType: 'SftExample', records: examples, producer: PRODUCER, configHash: configHash(config.eft), stats });
+      return publish(store, {
+        ...loc,
+        recordType: 'SftExample',
+        records: examples,
+        producer: PRODUCER,
+        configHash: configHash(config.eft),
+        stats,
+      });
     },
   };
 }

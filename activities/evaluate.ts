@@ -6,7 +6,18 @@ import * as path from 'node:path';
 import { headToHead, judgeQuality, pairwiseJudgePrompt, parsePairwiseVerdict, responseLengths, type ScoredSet } from '../core/eval';
 import { configHash, recordId } from '../core/ids';
 import { judgePrompt } from '../core/rubric';
-import { type ArtifactRef, EftJudgment, type EvalJudgeConfig, EvalPrompt, EvalResponse, type ModelRef, type ModelSource, PairwiseVerdict, RankedSet, type RunConfig } from '../core/schemas';
+import {
+  type ArtifactRef,
+  EftJudgment,
+  type EvalJudgeConfig,
+  EvalPrompt,
+  EvalResponse,
+  type ModelRef,
+  type ModelSource,
+  PairwiseVerdict,
+  RankedSet,
+  type RunConfig,
+} from '../core/schemas';
 import { HeadToHead, JudgeQuality } from '../core/stats';
 import type { ComputeBackend, GenerateRequest } from '../backends/compute';
 import { OpenAICompute } from '../backends/openai-compute';
@@ -20,15 +31,32 @@ export function evaluationActivities(ctx: StageContext) {
   const { deps, openStage, generate } = ctx;
   const judgeEngines = new Map<string, OpenAICompute>();
   /** The head-to-head judge: a local model through the local engine, or an OpenAI-compatible endpoint. */
-  function judgeEngine(judge: EvalJudgeConfig, judgeModel: ModelRef | null, config: RunConfig, iteration: number): { engine: { backend: ComputeBackend; remote: boolean }; judgeRef: ModelRef; label: string } {
+  function judgeEngine(
+    judge: EvalJudgeConfig,
+    judgeModel: ModelRef | null,
+    config: RunConfig,
+    iteration: number,
+  ): { engine: { backend: ComputeBackend; remote: boolean }; judgeRef: ModelRef; label: string } {
     if (judge.kind === 'model') {
-      if (!judgeModel) throw invalid(`${where(config, iteration, 'eval-head-to-head')}: evaluation.judge is a model but none was imported`, 'InvalidConfig');
+      if (!judgeModel)
+        throw invalid(
+          `${where(config, iteration, 'eval-head-to-head')}: evaluation.judge is a model but none was imported`,
+          'InvalidConfig',
+        );
       return { engine: { backend: deps.compute, remote: false }, judgeRef: judgeModel, label: `model:${describeSource(judge.model)}` };
     }
     const key = JSON.stringify(judge);
     let engine = judgeEngines.get(key);
     if (!engine) {
-      engine = new OpenAICompute({ baseUrl: judge.baseUrl, model: judge.model, ...(judge.apiKeyEnv ? { apiKeyEnv: judge.apiKeyEnv } : {}), concurrency: judge.concurrency, timeoutSeconds: judge.timeoutSeconds, maxRetries: judge.maxRetries, wrapped: deps.compute });
+      engine = new OpenAICompute({
+        baseUrl: judge.baseUrl,
+        model: judge.model,
+        ...(judge.apiKeyEnv ? { apiKeyEnv: judge.apiKeyEnv } : {}),
+        concurrency: judge.concurrency,
+        timeoutSeconds: judge.timeoutSeconds,
+        maxRetries: judge.maxRetries,
+        wrapped: deps.compute,
+      });
       judgeEngines.set(key, engine);
     }
     // the endpoint serves its own model: the reference only names it
@@ -56,9 +84,24 @@ export function evaluationActivities(ctx: StageContext) {
       const records: EvalResponse[] = prompts.map((p, i) => {
         const out = gen.outputs.get(requests[i]!.id)!;
         const o = out.outputs[0];
-        return { id: recordId(requests[i]!.id, 0), promptId: p.id, model: model.modelId, text: o?.text ?? '', tokens: o?.tokens ?? 0, finishReason: o?.finish_reason ?? 'stop', ...(out.skipped !== undefined ? { skipped: out.skipped } : {}) };
+        return {
+          id: recordId(requests[i]!.id, 0),
+          promptId: p.id,
+          model: model.modelId,
+          text: o?.text ?? '',
+          tokens: o?.tokens ?? 0,
+          finishReason: o?.finish_reason ?? 'stop',
+          ...(out.skipped !== undefined ? { skipped: out.skipped } : {}),
+        };
       });
-      return publish(store, { ...loc, recordType: 'EvalResponse', records, producer: PRODUCER, configHash: configHash(cfg.responses), stats: { tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen), lengths: responseLengths(model.modelId, records) } });
+      return publish(store, {
+        ...loc,
+        recordType: 'EvalResponse',
+        records,
+        producer: PRODUCER,
+        configHash: configHash(cfg.responses),
+        stats: { tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen), lengths: responseLengths(model.modelId, records) },
+      });
     },
     /**
      * Evaluation: a model as a judge of the held-out human rankings. Each reply is judged
@@ -95,23 +138,41 @@ export function evaluationActivities(ctx: StageContext) {
         });
         scored.push({ human: set.replies.map((x) => x.rank), scores });
       }
-      const quality = judgeQuality(model.modelId, scored, { judgments: judgments.length, parsed: judgments.filter((j) => j.score !== null).length });
-      await publish(store, { ...loc, recordType: 'EftJudgment', records: judgments, producer: PRODUCER, configHash: configHash({ s: cfg.judgeSamples, p: cfg.judgeSampling }), stats: { judgeQuality: quality, parseFailures: parseStats(judgments).parseFailures, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) } });
+      const quality = judgeQuality(model.modelId, scored, {
+        judgments: judgments.length,
+        parsed: judgments.filter((j) => j.score !== null).length,
+      });
+      await publish(store, {
+        ...loc,
+        recordType: 'EftJudgment',
+        records: judgments,
+        producer: PRODUCER,
+        configHash: configHash({ s: cfg.judgeSamples, p: cfg.judgeSampling }),
+        stats: {
+          judgeQuality: quality,
+          parseFailures: parseStats(judgments).parseFailures,
+          tokens: gen.tokens,
+          seconds: gen.seconds,
+          ...shardStats(gen),
+        },
+      });
       return quality;
     },
     /**
      * Evaluation: M_{t+1}'s responses against an opponent's (a model's, or the prompts' reference
      * outputs) on the held-out prompts, judged by `evaluation.judge` in both orders.
      */
-    async evalHeadToHead(input: IterationStageInput & {
-      model: ModelRef;
-      responses: ArtifactRef;
-      prompts: ArtifactRef;
-      /** a model id with its responses, or the reference outputs */
-      opponent: { id: string; responses: ArtifactRef } | { id: 'reference' };
-      /** the judge when `evaluation.judge.kind` is "model" */
-      judgeModel: ModelRef | null;
-    }): Promise<HeadToHead> {
+    async evalHeadToHead(
+      input: IterationStageInput & {
+        model: ModelRef;
+        responses: ArtifactRef;
+        prompts: ArtifactRef;
+        /** a model id with its responses, or the reference outputs */
+        opponent: { id: string; responses: ArtifactRef } | { id: 'reference' };
+        /** the judge when `evaluation.judge.kind` is "model" */
+        judgeModel: ModelRef | null;
+      },
+    ): Promise<HeadToHead> {
       const { config, iteration, model, opponent } = input;
       const cfg = evaluationOf(config, 'eval-head-to-head');
       const judgeCfg = cfg.judge;
@@ -125,7 +186,10 @@ export function evaluationActivities(ctx: StageContext) {
       else for (const p of prompts) if (p.reference !== undefined) theirs.set(p.id, p.reference);
       const compared = prompts.filter((p) => mine.has(p.id) && theirs.has(p.id));
       if (compared.length === 0) {
-        throw invalid(`${where(config, iteration, 'eval-head-to-head')}: no held-out prompt has both a response of ${model.modelId} and one of ${opponent.id}${opponent.id === 'reference' ? ' (the evaluation prompts carry no reference outputs: drop "reference" from evaluation.opponents)' : ''}`, 'InvalidData');
+        throw invalid(
+          `${where(config, iteration, 'eval-head-to-head')}: no held-out prompt has both a response of ${model.modelId} and one of ${opponent.id}${opponent.id === 'reference' ? ' (the evaluation prompts carry no reference outputs: drop "reference" from evaluation.opponents)' : ''}`,
+          'InvalidData',
+        );
       }
       const requests: GenerateRequest[] = [];
       for (const p of compared) {
@@ -133,7 +197,10 @@ export function evaluationActivities(ctx: StageContext) {
         const b = theirs.get(p.id)!;
         for (const order of ['model-first', 'model-second'] as const) {
           const id = recordId(config.run, iteration, 'eval-h2h', opponent.id, p.id, order);
-          const content = order === 'model-first' ? pairwiseJudgePrompt(p.instruction, a, b, cfg.pairwiseMaxChars) : pairwiseJudgePrompt(p.instruction, b, a, cfg.pairwiseMaxChars);
+          const content =
+            order === 'model-first'
+              ? pairwiseJudgePrompt(p.instruction, a, b, cfg.pairwiseMaxChars)
+              : pairwiseJudgePrompt(p.instruction, b, a, cfg.pairwiseMaxChars);
           requests.push(sampledRequest(config, id, content, 1, cfg.pairwise));
         }
       }
@@ -152,7 +219,14 @@ export function evaluationActivities(ctx: StageContext) {
         byPrompt.push({ modelFirst: pair[0]!, modelSecond: pair[1]! });
       });
       const result = headToHead(model.modelId, opponent.id, label, byPrompt);
-      await publish(store, { ...loc, recordType: 'PairwiseVerdict', records: verdicts, producer: PRODUCER, configHash: configHash({ j: judgeCfg, p: cfg.pairwise, m: cfg.pairwiseMaxChars }), stats: { headToHead: result, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) } });
+      await publish(store, {
+        ...loc,
+        recordType: 'PairwiseVerdict',
+        records: verdicts,
+        producer: PRODUCER,
+        configHash: configHash({ j: judgeCfg, p: cfg.pairwise, m: cfg.pairwiseMaxChars }),
+        stats: { headToHead: result, tokens: gen.tokens, seconds: gen.seconds, ...shardStats(gen) },
+      });
       return result;
     },
   };

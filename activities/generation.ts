@@ -66,7 +66,10 @@ export function generationDriver(deps: ActivityDeps) {
     const shardSize = Math.max(1, config.durability.shardSize);
     const sliceSize = shardSize * Math.max(1, Math.floor(GENERATE_SLICE / shardSize));
     const range = input.range ?? { first: 0, end: Infinity };
-    if (range.first % shardSize !== 0) throw new Error(`${where(config, loc.iteration, loc.stage)}: a part must start at a shard boundary (item ${range.first}, shard size ${shardSize})`);
+    if (range.first % shardSize !== 0)
+      throw new Error(
+        `${where(config, loc.iteration, loc.stage)}: a part must start at a shard boundary (item ${range.first}, shard size ${shardSize})`,
+      );
     const acc = { tokens: 0, seconds: 0, skipped: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0, requests: 0 };
 
     const runSlice = async (items: T[]): Promise<void> => {
@@ -74,38 +77,58 @@ export function generationDriver(deps: ActivityDeps) {
       const before = acc.requests;
       const firstShard = (range.first + before) / shardSize;
       const tokensBefore = acc.tokens;
-      const res = await withHeartbeats(async (update, signal) =>
-        generateSharded({
-          store,
-          compute: backend,
-          workDir: deps.workDir,
-          loc,
-          part,
-          model: modelArg,
-          requests,
-          shardSize,
-          firstShard,
-          partialFlushMs: config.durability.partialFlushSeconds * 1000,
-          device: config.compute.device,
-          batchSize: config.compute.generationBatchSize,
-          threads: config.compute.threads,
-          signal,
-          log: (line) => stageLog('warn', line, { run: config.run, iteration: loc.iteration, stage: loc.stage }),
-          onProgress: (sp) => {
-            // over the whole stage: slices before this one are committed
-            const total = Math.max(input.total, before + sp.total);
-            const done = before + sp.done;
-            const shards = Math.max(Math.ceil(total / shardSize), before / shardSize + sp.shards);
-            const shardsCommitted = before / shardSize + sp.shardsCommitted;
-            const tokens = tokensBefore + sp.tokens;
-            const p = { run: config.run, iteration: loc.iteration, stage: label, done, total, tokens, elapsedS: (Date.now() - started) / 1000 };
-            update({ ...p, part: sp.part, shards, shardsCommitted });
-            last = { iteration: loc.iteration, stage: label, done, total, shards, shardsCommitted, tokens, elapsedS: Math.round(p.elapsedS), ...rates(done, total, tokens, p.elapsedS) };
-            live.update(last);
-            deps.reporter?.(p);
-          },
-        }),
-      hbMs);
+      const res = await withHeartbeats(
+        async (update, signal) =>
+          generateSharded({
+            store,
+            compute: backend,
+            workDir: deps.workDir,
+            loc,
+            part,
+            model: modelArg,
+            requests,
+            shardSize,
+            firstShard,
+            partialFlushMs: config.durability.partialFlushSeconds * 1000,
+            device: config.compute.device,
+            batchSize: config.compute.generationBatchSize,
+            threads: config.compute.threads,
+            signal,
+            log: (line) => stageLog('warn', line, { run: config.run, iteration: loc.iteration, stage: loc.stage }),
+            onProgress: (sp) => {
+              // over the whole stage: slices before this one are committed
+              const total = Math.max(input.total, before + sp.total);
+              const done = before + sp.done;
+              const shards = Math.max(Math.ceil(total / shardSize), before / shardSize + sp.shards);
+              const shardsCommitted = before / shardSize + sp.shardsCommitted;
+              const tokens = tokensBefore + sp.tokens;
+              const p = {
+                run: config.run,
+                iteration: loc.iteration,
+                stage: label,
+                done,
+                total,
+                tokens,
+                elapsedS: (Date.now() - started) / 1000,
+              };
+              update({ ...p, part: sp.part, shards, shardsCommitted });
+              last = {
+                iteration: loc.iteration,
+                stage: label,
+                done,
+                total,
+                shards,
+                shardsCommitted,
+                tokens,
+                elapsedS: Math.round(p.elapsedS),
+                ...rates(done, total, tokens, p.elapsedS),
+              };
+              live.update(last);
+              deps.reporter?.(p);
+            },
+          }),
+        hbMs,
+      );
       const outputs = requests.map((r) => {
         const o = res.outputs.get(r.id);
         if (!o) throw ApplicationFailure.retryable(`${where(config, loc.iteration, loc.stage)}: generation output lacks request ${r.id}`);
@@ -139,7 +162,16 @@ export function generationDriver(deps: ActivityDeps) {
     if (slice.length > 0) await runSlice(slice);
     if (last) await live.finish(last);
     if (attempt > 1 && (acc.shardsReused > 0 || acc.requestsResumed > 0)) {
-      deps.reporter?.({ run: config.run, iteration: loc.iteration, stage: label, done: acc.requests, total: acc.requests, tokens: acc.tokens, elapsedS: acc.seconds, note: `attempt ${attempt}: reused ${acc.shardsReused}/${acc.shards} committed shards and ${acc.requestsResumed} partial outputs${previous?.done !== undefined ? ` (last heartbeat: ${previous.done} done)` : ''}` });
+      deps.reporter?.({
+        run: config.run,
+        iteration: loc.iteration,
+        stage: label,
+        done: acc.requests,
+        total: acc.requests,
+        tokens: acc.tokens,
+        elapsedS: acc.seconds,
+        note: `attempt ${attempt}: reused ${acc.shardsReused}/${acc.shards} committed shards and ${acc.requestsResumed} partial outputs${previous?.done !== undefined ? ` (last heartbeat: ${previous.done} done)` : ''}`,
+      });
     }
     const { requests: _requests, ...stats } = acc;
     return stats;
@@ -170,7 +202,15 @@ export function generationDriver(deps: ActivityDeps) {
   }
 
   /** generateStream over requests held in memory (small stages); returns outputs by request id. */
-  async function generate(config: RunConfig, loc: StageLocation, model: ModelRef, requests: GenerateRequest[], part = 'all', label = loc.stage, engine?: { backend: ComputeBackend; remote: boolean }) {
+  async function generate(
+    config: RunConfig,
+    loc: StageLocation,
+    model: ModelRef,
+    requests: GenerateRequest[],
+    part = 'all',
+    label = loc.stage,
+    engine?: { backend: ComputeBackend; remote: boolean },
+  ) {
     const outputs = new Map<string, GenerateOutput>();
     const stats = await generateStream(config, loc, model, {
       batches: [requests],
@@ -190,7 +230,14 @@ export function generationDriver(deps: ActivityDeps) {
 const NO_PART_WORK: PartStats = { tokens: 0, seconds: 0, shards: 0, shardsReused: 0, requestsResumed: 0, requestsGenerated: 0 };
 
 function partStats(g: PartStats): PartStats {
-  return { tokens: g.tokens, seconds: g.seconds, shards: g.shards, shardsReused: g.shardsReused, requestsResumed: g.requestsResumed, requestsGenerated: g.requestsGenerated };
+  return {
+    tokens: g.tokens,
+    seconds: g.seconds,
+    shards: g.shards,
+    shardsReused: g.shardsReused,
+    requestsResumed: g.requestsResumed,
+    requestsGenerated: g.requestsGenerated,
+  };
 }
 
 /** Items [first, end) of part `part` of `parts`: consecutive whole shards, as even as shards allow. */
@@ -200,7 +247,8 @@ export interface PartRange {
 }
 
 export function partRange(items: number, shardSize: number, part: number, parts: number): PartRange {
-  if (!Number.isInteger(parts) || parts < 1 || !Number.isInteger(part) || part < 0 || part >= parts) throw new Error(`fleet part ${part} of ${parts}: not a part`);
+  if (!Number.isInteger(parts) || parts < 1 || !Number.isInteger(part) || part < 0 || part >= parts)
+    throw new Error(`fleet part ${part} of ${parts}: not a part`);
   const size = Math.max(1, shardSize);
   const shards = Math.ceil(items / size);
   const from = Math.floor((part * shards) / parts);
@@ -229,6 +277,18 @@ export function generationStats(g: PartStats & { skipped: number }, parts?: Part
 }
 
 /** How a generation stage went in terms of shards: what was reused from earlier attempts, what was skipped. */
-export function shardStats(g: { shards: number; shardsReused: number; requestsResumed: number; requestsGenerated: number; skipped: number }) {
-  return { shards: g.shards, shardsReused: g.shardsReused, requestsResumed: g.requestsResumed, requestsGenerated: g.requestsGenerated, skipped: g.skipped };
+export function shardStats(g: {
+  shards: number;
+  shardsReused: number;
+  requestsResumed: number;
+  requestsGenerated: number;
+  skipped: number;
+}) {
+  return {
+    shards: g.shards,
+    shardsReused: g.shardsReused,
+    requestsResumed: g.requestsResumed,
+    requestsGenerated: g.requestsGenerated,
+    skipped: g.skipped,
+  };
 }

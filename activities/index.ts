@@ -28,7 +28,15 @@ import { runActivities } from './run';
 import { sftActivities } from './sft';
 import { summaryActivities } from './summary';
 
-export { type ActivityDeps, defaultStoreFor, lineageOf, modelIdFor, type IterationStageInput, type PreparedRun, type TrainResult } from './common';
+export {
+  type ActivityDeps,
+  defaultStoreFor,
+  lineageOf,
+  modelIdFor,
+  type IterationStageInput,
+  type PreparedRun,
+  type TrainResult,
+} from './common';
 export { partRange, type PartRange } from './generation';
 export type { ModelRef } from '../core/schemas';
 export type { PartStats } from '../workflows/contract';
@@ -48,7 +56,8 @@ export function createActivities(deps: ActivityDeps) {
     ...summaryActivities(ctx),
   };
   /** the generation activities whose model stays resident on this worker: their result names its queue */
-  const place = <I extends { config: RunConfig }, R extends object>(fn: (input: I) => Promise<R>) =>
+  const place =
+    <I extends { config: RunConfig }, R extends object>(fn: (input: I) => Promise<R>) =>
     async (input: I): Promise<R & { ranOn?: string }> => {
       const out = await fn(input);
       return deps.hostQueue && input.config.compute.resident ? { ...out, ranOn: deps.hostQueue } : out;

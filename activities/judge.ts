@@ -20,11 +20,18 @@ export function judgeActivities(ctx: StageContext) {
      * Iteration step c: the model judges each candidate `samples` times; scores are parsed here.
      * With a fleet (`fleet`: the results of judgeCandidatesPart) it assembles the committed shards.
      */
-    async judgeCandidates(input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef; fleet?: PartStats[] }): Promise<ArtifactRef> {
+    async judgeCandidates(
+      input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef; fleet?: PartStats[] },
+    ): Promise<ArtifactRef> {
       const { config, iteration } = input;
       const { store, loc, existing } = await openStage(config, iteration, 'judgments');
       if (existing) return existing;
-      const writer = new StageWriter<Judgment>(store, { ...loc, recordType: 'Judgment', producer: PRODUCER, configHash: configHash(config.judge) });
+      const writer = new StageWriter<Judgment>(store, {
+        ...loc,
+        recordType: 'Judgment',
+        producer: PRODUCER,
+        configHash: configHash(config.judge),
+      });
       const parsing = new ParseStats();
       let all = 0;
       let judged = 0;
@@ -44,20 +51,33 @@ export function judgeActivities(ctx: StageContext) {
           const judgments: Judgment[] = [];
           batch.forEach((c, i) => {
             outputs[i]!.outputs.forEach((o, sample) => {
-              judgments.push({ id: recordId(config.run, iteration, 'judgment', c.id, sample), candidateId: c.id, promptId: c.promptId, sample, text: o.text, ...scoreOf(o.text, c.text) });
+              judgments.push({
+                id: recordId(config.run, iteration, 'judgment', c.id, sample),
+                candidateId: c.id,
+                promptId: c.promptId,
+                sample,
+                text: o.text,
+                ...scoreOf(o.text, c.text),
+              });
             });
           });
           parsing.add(judgments);
           await writer.add(judgments);
         },
       });
-      return publishWriter(writer, loc, { ...parsing.stats(), ...generationStats(gen, input.fleet), emptyCandidates: all - judged } satisfies JudgmentStageStats);
+      return publishWriter(writer, loc, {
+        ...parsing.stats(),
+        ...generationStats(gen, input.fleet),
+        emptyCandidates: all - judged,
+      } satisfies JudgmentStageStats);
     },
     /**
      * One part of the judgments stage on a fleet: the shards of its range of judge requests (one
      * per non-empty candidate), committed exactly as judgeCandidates commits them.
      */
-    async judgeCandidatesPart(input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef; part: number; parts: number }): Promise<PartStats> {
+    async judgeCandidatesPart(
+      input: IterationStageInput & { model: ModelRef; candidates: ArtifactRef; part: number; parts: number },
+    ): Promise<PartStats> {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       const judgedOnly = async function* (): AsyncGenerator<Candidate[]> {
@@ -119,7 +139,12 @@ export class ParseStats {
   }
 
   stats() {
-    return { judgments: this.judgments, parsed: this.parsed, parseRate: this.judgments ? this.parsed / this.judgments : 0, parseFailures: this.parseFailures };
+    return {
+      judgments: this.judgments,
+      parsed: this.parsed,
+      parseRate: this.judgments ? this.parsed / this.judgments : 0,
+      parseFailures: this.parseFailures,
+    };
   }
 }
 

@@ -23,10 +23,19 @@ export function pairActivities(ctx: StageContext) {
       for await (const batch of readStageShards(store, input.candidates, Candidate)) selector.addCandidates(batch);
       for await (const batch of readStageShards(store, input.judgments, Judgment)) selector.addJudgments(batch);
       selector.choose();
-      const writer = new StageWriter<PreferencePair>(store, { ...loc, recordType: 'PreferencePair', producer: PRODUCER, configHash: configHash(config.judge.lengthControlRho === 0 ? {} : { rho: config.judge.lengthControlRho }) });
+      const writer = new StageWriter<PreferencePair>(store, {
+        ...loc,
+        recordType: 'PreferencePair',
+        producer: PRODUCER,
+        configHash: configHash(config.judge.lengthControlRho === 0 ? {} : { rho: config.judge.lengthControlRho }),
+      });
       for await (const batch of readStageShards(store, input.candidates, Candidate)) await writer.add(selector.addTexts(batch));
       selector.finish();
-      return publishWriter(writer, loc, { prompts: selector.prompts, pairs: selector.pairs, dropped: selector.drops } satisfies PairStageStats);
+      return publishWriter(writer, loc, {
+        prompts: selector.prompts,
+        pairs: selector.pairs,
+        dropped: selector.drops,
+      } satisfies PairStageStats);
     },
   };
 }

@@ -85,7 +85,11 @@ export async function withHeartbeats<T>(
 }
 
 /** A log line from an activity with run, iteration and stage as fields (the SDK adds workflow and activity). */
-export function stageLog(level: 'info' | 'warn', message: string, fields: { run: string; iteration: number; stage: string } & Record<string, unknown>): void {
+export function stageLog(
+  level: 'info' | 'warn',
+  message: string,
+  fields: { run: string; iteration: number; stage: string } & Record<string, unknown>,
+): void {
   try {
     Context.current().log[level](message, fields);
   } catch {
@@ -135,7 +139,14 @@ export function liveSignaller(intervalMs: number): LiveSignaller {
     const payload: LiveStage = { ...live, attempt, at: new Date().toISOString() };
     chain = chain.then(async () => {
       const ids = await (targets ??= resolveTargets());
-      await Promise.all(ids.map((id) => client.workflow.getHandle(id).signal(stageProgressSignal, payload).catch(() => undefined)));
+      await Promise.all(
+        ids.map((id) =>
+          client.workflow
+            .getHandle(id)
+            .signal(stageProgressSignal, payload)
+            .catch(() => undefined),
+        ),
+      );
     });
   };
   return {

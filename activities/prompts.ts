@@ -16,7 +16,9 @@ export function promptActivities(ctx: StageContext) {
   const { openStage, generate } = ctx;
   return {
     /** Iteration step a: 8-shot self-instruct prompt generation, filtered. */
-    async generatePrompts(input: IterationStageInput & { model: ModelRef; seedIft: ArtifactRef; earlier: ArtifactRef[] }): Promise<ArtifactRef> {
+    async generatePrompts(
+      input: IterationStageInput & { model: ModelRef; seedIft: ArtifactRef; earlier: ArtifactRef[] },
+    ): Promise<ArtifactRef> {
       const { config, iteration } = input;
       const cfg = config.prompts;
       const { store, loc, existing } = await openStage(config, iteration, 'prompts');
@@ -42,11 +44,21 @@ export function promptActivities(ctx: StageContext) {
           const id = recordId(config.run, iteration, 'self-instruct', round, r);
           const rng = mulberry32(samplingSeed(config, id));
           const demos = chooseDemonstrations(seed, pool, cfg.seedShots, cfg.generatedShots, rng);
-          shotsOf.set(id, demos.map((d) => d.id));
+          shotsOf.set(
+            id,
+            demos.map((d) => d.id),
+          );
           requests.push(sampledRequest(config, id, buildSelfInstructRequest(demos.map((d) => d.prompt)), 1, cfg.sampling));
         }
         requested += requests.length;
-        const res = await generate(config, loc, input.model, requests, `round-${String(round).padStart(3, '0')}`, `prompts round ${round + 1}`);
+        const res = await generate(
+          config,
+          loc,
+          input.model,
+          requests,
+          `round-${String(round).padStart(3, '0')}`,
+          `prompts round ${round + 1}`,
+        );
         tokens += res.tokens;
         seconds += res.seconds;
         shardTotals.shards += res.shards;
@@ -61,14 +73,22 @@ export function promptActivities(ctx: StageContext) {
               generated++;
               if (kept.length >= cfg.count) continue;
               if (filter.consider(instruction).kept) {
-                kept.push({ id: recordId(config.run, iteration, 'prompt', instruction), prompt: instruction, iteration, shots: shotsOf.get(req.id)! });
+                kept.push({
+                  id: recordId(config.run, iteration, 'prompt', instruction),
+                  prompt: instruction,
+                  iteration,
+                  shots: shotsOf.get(req.id)!,
+                });
               }
             }
           }
         }
       }
       if (kept.length === 0) {
-        throw invalid(`${where(config, iteration, 'prompts')}: no generated instruction passed the filters after ${rounds} rounds (${generated} generated; drops ${JSON.stringify(filter.counts())})`, 'NoPrompts');
+        throw invalid(
+          `${where(config, iteration, 'prompts')}: no generated instruction passed the filters after ${rounds} rounds (${generated} generated; drops ${JSON.stringify(filter.counts())})`,
+          'NoPrompts',
+        );
       }
       return publish(store, {
         ...loc,
@@ -76,7 +96,16 @@ export function promptActivities(ctx: StageContext) {
         records: kept,
         producer: PRODUCER,
         configHash: configHash(cfg),
-        stats: { requested, rounds, generated, kept: kept.length, filters: filter.counts(), tokens, seconds, ...shardTotals } satisfies PromptStageStats,
+        stats: {
+          requested,
+          rounds,
+          generated,
+          kept: kept.length,
+          filters: filter.counts(),
+          tokens,
+          seconds,
+          ...shardTotals,
+        } satisfies PromptStageStats,
       });
     },
   };

@@ -190,7 +190,9 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
     // Union of what this host flushed and what any host copied to the store.
     const local = parseOutputLines(await readText(output), ids);
     const keys = shardKeys(loc, part, first + k);
-    const remote = (await store.exists(keys.partial)) ? parseOutputLines((await store.getBytes(keys.partial)).toString('utf8'), ids) : new Map();
+    const remote = (await store.exists(keys.partial))
+      ? parseOutputLines((await store.getBytes(keys.partial)).toString('utf8'), ids)
+      : new Map();
     for (const [id, o] of remote) if (!local.has(id)) local.set(id, o);
     const kept = reqs.filter((r) => local.has(r.id));
     await fs.writeFile(output, serialize(kept, local));
@@ -208,11 +210,22 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
     const reqs = shards[k]!;
     const got = parseOutputLines(await readText(p.output), p.ids);
     const missing = reqs.filter((r) => !got.has(r.id));
-    if (missing.length > 0) throw new Error(`${stagePrefix(loc)}/parts/${part} shard ${first + k}: compute finished without outputs for ${missing.length} requests (first ${missing[0]!.id})`);
+    if (missing.length > 0)
+      throw new Error(
+        `${stagePrefix(loc)}/parts/${part} shard ${first + k}: compute finished without outputs for ${missing.length} requests (first ${missing[0]!.id})`,
+      );
     const body = serialize(reqs, got);
     const keys = shardKeys(loc, part, first + k);
     const put = await store.putBytes(keys.outputs, body);
-    const record: ShardCommit = { kind: 'shard-commit', shard: first + k, count: reqs.length, requests: configHash(reqs), sha256: put.sha256, bytes: put.bytes, committedAt: new Date().toISOString() };
+    const record: ShardCommit = {
+      kind: 'shard-commit',
+      shard: first + k,
+      count: reqs.length,
+      requests: configHash(reqs),
+      sha256: put.sha256,
+      bytes: put.bytes,
+      committedAt: new Date().toISOString(),
+    };
     await store.putBytes(keys.commit, JSON.stringify(record, null, 2) + '\n');
     for (const [id, o] of got) outputs.set(id, o);
     shardsCommitted++;
@@ -257,15 +270,30 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
       } else if (ev.event === 'progress') {
         if (typeof ev.tokens === 'number') tokens = ev.tokens;
         flushPartial(k);
-        opts.onProgress?.({ part, shards: shards.length, shardsCommitted, done: Math.min(total, doneBefore + Number(ev.done ?? 0)), total, tokens });
+        opts.onProgress?.({
+          part,
+          shards: shards.length,
+          shardsCommitted,
+          done: Math.min(total, doneBefore + Number(ev.done ?? 0)),
+          total,
+          tokens,
+        });
       }
     };
-    const done = await opts.compute.generate(
-      { model: typeof opts.model === 'string' ? opts.model : await opts.model(), shards: pending.map((p) => ({ input: p.input, output: p.output })), device: opts.device, batch_size: opts.batchSize, threads: opts.threads },
-      { onEvent, ...(opts.signal ? { signal: opts.signal } : {}) },
-    ).finally(async () => {
-      await chain;
-    });
+    const done = await opts.compute
+      .generate(
+        {
+          model: typeof opts.model === 'string' ? opts.model : await opts.model(),
+          shards: pending.map((p) => ({ input: p.input, output: p.output })),
+          device: opts.device,
+          batch_size: opts.batchSize,
+          threads: opts.threads,
+        },
+        { onEvent, ...(opts.signal ? { signal: opts.signal } : {}) },
+      )
+      .finally(async () => {
+        await chain;
+      });
     await chain;
     if (chainError) throw chainError;
     // a backend that reports no shard_done events: commit what is left now
@@ -274,5 +302,13 @@ export async function generateSharded(opts: ShardedGenerateOptions): Promise<Sha
     requestsGenerated = pendingTotal - requestsResumed;
     opts.onProgress?.({ part, shards: shards.length, shardsCommitted, done: total, total, tokens });
   }
-  return { outputs, shards: shards.length, shardsReused: reused, requestsResumed, requestsGenerated, tokens, seconds: (Date.now() - started) / 1000 };
+  return {
+    outputs,
+    shards: shards.length,
+    shardsReused: reused,
+    requestsResumed,
+    requestsGenerated,
+    tokens,
+    seconds: (Date.now() - started) / 1000,
+  };
 }

@@ -5,7 +5,20 @@
 import { decideGate, RewardWatchAccumulator } from '../core/eval';
 import { PairSummaryAccumulator } from '../core/pairs';
 import { type ArtifactRef, Candidate, type ModelRef, Judgment, PreferencePair } from '../core/schemas';
-import { CandidateStageStats, CandidateSummary, type EvaluationSummary, type HeadToHead, IterationSummary, type JudgeQuality, JudgmentStageStats, JudgmentSummary, PairStageStats, PromptStageStats, ResponseLengths, renderIterationSummaryMarkdown } from '../core/stats';
+import {
+  CandidateStageStats,
+  CandidateSummary,
+  type EvaluationSummary,
+  type HeadToHead,
+  IterationSummary,
+  type JudgeQuality,
+  JudgmentStageStats,
+  JudgmentSummary,
+  PairStageStats,
+  PromptStageStats,
+  ResponseLengths,
+  renderIterationSummaryMarkdown,
+} from '../core/stats';
 import { readStageManifest, readStageShards } from '../store/artifacts';
 import { summaryKey } from '../store/keys';
 import type { IterationStageInput } from './common';
@@ -15,25 +28,27 @@ export function summaryActivities(ctx: StageContext) {
   const { deps } = ctx;
   return {
     /** Writes the iteration's summary (JSON + Markdown) next to its artifacts and shows it. */
-    async summarizeIteration(input: IterationStageInput & {
-      modelIn: ModelRef;
-      modelOut: ModelRef;
-      prompts: ArtifactRef;
-      candidates: ArtifactRef;
-      judgments: ArtifactRef;
-      pairs: ArtifactRef;
-      dpoMetrics: Record<string, unknown>;
-      timings: Record<string, number>;
-      /** the evaluation's results (absent: no evaluation configured) */
-      evaluation?: {
-        judgeQuality: JudgeQuality[];
-        /** M_t's judge quality, for the gate's accuracy-drop check */
-        previousJudgeQuality: JudgeQuality | null;
-        headToHead: HeadToHead[];
-        /** held-out responses of the models compared (M_{t+1} first) */
-        responses: ArtifactRef[];
-      };
-    }): Promise<IterationSummary> {
+    async summarizeIteration(
+      input: IterationStageInput & {
+        modelIn: ModelRef;
+        modelOut: ModelRef;
+        prompts: ArtifactRef;
+        candidates: ArtifactRef;
+        judgments: ArtifactRef;
+        pairs: ArtifactRef;
+        dpoMetrics: Record<string, unknown>;
+        timings: Record<string, number>;
+        /** the evaluation's results (absent: no evaluation configured) */
+        evaluation?: {
+          judgeQuality: JudgeQuality[];
+          /** M_t's judge quality, for the gate's accuracy-drop check */
+          previousJudgeQuality: JudgeQuality | null;
+          headToHead: HeadToHead[];
+          /** held-out responses of the models compared (M_{t+1} first) */
+          responses: ArtifactRef[];
+        };
+      },
+    ): Promise<IterationSummary> {
       const { config, iteration } = input;
       const store = deps.storeFor(config);
       const promptsM = await readStageManifest(store, input.prompts);
@@ -60,7 +75,15 @@ export function summaryActivities(ctx: StageContext) {
         // each evaluation-responses stage carries its lengths in its manifest: no need to read its records again
         const responses = [];
         for (const ref of e.responses) responses.push(ResponseLengths.parse((await readStageManifest(store, ref)).stats.lengths));
-        const measured = { model: input.modelOut.modelId, previousModel: input.modelIn.modelId, headToHead: e.headToHead, judgeQuality: e.judgeQuality, previousJudgeQuality: e.previousJudgeQuality, responses, watch: watch.watch() };
+        const measured = {
+          model: input.modelOut.modelId,
+          previousModel: input.modelIn.modelId,
+          headToHead: e.headToHead,
+          judgeQuality: e.judgeQuality,
+          previousJudgeQuality: e.previousJudgeQuality,
+          responses,
+          watch: watch.watch(),
+        };
         evaluation = {
           model: input.modelOut.modelId,
           judgeQuality: e.judgeQuality,
@@ -106,7 +129,16 @@ export function summaryActivities(ctx: StageContext) {
       await store.putBytes(summaryKey(config.run, iteration, 'json'), JSON.stringify(summary, null, 2) + '\n');
       const md = renderIterationSummaryMarkdown(summary);
       await store.putBytes(summaryKey(config.run, iteration, 'md'), md);
-      deps.reporter?.({ run: config.run, iteration, stage: 'summary', done: 1, total: 1, tokens: 0, elapsedS: 0, note: store.uri(summaryKey(config.run, iteration, 'md')) });
+      deps.reporter?.({
+        run: config.run,
+        iteration,
+        stage: 'summary',
+        done: 1,
+        total: 1,
+        tokens: 0,
+        elapsedS: 0,
+        note: store.uri(summaryKey(config.run, iteration, 'md')),
+      });
       return summary;
     },
   };
@@ -122,4 +154,3 @@ function skipCounts(prompts: PromptStageStats, candidates: CandidateStageStats, 
   };
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v > 0));
 }
-

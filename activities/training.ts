@@ -62,13 +62,34 @@ export function trainingDriver(deps: ActivityDeps) {
     // checkpoints belong to exactly this job: base model, data and every setting that shapes the steps
     // (batch_size is global, so DDP checkpoints resume with any process count; FSDP's, local or remote, are sharded files)
     const memory = trainMemory(config, input.method);
-    const jobDigest = configHash({ method: input.method, base: input.base.sha256, data: dataSha256, hyper: input.hyper, every, compute: config.compute.gradientCheckpointing, ...(trainDistributed(config.compute.training)?.strategy === 'fsdp' ? { layout: 'fsdp' } : {}), ...memory });
+    const jobDigest = configHash({
+      method: input.method,
+      base: input.base.sha256,
+      data: dataSha256,
+      hyper: input.hyper,
+      every,
+      compute: config.compute.gradientCheckpointing,
+      ...(trainDistributed(config.compute.training)?.strategy === 'fsdp' ? { layout: 'fsdp' } : {}),
+      ...memory,
+    });
     const ckptPrefix = checkpointsPrefix(config.run, name, jobDigest);
     const scan = every > 0 ? await findNewestCheckpoint(store, ckptPrefix) : { newest: null, torn: [] };
-    for (const t of scan.torn) stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
-    if (scan.newest) stageLog('info', 'resuming training from a checkpoint', { run: config.run, iteration, stage: label, step: scan.newest.step });
+    for (const t of scan.torn)
+      stageLog('warn', `skipping torn checkpoint ${store.uri(t.prefix)}: ${t.reason}`, { run: config.run, iteration, stage: label });
+    if (scan.newest)
+      stageLog('info', 'resuming training from a checkpoint', { run: config.run, iteration, stage: label, step: scan.newest.step });
     const resume = scan.newest;
-    if (resume) deps.reporter?.({ run: config.run, iteration, stage: label, done: resume.step, total: 0, tokens: 0, elapsedS: 0, note: `resuming from checkpoint at step ${resume.step}` });
+    if (resume)
+      deps.reporter?.({
+        run: config.run,
+        iteration,
+        stage: label,
+        done: resume.step,
+        total: 0,
+        tokens: 0,
+        elapsedS: 0,
+        note: `resuming from checkpoint at step ${resume.step}`,
+      });
 
     const started = Date.now();
     let lastCheckpoint = resume?.step ?? 0;
@@ -80,84 +101,120 @@ export function trainingDriver(deps: ActivityDeps) {
     const trainer = deps.trainerFor?.(config);
     const remotePrefix = remoteTrainPrefix(config.run, name, jobDigest);
     const remote = trainer
-      ? { remote: { job_name: remoteJobBase(config.run, name, jobDigest, REMOTE_NAME_MAX), store_prefix: remotePrefix, model_key: input.base.externalPath ? null : modelPrefix(input.base.lineage, input.base.modelId) } }
+      ? {
+          remote: {
+            job_name: remoteJobBase(config.run, name, jobDigest, REMOTE_NAME_MAX),
+            store_prefix: remotePrefix,
+            model_key: input.base.externalPath ? null : modelPrefix(input.base.lineage, input.base.modelId),
+          },
+        }
       : {};
-    const done = await withHeartbeats(async (update, signal) =>
-      (trainer ?? deps.compute)
-        .train(
-          {
-            mode: input.method,
-            // a remote job reads a stored base model from the store itself: nothing to download here
-            model: trainer && !input.base.externalPath ? store.uri(modelPrefix(input.base.lineage, input.base.modelId)) : await modelDir(store, input.base),
-            ref_model: null,
-            data,
-            output,
-            ...input.hyper,
-            grad_accum: 1,
-            max_steps: null,
-            device: config.compute.device,
-            threads: config.compute.threads,
-            gradient_checkpointing: config.compute.gradientCheckpointing,
-            ...memory,
-            checkpoint_every: every > 0 ? every : null,
-            checkpoint_dir: every > 0 ? localCheckpoints : null,
-            resume_from: resume ? resume.dir : null,
-            ...remote,
-            ...(multi && !trainer ? multi : {}),
-          },
-          {
-            signal,
-            onEvent: (ev) => {
-              if (ev.event === 'checkpoint' && typeof ev.dir === 'string') {
-                const local = ev.dir;
-                chain = chain
-                  .then(async () => {
-                    const step = await publishCheckpoint(store, ckptPrefix, local);
-                    // keep the newest complete checkpoint only; the one before goes once this one is whole
-                    await pruneCheckpoints(store, ckptPrefix, [step]);
-                    await fs.rm(local, { recursive: true, force: true });
-                    lastCheckpoint = step;
-                  })
-                  .catch((err: unknown) => {
-                    chainError ??= err;
-                  });
-                return;
-              }
-              if (ev.event !== 'progress') return;
-              const p = {
-                run: config.run,
-                iteration,
-                stage: label,
-                done: Number(ev.step ?? 0),
-                total: Number(ev.total_steps ?? 0),
-                tokens: 0,
-                elapsedS: (Date.now() - started) / 1000,
-                note: typeof ev.loss === 'number' ? `loss ${ev.loss.toFixed(4)}` : typeof ev.job_name === 'string' && typeof ev.status === 'string' ? `${ev.job_name}: ${ev.status}` : undefined,
-              };
-              update({ ...p, loss: ev.loss, checkpointStep: lastCheckpoint, ...(typeof ev.job_name === 'string' ? { job: ev.job_name, jobStatus: ev.status } : {}) });
-              lastLive = {
-                iteration,
-                stage: label,
-                done: p.done,
-                total: p.total,
-                tokens: 0,
-                elapsedS: Math.round(p.elapsedS),
-                ...rates(p.done, p.total, 0, p.elapsedS),
-                ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}),
-                checkpointStep: lastCheckpoint,
-              };
-              live.update(lastLive);
-              recordTrainingMetrics(modelId, { ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}), checkpointStep: lastCheckpoint });
-              deps.reporter?.(p);
+    const done = await withHeartbeats(
+      async (update, signal) =>
+        (trainer ?? deps.compute)
+          .train(
+            {
+              mode: input.method,
+              // a remote job reads a stored base model from the store itself: nothing to download here
+              model:
+                trainer && !input.base.externalPath
+                  ? store.uri(modelPrefix(input.base.lineage, input.base.modelId))
+                  : await modelDir(store, input.base),
+              ref_model: null,
+              data,
+              output,
+              ...input.hyper,
+              grad_accum: 1,
+              max_steps: null,
+              device: config.compute.device,
+              threads: config.compute.threads,
+              gradient_checkpointing: config.compute.gradientCheckpointing,
+              ...memory,
+              checkpoint_every: every > 0 ? every : null,
+              checkpoint_dir: every > 0 ? localCheckpoints : null,
+              resume_from: resume ? resume.dir : null,
+              ...remote,
+              ...(multi && !trainer ? multi : {}),
             },
-          },
-        )
-        .finally(() => chain),
-    hbMs);
+            {
+              signal,
+              onEvent: (ev) => {
+                if (ev.event === 'checkpoint' && typeof ev.dir === 'string') {
+                  const local = ev.dir;
+                  chain = chain
+                    .then(async () => {
+                      const step = await publishCheckpoint(store, ckptPrefix, local);
+                      // keep the newest complete checkpoint only; the one before goes once this one is whole
+                      await pruneCheckpoints(store, ckptPrefix, [step]);
+                      await fs.rm(local, { recursive: true, force: true });
+                      lastCheckpoint = step;
+                    })
+                    .catch((err: unknown) => {
+                      chainError ??= err;
+                    });
+                  return;
+                }
+                if (ev.event !== 'progress') return;
+                const p = {
+                  run: config.run,
+                  iteration,
+                  stage: label,
+                  done: Number(ev.step ?? 0),
+                  total: Number(ev.total_steps ?? 0),
+                  tokens: 0,
+                  elapsedS: (Date.now() - started) / 1000,
+                  note:
+                    typeof ev.loss === 'number'
+                      ? `loss ${ev.loss.toFixed(4)}`
+                      : typeof ev.job_name === 'string' && typeof ev.status === 'string'
+                        ? `${ev.job_name}: ${ev.status}`
+                        : undefined,
+                };
+                update({
+                  ...p,
+                  loss: ev.loss,
+                  checkpointStep: lastCheckpoint,
+                  ...(typeof ev.job_name === 'string' ? { job: ev.job_name, jobStatus: ev.status } : {}),
+                });
+                lastLive = {
+                  iteration,
+                  stage: label,
+                  done: p.done,
+                  total: p.total,
+                  tokens: 0,
+                  elapsedS: Math.round(p.elapsedS),
+                  ...rates(p.done, p.total, 0, p.elapsedS),
+                  ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}),
+                  checkpointStep: lastCheckpoint,
+                };
+                live.update(lastLive);
+                recordTrainingMetrics(modelId, {
+                  ...(typeof ev.loss === 'number' ? { loss: ev.loss } : {}),
+                  checkpointStep: lastCheckpoint,
+                });
+                deps.reporter?.(p);
+              },
+            },
+          )
+          .finally(() => chain),
+      hbMs,
+    );
     if (lastLive) await live.finish(lastLive);
-    if (chainError) throw ApplicationFailure.retryable(`${where(config, iteration, label)}: could not store a checkpoint: ${(chainError as Error).message}`, 'CheckpointFailed');
+    if (chainError)
+      throw ApplicationFailure.retryable(
+        `${where(config, iteration, label)}: could not store a checkpoint: ${(chainError as Error).message}`,
+        'CheckpointFailed',
+      );
     const metrics = { ...(await readJson(path.join(output, 'metrics.json'))), ...input.extraMetrics, compute: done };
-    const model = await publishModel(store, { lineage, modelId, parent: input.base.modelId, method: input.method, trainedOn: input.trainedOn, metrics, dir: output });
+    const model = await publishModel(store, {
+      lineage,
+      modelId,
+      parent: input.base.modelId,
+      method: input.method,
+      trainedOn: input.trainedOn,
+      metrics,
+      dir: output,
+    });
     await fs.rm(output, { recursive: true, force: true });
     await store.deletePrefix(ckptPrefix);
     if (trainer) await store.deletePrefix(remotePrefix);

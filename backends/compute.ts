@@ -119,7 +119,10 @@ export function trainDistributed(t: RunConfig['compute']['training']): TrainDist
  * dpo.reference, sft.groupByLength), each only when set: job digests and jobs of runs without
  * them stay as they were.
  */
-export function trainMemory(config: Pick<RunConfig, 'compute' | 'dpo' | 'sft'>, method: 'sft' | 'dpo'): Pick<TrainJob, 'precision' | 'reference' | 'group_by_length'> {
+export function trainMemory(
+  config: Pick<RunConfig, 'compute' | 'dpo' | 'sft'>,
+  method: 'sft' | 'dpo',
+): Pick<TrainJob, 'precision' | 'reference' | 'group_by_length'> {
   return {
     ...(config.compute.precision ? { precision: config.compute.precision } : {}),
     ...(method === 'dpo' && config.dpo.reference ? { reference: config.dpo.reference } : {}),
@@ -283,7 +286,11 @@ export class PythonCompute implements ComputeBackend {
 
     // A torchrun launch (launcher -> torchrun agent -> ranks) shares this process group, so the
     // group signals below reach every rank; each one also dies with its parent (PDEATHSIG).
-    const child = spawn(this.opts.python, computeArgs(command, jobFile, launcher), computeSpawnOptions(this.opts.packageDir, this.opts.env));
+    const child = spawn(
+      this.opts.python,
+      computeArgs(command, jobFile, launcher),
+      computeSpawnOptions(this.opts.packageDir, this.opts.env),
+    );
 
     trackGroup(child.pid);
     const stderrTail: string[] = [];
@@ -332,7 +339,8 @@ export class PythonCompute implements ComputeBackend {
     if (ctl.signal?.aborted) throw new Error(`compute ${command} cancelled (exit ${code ?? sig})`);
     if (code === 0 && last) return last;
     const errEv = error as ComputeEvent | null;
-    const message = errEv && typeof errEv.message === 'string' ? errEv.message : stderrTail.join('').trim().split('\n').slice(-8).join('\n');
+    const message =
+      errEv && typeof errEv.message === 'string' ? errEv.message : stderrTail.join('').trim().split('\n').slice(-8).join('\n');
     if (code === 2) {
       // The job itself is wrong (bad model path, malformed data): retrying cannot help.
       throw ApplicationFailure.nonRetryable(`compute ${command}: ${message}`, 'InvalidComputeInput');

@@ -43,7 +43,13 @@ function labels(name: string): Record<string, string> {
 export function trainingJobManifest(s: KubernetesSettings, name: string, job: TrainJob, inputs: StagedInputs): V1Job {
   const env: Record<string, string> = {
     ...(s.env ?? {}),
-    SRLM_TRAIN_JOB: JSON.stringify(remoteTrainJob(job, { model: inputs.modelUri, data: inputs.dataUri, output: inputs.outputUri, checkpoints: inputs.checkpointUri }, trainDistributed(s))),
+    SRLM_TRAIN_JOB: JSON.stringify(
+      remoteTrainJob(
+        job,
+        { model: inputs.modelUri, data: inputs.dataUri, output: inputs.outputUri, checkpoints: inputs.checkpointUri },
+        trainDistributed(s),
+      ),
+    ),
     SRLM_MODEL_URI: inputs.modelUri,
     SRLM_DATA_URI: inputs.dataUri,
     SRLM_OUTPUT_URI: inputs.outputUri,
@@ -141,7 +147,8 @@ export function defaultKubeConfig(context?: string): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromDefault();
   if (context) {
-    if (!kc.getContextObject(context)) throw ApplicationFailure.nonRetryable(`compute.training.context: kubeconfig has no context "${context}"`, 'InvalidConfig');
+    if (!kc.getContextObject(context))
+      throw ApplicationFailure.nonRetryable(`compute.training.context: kubeconfig has no context "${context}"`, 'InvalidConfig');
     kc.setCurrentContext(context);
   }
   return kc;
@@ -189,7 +196,10 @@ export class KubernetesPlatform implements RemotePlatform {
   async submit(name: string, job: TrainJob, inputs: StagedInputs): Promise<void> {
     let created: V1Job;
     try {
-      created = await this.batch.createNamespacedJob({ namespace: this.namespace, body: trainingJobManifest(this.settings, name, job, inputs) });
+      created = await this.batch.createNamespacedJob({
+        namespace: this.namespace,
+        body: trainingJobManifest(this.settings, name, job, inputs),
+      });
     } catch (err) {
       // created by an attempt that died before it could read it back: attach to it
       if (code(err) !== 409) throw this.fail('create', name, err);
@@ -208,7 +218,10 @@ export class KubernetesPlatform implements RemotePlatform {
 
   private async ensureService(name: string, ownerUid: string | undefined): Promise<void> {
     try {
-      await this.core.createNamespacedService({ namespace: this.namespace, body: rendezvousServiceManifest(this.settings, name, ownerUid) });
+      await this.core.createNamespacedService({
+        namespace: this.namespace,
+        body: rendezvousServiceManifest(this.settings, name, ownerUid),
+      });
     } catch (err) {
       if (code(err) !== 409) throw this.fail('create the rendezvous service of', name, err);
     }
@@ -232,7 +245,10 @@ export class KubernetesPlatform implements RemotePlatform {
     const prefix = storeKeyOf(this.store, inputs.outputUri);
     const files = prefix ? await this.store.list(prefix) : [];
     if (!prefix || files.length === 0) {
-      throw ApplicationFailure.nonRetryable(`kubernetes job ${name} completed but wrote no model under ${inputs.outputUri} (the image must upload it there)`, 'RemoteOutputMissing');
+      throw ApplicationFailure.nonRetryable(
+        `kubernetes job ${name} completed but wrote no model under ${inputs.outputUri} (the image must upload it there)`,
+        'RemoteOutputMissing',
+      );
     }
     const local = await this.store.localDir(prefix);
     await fs.cp(local, outputDir, { recursive: true, dereference: true });

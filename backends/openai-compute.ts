@@ -21,7 +21,17 @@ import * as https from 'node:https';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
 import { keyDestinationProblem, keyEnvProblem } from '../core/security';
-import { type ComputeBackend, type ComputeEvent, enginesOfKind, type GenerateJob, type GenerateOutput, type GenerateRequest, type ImportJob, type RunControl, type TrainJob } from './compute';
+import {
+  type ComputeBackend,
+  type ComputeEvent,
+  enginesOfKind,
+  type GenerateJob,
+  type GenerateOutput,
+  type GenerateRequest,
+  type ImportJob,
+  type RunControl,
+  type TrainJob,
+} from './compute';
 
 export interface OpenAIComputeOptions {
   /** e.g. http://host:8000/v1 */
@@ -66,7 +76,13 @@ export class HttpClient {
     this.agents = { http: new http.Agent({ keepAlive: true, maxSockets }), https: new https.Agent({ keepAlive: true, maxSockets }) };
   }
 
-  post(url: string, body: string, headers: Record<string, string>, timeoutMs: number, signal: AbortSignal): Promise<{ status: number; text: string }> {
+  post(
+    url: string,
+    body: string,
+    headers: Record<string, string>,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
       const u = new URL(url);
       const secure = u.protocol === 'https:';
@@ -115,7 +131,8 @@ export class HttpClient {
   }
 }
 
-const CONTEXT_TOO_LONG = /context_length_exceeded|context length|maximum context|too many tokens|prompt is too long|prompt_too_long|maximum model length|max_model_len/i;
+const CONTEXT_TOO_LONG =
+  /context_length_exceeded|context length|maximum context|too many tokens|prompt is too long|prompt_too_long|maximum model length|max_model_len/i;
 
 export class OpenAICompute implements ComputeBackend {
   readonly name = 'openai';
@@ -139,9 +156,14 @@ export class OpenAICompute implements ComputeBackend {
     const env = this.opts.env ?? process.env;
     // checked here, where the key is read, whatever path the config took (schedules included)
     const refused = keyEnvProblem(name, env) ?? keyDestinationProblem(this.opts.baseUrl);
-    if (refused) throw ApplicationFailure.nonRetryable(`openai engine at ${this.opts.baseUrl}: apiKeyEnv ${refused}`, 'InvalidComputeInput');
+    if (refused)
+      throw ApplicationFailure.nonRetryable(`openai engine at ${this.opts.baseUrl}: apiKeyEnv ${refused}`, 'InvalidComputeInput');
     const key = env[name];
-    if (!key) throw ApplicationFailure.nonRetryable(`openai engine: environment variable ${name} (apiKeyEnv) is not set on this worker`, 'InvalidComputeInput');
+    if (!key)
+      throw ApplicationFailure.nonRetryable(
+        `openai engine: environment variable ${name} (apiKeyEnv) is not set on this worker`,
+        'InvalidComputeInput',
+      );
     return key;
   }
 
@@ -239,7 +261,17 @@ export class OpenAICompute implements ComputeBackend {
       throw ApplicationFailure.retryable(redact(`openai generate failed: ${(failure as Error).message}`), 'ComputeFailed');
     }
     const elapsed = (Date.now() - started) / 1000;
-    const ev: ComputeEvent = { event: 'done', done, total, tokens, skipped, skipped_too_long: skipped, retries, elapsed_s: elapsed, tokens_per_s: elapsed > 0 ? tokens / elapsed : 0 };
+    const ev: ComputeEvent = {
+      event: 'done',
+      done,
+      total,
+      tokens,
+      skipped,
+      skipped_too_long: skipped,
+      retries,
+      elapsed_s: elapsed,
+      tokens_per_s: elapsed > 0 ? tokens / elapsed : 0,
+    };
     ctl.onEvent?.(ev);
     return ev;
   }
@@ -277,10 +309,20 @@ export class OpenAICompute implements ComputeBackend {
         lastError = redact(err.message);
       }
     }
-    throw ApplicationFailure.retryable(`openai engine: request ${r.id} failed after ${this.opts.maxRetries + 1} attempts: ${lastError}`, 'ComputeFailed');
+    throw ApplicationFailure.retryable(
+      `openai engine: request ${r.id} failed after ${this.opts.maxRetries + 1} attempts: ${lastError}`,
+      'ComputeFailed',
+    );
   }
 
-  private async once(r: GenerateRequest, url: string, body: string, headers: Record<string, string>, signal: AbortSignal, chat: boolean): Promise<GenerateOutput> {
+  private async once(
+    r: GenerateRequest,
+    url: string,
+    body: string,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+    chat: boolean,
+  ): Promise<GenerateOutput> {
     let res: { status: number; text: string };
     try {
       res = await this.http.post(url, body, headers, this.opts.timeoutSeconds * 1000, signal);
@@ -291,13 +333,20 @@ export class OpenAICompute implements ComputeBackend {
       throw new RetryableHttpError(`connection error: ${e.code ?? e.message}`);
     }
     const text = res.text;
-    if (res.status === 408 || res.status === 429 || res.status >= 500) throw new RetryableHttpError(`HTTP ${res.status}: ${serverMessage(text)}`);
+    if (res.status === 408 || res.status === 429 || res.status >= 500)
+      throw new RetryableHttpError(`HTTP ${res.status}: ${serverMessage(text)}`);
     if (res.status >= 400) {
       const msg = serverMessage(text);
       if (res.status === 400 && CONTEXT_TOO_LONG.test(text)) return { id: r.id, outputs: [], skipped: `prompt_too_long: ${msg}` };
-      throw ApplicationFailure.nonRetryable(`openai engine: request ${r.id} rejected with HTTP ${res.status}: ${msg}`, 'InvalidComputeInput');
+      throw ApplicationFailure.nonRetryable(
+        `openai engine: request ${r.id} rejected with HTTP ${res.status}: ${msg}`,
+        'InvalidComputeInput',
+      );
     }
-    let parsed: { choices?: { index?: number; text?: string; message?: { content?: string | null }; finish_reason?: string | null }[]; usage?: { completion_tokens?: number } };
+    let parsed: {
+      choices?: { index?: number; text?: string; message?: { content?: string | null }; finish_reason?: string | null }[];
+      usage?: { completion_tokens?: number };
+    };
     try {
       parsed = JSON.parse(text) as typeof parsed;
     } catch {
@@ -311,11 +360,21 @@ export class OpenAICompute implements ComputeBackend {
     const estTotal = estimates.reduce((a, b) => a + b, 0);
     const counts =
       typeof usage === 'number'
-        ? splitTokens(usage, estimates, estTotal, choices.map((c) => c.finish_reason === 'length'), r.max_new_tokens)
+        ? splitTokens(
+            usage,
+            estimates,
+            estTotal,
+            choices.map((c) => c.finish_reason === 'length'),
+            r.max_new_tokens,
+          )
         : estimates;
     return {
       id: r.id,
-      outputs: choices.map((c, i) => ({ text: texts[i]!, tokens: counts[i]!, finish_reason: c.finish_reason === 'length' ? ('length' as const) : ('stop' as const) })),
+      outputs: choices.map((c, i) => ({
+        text: texts[i]!,
+        tokens: counts[i]!,
+        finish_reason: c.finish_reason === 'length' ? ('length' as const) : ('stop' as const),
+      })),
     };
   }
 }
@@ -408,7 +467,7 @@ function splitTokens(total: number, estimates: number[], estTotal: number, atLim
   const est = atLimit.some(Boolean) ? open.reduce((a, i) => a + estimates[i]!, 0) : estTotal;
   for (const i of open) out[i] = Math.min(max, est === 0 ? Math.floor(left / open.length) : Math.floor((left * estimates[i]!) / est));
   let rest = left - open.reduce((a, i) => a + out[i]!, 0);
-  for (let grew = true; rest > 0 && grew; ) {
+  for (let grew = true; rest > 0 && grew;) {
     grew = false;
     for (const i of open) {
       if (rest > 0 && out[i]! < max) {
@@ -448,7 +507,10 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
  * `ActivityDeps.engineFor` for configs with `compute.engine.kind: "openai"`: one OpenAICompute
  * per distinct engine settings (wrapping `wrapped` for training), reused across activities.
  */
-export function openAIEngines(wrapped: ComputeBackend, env?: Record<string, string | undefined>): (config: RunConfig) => ComputeBackend | undefined {
+export function openAIEngines(
+  wrapped: ComputeBackend,
+  env?: Record<string, string | undefined>,
+): (config: RunConfig) => ComputeBackend | undefined {
   return enginesOfKind(
     'openai',
     (e) =>

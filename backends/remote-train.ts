@@ -80,7 +80,10 @@ export function remoteJobBase(run: string, model: string, digest: string, maxLen
   if (d.length < 8) throw new Error(`job digest "${digest}" must have at least 8 letters or digits`);
   const room = maxLen - 3 - d.length - 'srlm-'.length - 1; // "-NN" suffix, digest, prefix, separator
   if (room < 3) throw new Error(`job names of at most ${maxLen} characters leave no room for the run and model`);
-  const middle = `${slug(run)}-${slug(model)}`.replace(/^-+|-+$/g, '').slice(0, room).replace(/-+$/, '');
+  const middle = `${slug(run)}-${slug(model)}`
+    .replace(/^-+|-+$/g, '')
+    .slice(0, room)
+    .replace(/-+$/, '');
   return `srlm-${middle ? `${middle}-` : ''}${d}`;
 }
 
@@ -205,10 +208,17 @@ export class RemoteTrainer implements ComputeBackend {
   async train(job: TrainJob, ctl: RunControl): Promise<ComputeEvent> {
     const { kind } = this.platform;
     const target = job.remote;
-    if (!target) throw ApplicationFailure.nonRetryable(`${kind} training needs the job's remote target (job name, store prefix)`, 'InvalidComputeInput');
+    if (!target)
+      throw ApplicationFailure.nonRetryable(
+        `${kind} training needs the job's remote target (job name, store prefix)`,
+        'InvalidComputeInput',
+      );
     requireS3Store(this.store, kind);
     if (target.job_name.length + 3 > this.platform.maxName) {
-      throw ApplicationFailure.nonRetryable(`${kind} job name "${target.job_name}" is longer than ${this.platform.maxName - 3} characters`, 'InvalidComputeInput');
+      throw ApplicationFailure.nonRetryable(
+        `${kind} job name "${target.job_name}" is longer than ${this.platform.maxName - 3} characters`,
+        'InvalidComputeInput',
+      );
     }
     if (ctl.signal?.aborted) throw new Error(`${kind} training ${target.job_name} cancelled before it started`);
 
@@ -229,7 +239,11 @@ export class RemoteTrainer implements ComputeBackend {
       attached = true;
       if (!TERMINAL.has(status.state)) await this.platform.reattach?.(name);
     } else {
-      if (k > MAX_CHAIN) throw ApplicationFailure.nonRetryable(`${kind}: ${MAX_CHAIN} jobs named ${target.job_name}[-N] failed or were stopped; giving up`, 'RemoteTrainingFailed');
+      if (k > MAX_CHAIN)
+        throw ApplicationFailure.nonRetryable(
+          `${kind}: ${MAX_CHAIN} jobs named ${target.job_name}[-N] failed or were stopped; giving up`,
+          'RemoteTrainingFailed',
+        );
       name = chainName(target.job_name, k);
       const inputs = await stageInputs(this.store, job, target);
       // cancelled while uploading: submit nothing
@@ -237,7 +251,13 @@ export class RemoteTrainer implements ComputeBackend {
       await this.platform.submit(name, job, inputs);
       status = (await this.platform.describe(name)) ?? { state: 'pending', detail: 'submitted' };
     }
-    ctl.onEvent?.({ event: 'start', backend: kind, job_name: name, attached, previous_failure: last && !attached ? (last.reason ?? last.detail) : null });
+    ctl.onEvent?.({
+      event: 'start',
+      backend: kind,
+      job_name: name,
+      attached,
+      previous_failure: last && !attached ? (last.reason ?? last.detail) : null,
+    });
 
     for (;;) {
       ctl.onEvent?.({
@@ -253,7 +273,11 @@ export class RemoteTrainer implements ComputeBackend {
       if (TERMINAL.has(status.state) || ctl.signal?.aborted) break;
       await pause(this.platform.pollMs, ctl.signal);
       if (ctl.signal?.aborted) break;
-      status = (await this.platform.describe(name)) ?? { state: 'failed', detail: 'vanished', reason: `${kind} job ${name} no longer exists` };
+      status = (await this.platform.describe(name)) ?? {
+        state: 'failed',
+        detail: 'vanished',
+        reason: `${kind} job ${name} no longer exists`,
+      };
     }
 
     if (ctl.signal?.aborted) {

@@ -23,7 +23,19 @@ import * as net from 'node:net';
 import * as readline from 'node:readline';
 import { ApplicationFailure } from '@temporalio/common';
 import type { RunConfig } from '../core/schemas';
-import { type ComputeBackend, type ComputeEvent, computeSpawnOptions, type GenerateJob, type ImportJob, type RunControl, signalGroup, trackGroup, type TrainJob, untrackGroup, type VllmJobEngine } from './compute';
+import {
+  type ComputeBackend,
+  type ComputeEvent,
+  computeSpawnOptions,
+  type GenerateJob,
+  type ImportJob,
+  type RunControl,
+  signalGroup,
+  trackGroup,
+  type TrainJob,
+  untrackGroup,
+  type VllmJobEngine,
+} from './compute';
 import { OpenAICompute } from './openai-compute';
 
 type Resident = NonNullable<RunConfig['compute']['resident']>;
@@ -155,7 +167,15 @@ export class ResidentPool {
 
   /** The servers now up or loading. */
   list(): ResidentServerInfo[] {
-    return [...this.servers.values()].map((s) => ({ model: s.spec.modelDir, engine: s.spec.vllm ? 'vllm' : 'local', pid: s.child?.pid, url: s.url, jobs: s.jobs, inUse: s.inUse, loadSeconds: s.loadSeconds }));
+    return [...this.servers.values()].map((s) => ({
+      model: s.spec.modelDir,
+      engine: s.spec.vllm ? 'vllm' : 'local',
+      pid: s.child?.pid,
+      url: s.url,
+      jobs: s.jobs,
+      inUse: s.inUse,
+      loadSeconds: s.loadSeconds,
+    }));
   }
 
   /**
@@ -171,7 +191,15 @@ export class ResidentPool {
       while (this.servers.size >= spec.maxModels && idle.length) await this.stop(idle.shift()!);
       server = this.start(spec);
       this.servers.set(key, server);
-      ctl.onEvent?.({ event: 'progress', resident: 'loading', model: spec.modelDir, engine: spec.vllm ? 'vllm' : 'local', done: 0, total: 0, tokens: 0 });
+      ctl.onEvent?.({
+        event: 'progress',
+        resident: 'loading',
+        model: spec.modelDir,
+        engine: spec.vllm ? 'vllm' : 'local',
+        done: 0,
+        total: 0,
+        tokens: 0,
+      });
     }
     server.hold();
     try {
@@ -209,7 +237,11 @@ export class ResidentPool {
       // vLLM's server has no "pick a free port and say which": one is picked here
       const vllmPort = spec.vllm ? await freePort() : 0;
       if (server.stopped) throw new Error('resident server stopped before it started');
-      const c = spawn(py, spec.vllm ? vllmServerArgs(spec, vllmPort, py) : localServerArgs(spec), computeSpawnOptions(this.opts.packageDir, this.opts.env));
+      const c = spawn(
+        py,
+        spec.vllm ? vllmServerArgs(spec, vllmPort, py) : localServerArgs(spec),
+        computeSpawnOptions(this.opts.packageDir, this.opts.env),
+      );
       server.child = c;
       trackGroup(c.pid);
       const log = this.opts.logFile ? fs.createWriteStream(this.opts.logFile, { flags: 'a' }) : null;
@@ -260,7 +292,10 @@ export class ResidentPool {
       const what = `resident ${spec.vllm ? 'vLLM' : 'local'} server for ${spec.modelDir}`;
       if ('timeout' in outcome) {
         await this.stop(server);
-        throw ApplicationFailure.retryable(`${what} did not answer within ${Math.round(timeoutMs / 1000)} s of starting: ${tail(server)}`, 'ComputeFailed');
+        throw ApplicationFailure.retryable(
+          `${what} did not answer within ${Math.round(timeoutMs / 1000)} s of starting: ${tail(server)}`,
+          'ComputeFailed',
+        );
       }
       if ('exit' in outcome) {
         const message = errorEvent || tail(server);
@@ -280,22 +315,51 @@ function tail(server: Server): string {
 
 /** argv (after the interpreter) of compute/'s server for a spec. */
 export function localServerArgs(spec: ResidentSpec): string[] {
-  return ['-m', 'srlm_compute', 'serve', '--model', spec.modelDir, '--host', '127.0.0.1', '--port', '0', '--device', spec.device, '--batch-size', String(spec.batchSize), '--threads', String(spec.threads), '--served-model-name', RESIDENT_MODEL_NAME];
+  return [
+    '-m',
+    'srlm_compute',
+    'serve',
+    '--model',
+    spec.modelDir,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--device',
+    spec.device,
+    '--batch-size',
+    String(spec.batchSize),
+    '--threads',
+    String(spec.threads),
+    '--served-model-name',
+    RESIDENT_MODEL_NAME,
+  ];
 }
 
 /** argv (after the interpreter) of vLLM's OpenAI server for a spec, tethered to this process. */
 export function vllmServerArgs(spec: ResidentSpec, port: number, python: string): string[] {
   const v = spec.vllm!;
   return [
-    '-m', 'srlm_compute.tether', '--', python,
-    '-m', 'vllm.entrypoints.openai.api_server',
-    '--model', spec.modelDir,
-    '--served-model-name', RESIDENT_MODEL_NAME,
-    '--host', '127.0.0.1',
-    '--port', String(port),
-    '--tensor-parallel-size', String(v.tensor_parallel_size),
-    '--gpu-memory-utilization', String(v.gpu_memory_utilization),
-    '--dtype', v.dtype,
+    '-m',
+    'srlm_compute.tether',
+    '--',
+    python,
+    '-m',
+    'vllm.entrypoints.openai.api_server',
+    '--model',
+    spec.modelDir,
+    '--served-model-name',
+    RESIDENT_MODEL_NAME,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(port),
+    '--tensor-parallel-size',
+    String(v.tensor_parallel_size),
+    '--gpu-memory-utilization',
+    String(v.gpu_memory_utilization),
+    '--dtype',
+    v.dtype,
     ...(v.max_model_len ? ['--max-model-len', String(v.max_model_len)] : []),
   ];
 }
@@ -417,7 +481,11 @@ export class StopResidentsBeforeTraining implements ComputeBackend {
  * `ActivityDeps.engineFor` part for configs with `compute.resident`: a ResidentCompute per
  * distinct engine and resident settings, all on one pool; undefined for other configs.
  */
-export function residentEngines(pool: ResidentPool, wrapped: ComputeBackend, vllmJob: (config: RunConfig) => VllmJobEngine | undefined): (config: RunConfig) => ComputeBackend | undefined {
+export function residentEngines(
+  pool: ResidentPool,
+  wrapped: ComputeBackend,
+  vllmJob: (config: RunConfig) => VllmJobEngine | undefined,
+): (config: RunConfig) => ComputeBackend | undefined {
   const cache = new Map<string, ComputeBackend>();
   return (config) => {
     const r = config.compute.resident;

@@ -41,7 +41,12 @@ export type SageMakerSettings = Extract<TrainingBackend, { kind: 'sagemaker' }>;
 const MAX_SECONDS = 28 * 24 * 3600;
 
 /** Where the container finds things (SageMaker's fixed layout). */
-const OPT = { model: '/opt/ml/input/data/model', train: '/opt/ml/input/data/train', output: '/opt/ml/model', checkpoints: '/opt/ml/checkpoints' };
+const OPT = {
+  model: '/opt/ml/input/data/model',
+  train: '/opt/ml/input/data/train',
+  output: '/opt/ml/model',
+  checkpoints: '/opt/ml/checkpoints',
+};
 
 /** compute/'s progress lines are JSON (`"step": 12`); SageMaker extracts these from the job's log. */
 export const METRIC_DEFINITIONS = [
@@ -51,10 +56,24 @@ export const METRIC_DEFINITIONS = [
 ];
 
 /** The CreateTrainingJob request for one job. */
-export function createTrainingJobRequest(s: SageMakerSettings, name: string, job: TrainJob, inputs: StagedInputs): CreateTrainingJobCommandInput {
-  const srlmJob = JSON.stringify(remoteTrainJob(job, { model: OPT.model, data: `${OPT.train}/${path.basename(job.data)}`, output: OPT.output, checkpoints: OPT.checkpoints }, trainDistributed(s)));
+export function createTrainingJobRequest(
+  s: SageMakerSettings,
+  name: string,
+  job: TrainJob,
+  inputs: StagedInputs,
+): CreateTrainingJobCommandInput {
+  const srlmJob = JSON.stringify(
+    remoteTrainJob(
+      job,
+      { model: OPT.model, data: `${OPT.train}/${path.basename(job.data)}`, output: OPT.output, checkpoints: OPT.checkpoints },
+      trainDistributed(s),
+    ),
+  );
   if (srlmJob.length > 2500) {
-    throw ApplicationFailure.nonRetryable(`sagemaker job ${name}: the train job is ${srlmJob.length} characters, over SageMaker's 2,500 per hyperparameter`, 'InvalidComputeInput');
+    throw ApplicationFailure.nonRetryable(
+      `sagemaker job ${name}: the train job is ${srlmJob.length} characters, over SageMaker's 2,500 per hyperparameter`,
+      'InvalidComputeInput',
+    );
   }
   const channel = (ChannelName: string, S3Uri: string) => ({
     ChannelName,
@@ -68,8 +87,15 @@ export function createTrainingJobRequest(s: SageMakerSettings, name: string, job
     HyperParameters: { srlm_job: srlmJob, ...(s.nprocPerNode !== undefined ? { srlm_nproc_per_node: String(s.nprocPerNode) } : {}) },
     InputDataConfig: [channel('model', `${inputs.modelUri}/`), channel('train', inputs.dataUri)],
     OutputDataConfig: { S3OutputPath: inputs.outputUri },
-    ResourceConfig: { InstanceType: s.instanceType as TrainingInstanceType, InstanceCount: s.instanceCount, VolumeSizeInGB: s.volumeSizeGB },
-    StoppingCondition: { MaxRuntimeInSeconds: s.maxRuntimeSeconds, ...(s.spot ? { MaxWaitTimeInSeconds: s.maxWaitSeconds ?? Math.min(s.maxRuntimeSeconds * 2, MAX_SECONDS) } : {}) },
+    ResourceConfig: {
+      InstanceType: s.instanceType as TrainingInstanceType,
+      InstanceCount: s.instanceCount,
+      VolumeSizeInGB: s.volumeSizeGB,
+    },
+    StoppingCondition: {
+      MaxRuntimeInSeconds: s.maxRuntimeSeconds,
+      ...(s.spot ? { MaxWaitTimeInSeconds: s.maxWaitSeconds ?? Math.min(s.maxRuntimeSeconds * 2, MAX_SECONDS) } : {}),
+    },
     EnableManagedSpotTraining: s.spot,
     CheckpointConfig: { S3Uri: inputs.checkpointUri, LocalPath: OPT.checkpoints },
     Tags: [{ Key: 'srlm:job', Value: name }],
@@ -77,7 +103,9 @@ export function createTrainingJobRequest(s: SageMakerSettings, name: string, job
 }
 
 /** SageMaker's job status in srlm's terms. */
-export function sageMakerStatus(d: Partial<Pick<DescribeTrainingJobCommandOutput, 'TrainingJobStatus' | 'SecondaryStatus' | 'FailureReason' | 'FinalMetricDataList'>>): RemoteStatus {
+export function sageMakerStatus(
+  d: Partial<Pick<DescribeTrainingJobCommandOutput, 'TrainingJobStatus' | 'SecondaryStatus' | 'FailureReason' | 'FinalMetricDataList'>>,
+): RemoteStatus {
   const detail = `${d.TrainingJobStatus ?? 'Unknown'}/${d.SecondaryStatus ?? '-'}`;
   const metric = (n: string): number | undefined => {
     const v = d.FinalMetricDataList?.find((m) => m.MetricName === n)?.Value;
@@ -86,7 +114,11 @@ export function sageMakerStatus(d: Partial<Pick<DescribeTrainingJobCommandOutput
   const step = metric('step');
   const totalSteps = metric('total_steps');
   const loss = metric('loss');
-  const figures = { ...(step !== undefined ? { step } : {}), ...(totalSteps !== undefined ? { totalSteps } : {}), ...(loss !== undefined ? { loss } : {}) };
+  const figures = {
+    ...(step !== undefined ? { step } : {}),
+    ...(totalSteps !== undefined ? { totalSteps } : {}),
+    ...(loss !== undefined ? { loss } : {}),
+  };
   switch (d.TrainingJobStatus) {
     case 'Completed':
       return { state: 'succeeded', detail, ...figures };
@@ -158,7 +190,11 @@ export class SageMakerPlatform implements RemotePlatform {
       const e = err as { name?: string; message?: string };
       // another attempt created it between our Describe and Create: attach to it
       if (e?.name === 'ResourceInUse') return;
-      if (e?.name === 'ValidationException') throw ApplicationFailure.nonRetryable(`sagemaker CreateTrainingJob ${name} refused (check compute.training): ${e.message}`, 'InvalidConfig');
+      if (e?.name === 'ValidationException')
+        throw ApplicationFailure.nonRetryable(
+          `sagemaker CreateTrainingJob ${name} refused (check compute.training): ${e.message}`,
+          'InvalidConfig',
+        );
       throw err;
     }
   }
@@ -172,10 +208,15 @@ export class SageMakerPlatform implements RemotePlatform {
     const uri = d?.ModelArtifacts?.S3ModelArtifacts;
     if (!uri) throw ApplicationFailure.nonRetryable(`sagemaker job ${name} completed without model artifacts`, 'RemoteOutputMissing');
     const key = storeKeyOf(this.store, uri);
-    if (!key) throw ApplicationFailure.nonRetryable(`sagemaker job ${name}: its model ${uri} is outside the run's store ${this.store.rootUri}`, 'RemoteOutputMissing');
+    if (!key)
+      throw ApplicationFailure.nonRetryable(
+        `sagemaker job ${name}: its model ${uri} is outside the run's store ${this.store.rootUri}`,
+        'RemoteOutputMissing',
+      );
     const dir = path.posix.dirname(key);
     const files = await this.store.list(dir);
-    if (!files.includes(key)) throw ApplicationFailure.nonRetryable(`sagemaker job ${name} completed but ${uri} does not exist`, 'RemoteOutputMissing');
+    if (!files.includes(key))
+      throw ApplicationFailure.nonRetryable(`sagemaker job ${name} completed but ${uri} does not exist`, 'RemoteOutputMissing');
     const local = await this.store.localDir(dir);
     await untar(path.join(local, path.posix.basename(key)), outputDir);
   }

@@ -82,13 +82,23 @@ export interface SageMakerTask {
 /** argv after the Python executable: the launcher with torchrun's options for this node. */
 export function launcherArgs(l: Launch, jobFile: string): string[] {
   return [
-    '-m', 'srlm_compute.launch',
-    '--nnodes', String(l.nnodes),
-    '--nproc-per-node', String(l.nprocPerNode),
-    '--node-rank', String(l.nodeRank),
-    '--master-addr', l.masterAddr,
-    '--master-port', String(l.masterPort),
-    '-m', 'srlm_compute', 'train', '--job', jobFile,
+    '-m',
+    'srlm_compute.launch',
+    '--nnodes',
+    String(l.nnodes),
+    '--nproc-per-node',
+    String(l.nprocPerNode),
+    '--node-rank',
+    String(l.nodeRank),
+    '--master-addr',
+    l.masterAddr,
+    '--master-port',
+    String(l.masterPort),
+    '-m',
+    'srlm_compute',
+    'train',
+    '--job',
+    jobFile,
   ];
 }
 
@@ -107,7 +117,8 @@ function parseJob(text: string, what: string): Record<string, unknown> {
   } catch (err) {
     throw new EntryError(`${what} is not valid JSON (${(err as Error).message})`);
   }
-  if (typeof job !== 'object' || job === null || Array.isArray(job)) throw new EntryError(`${what} must be a JSON object (compute/'s train job)`);
+  if (typeof job !== 'object' || job === null || Array.isArray(job))
+    throw new EntryError(`${what} must be a JSON object (compute/'s train job)`);
   return job as Record<string, unknown>;
 }
 
@@ -115,7 +126,8 @@ function parseJob(text: string, what: string): Record<string, unknown> {
 export function kubernetesTask(env: NodeJS.ProcessEnv): KubernetesTask {
   const need = (name: string): string => {
     const v = env[name];
-    if (v === undefined || v.trim() === '') throw new EntryError(`${name} is not set (the training Job's pods get it; see backends/k8s-train.ts)`);
+    if (v === undefined || v.trim() === '')
+      throw new EntryError(`${name} is not set (the training Job's pods get it; see backends/k8s-train.ts)`);
     return v;
   };
   const uri = (name: string): string => {
@@ -135,11 +147,22 @@ export function kubernetesTask(env: NodeJS.ProcessEnv): KubernetesTask {
   const nnodes = int(need('SRLM_NNODES'), 'SRLM_NNODES', 1, 1024);
   const nprocPerNode = int(need('SRLM_NPROC_PER_NODE'), 'SRLM_NPROC_PER_NODE', 1, 64);
   const index = env.JOB_COMPLETION_INDEX;
-  if ((index === undefined || index === '') && nnodes > 1) throw new EntryError(`JOB_COMPLETION_INDEX is not set (the node rank; Kubernetes sets it in an Indexed Job) and SRLM_NNODES is ${nnodes}`);
+  if ((index === undefined || index === '') && nnodes > 1)
+    throw new EntryError(
+      `JOB_COMPLETION_INDEX is not set (the node rank; Kubernetes sets it in an Indexed Job) and SRLM_NNODES is ${nnodes}`,
+    );
   const nodeRank = index === undefined || index === '' ? 0 : int(index, 'JOB_COMPLETION_INDEX', 0, nnodes - 1);
   const masterAddr = need('SRLM_MASTER_ADDR').trim();
   const masterPort = int(need('SRLM_MASTER_PORT'), 'SRLM_MASTER_PORT', 1, 65535);
-  return { mode: 'kubernetes', job, modelUri, dataUri, outputUri, checkpointUri, launch: { nnodes, nprocPerNode, nodeRank, masterAddr, masterPort } };
+  return {
+    mode: 'kubernetes',
+    job,
+    modelUri,
+    dataUri,
+    outputUri,
+    checkpointUri,
+    launch: { nnodes, nprocPerNode, nodeRank, masterAddr, masterPort },
+  };
 }
 
 async function readJsonObject(file: string): Promise<Record<string, unknown>> {
@@ -167,19 +190,30 @@ export async function sageMakerTask(root: string, env: NodeJS.ProcessEnv): Promi
   const rcFile = path.join(root, 'input', 'config', 'resourceconfig.json');
   const hp = await readJsonObject(hpFile);
   if (typeof hp.srlm_job !== 'string') {
-    throw new EntryError(`${hpFile}: hyperparameter "srlm_job" ${hp.srlm_job === undefined ? 'is missing' : 'must be a string (the train job as JSON)'} (the sagemaker backend sets it)`);
+    throw new EntryError(
+      `${hpFile}: hyperparameter "srlm_job" ${hp.srlm_job === undefined ? 'is missing' : 'must be a string (the train job as JSON)'} (the sagemaker backend sets it)`,
+    );
   }
   const job = parseJob(hp.srlm_job, `${hpFile}: hyperparameter "srlm_job"`);
   let nprocPerNode: number;
-  if (hp.srlm_nproc_per_node !== undefined) nprocPerNode = int(String(hp.srlm_nproc_per_node), `${hpFile}: hyperparameter "srlm_nproc_per_node"`, 1, 64);
+  if (hp.srlm_nproc_per_node !== undefined)
+    nprocPerNode = int(String(hp.srlm_nproc_per_node), `${hpFile}: hyperparameter "srlm_nproc_per_node"`, 1, 64);
   else if (env.SM_NUM_GPUS !== undefined && env.SM_NUM_GPUS !== '') nprocPerNode = Math.max(1, int(env.SM_NUM_GPUS, 'SM_NUM_GPUS', 0, 64));
   else nprocPerNode = Math.max(1, visibleGpus());
   const rc = await readJsonObject(rcFile);
   const hosts = rc.hosts;
-  if (!Array.isArray(hosts) || hosts.length === 0 || !hosts.every((h) => typeof h === 'string' && h !== '')) throw new EntryError(`${rcFile}: "hosts" must be a non-empty array of host names`);
-  if (typeof rc.current_host !== 'string' || !hosts.includes(rc.current_host)) throw new EntryError(`${rcFile}: "current_host" must be one of "hosts" (${hosts.join(', ')}), got ${JSON.stringify(rc.current_host)}`);
+  if (!Array.isArray(hosts) || hosts.length === 0 || !hosts.every((h) => typeof h === 'string' && h !== ''))
+    throw new EntryError(`${rcFile}: "hosts" must be a non-empty array of host names`);
+  if (typeof rc.current_host !== 'string' || !hosts.includes(rc.current_host))
+    throw new EntryError(`${rcFile}: "current_host" must be one of "hosts" (${hosts.join(', ')}), got ${JSON.stringify(rc.current_host)}`);
   const masterPort = env.SRLM_MASTER_PORT ? int(env.SRLM_MASTER_PORT, 'SRLM_MASTER_PORT', 1, 65535) : DEFAULT_MASTER_PORT;
-  const launch = { nnodes: hosts.length, nprocPerNode, nodeRank: hosts.indexOf(rc.current_host), masterAddr: hosts.length === 1 ? '127.0.0.1' : (hosts[0] as string), masterPort };
+  const launch = {
+    nnodes: hosts.length,
+    nprocPerNode,
+    nodeRank: hosts.indexOf(rc.current_host),
+    masterAddr: hosts.length === 1 ? '127.0.0.1' : (hosts[0] as string),
+    masterPort,
+  };
   return { mode: 'sagemaker', root, job, launch };
 }
 
@@ -193,13 +227,22 @@ export function detectMode(env: NodeJS.ProcessEnv): 'kubernetes' | 'sagemaker' {
   const root = sageMakerRoot(env);
   const hpFile = path.join(root, 'input', 'config', 'hyperparameters.json');
   if (existsSync(hpFile)) return 'sagemaker';
-  const sageMaker = Object.keys(env).filter((k) => env[k] && (k.startsWith('SM_') || k === 'TRAINING_JOB_NAME' || k === 'SRLM_SAGEMAKER_ROOT'));
+  const sageMaker = Object.keys(env).filter(
+    (k) => env[k] && (k.startsWith('SM_') || k === 'TRAINING_JOB_NAME' || k === 'SRLM_SAGEMAKER_ROOT'),
+  );
   if (sageMaker.length) {
-    throw new EntryError(`this looks like SageMaker (${sageMaker.sort().join(', ')} set) but ${hpFile} does not exist (it holds the hyperparameter "srlm_job"; SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`);
+    throw new EntryError(
+      `this looks like SageMaker (${sageMaker.sort().join(', ')} set) but ${hpFile} does not exist (it holds the hyperparameter "srlm_job"; SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`,
+    );
   }
   const kubernetes = Object.keys(env).filter((k) => env[k] && /^SRLM_(MODEL|DATA|OUTPUT|CHECKPOINT)_URI$|^SRLM_NNODES$/.test(k));
-  if (kubernetes.length) throw new EntryError(`SRLM_TRAIN_JOB is not set (${kubernetes.sort().join(', ')} are: the training Job's pods get all of them; see backends/k8s-train.ts)`);
-  throw new EntryError(`no training job: set SRLM_TRAIN_JOB and the other SRLM_* variables (Kubernetes, see backends/k8s-train.ts), or run under SageMaker, which writes ${hpFile} (SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`);
+  if (kubernetes.length)
+    throw new EntryError(
+      `SRLM_TRAIN_JOB is not set (${kubernetes.sort().join(', ')} are: the training Job's pods get all of them; see backends/k8s-train.ts)`,
+    );
+  throw new EntryError(
+    `no training job: set SRLM_TRAIN_JOB and the other SRLM_* variables (Kubernetes, see backends/k8s-train.ts), or run under SageMaker, which writes ${hpFile} (SRLM_SAGEMAKER_ROOT sets another root than /opt/ml)`,
+  );
 }
 
 // ------------------------------------------------------------------------------------- running
@@ -219,9 +262,12 @@ function log(line: string): void {
 
 export function runtimeFrom(env: NodeJS.ProcessEnv): Runtime {
   const python = env.SRLM_PYTHON;
-  if (!python) throw new EntryError('SRLM_PYTHON is not set (the interpreter with compute/\'s requirements; the training image sets it)');
+  if (!python) throw new EntryError("SRLM_PYTHON is not set (the interpreter with compute/'s requirements; the training image sets it)");
   const computeDir = env.SRLM_COMPUTE_DIR || path.resolve(__dirname, '..', 'compute');
-  if (!existsSync(path.join(computeDir, 'srlm_compute', 'launch.py'))) throw new EntryError(`${env.SRLM_COMPUTE_DIR ? 'SRLM_COMPUTE_DIR' : 'the compute directory'} ${computeDir} holds no srlm_compute package`);
+  if (!existsSync(path.join(computeDir, 'srlm_compute', 'launch.py')))
+    throw new EntryError(
+      `${env.SRLM_COMPUTE_DIR ? 'SRLM_COMPUTE_DIR' : 'the compute directory'} ${computeDir} holds no srlm_compute package`,
+    );
   return {
     python,
     computeDir,
@@ -332,7 +378,10 @@ export async function runKubernetes(task: KubernetesTask, rt: Runtime): Promise<
   const dataFile = path.join(work, 'data', path.posix.basename(data.key));
   await fs.mkdir(path.dirname(dataFile), { recursive: true });
   await fs.writeFile(dataFile, await data.store.getBytes(data.key));
-  const refModel = typeof job.ref_model === 'string' && job.ref_model.startsWith('s3://') ? await fetchPrefix(rt, job.ref_model, 'ref_model') : job.ref_model;
+  const refModel =
+    typeof job.ref_model === 'string' && job.ref_model.startsWith('s3://')
+      ? await fetchPrefix(rt, job.ref_model, 'ref_model')
+      : job.ref_model;
 
   // a restarted pod continues from the newest complete checkpoint; torn ones are skipped
   const ckpt = s3At(rt, task.checkpointUri);
@@ -349,7 +398,15 @@ export async function runKubernetes(task: KubernetesTask, rt: Runtime): Promise<
   const output = path.join(work, 'model');
   const localCheckpoints = path.join(work, 'checkpoints');
   const jobFile = path.join(work, 'train-job.json');
-  const local = { ...job, model, data: dataFile, output, ref_model: refModel ?? null, checkpoint_dir: checkpointing ? localCheckpoints : null, resume_from: resume };
+  const local = {
+    ...job,
+    model,
+    data: dataFile,
+    output,
+    ref_model: refModel ?? null,
+    checkpoint_dir: checkpointing ? localCheckpoints : null,
+    resume_from: resume,
+  };
   await fs.writeFile(jobFile, JSON.stringify(local, null, 2));
 
   const uploads = new Chain();
@@ -402,7 +459,10 @@ export async function runSageMaker(task: SageMakerTask, rt: Runtime): Promise<nu
   // compute/ replaces its output directory by renaming; <root>/model is SageMaker's (a mount): copy into it at the end
   const output = path.join(work, 'model');
   const jobFile = path.join(work, 'train-job.json');
-  await fs.writeFile(jobFile, JSON.stringify({ ...job, model, data, output, checkpoint_dir: checkpointing ? checkpoints : null, resume_from: resume }, null, 2));
+  await fs.writeFile(
+    jobFile,
+    JSON.stringify({ ...job, model, data, output, checkpoint_dir: checkpointing ? checkpoints : null, resume_from: resume }, null, 2),
+  );
 
   const prunes = new Chain();
   const local = new LocalStore(root);
@@ -436,7 +496,8 @@ async function writeFailure(root: string, code: number, message: string): Promis
 
 /** The image's arguments: none (Kubernetes) or "train" (how SageMaker starts a training image). */
 export function checkEntryArgs(argv: string[]): void {
-  if (argv.length > 1 || (argv.length === 1 && argv[0] !== 'train')) throw new EntryError(`unexpected arguments ${JSON.stringify(argv)} (usage: train-entry.ts [train])`);
+  if (argv.length > 1 || (argv.length === 1 && argv[0] !== 'train'))
+    throw new EntryError(`unexpected arguments ${JSON.stringify(argv)} (usage: train-entry.ts [train])`);
 }
 
 /** Runs the entrypoint; resolves to the exit code. */

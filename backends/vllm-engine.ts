@@ -10,7 +10,16 @@
  * interpreter, which then needs vllm installed (else the job fails at once, exit 2, saying so).
  */
 import type { RunConfig } from '../core/schemas';
-import { type ComputeBackend, type ComputeEvent, enginesOfKind, type GenerateJob, type ImportJob, type RunControl, type TrainJob, type VllmJobEngine } from './compute';
+import {
+  type ComputeBackend,
+  type ComputeEvent,
+  enginesOfKind,
+  type GenerateJob,
+  type ImportJob,
+  type RunControl,
+  type TrainJob,
+  type VllmJobEngine,
+} from './compute';
 
 type VllmEngineConfig = Extract<NonNullable<RunConfig['compute']['engine']>, { kind: 'vllm' }>;
 

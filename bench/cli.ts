@@ -35,7 +35,9 @@ interface Cli {
 const clis: Cli[] = [
   { label: 'bin/srlm (compiled)', cmd: path.join(root, 'bin/srlm'), pre: [] },
   { label: 'tsx cli/srlm.ts', cmd: path.join(root, 'node_modules/.bin/tsx'), pre: [path.join(root, 'cli/srlm.ts')] },
-  ...(baseline ? [{ label: `baseline tsx ${baseline}`, cmd: path.join(baseline, 'node_modules/.bin/tsx'), pre: [path.join(baseline, 'cli/srlm.ts')] }] : []),
+  ...(baseline
+    ? [{ label: `baseline tsx ${baseline}`, cmd: path.join(baseline, 'node_modules/.bin/tsx'), pre: [path.join(baseline, 'cli/srlm.ts')] }]
+    : []),
 ];
 
 function timeOnce(cli: Cli, args: string[], env: NodeJS.ProcessEnv): Promise<{ seconds: number; code: number; out: string }> {
@@ -43,7 +45,11 @@ function timeOnce(cli: Cli, args: string[], env: NodeJS.ProcessEnv): Promise<{ s
   return new Promise((resolve) => {
     execFile(cli.cmd, [...cli.pre, ...args], { env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      resolve({ seconds, code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, out: (stderr || stdout).trim().split('\n').at(-1) ?? '' });
+      resolve({
+        seconds,
+        code: err ? Number((err as { code?: unknown }).code ?? 1) : 0,
+        out: (stderr || stdout).trim().split('\n').at(-1) ?? '',
+      });
     });
   });
 }
@@ -62,9 +68,12 @@ async function measure(name: string, args: string[], env: NodeJS.ProcessEnv): Pr
       last = r;
     }
     medians.push(median(times));
-    console.log(`  ${cli.label.padEnd(34)} median ${median(times).toFixed(2)} s  (min ${Math.min(...times).toFixed(2)}, max ${Math.max(...times).toFixed(2)}; exit ${last.code}: ${last.out.slice(0, 110)})`);
+    console.log(
+      `  ${cli.label.padEnd(34)} median ${median(times).toFixed(2)} s  (min ${Math.min(...times).toFixed(2)}, max ${Math.max(...times).toFixed(2)}; exit ${last.code}: ${last.out.slice(0, 110)})`,
+    );
   }
-  for (let i = 1; i < clis.length; i++) console.log(`  ${clis[0]!.label} is ${(medians[i]! / medians[0]!).toFixed(1)}x faster than ${clis[i]!.label}`);
+  for (let i = 1; i < clis.length; i++)
+    console.log(`  ${clis[0]!.label} is ${(medians[i]! / medians[0]!).toFixed(1)}x faster than ${clis[i]!.label}`);
 }
 
 async function main(): Promise<void> {
@@ -79,7 +88,11 @@ async function main(): Promise<void> {
   const server = await startDevServer({ temporalBin: loadEnvPaths(root).temporal, dbFile: path.join(dir, 'temporal.db'), uiPort: false });
   try {
     const connection = await Connection.connect({ address: server.address });
-    await new Client({ connection }).workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: 'srlm-waiting', args: [{}] });
+    await new Client({ connection }).workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: 'srlm-waiting',
+      args: [{}],
+    });
     await connection.close();
     await measure('no worker', ['status', 'waiting'], { ...env, TEMPORAL_ADDRESS: server.address });
   } finally {

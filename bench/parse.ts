@@ -67,7 +67,11 @@ for (const [name, make] of Object.entries(adversarial)) {
   const rate = bytes([large]) / MB / tLarge;
   worst = Math.min(worst, rate);
   slowest = Math.max(slowest, tLarge);
-  console.log(`adversarial, ${name}: ${(bytes([large]) / MB).toFixed(1)} MB at ${rate.toFixed(1)} MB/s; 4x input took ${(tLarge / tSmall).toFixed(1)}x the time`);
+  console.log(
+    `adversarial, ${name}: ${(bytes([large]) / MB).toFixed(1)} MB at ${rate.toFixed(1)} MB/s; 4x input took ${(tLarge / tSmall).toFixed(1)}x the time`,
+  );
 }
 console.log(`ratio normal/worst adversarial throughput: ${(normalRate / worst).toFixed(2)}`);
-console.log(`slowest adversarial parse: ${slowest.toFixed(2)} s (target: under ${TARGET_SECONDS} s) ${slowest < TARGET_SECONDS ? 'ok' : 'OVER TARGET'}`);
+console.log(
+  `slowest adversarial parse: ${slowest.toFixed(2)} s (target: under ${TARGET_SECONDS} s) ${slowest < TARGET_SECONDS ? 'ok' : 'OVER TARGET'}`,
+);

@@ -41,7 +41,13 @@ export async function plainIteration(o: PlainIterationOptions): Promise<PlainIte
   let requests = 0;
   let generations = 0;
   const call = async (path: string, body: Record<string, unknown>, n: number): Promise<string[]> => {
-    const res = await http.post(`${o.baseUrl}${path}`, JSON.stringify({ model: 'stub', n, temperature: 0.7, top_p: 0.9, max_tokens: 256, ...body }), headers, 60_000, never);
+    const res = await http.post(
+      `${o.baseUrl}${path}`,
+      JSON.stringify({ model: 'stub', n, temperature: 0.7, top_p: 0.9, max_tokens: 256, ...body }),
+      headers,
+      60_000,
+      never,
+    );
     if (res.status !== 200) throw new Error(`plain iteration: HTTP ${res.status}: ${res.text.slice(0, 200)}`);
     const choices = (JSON.parse(res.text) as { choices: { index: number; text?: string; message?: { content: string } }[] }).choices;
     requests++;
@@ -52,12 +58,14 @@ export async function plainIteration(o: PlainIterationOptions): Promise<PlainIte
   const pool = async <T, R>(items: readonly T[], fn: (item: T, i: number) => Promise<R>): Promise<R[]> => {
     const out: R[] = new Array(items.length);
     let next = 0;
-    await Promise.all(Array.from({ length: Math.min(o.concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        out[i] = await fn(items[i]!, i);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: Math.min(o.concurrency, items.length) }, async () => {
+        while (next < items.length) {
+          const i = next++;
+          out[i] = await fn(items[i]!, i);
+        }
+      }),
+    );
     return out;
   };
 
@@ -70,7 +78,11 @@ export async function plainIteration(o: PlainIterationOptions): Promise<PlainIte
     mark = now;
   };
 
-  const seed = fs.readFileSync(o.seedIft, 'utf8').split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { prompt: string }).prompt);
+  const seed = fs
+    .readFileSync(o.seedIft, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => (JSON.parse(l) as { prompt: string }).prompt);
   const filter = new InstructionFilter(seed, 0.7);
   const rng = mulberry32(1);
   const kept: string[] = [];
@@ -86,11 +98,17 @@ export async function plainIteration(o: PlainIterationOptions): Promise<PlainIte
     }
   }
   stage('prompts');
-  const candidates = await pool(kept, (prompt, i) => call('/chat/completions', { messages: [{ role: 'user', content: prompt }], seed: i }, o.n));
+  const candidates = await pool(kept, (prompt, i) =>
+    call('/chat/completions', { messages: [{ role: 'user', content: prompt }], seed: i }, o.n),
+  );
   stage('candidates');
   const flat = kept.flatMap((prompt, p) => candidates[p]!.map((text) => ({ prompt: p, text })));
   const scores = await pool(flat, async (c, i) => {
-    const texts = await call('/chat/completions', { messages: [{ role: 'user', content: judgePrompt(kept[c.prompt]!, c.text) }], seed: i }, o.samples);
+    const texts = await call(
+      '/chat/completions',
+      { messages: [{ role: 'user', content: judgePrompt(kept[c.prompt]!, c.text) }], seed: i },
+      o.samples,
+    );
     const got = texts.map((t) => parseJudgeScore(t).score).filter((s): s is number => s !== null);
     return got.length > 0 ? got.reduce((a, b) => a + b, 0) / got.length : null;
   });

@@ -52,10 +52,21 @@ const SEED = arg('seed', 1);
 const N = 4;
 const PROMPTS = Math.ceil((SHARDS * SHARD_SIZE) / N);
 
-function spawnGenerationWorker(address: string, workDir: string, log: string): { child: ChildProcess; ready: Promise<void>; exited: Promise<void> } {
+function spawnGenerationWorker(
+  address: string,
+  workDir: string,
+  log: string,
+): { child: ChildProcess; ready: Promise<void>; exited: Promise<void> } {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repo, 'testing/fake-worker.ts')], {
     cwd: repo,
-    env: { ...process.env, SRLM_TEST_ADDRESS: address, SRLM_TEST_QUEUES: 'generation', SRLM_TEST_WORKDIR: workDir, SRLM_FAKE_DELAY_MS: String(DELAY_MS), SRLM_FAKE_LOG: log },
+    env: {
+      ...process.env,
+      SRLM_TEST_ADDRESS: address,
+      SRLM_TEST_QUEUES: 'generation',
+      SRLM_TEST_WORKDIR: workDir,
+      SRLM_FAKE_DELAY_MS: String(DELAY_MS),
+      SRLM_FAKE_LOG: log,
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -85,7 +96,13 @@ async function main(): Promise<void> {
     connection: native,
     namespace: 'default',
     queues: ['orchestration', 'training'],
-    deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: new FakeCompute(), workDir: path.join(tmp, 'work-orch'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+    deps: {
+      storeFor: defaultStoreFor(path.join(tmp, 'default-store')),
+      compute: new FakeCompute(),
+      workDir: path.join(tmp, 'work-orch'),
+      cacheDir: path.join(tmp, 'cache'),
+      heartbeatIntervalMs: 200,
+    },
   });
   const running = Promise.all(workers.map((w) => w.run()));
   const random = mulberry32(SEED);
@@ -94,7 +111,9 @@ async function main(): Promise<void> {
     'other-host': { redone: [], recover: [], killedAt: [] },
   };
   const stageRequests = PROMPTS * N;
-  console.log(`bench:recovery: ${TRIALS} trials x 2 kinds; judging stage of ${stageRequests} requests in ${Math.ceil(stageRequests / SHARD_SIZE)} shards of ${SHARD_SIZE}; ${DELAY_MS} ms per request; heartbeat timeout ${HEARTBEAT_S} s; partial flush every ${FLUSH_S} s`);
+  console.log(
+    `bench:recovery: ${TRIALS} trials x 2 kinds; judging stage of ${stageRequests} requests in ${Math.ceil(stageRequests / SHARD_SIZE)} shards of ${SHARD_SIZE}; ${DELAY_MS} ms per request; heartbeat timeout ${HEARTBEAT_S} s; partial flush every ${FLUSH_S} s`,
+  );
   try {
     for (let trial = 0; trial < TRIALS; trial++) {
       for (const kind of ['same-host', 'other-host'] as const) {
@@ -109,12 +128,21 @@ async function main(): Promise<void> {
           prompts: { count: PROMPTS, requestsPerRound: 64, maxRounds: 50 },
           candidates: { n: N },
           judge: { samples: 3 },
-          durability: { shardSize: SHARD_SIZE, heartbeatTimeoutSeconds: HEARTBEAT_S, retryInitialSeconds: 0.2, partialFlushSeconds: FLUSH_S },
+          durability: {
+            shardSize: SHARD_SIZE,
+            heartbeatTimeoutSeconds: HEARTBEAT_S,
+            retryInitialSeconds: 0.2,
+            partialFlushSeconds: FLUSH_S,
+          },
           store: { root: path.join(dir, 'store') },
         };
         let gen = spawnGenerationWorker(server.address, path.join(dir, 'work-a'), log);
         await gen.ready;
-        const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
+        const handle = await client.workflow.start('srlmRun', {
+          taskQueue: TASK_QUEUES.orchestration,
+          workflowId: runWorkflowId(run),
+          args: [{ config }],
+        });
         // wait for judging to start, then kill at a random point of it
         const judgeDir = path.join(dir, 'store', 'runs', run, 'iter-1', 'judgments', 'parts', 'all');
         const candidatesManifest = path.join(dir, 'store', 'runs', run, 'iter-1', 'candidates', 'manifest.json');
@@ -135,12 +163,16 @@ async function main(): Promise<void> {
         await gen.exited;
         const judged = lines(log).slice(before);
         const redone = judged.length - new Set(judged).size;
-        if (new Set(judged).size !== stageRequests) throw new Error(`trial ${trial} ${kind}: ${new Set(judged).size} distinct judging requests, expected ${stageRequests}`);
-        if (!fs.existsSync(path.join(judgeDir, '..', '..', 'manifest.json'))) throw new Error(`trial ${trial} ${kind}: judgments not published`);
+        if (new Set(judged).size !== stageRequests)
+          throw new Error(`trial ${trial} ${kind}: ${new Set(judged).size} distinct judging requests, expected ${stageRequests}`);
+        if (!fs.existsSync(path.join(judgeDir, '..', '..', 'manifest.json')))
+          throw new Error(`trial ${trial} ${kind}: judgments not published`);
         results[kind].redone.push(redone / stageRequests);
         results[kind].recover.push(recover);
         results[kind].killedAt.push(killedAt / stageRequests);
-        console.log(`  trial ${trial + 1} ${kind.padEnd(10)} killed at ${((100 * killedAt) / stageRequests).toFixed(1).padStart(5)} % of the stage: redone ${redone} requests (${((100 * redone) / stageRequests).toFixed(2)} %), generating again after ${recover.toFixed(1)} s`);
+        console.log(
+          `  trial ${trial + 1} ${kind.padEnd(10)} killed at ${((100 * killedAt) / stageRequests).toFixed(1).padStart(5)} % of the stage: redone ${redone} requests (${((100 * redone) / stageRequests).toFixed(2)} %), generating again after ${recover.toFixed(1)} s`,
+        );
       }
     }
   } finally {
@@ -151,12 +183,18 @@ async function main(): Promise<void> {
     await server.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  console.log('\nkind        redone median   redone max   recover median   recover max   (a stage without shard resume would redo the stage so far: median ' +
-    `${(100 * median(results['same-host'].killedAt.concat(results['other-host'].killedAt))).toFixed(1)} %)`);
+  console.log(
+    '\nkind        redone median   redone max   recover median   recover max   (a stage without shard resume would redo the stage so far: median ' +
+      `${(100 * median(results['same-host'].killedAt.concat(results['other-host'].killedAt))).toFixed(1)} %)`,
+  );
   for (const kind of ['same-host', 'other-host'] as const) {
     const r = results[kind];
     console.log(
-      `${kind.padEnd(10)}  ${(100 * median(r.redone)).toFixed(2).padStart(11)} %  ${(100 * Math.max(...r.redone)).toFixed(2).padStart(9)} %  ${median(r.recover).toFixed(1).padStart(13)} s  ${Math.max(...r.recover).toFixed(1).padStart(10)} s`,
+      `${kind.padEnd(10)}  ${(100 * median(r.redone)).toFixed(2).padStart(11)} %  ${(100 * Math.max(...r.redone)).toFixed(2).padStart(9)} %  ${median(r.recover).toFixed(1).padStart(13)} s  ${Math.max(
+        ...r.recover,
+      )
+        .toFixed(1)
+        .padStart(10)} s`,
     );
   }
 }

@@ -76,13 +76,18 @@ async function main(): Promise<void> {
   };
 
   const results: Record<'per-job' | 'resident', { seconds: number; tokens: number }[]> = { 'per-job': [], resident: [] };
-  console.log(`bench:resident — ${ROUNDS} rounds; an iteration = 3 jobs (n = 1, 4, 3) of ${REQUESTS} requests, ${TOKENS} new tokens, batch ${BATCH}, ${THREADS} threads, ${path.basename(model)} on CPU`);
+  console.log(
+    `bench:resident — ${ROUNDS} rounds; an iteration = 3 jobs (n = 1, 4, 3) of ${REQUESTS} requests, ${TOKENS} new tokens, batch ${BATCH}, ${THREADS} threads, ${path.basename(model)} on CPU`,
+  );
   for (let r = 0; r < ROUNDS; r++) {
     const order: ('per-job' | 'resident')[] = r % 2 === 0 ? ['per-job', 'resident'] : ['resident', 'per-job'];
     for (const kind of order) {
       // a fresh pool per round: the resident figure includes the one model load of its iteration
       const pool = new ResidentPool({ python: env.python, packageDir });
-      const backend = kind === 'per-job' ? perJob : new ResidentCompute(pool, { idleSeconds: 600, affinitySeconds: 30, maxModels: 1, requestTimeoutSeconds: 1800 }, perJob);
+      const backend =
+        kind === 'per-job'
+          ? perJob
+          : new ResidentCompute(pool, { idleSeconds: 600, affinitySeconds: 30, maxModels: 1, requestTimeoutSeconds: 1800 }, perJob);
       const res = await iteration(backend, r);
       await pool.stopAll();
       results[kind].push(res);
@@ -97,7 +102,9 @@ async function main(): Promise<void> {
     const tps = median(results[kind].map((x) => x.tokens / x.seconds));
     console.log(`${kind.padEnd(10)} ${s.toFixed(1).padStart(10)} s ${tps.toFixed(1).padStart(14)}`);
   }
-  console.log(`ratio per-job / resident: ${(per / res).toFixed(2)}x (${(per - res).toFixed(1)} s saved per iteration's three generation activities)`);
+  console.log(
+    `ratio per-job / resident: ${(per / res).toFixed(2)}x (${(per - res).toFixed(1)} s saved per iteration's three generation activities)`,
+  );
   fs.rmSync(tmp, { recursive: true, force: true });
 }
 

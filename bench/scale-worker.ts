@@ -39,14 +39,22 @@ async function main(): Promise<void> {
     namespace: 'default',
     queues: ALL_QUEUES,
     computeConcurrency: Number(process.env.SRLM_BENCH_COMPUTE_CONCURRENCY ?? 1),
-    deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store')), compute: trainer, engineFor: openAIEngines(trainer), workDir, cacheDir: path.join(workDir, 'cache') },
+    deps: {
+      storeFor: defaultStoreFor(path.join(workDir, 'default-store')),
+      compute: trainer,
+      engineFor: openAIEngines(trainer),
+      workDir,
+      cacheDir: path.join(workDir, 'cache'),
+    },
   });
   if (process.env.SRLM_BENCH_MEMLOG) {
     // heap vs the rest of RSS, for finding what grows with the run's size
     setInterval(() => {
       const m = process.memoryUsage();
       const mb = (n: number): string => (n / 2 ** 20).toFixed(0);
-      console.error(`memlog ${Date.now()} rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)}`);
+      console.error(
+        `memlog ${Date.now()} rss ${mb(m.rss)} heapTotal ${mb(m.heapTotal)} heapUsed ${mb(m.heapUsed)} external ${mb(m.external)} arrayBuffers ${mb(m.arrayBuffers)}`,
+      );
     }, 2000).unref();
   }
   console.log('ready');

@@ -50,8 +50,18 @@ const WORKERS = arg('workers', 1);
 const PARTS = arg('parts', 1);
 
 /** Spawns `node --import tsx <script> ...` and resolves with the first stdout line matching `re`. */
-function spawnTs(script: string, args: string[], env: Record<string, string>, re: RegExp, nodeFlags: string[] = []): { child: ChildProcess; match: Promise<RegExpExecArray> } {
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(repo, script), ...args], { cwd: repo, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+function spawnTs(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  re: RegExp,
+  nodeFlags: string[] = [],
+): { child: ChildProcess; match: Promise<RegExpExecArray> } {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', path.join(repo, script), ...args], {
+    cwd: repo,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const match = new Promise<RegExpExecArray>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on('line', (l) => {
       const m = re.exec(l);
@@ -72,7 +82,15 @@ async function stats(url: string): Promise<{ served: number; generations: number
 }
 
 function judgeLikeBody(i: number): string {
-  return JSON.stringify({ model: 'stub', messages: [{ role: 'user', content: `plain loop question ${i}` }], n: SAMPLES, temperature: 0.7, top_p: 0.9, max_tokens: 256, seed: i });
+  return JSON.stringify({
+    model: 'stub',
+    messages: [{ role: 'user', content: `plain loop question ${i}` }],
+    n: SAMPLES,
+    temperature: 0.7,
+    top_p: 0.9,
+    max_tokens: 256,
+    seed: i,
+  });
 }
 
 /**
@@ -132,12 +150,16 @@ function rssMb(pid: number): number {
 }
 
 /** Activity durations (scheduled -> completed) and the history's size. */
-function readHistory(workflow: string, h: temporal.api.history.v1.IHistory): { stages: StageTime[]; events: number; bytes: number; startLatencies: { name: string; ms: number }[] } {
+function readHistory(
+  workflow: string,
+  h: temporal.api.history.v1.IHistory,
+): { stages: StageTime[]; events: number; bytes: number; startLatencies: { name: string; ms: number }[] } {
   const events = h.events ?? [];
   const scheduled = new Map<string, { name: string; at: number }>();
   const stages: StageTime[] = [];
   const startLatencies: { name: string; ms: number }[] = [];
-  const ms = (e: temporal.api.history.v1.IHistoryEvent): number => Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round(Number(e.eventTime?.nanos ?? 0) / 1e6);
+  const ms = (e: temporal.api.history.v1.IHistoryEvent): number =>
+    Number(e.eventTime?.seconds ?? 0) * 1000 + Math.round(Number(e.eventTime?.nanos ?? 0) / 1e6);
   for (const e of events) {
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { name: s.activityType?.name ?? '?', at: ms(e) });
@@ -164,7 +186,20 @@ async function main(): Promise<void> {
   // every worker takes as many generation parts at once as there are parts (so a part never
   // waits for a slot: its schedule-to-start is the server's and the loaded worker's latency)
   const workers = Array.from({ length: WORKERS }, (_, w) =>
-    spawnTs('bench/scale-worker.ts', [], { SRLM_BENCH_ADDRESS: server.address, SRLM_BENCH_WORKDIR: path.join(tmp, `work-${w}`), SRLM_BENCH_COMPUTE_CONCURRENCY: String(PARTS) }, /^ready$/, [...(WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []), ...(process.env.SRLM_BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean)]),
+    spawnTs(
+      'bench/scale-worker.ts',
+      [],
+      {
+        SRLM_BENCH_ADDRESS: server.address,
+        SRLM_BENCH_WORKDIR: path.join(tmp, `work-${w}`),
+        SRLM_BENCH_COMPUTE_CONCURRENCY: String(PARTS),
+      },
+      /^ready$/,
+      [
+        ...(WORKER_HEAP_MB > 0 ? [`--max-old-space-size=${WORKER_HEAP_MB}`] : []),
+        ...(process.env.SRLM_BENCH_WORKER_FLAGS ?? '').split(' ').filter(Boolean),
+      ],
+    ),
   );
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
@@ -180,16 +215,26 @@ async function main(): Promise<void> {
       prompts: { count: PROMPTS, requestsPerRound: Math.min(4096, Math.max(64, Math.ceil(PROMPTS / 3))), maxRounds: 100 },
       candidates: { n: N },
       judge: { samples: SAMPLES },
-      compute: { engine: { kind: 'openai', baseUrl: `${stubBase}/v1`, model: 'stub', concurrency: CONCURRENCY, timeoutSeconds: 60, maxRetries: 5 }, ...(PARTS > 1 ? { fleet: { parts: PARTS } } : {}) },
+      compute: {
+        engine: { kind: 'openai', baseUrl: `${stubBase}/v1`, model: 'stub', concurrency: CONCURRENCY, timeoutSeconds: 60, maxRetries: 5 },
+        ...(PARTS > 1 ? { fleet: { parts: PARTS } } : {}),
+      },
       durability: { shardSize: SHARD_SIZE },
       store: { root: path.join(tmp, 'store') },
     };
-    console.log(`bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}${WORKER_HEAP_MB > 0 ? `; worker heap limit ${WORKER_HEAP_MB} MB` : ''}; no-op trainer; local store; Temporal dev server; ${WORKERS} worker process${WORKERS > 1 ? 'es' : ''}${PARTS > 1 ? `; fleet of ${PARTS} parts` : ''}`);
+    console.log(
+      `bench:scale: 1 iteration, ${PROMPTS} prompts x ${N} candidates x ${SAMPLES} judgments; stub OpenAI server (separate process), concurrency ${CONCURRENCY}, shards of ${SHARD_SIZE}${WORKER_HEAP_MB > 0 ? `; worker heap limit ${WORKER_HEAP_MB} MB` : ''}; no-op trainer; local store; Temporal dev server; ${WORKERS} worker process${WORKERS > 1 ? 'es' : ''}${PARTS > 1 ? `; fleet of ${PARTS} parts` : ''}`,
+    );
     // the workers' largest RSS every 200 ms, attributed to stages afterwards by their activity times
     const samples: { at: number; mb: number }[] = [];
     const sampler = setInterval(() => samples.push({ at: Date.now(), mb: Math.max(...pids.map(rssMb)) }), 200);
     const before = await stats(stubBase);
-    const cpuPids: Record<string, number> = { ...Object.fromEntries(pids.map((pid, w) => [WORKERS > 1 ? `worker ${w + 1}` : 'worker', pid])), stub: stubProc.child.pid!, 'temporal server': server.pid, 'bench (client, sampler)': process.pid };
+    const cpuPids: Record<string, number> = {
+      ...Object.fromEntries(pids.map((pid, w) => [WORKERS > 1 ? `worker ${w + 1}` : 'worker', pid])),
+      stub: stubProc.child.pid!,
+      'temporal server': server.pid,
+      'bench (client, sampler)': process.pid,
+    };
     const cpuBefore = Object.fromEntries(Object.entries(cpuPids).map(([k, pid]) => [k, cpuSeconds(pid)]));
     const t0 = Date.now();
     await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config }] });
@@ -202,24 +247,40 @@ async function main(): Promise<void> {
     const generations = after.generations - before.generations;
 
     const histories = await Promise.all(
-      [runWorkflowId(run), iterationWorkflowId(run, 1)].map(async (id) => readHistory(id, await client.workflow.getHandle(id).fetchHistory())),
+      [runWorkflowId(run), iterationWorkflowId(run, 1)].map(async (id) =>
+        readHistory(id, await client.workflow.getHandle(id).fetchHistory()),
+      ),
     );
     console.log('\nstage (activity)                    seconds  max RSS MB');
     for (const s of histories.flatMap((h) => h.stages)) {
       const peak = samples.filter((x) => x.at >= s.from && x.at <= s.to).reduce((m, x) => Math.max(m, x.mb), 0);
-      console.log(`  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)} ${peak > 0 ? peak.toFixed(0).padStart(11) : '          -'}`);
+      console.log(
+        `  ${s.activity.padEnd(32)} ${s.seconds.toFixed(1).padStart(8)} ${peak > 0 ? peak.toFixed(0).padStart(11) : '          -'}`,
+      );
     }
     console.log(`  ${'total (run, end to end)'.padEnd(32)} ${total.toFixed(1).padStart(8)}`);
     console.log(`\nHTTP calls: ${calls} in ${total.toFixed(1)} s = ${(calls / total).toFixed(0)} calls/s end to end`);
-    console.log(`generations (completions; a request with n = 4 or 3 samples counts 4 or 3): ${generations} = ${(generations / total).toFixed(0)} generations/s end to end`);
+    console.log(
+      `generations (completions; a request with n = 4 or 3 samples counts 4 or 3): ${generations} = ${(generations / total).toFixed(0)} generations/s end to end`,
+    );
     console.log(`CPU time during the run (2 cores = ${(2 * total).toFixed(0)} CPU-s): ${cpuUsed.join(', ')}`);
     console.log(`worker process peak RSS (VmHWM): ${rss.map((mb) => `${mb.toFixed(0)} MB`).join(', ')}`);
-    histories.forEach((h, i) => console.log(`history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`));
+    histories.forEach((h, i) =>
+      console.log(
+        `history ${[runWorkflowId(run), iterationWorkflowId(run, 1)][i]}: ${h.events} events, ${(h.bytes / 1024).toFixed(1)} KiB`,
+      ),
+    );
     const latency = (label: string, keep: (name: string) => boolean): void => {
-      const lat = histories.flatMap((h) => h.startLatencies).filter((x) => keep(x.name)).map((x) => x.ms).sort((a, b) => a - b);
+      const lat = histories
+        .flatMap((h) => h.startLatencies)
+        .filter((x) => keep(x.name))
+        .map((x) => x.ms)
+        .sort((a, b) => a - b);
       if (lat.length === 0) return;
       const pct = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))]!;
-      console.log(`activity scheduling latency (scheduled -> started), ${label} (${lat.length}): p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1]} ms`);
+      console.log(
+        `activity scheduling latency (scheduled -> started), ${label} (${lat.length}): p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${lat[lat.length - 1]} ms`,
+      );
     };
     latency('all activities', () => true);
     // fleet parts are scheduled together, each while the others keep the workers busy
@@ -228,16 +289,31 @@ async function main(): Promise<void> {
     console.log(`largest history: ${largest.events} events, ${(largest.bytes / 1024).toFixed(1)} KiB`);
 
     // the same iteration as a plain in-memory loop (bench/plain-iteration.ts)
-    const plain = await plainIteration({ baseUrl: `${stubBase}/v1`, seedIft: path.join(repo, 'seed/ift.jsonl'), prompts: PROMPTS, requestsPerRound: config.prompts!.requestsPerRound!, maxRounds: config.prompts!.maxRounds!, n: N, samples: SAMPLES, concurrency: CONCURRENCY });
-    console.log(`\nplain in-memory iteration (same stub, HTTP client, concurrency and core/ logic; no Temporal, no store, no resume): ${plain.seconds.toFixed(1)} s`);
-    console.log(`  ${plain.stages.map((x) => `${x.name} ${x.seconds.toFixed(1)} s`).join(', ')}; ${plain.prompts} prompts, ${plain.requests} HTTP calls, ${plain.generations} generations = ${(plain.generations / plain.seconds).toFixed(0)} generations/s, ${plain.pairs} pairs`);
+    const plain = await plainIteration({
+      baseUrl: `${stubBase}/v1`,
+      seedIft: path.join(repo, 'seed/ift.jsonl'),
+      prompts: PROMPTS,
+      requestsPerRound: config.prompts!.requestsPerRound!,
+      maxRounds: config.prompts!.maxRounds!,
+      n: N,
+      samples: SAMPLES,
+      concurrency: CONCURRENCY,
+    });
+    console.log(
+      `\nplain in-memory iteration (same stub, HTTP client, concurrency and core/ logic; no Temporal, no store, no resume): ${plain.seconds.toFixed(1)} s`,
+    );
+    console.log(
+      `  ${plain.stages.map((x) => `${x.name} ${x.seconds.toFixed(1)} s`).join(', ')}; ${plain.prompts} prompts, ${plain.requests} HTTP calls, ${plain.generations} generations = ${(plain.generations / plain.seconds).toFixed(0)} generations/s, ${plain.pairs} pairs`,
+    );
     console.log(`ratio of wall times, durable run / plain iteration: ${(total / plain.seconds).toFixed(2)}x`);
 
     if (PLAIN_CALLS > 0) {
       const rate = calls / total;
       for (const client of ['fetch', 'node:http'] as const) {
         const secs = await plainLoop(stubBase, PLAIN_CALLS, CONCURRENCY, client);
-        console.log(`\nplain request loop with ${client} (judge-like requests, n=${SAMPLES}, concurrency ${CONCURRENCY}): ${PLAIN_CALLS} calls in ${secs.toFixed(1)} s = ${(PLAIN_CALLS / secs).toFixed(0)} calls/s`);
+        console.log(
+          `\nplain request loop with ${client} (judge-like requests, n=${SAMPLES}, concurrency ${CONCURRENCY}): ${PLAIN_CALLS} calls in ${secs.toFixed(1)} s = ${(PLAIN_CALLS / secs).toFixed(0)} calls/s`,
+        );
         console.log(`ratio of calls/s, request loop (${client}) / end to end: ${(PLAIN_CALLS / secs / rate).toFixed(2)}x`);
       }
     }

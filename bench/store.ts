@@ -46,7 +46,13 @@ async function main(): Promise<void> {
   const tmp = await fs.mkdtemp(path.join(process.env.SRLM_BENCH_DIR ?? os.tmpdir(), 'srlm-bench-store-'));
   const access = 'benchaccess';
   const secret = randomBytes(16).toString('hex');
-  const server = await startS3Server({ bin: s3ServerBin(loadEnvPaths()), dir: path.join(tmp, 's3'), accessKey: access, secretKey: secret, keepAlive: true });
+  const server = await startS3Server({
+    bin: s3ServerBin(loadEnvPaths()),
+    dir: path.join(tmp, 's3'),
+    accessKey: access,
+    secretKey: secret,
+    keepAlive: true,
+  });
   const credentials = { accessKeyId: access, secretAccessKey: secret };
   // every way below shares the store's client settings (retries, checksums: see s3ClientConfig)
   const client = new S3Client({ ...s3ClientConfig({ endpoint: server.endpoint }), credentials });
@@ -60,7 +66,9 @@ async function main(): Promise<void> {
       await fh.write(chunk, 0, Math.min(chunk.length, bytes - off));
     }
     await fh.close();
-    console.log(`bench:store: ${mib} MiB file, ${reps} reps, parts of ${partMiB} MiB, ${concurrency} in flight; server ${server.endpoint} (Versity S3 Gateway, posix backend on ${tmp}); ${os.cpus().length} CPUs`);
+    console.log(
+      `bench:store: ${mib} MiB file, ${reps} reps, parts of ${partMiB} MiB, ${concurrency} in flight; server ${server.endpoint} (Versity S3 Gateway, posix backend on ${tmp}); ${os.cpus().length} CPUs`,
+    );
 
     const times: Record<string, number[]> = {};
     const time = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
@@ -74,13 +82,27 @@ async function main(): Promise<void> {
     for (let r = 1; r <= reps; r++) {
       console.log(`rep ${r}/${reps}`);
       const key = `rep-${r}`;
-      const store = new S3Store({ bucket: 'bench', prefix: key, client, cacheDir: path.join(tmp, `cache-up-${r}`), partSize: partMiB * 1024 * 1024, concurrency });
+      const store = new S3Store({
+        bucket: 'bench',
+        prefix: key,
+        client,
+        cacheDir: path.join(tmp, `cache-up-${r}`),
+        partSize: partMiB * 1024 * 1024,
+        concurrency,
+      });
       await time('disk copy', async () => {
         await fs.copyFile(src, path.join(tmp, `copy-${r}`));
       });
       await fs.rm(path.join(tmp, `copy-${r}`));
       await time('store upload', () => store.putFile('ckpt/model.safetensors', src));
-      const reader = new S3Store({ bucket: 'bench', prefix: key, client, cacheDir: path.join(tmp, `cache-down-${r}`), partSize: partMiB * 1024 * 1024, concurrency });
+      const reader = new S3Store({
+        bucket: 'bench',
+        prefix: key,
+        client,
+        cacheDir: path.join(tmp, `cache-down-${r}`),
+        partSize: partMiB * 1024 * 1024,
+        concurrency,
+      });
       await time('store download', () => reader.localDir('ckpt'));
       await fs.rm(path.join(tmp, `cache-up-${r}`), { recursive: true, force: true });
       await fs.rm(path.join(tmp, `cache-down-${r}`), { recursive: true, force: true });
@@ -93,9 +115,15 @@ async function main(): Promise<void> {
       });
       await fs.rm(path.join(tmp, `get-${r}`));
       await time('lib-storage', () =>
-        new Upload({ client, params: { Bucket: 'bench', Key: `${key}/libstorage`, Body: createReadStream(src) }, queueSize: concurrency, partSize: partMiB * 1024 * 1024 }).done(),
+        new Upload({
+          client,
+          params: { Bucket: 'bench', Key: `${key}/libstorage`, Body: createReadStream(src) },
+          queueSize: concurrency,
+          partSize: partMiB * 1024 * 1024,
+        }).done(),
       );
-      for (const k of ['single', 'libstorage', 'ckpt/model.safetensors']) await client.send(new DeleteObjectCommand({ Bucket: 'bench', Key: `${key}/${k}` }));
+      for (const k of ['single', 'libstorage', 'ckpt/model.safetensors'])
+        await client.send(new DeleteObjectCommand({ Bucket: 'bench', Key: `${key}/${k}` }));
     }
 
     const mbps = (name: string): number => bytes / 1e6 / median(times[name]!);

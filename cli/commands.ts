@@ -20,7 +20,14 @@ import type { RunConfig } from '../core/schemas';
 import { temporalSettings } from '../infra/connection';
 import { defaultStateDir, loadEnvPaths } from '../infra/paths';
 import { LOCAL_S3_STORE } from './defaults';
-import { progressQuery, scheduleId as scheduleIdOf, runWorkflowId, type RunProgress, type RunResult, TASK_QUEUES } from '../workflows/contract';
+import {
+  progressQuery,
+  scheduleId as scheduleIdOf,
+  runWorkflowId,
+  type RunProgress,
+  type RunResult,
+  TASK_QUEUES,
+} from '../workflows/contract';
 import { checkFilesExist, ConfigError, loadRunConfig } from './config';
 import { connectOrExplain, noWorkerMessage, OperatorError, requireWorker, workflowPollers } from './connect';
 import { listLineage, renderLineage } from './models';
@@ -46,7 +53,10 @@ const connect = () => connectOrExplain(settings());
  */
 async function findRunWorkflowId(client: Client, run: string): Promise<string | null> {
   const scheduled = /^(.*-\d{4}-\d{2}-\d{2}T)(\d{2})-(\d{2})-(\d{2})Z$/.exec(run);
-  const ids = [runWorkflowId(run), ...(scheduled ? [runWorkflowId(`${scheduled[1]}${scheduled[2]}:${scheduled[3]}:${scheduled[4]}Z`)] : [])];
+  const ids = [
+    runWorkflowId(run),
+    ...(scheduled ? [runWorkflowId(`${scheduled[1]}${scheduled[2]}:${scheduled[3]}:${scheduled[4]}Z`)] : []),
+  ];
   for (const id of ids) {
     try {
       await client.workflow.getHandle(id).describe();
@@ -61,7 +71,10 @@ async function findRunWorkflowId(client: Client, run: string): Promise<string | 
 /** The run's workflow ID, once it exists and a worker polls its queue: what a query (status, watch) needs. */
 async function requireRunAndWorker(client: Client, run: string, what: string): Promise<string> {
   const workflowId = await findRunWorkflowId(client, run);
-  if (!workflowId) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}; \`srlm schedule describe\` lists a schedule's runs`);
+  if (!workflowId)
+    throw new ConfigError(
+      `no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}; \`srlm schedule describe\` lists a schedule's runs`,
+    );
   await requireWorker(client, TASK_QUEUES.orchestration, address(), what);
   return workflowId;
 }
@@ -85,7 +98,8 @@ async function checkConfig(file: string, runName?: string): Promise<ConfigCheck>
     if (config.seed.eft) inputs.push({ field: 'seed.eft', file: config.seed.eft, records: seed.eft.length });
     const ev = config.evaluation;
     if (ev?.prompts && prompts) inputs.push({ field: 'evaluation.prompts', file: ev.prompts.file, records: prompts.length });
-    if (ev?.judgeSet && ranked) inputs.push({ field: 'evaluation.judgeSet', file: (ev.judgeSet.ranked ?? ev.judgeSet.oasst)!, records: ranked.length });
+    if (ev?.judgeSet && ranked)
+      inputs.push({ field: 'evaluation.judgeSet', file: (ev.judgeSet.ranked ?? ev.judgeSet.oasst)!, records: ranked.length });
   } catch (err) {
     if (err instanceof ApplicationFailure) throw new ConfigError(err.message);
     throw err;
@@ -103,12 +117,34 @@ export async function cmdValidate(opts: { config: string; run?: string; json?: b
   const b = config.baseModel;
   const model = 'packaged' in b ? `packaged ${b.packaged}` : 'promoted' in b ? `promoted model of lineage ${b.promoted}` : b.path;
   if (opts.json) {
-    console.log(JSON.stringify({ valid: true, run: config.run, workflowId: runWorkflowId(config.run), configHash: configHash(config), baseModel: model, iterations: config.iterations, inputs }, null, 2));
+    console.log(
+      JSON.stringify(
+        {
+          valid: true,
+          run: config.run,
+          workflowId: runWorkflowId(config.run),
+          configHash: configHash(config),
+          baseModel: model,
+          iterations: config.iterations,
+          inputs,
+        },
+        null,
+        2,
+      ),
+    );
     return;
   }
-  console.log(`${opts.config}: valid. Run "${config.run}" (workflow ${runWorkflowId(config.run)}), base model ${model}, ${config.iterations} iteration${config.iterations === 1 ? '' : 's'}${config.evaluation ? ', with evaluation' : ''}.`);
+  console.log(
+    `${opts.config}: valid. Run "${config.run}" (workflow ${runWorkflowId(config.run)}), base model ${model}, ${config.iterations} iteration${config.iterations === 1 ? '' : 's'}${config.evaluation ? ', with evaluation' : ''}.`,
+  );
   for (const i of inputs) console.log(`  ${i.field.padEnd(20)} ${String(i.records).padStart(5)} records  ${i.file}`);
-  console.log('Nothing was started: `srlm run -c ' + opts.config + '` runs it on the embedded stack, `srlm start -c ' + opts.config + '` on a cluster.');
+  console.log(
+    'Nothing was started: `srlm run -c ' +
+      opts.config +
+      '` runs it on the embedded stack, `srlm start -c ' +
+      opts.config +
+      '` on a cluster.',
+  );
 }
 
 async function startOrAttach(client: Client, config: RunConfig): Promise<{ workflowId: string; attached: boolean }> {
@@ -116,7 +152,11 @@ async function startOrAttach(client: Client, config: RunConfig): Promise<{ workf
   const sa = await ensureSearchAttributes(client, client.options.namespace);
   if (!sa.enabled) sayErr(`note: runs are started without search attributes: ${sa.reason}`);
   try {
-    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId, args: [{ config, searchAttributes: sa.enabled }] });
+    await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId,
+      args: [{ config, searchAttributes: sa.enabled }],
+    });
     return { workflowId, attached: false };
   } catch (err) {
     if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
@@ -135,7 +175,14 @@ async function startOrAttach(client: Client, config: RunConfig): Promise<{ workf
 }
 
 /** Polls the progress query and prints stage changes with their durations until the run ends. */
-async function watch(client: Client, workflowId: string, print: (l: string) => void, stop?: AbortSignal, live = false, liveEveryMs = 5000): Promise<RunResult | null> {
+async function watch(
+  client: Client,
+  workflowId: string,
+  print: (l: string) => void,
+  stop?: AbortSignal,
+  live = false,
+  liveEveryMs = 5000,
+): Promise<RunResult | null> {
   let lastLive = 0;
   const handle = client.workflow.getHandle(workflowId);
   // The result long-poll is aborted with the watch, so closing the connection afterwards is
@@ -185,14 +232,16 @@ async function watch(client: Client, workflowId: string, print: (l: string) => v
   if (lastStage && lastStage !== 'done') stageTimes.push([lastStage, (Date.now() - stageStarted) / 1000]);
   const out = await result;
   for (let i = printedSummaries; i < out.summaries.length; i++) print('\n' + renderIterationSummaryMarkdown(out.summaries[i]!));
-  if (out.promoted) print(`\npromoted: ${out.promoted}${out.promoted !== out.finalModel.modelId ? ` (the newest model that passed its promotion gate; the final model ${out.finalModel.modelId} did not)` : ''}`);
+  if (out.promoted)
+    print(
+      `\npromoted: ${out.promoted}${out.promoted !== out.finalModel.modelId ? ` (the newest model that passed its promotion gate; the final model ${out.finalModel.modelId} did not)` : ''}`,
+    );
   if (stageTimes.length) {
     print('\nWall time per stage (as observed by this CLI):');
     for (const [stage, s] of stageTimes) print(`  ${stage.padEnd(20)} ${formatDuration(s)}`);
   }
   return out;
 }
-
 
 /**
  * A --store value: an s3:// URI (checked), a file:///absolute/path or a directory (made
@@ -205,13 +254,18 @@ function checkStoreRoot(store: string, mustExist = false): string {
       try {
         dir = fileURLToPath(store);
       } catch (err) {
-        throw new ConfigError(`--store ${store}: not a usable file URI (${(err as Error).message}); write file:///absolute/path or the directory itself`);
+        throw new ConfigError(
+          `--store ${store}: not a usable file URI (${(err as Error).message}); write file:///absolute/path or the directory itself`,
+        );
       }
     } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(store)) {
       throw new ConfigError(`--store ${store}: only a directory, file:///absolute/path or s3://bucket/prefix is a store`);
     }
     const abs = path.resolve(dir);
-    if (mustExist && !fs.existsSync(abs)) throw new ConfigError(`--store ${store}: ${abs} does not exist; name the store a run wrote (--store, SRLM_STORE_ROOT or --state-dir)`);
+    if (mustExist && !fs.existsSync(abs))
+      throw new ConfigError(
+        `--store ${store}: ${abs} does not exist; name the store a run wrote (--store, SRLM_STORE_ROOT or --state-dir)`,
+      );
     return abs;
   }
   try {
@@ -240,14 +294,23 @@ export async function cmdRun(opts: { config: string; run?: string; stateDir?: st
   const store = opts.store ?? (opts.localS3 ? LOCAL_S3_STORE : undefined);
   if (store) config.store = { ...config.store, root: checkStoreRoot(store) };
   const localBucket = opts.localS3 && config.store.root && isS3Uri(config.store.root) ? parseS3Uri(config.store.root).bucket : null;
-  if (opts.localS3 && !localBucket) throw new ConfigError(`--local-s3 needs an s3:// store; the run's store is ${config.store.root ?? 'the default directory'}`);
+  if (opts.localS3 && !localBucket)
+    throw new ConfigError(`--local-s3 needs an s3:// store; the run's store is ${config.store.root ?? 'the default directory'}`);
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
   const t0 = Date.now();
   if (settings().secured) {
-    throw new ConfigError(`srlm run is the embedded stack (a local dev server and in-process workers), but the connection settings name a secured cluster at ${address()}; use \`srlm start\` there, with workers from workers/main.ts`);
+    throw new ConfigError(
+      `srlm run is the embedded stack (a local dev server and in-process workers), but the connection settings name a secured cluster at ${address()}; use \`srlm start\` there, with workers from workers/main.ts`,
+    );
   }
   const { startEmbeddedStack } = await import('./stack'); // the worker SDK: only srlm run needs it
-  const stack = await startEmbeddedStack({ address: address(), namespace: namespace(), stateDir, reporter: consoleReporter(5000), ...(localBucket ? { localS3: { bucket: localBucket } } : {}) });
+  const stack = await startEmbeddedStack({
+    address: address(),
+    namespace: namespace(),
+    stateDir,
+    reporter: consoleReporter(5000),
+    ...(localBucket ? { localS3: { bucket: localBucket } } : {}),
+  });
   const interrupt = new AbortController();
   const onSignal = (): void => {
     if (interrupt.signal.aborted) process.exit(130);
@@ -273,20 +336,30 @@ export async function cmdRun(opts: { config: string; run?: string; stateDir?: st
       try {
         const root = config.store.root ?? path.join(stateDir, 'artifacts');
         const { openStore } = await import('../store/open-store');
-        const runStore = isS3Uri(root) ? openStore(root, config.store.s3 ?? {}, path.join(loadEnvPaths().cacheDir, 'objects')) : openStore(root);
-        const files = await writeRunReport(await buildRunReport(runStore, result.run, (l) => sayErr(l)), path.join(stateDir, 'reports', result.run));
+        const runStore = isS3Uri(root)
+          ? openStore(root, config.store.s3 ?? {}, path.join(loadEnvPaths().cacheDir, 'objects'))
+          : openStore(root);
+        const files = await writeRunReport(
+          await buildRunReport(runStore, result.run, (l) => sayErr(l)),
+          path.join(stateDir, 'reports', result.run),
+        );
         say(`Report: ${files.html}\n        ${files.md}`);
       } catch (err) {
         sayErr(`note: the report could not be written (${(err as Error).message}); try \`srlm report ${result.run}\``);
       }
     }
-    const outcome = describeRunOutcome({ run: result.run, summaries: result.summaries, finalModel: result.finalModel.modelId, promoted: result.promoted });
+    const outcome = describeRunOutcome({
+      run: result.run,
+      summaries: result.summaries,
+      finalModel: result.finalModel.modelId,
+      promoted: result.promoted,
+    });
     console.log('');
     for (const l of paintOutcome(outcome, terminalHasColour(process.stdout))) console.log(l);
     if (config.run === 'demo') {
       console.log(
         '\nWhat this demo shows: the whole self-rewarding loop (M0 -> SFT -> M1 -> self-instruct, N=4 candidates, 3 judgments each, pairs, DPO -> M2 -> evaluation -> gate -> report)\n' +
-          'running durably on Temporal with a real model. What it cannot show at 135M parameters and a few pairs: the paper\'s gains, which came at 70B over\n' +
+          "running durably on Temporal with a real model. What it cannot show at 135M parameters and a few pairs: the paper's gains, which came at 70B over\n" +
           'thousands of pairs. Next: docs/concepts.md (what each stage does), docs/paper-scale.md (a 70B run), `srlm plan configs/llama-70b.json`.',
       );
     }
@@ -303,7 +376,8 @@ export async function cmdStart(opts: { config: string; run?: string; json?: bool
   const connection = await connect();
   try {
     const client = new Client({ connection, namespace: namespace() });
-    if ((await workflowPollers(client, TASK_QUEUES.orchestration)) === 0) sayErr(`note: ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'the run waits in the queue until one does')}`);
+    if ((await workflowPollers(client, TASK_QUEUES.orchestration)) === 0)
+      sayErr(`note: ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'the run waits in the queue until one does')}`);
     const { workflowId, attached } = await startOrAttach(client, config);
     if (opts.json) say(JSON.stringify({ run: config.run, workflowId, attached, configHash: configHash(config) }));
     else say(`${attached ? 'Already running' : 'Started'}: ${workflowId}`);
@@ -325,7 +399,10 @@ export async function cmdStatus(run: string, opts: { json?: boolean }): Promise<
       if (p.live) say(`  ${formatLiveStage(p.live)}`);
       if (p.paused) say(`  paused since ${p.paused.since}: ${p.paused.reason}`);
       if (p.error) say(`  error: ${p.error}`);
-      for (const g of p.gates ?? []) say(`  gate, iteration ${g.iteration}: ${g.model} ${g.passed ? 'passed' : `held back (on failure: ${g.onFail}): ${g.failed.join('; ')}`}`);
+      for (const g of p.gates ?? [])
+        say(
+          `  gate, iteration ${g.iteration}: ${g.model} ${g.passed ? 'passed' : `held back (on failure: ${g.onFail}): ${g.failed.join('; ')}`}`,
+        );
       if (p.promoted) say(`  promoted: ${p.promoted}`);
       const last = p.summaries.at(-1);
       if (last) say('\n' + renderIterationSummaryMarkdown(last));
@@ -355,7 +432,10 @@ export async function cmdPause(run: string, opts: { reason?: string; json?: bool
 export async function cmdResume(run: string, opts: { config?: string; rename?: boolean; watch?: boolean; json?: boolean }): Promise<void> {
   const config = opts.config ? await loadConfigOrExit(opts.config, opts.rename ? run : undefined) : undefined;
   // a resumed run keeps its identity: a config naming another run is a mistake unless told otherwise
-  if (config && config.run !== run) throw new ConfigError(`${opts.config}: the config names run "${config.run}", not "${run}": a resumed run keeps its name; pass --rename to continue "${run}" under this config anyway`);
+  if (config && config.run !== run)
+    throw new ConfigError(
+      `${opts.config}: the config names run "${config.run}", not "${run}": a resumed run keeps its name; pass --rename to continue "${run}" under this config anyway`,
+    );
   await withClient(async (client) => {
     // a running (paused) run gets the resume signal; one that ended gets a new execution
     if (!config && (await unpauseRun(client, run))) {
@@ -370,7 +450,9 @@ export async function cmdResume(run: string, opts: { config?: string; rename?: b
       if (opts.watch) await watch(client, out.workflowId, () => undefined);
       return;
     }
-    say(`Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`);
+    say(
+      `Resumed run "${run}": the ${out.previousStatus.toLowerCase()} execution ${out.previousRunId} is followed by ${out.runId} (workflow ${out.workflowId})${out.configChanged ? ', with the new config' : ''}.`,
+    );
     say('Completed stages, committed shards and training checkpoints are reused.');
     if (opts.watch) await watch(client, out.workflowId, (l) => say(l));
   });
@@ -390,15 +472,22 @@ export async function cmdCancel(run: string, opts: { json?: boolean }): Promise<
     if (!workflowId) throw new ConfigError(`no run "${run}" (workflow ${runWorkflowId(run)}) in namespace ${namespace()} at ${address()}`);
     const handle = client.workflow.getHandle(workflowId);
     const before = (await handle.describe()).status.name;
-    if (before !== 'RUNNING' && before !== 'CANCELLED') throw new ConfigError(`run "${run}" already ended (${before.toLowerCase()}); nothing to cancel`);
+    if (before !== 'RUNNING' && before !== 'CANCELLED')
+      throw new ConfigError(`run "${run}" already ended (${before.toLowerCase()}); nothing to cancel`);
     // a cancellation only takes effect when a worker runs the workflow: say so now, not after the wait
     if (before === 'RUNNING' && (await workflowPollers(client, TASK_QUEUES.orchestration)) === 0) {
       await handle.cancel();
-      throw new OperatorError('no-worker', `cancellation of run "${run}" is recorded, but ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'nothing stops it yet')}`);
+      throw new OperatorError(
+        'no-worker',
+        `cancellation of run "${run}" is recorded, but ${noWorkerMessage(TASK_QUEUES.orchestration, address(), 'nothing stops it yet')}`,
+      );
     }
     const status = before === 'CANCELLED' ? before : await cancelRun(client, run, undefined, workflowId);
     if (opts.json) say(JSON.stringify({ run, workflowId, status }));
-    else say(`run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`);
+    else
+      say(
+        `run "${run}": ${status === 'RUNNING' ? 'cancellation requested; still stopping' : status.toLowerCase()}. Published artifacts are kept; \`srlm resume ${run}\` continues it.`,
+      );
     // exit 0 once the run is cancelled (or was); 1 while it is still stopping
     if (status === 'RUNNING') process.exitCode = 1;
   });
@@ -424,13 +513,27 @@ export async function cmdReport(run: string, opts: { store?: string; stateDir?: 
   const report = await buildRunReport(store, run, (l) => sayErr(l));
   const files = await writeRunReport(report, opts.out ?? path.join(stateDir, 'reports', run));
   if (opts.json) say(JSON.stringify(files));
-  else say(`Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`);
+  else
+    say(
+      `Report of run "${run}" (${report.summaries.length} iteration${report.summaries.length === 1 ? '' : 's'}):\n  ${files.html}\n  ${files.md}`,
+    );
 }
 
-export async function cmdScheduleCreate(name: string, opts: { config: string; cron?: string[]; every?: string; catchupWindow?: string; paused?: boolean; note?: string }): Promise<void> {
+export async function cmdScheduleCreate(
+  name: string,
+  opts: { config: string; cron?: string[]; every?: string; catchupWindow?: string; paused?: boolean; note?: string },
+): Promise<void> {
   const config = await loadConfigOrExit(opts.config);
   await withClient(async (client) => {
-    const id = await createSchedule(client, { name, config, ...(opts.cron ? { cron: opts.cron } : {}), ...(opts.every ? { every: opts.every } : {}), ...(opts.catchupWindow ? { catchupWindow: opts.catchupWindow } : {}), ...(opts.paused ? { paused: true } : {}), ...(opts.note ? { note: opts.note } : {}) });
+    const id = await createSchedule(client, {
+      name,
+      config,
+      ...(opts.cron ? { cron: opts.cron } : {}),
+      ...(opts.every ? { every: opts.every } : {}),
+      ...(opts.catchupWindow ? { catchupWindow: opts.catchupWindow } : {}),
+      ...(opts.paused ? { paused: true } : {}),
+      ...(opts.note ? { note: opts.note } : {}),
+    });
     say(`Created schedule ${id}: runs of "${config.run}" in lineage "${config.lineage ?? config.run}".`);
   });
 }
@@ -470,7 +573,8 @@ export async function cmdScheduleBackfill(name: string, opts: { from: string; to
   await withClient(async (client) => {
     const start = new Date(opts.from);
     const end = new Date(opts.to);
-    if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start) throw new ConfigError(`--from/--to: need two ISO 8601 times, --from before --to (got "${opts.from}", "${opts.to}")`);
+    if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime()) || end <= start)
+      throw new ConfigError(`--from/--to: need two ISO 8601 times, --from before --to (got "${opts.from}", "${opts.to}")`);
     await client.schedule.getHandle(scheduleIdOf(name)).backfill({ start, end });
     say(`schedule ${name}: backfilling ${start.toISOString()} .. ${end.toISOString()}`);
   });
@@ -486,14 +590,24 @@ export async function cmdScheduleDelete(name: string): Promise<void> {
 /** With --json, an error is one JSON object on stderr, {"error": {"kind", "message"}}; the exit code is the same. */
 export function reportError(err: unknown, json: boolean): void {
   const message = err instanceof ConfigError ? err.message : describeFailure(err);
-  const kind = err instanceof OperatorError ? err.kind : err instanceof ConfigError ? 'invalid-input' : err instanceof WorkflowFailedError ? 'run-failed' : 'error';
+  const kind =
+    err instanceof OperatorError
+      ? err.kind
+      : err instanceof ConfigError
+        ? 'invalid-input'
+        : err instanceof WorkflowFailedError
+          ? 'run-failed'
+          : 'error';
   sayErr(json ? JSON.stringify({ error: { kind, message } }) : `error: ${message}`);
 }
 
 /** Lines of a JSONL seed file, capped like the import caps it; undefined when the file is absent. */
 function countLines(file: string | undefined, cap: number | undefined): number | undefined {
   if (!file || !fs.existsSync(file)) return cap;
-  const n = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '').length;
+  const n = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '').length;
   return cap === undefined ? n : Math.min(n, cap);
 }
 
@@ -515,7 +629,9 @@ export async function cmdPlan(file: string, opts: { json?: boolean }): Promise<v
   }
   console.log(opts.json ? JSON.stringify(plan, null, 2) : renderPlan(plan));
   if (plan.problems.length > 0) {
-    console.error(`error: ${file}: the run cannot work as configured (${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'} above)`);
+    console.error(
+      `error: ${file}: the run cannot work as configured (${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'} above)`,
+    );
     process.exitCode = 1;
   }
 }

@@ -31,7 +31,9 @@ export function loadRunConfig(file: string, overrides: Partial<Record<'run', str
     try {
       store.root = fileURLToPath(store.root);
     } catch (err) {
-      throw new ConfigError(`${file}: "store.root": ${store.root} is not a usable file URI (${(err as Error).message}); write file:///absolute/path or the directory itself`);
+      throw new ConfigError(
+        `${file}: "store.root": ${store.root} is not a usable file URI (${(err as Error).message}); write file:///absolute/path or the directory itself`,
+      );
     }
   }
   const parsed = RunConfig.safeParse(raw);

@@ -79,8 +79,12 @@ export function renderLineage(entries: readonly LineageEntry[]): string {
       current = e.lineage;
       out.push(`lineage ${current}`);
     }
-    const nums = Object.entries(e.metrics).map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`).join(', ');
-    out.push(`${'  '.repeat(e.depth + 1)}${e.modelId}  (${e.method}${e.parent ? ` of ${e.parent}` : ''}; ${e.trainedOn.length} dataset${e.trainedOn.length === 1 ? '' : 's'}${nums ? `; ${nums}` : ''})  ${e.createdAt}${e.promoted ? '  <- promoted' : ''}`);
+    const nums = Object.entries(e.metrics)
+      .map(([k, v]) => `${k} ${Number.isInteger(v) ? v : v.toFixed(3)}`)
+      .join(', ');
+    out.push(
+      `${'  '.repeat(e.depth + 1)}${e.modelId}  (${e.method}${e.parent ? ` of ${e.parent}` : ''}; ${e.trainedOn.length} dataset${e.trainedOn.length === 1 ? '' : 's'}${nums ? `; ${nums}` : ''})  ${e.createdAt}${e.promoted ? '  <- promoted' : ''}`,
+    );
   }
   return out.join('\n');
 }

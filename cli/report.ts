@@ -14,13 +14,15 @@ import { IterationSummary } from '../core/stats';
 import { ConfigError } from './config';
 import { listLineage } from './models';
 
-
 /** The run's iteration summaries, parsed and sorted; a clear error for a bad file or none. */
 export async function readRunSummaries(store: ArtifactStore, run: string): Promise<IterationSummary[]> {
   const name = SafeName.safeParse(run);
   if (!name.success) throw new ConfigError(`run name "${run}" ${name.error.issues[0]?.message ?? 'is not valid'}`);
   const keys = (await store.list(runPrefix(run))).filter((k) => SUMMARY_KEY.exec(k)?.[1] === run);
-  if (keys.length === 0) throw new ConfigError(`run "${run}" has no iteration summaries in the store ${store.rootUri} (looked for ${store.uri(runPrefix(run))}/iter-*/summary.json)`);
+  if (keys.length === 0)
+    throw new ConfigError(
+      `run "${run}" has no iteration summaries in the store ${store.rootUri} (looked for ${store.uri(runPrefix(run))}/iter-*/summary.json)`,
+    );
   const summaries: IterationSummary[] = [];
   for (const key of keys) {
     const uri = store.uri(key);
@@ -34,11 +36,15 @@ export async function readRunSummaries(store: ArtifactStore, run: string): Promi
     const parsed = IterationSummary.safeParse(json);
     if (!parsed.success) {
       const [issue, ...more] = parsed.error.issues;
-      throw new ConfigError(`${uri}: not a valid iteration summary: "${issue!.path.join('.') || '(top level)'}": ${issue!.message}${more.length ? ` (and ${more.length} more issue${more.length > 1 ? 's' : ''})` : ''}`);
+      throw new ConfigError(
+        `${uri}: not a valid iteration summary: "${issue!.path.join('.') || '(top level)'}": ${issue!.message}${more.length ? ` (and ${more.length} more issue${more.length > 1 ? 's' : ''})` : ''}`,
+      );
     }
     const iteration = Number(SUMMARY_KEY.exec(key)![2]);
     if (parsed.data.run !== run || parsed.data.iteration !== iteration) {
-      throw new ConfigError(`${uri}: the summary is of run "${parsed.data.run}", iteration ${parsed.data.iteration}, but is stored as run "${run}", iteration ${iteration}`);
+      throw new ConfigError(
+        `${uri}: the summary is of run "${parsed.data.run}", iteration ${parsed.data.iteration}, but is stored as run "${run}", iteration ${iteration}`,
+      );
     }
     summaries.push(parsed.data);
   }
@@ -50,7 +56,11 @@ export async function readRunSummaries(store: ArtifactStore, run: string): Promi
  * holding one of the run's models are read. Lineage data is extra: a store without manifests
  * (or with an unreadable one) gives a report without it, and `warn` says why.
  */
-export async function readRunModels(store: ArtifactStore, summaries: readonly IterationSummary[], warn: (line: string) => void): Promise<{ models: ReportModel[]; promoted: ReportPromotion[] }> {
+export async function readRunModels(
+  store: ArtifactStore,
+  summaries: readonly IterationSummary[],
+  warn: (line: string) => void,
+): Promise<{ models: ReportModel[]; promoted: ReportPromotion[] }> {
   const ids = new Set(summaries.flatMap((s) => [s.modelIn, ...(s.modelOut ? [s.modelOut] : [])]));
   const lineages = new Set<string>();
   for (const key of await store.list('models')) {
@@ -62,10 +72,27 @@ export async function readRunModels(store: ArtifactStore, summaries: readonly It
   for (const lineage of lineages) {
     try {
       for (const e of await listLineage(store, lineage)) {
-        if (ids.has(e.modelId)) models.push({ modelId: e.modelId, lineage: e.lineage, parent: e.parent, method: e.method, createdAt: e.createdAt, metrics: e.metrics, promoted: e.promoted });
+        if (ids.has(e.modelId))
+          models.push({
+            modelId: e.modelId,
+            lineage: e.lineage,
+            parent: e.parent,
+            method: e.method,
+            createdAt: e.createdAt,
+            metrics: e.metrics,
+            promoted: e.promoted,
+          });
       }
       const p = (await readPromoted(store, lineage)) as (Partial<ReportPromotion> & { modelId: string }) | null;
-      if (p) promoted.push({ lineage, modelId: p.modelId, previous: typeof p.previous === 'string' ? p.previous : null, ...(p.run ? { run: p.run } : {}), ...(p.promotedAt ? { promotedAt: p.promotedAt } : {}), ...(typeof p.reason === 'string' ? { reason: p.reason } : {}) });
+      if (p)
+        promoted.push({
+          lineage,
+          modelId: p.modelId,
+          previous: typeof p.previous === 'string' ? p.previous : null,
+          ...(p.run ? { run: p.run } : {}),
+          ...(p.promotedAt ? { promotedAt: p.promotedAt } : {}),
+          ...(typeof p.reason === 'string' ? { reason: p.reason } : {}),
+        });
     } catch (err) {
       warn(`note: the report leaves out lineage ${lineage}: ${(err as Error).message}`);
     }
@@ -82,7 +109,10 @@ export function confinedToStore(store: ArtifactStore): ArtifactStore {
   if (!(store instanceof LocalStore)) return store;
   const inside = async (key: string): Promise<void> => {
     const [root, real] = await Promise.all([fs.realpath(store.root), fs.realpath(path.join(store.root, key)).catch(() => null)]);
-    if (real !== null && real !== root && !real.startsWith(root + path.sep)) throw new ConfigError(`${store.uri(key)} leads out of the store through a symbolic link; srlm report reads only files inside ${store.rootUri}`);
+    if (real !== null && real !== root && !real.startsWith(root + path.sep))
+      throw new ConfigError(
+        `${store.uri(key)} leads out of the store through a symbolic link; srlm report reads only files inside ${store.rootUri}`,
+      );
   };
   return new Proxy(store, {
     get(target, prop, receiver) {
@@ -94,7 +124,11 @@ export function confinedToStore(store: ArtifactStore): ArtifactStore {
   });
 }
 
-export async function buildRunReport(given: ArtifactStore, run: string, warn: (line: string) => void = (l) => console.warn(l)): Promise<RunReport> {
+export async function buildRunReport(
+  given: ArtifactStore,
+  run: string,
+  warn: (line: string) => void = (l) => console.warn(l),
+): Promise<RunReport> {
   const store = confinedToStore(given);
   const summaries = await readRunSummaries(store, run);
   const { models, promoted } = await readRunModels(store, summaries, warn);

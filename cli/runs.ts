@@ -28,7 +28,8 @@ async function startInput(client: Client, workflowId: string, runId?: string): P
   const payload = first?.input?.payloads?.[0];
   if (!payload) throw new ConfigError(`workflow ${workflowId}: its history has no start input to resume from`);
   const input = defaultPayloadConverter.fromPayload<{ config?: unknown; scheduled?: unknown }>(payload);
-  if (!input || typeof input !== 'object' || !('config' in input)) throw new ConfigError(`workflow ${workflowId}: start input has no config`);
+  if (!input || typeof input !== 'object' || !('config' in input))
+    throw new ConfigError(`workflow ${workflowId}: start input has no config`);
   return input;
 }
 
@@ -49,11 +50,13 @@ export async function resumeRun(client: Client, run: string, opts: { config?: Ru
   try {
     desc = await client.workflow.getHandle(workflowId).describe();
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw new ConfigError(`run "${run}" has no workflow ${workflowId} to resume; start it with \`srlm start\``);
+    if (err instanceof WorkflowNotFoundError)
+      throw new ConfigError(`run "${run}" has no workflow ${workflowId} to resume; start it with \`srlm start\``);
     throw err;
   }
   const status = desc.status.name;
-  if (status === 'RUNNING') throw new ConfigError(`run "${run}" is still running (workflow ${workflowId}, run id ${desc.runId}); nothing to resume`);
+  if (status === 'RUNNING')
+    throw new ConfigError(`run "${run}" is still running (workflow ${workflowId}, run id ${desc.runId}); nothing to resume`);
   if (status === 'COMPLETED') throw new ConfigError(`run "${run}" completed (workflow ${workflowId}); nothing to resume`);
   if (opts.config && opts.config.run !== run) {
     throw new ConfigError(`the config names run "${opts.config.run}", not "${run}": a resumed run keeps its name`);
@@ -68,7 +71,13 @@ export async function resumeRun(client: Client, run: string, opts: { config?: Ru
     args: [{ config, searchAttributes: sa.enabled, ...(previous.scheduled === true ? { scheduled: true } : {}) }],
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
-  return { workflowId, previousRunId: desc.runId, previousStatus: status, runId: handle.firstExecutionRunId, configChanged: opts.config !== undefined };
+  return {
+    workflowId,
+    previousRunId: desc.runId,
+    previousStatus: status,
+    runId: handle.firstExecutionRunId,
+    configChanged: opts.config !== undefined,
+  };
 }
 
 /** Requests cancellation and waits until the run has stopped (its compute processes first). */

@@ -6,7 +6,13 @@
  * policy Skip (a retraining never overlaps the previous one), a catch-up window, and pause
  * on failure.
  */
-import { type CalendarSpecDescription, type Client, type Range, type ScheduleSpecDescription, ScheduleOverlapPolicy } from '@temporalio/client';
+import {
+  type CalendarSpecDescription,
+  type Client,
+  type Range,
+  type ScheduleSpecDescription,
+  ScheduleOverlapPolicy,
+} from '@temporalio/client';
 import type { RunConfig } from '../core/schemas';
 import { runWorkflowId, scheduleId, TASK_QUEUES } from '../workflows/contract';
 import { ensureSearchAttributes } from './search-attributes';
@@ -29,7 +35,10 @@ export async function createSchedule(client: Client, opts: CreateScheduleOptions
   const id = scheduleId(opts.name);
   await client.schedule.create({
     scheduleId: id,
-    spec: { ...(opts.cron?.length ? { cronExpressions: opts.cron } : {}), ...(opts.every ? { intervals: [{ every: opts.every as never }] } : {}) },
+    spec: {
+      ...(opts.cron?.length ? { cronExpressions: opts.cron } : {}),
+      ...(opts.every ? { intervals: [{ every: opts.every as never }] } : {}),
+    },
     action: {
       type: 'startWorkflow',
       workflowType: 'srlmRun',
@@ -66,7 +75,10 @@ export async function describeSchedule(client: Client, name: string): Promise<Sc
     note: d.state.note ?? null,
     spec: memo.spec ?? describeSpec(d.spec),
     nextRuns: d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()),
-    recentRuns: d.info.recentActions.map((a) => ({ workflowId: 'workflow' in a.action ? a.action.workflow.workflowId : '?', scheduledAt: a.scheduledAt.toISOString() })),
+    recentRuns: d.info.recentActions.map((a) => ({
+      workflowId: 'workflow' in a.action ? a.action.workflow.workflowId : '?',
+      scheduledAt: a.scheduledAt.toISOString(),
+    })),
     running: d.info.runningActions.map((a) => a.workflow.workflowId),
   };
 }
@@ -96,7 +108,12 @@ function calendarAsCron(c: CalendarSpecDescription): string {
 }
 
 function durationText(ms: number): string {
-  const units: [number, string][] = [[86_400_000, 'd'], [3_600_000, 'h'], [60_000, 'm'], [1000, 's']];
+  const units: [number, string][] = [
+    [86_400_000, 'd'],
+    [3_600_000, 'h'],
+    [60_000, 'm'],
+    [1000, 's'],
+  ];
   const parts: string[] = [];
   let rest = ms;
   for (const [size, unit] of units) {
@@ -112,7 +129,9 @@ function durationText(ms: number): string {
 export function describeSpec(spec: ScheduleSpecDescription): string {
   const parts = [
     ...(spec.calendars ?? []).map(calendarAsCron),
-    ...(spec.intervals ?? []).map((i) => `every ${durationText(Number(i.every))}${Number(i.offset) ? ` offset ${durationText(Number(i.offset))}` : ''}`),
+    ...(spec.intervals ?? []).map(
+      (i) => `every ${durationText(Number(i.every))}${Number(i.offset) ? ` offset ${durationText(Number(i.offset))}` : ''}`,
+    ),
   ];
   return (parts.join('; ') || 'no times') + (spec.timezone ? ` in ${spec.timezone}` : '');
 }

@@ -31,7 +31,11 @@ export async function ensureSearchAttributes(client: Client, namespace: string):
   try {
     await ops.addSearchAttributes({ namespace, searchAttributes: Object.fromEntries(missing.map(([name, type]) => [name, TYPES[type]])) });
   } catch (err) {
-    return { enabled: false, added: [], reason: `search attributes ${missing.map(([n]) => n).join(', ')} are not registered and could not be added (${(err as Error).message.split('\n')[0]})` };
+    return {
+      enabled: false,
+      added: [],
+      reason: `search attributes ${missing.map(([n]) => n).join(', ')} are not registered and could not be added (${(err as Error).message.split('\n')[0]})`,
+    };
   }
   return { enabled: true, added: missing.map(([n]) => n) };
 }

@@ -31,7 +31,8 @@ function lazy<K extends CommandName>(name: K): (...args: Parameters<Commands[K]>
 /** A --interval value: seconds, a positive number up to a day. */
 function parseSeconds(value: string): number {
   const n = Number(value);
-  if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || n > 86400) throw new InvalidArgumentError(`must be a number of seconds above 0 and at most 86400, got "${value}"`);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || n > 86400)
+    throw new InvalidArgumentError(`must be a number of seconds above 0 and at most 86400, got "${value}"`);
   return n;
 }
 
@@ -45,8 +46,14 @@ program
   .requiredOption('-c, --config <file>', 'run config (JSON)')
   .option('--run <name>', 'override the run name in the config')
   .option('--state-dir <dir>', 'state directory (Temporal database, artifacts, work files)', undefined)
-  .option('--store <dir|s3-uri>', "artifact store, replacing the config's store.root: a directory or s3://bucket/prefix (endpoint and credentials the AWS way)")
-  .option('--local-s3', `also start a local S3-compatible server (Versity S3 Gateway, built by bootstrap) in the state directory and keep the artifacts there (default store ${LOCAL_S3_STORE})`)
+  .option(
+    '--store <dir|s3-uri>',
+    "artifact store, replacing the config's store.root: a directory or s3://bucket/prefix (endpoint and credentials the AWS way)",
+  )
+  .option(
+    '--local-s3',
+    `also start a local S3-compatible server (Versity S3 Gateway, built by bootstrap) in the state directory and keep the artifacts there (default store ${LOCAL_S3_STORE})`,
+  )
   .action(lazy('cmdRun'));
 
 program
@@ -82,17 +89,21 @@ program
 
 program
   .command('resume')
-  .description('continue a run: lift a pause, or start a new execution of a run that failed, was cancelled or terminated (reusing every completed artifact)')
+  .description(
+    'continue a run: lift a pause, or start a new execution of a run that failed, was cancelled or terminated (reusing every completed artifact)',
+  )
   .argument('<run>', 'run name')
   .option('-c, --config <file>', 'continue under this (fixed) config instead of the one the run had')
-  .option('--rename', "with --config: use it even though it names another run (the run keeps its name)")
+  .option('--rename', 'with --config: use it even though it names another run (the run keeps its name)')
   .option('--watch', 'watch the resumed run until it ends')
   .option('--json', 'machine-readable output')
   .action(lazy('cmdResume'));
 
 program
   .command('watch')
-  .description('follow a running run: stage changes, live progress of its activities (done/total, shards, tok/s, loss, checkpoints), iteration summaries')
+  .description(
+    'follow a running run: stage changes, live progress of its activities (done/total, shards, tok/s, loss, checkpoints), iteration summaries',
+  )
   .argument('<run>', 'run name')
   .option('--interval <seconds>', 'seconds between progress lines', parseSeconds, 5)
   .action(lazy('cmdWatch'));
@@ -108,16 +119,24 @@ program
   .command('models')
   .description('list the models in the artifact store: parent, method, training data, metrics')
   .option('--lineage <name>', 'only this lineage')
-  .option('--store <dir|s3-uri>', 'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way, e.g. AWS_ENDPOINT_URL_S3, AWS_PROFILE)')
+  .option(
+    '--store <dir|s3-uri>',
+    'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way, e.g. AWS_ENDPOINT_URL_S3, AWS_PROFILE)',
+  )
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--json', 'machine-readable output')
   .action(lazy('cmdModels'));
 
 program
   .command('report')
-  .description("a run's iteration summaries as one self-contained HTML page with charts (judge scores, head-to-head, judge quality, lengths, drops, reward-hacking watch, gate) and as Markdown tables")
+  .description(
+    "a run's iteration summaries as one self-contained HTML page with charts (judge scores, head-to-head, judge quality, lengths, drops, reward-hacking watch, gate) and as Markdown tables",
+  )
   .argument('<run>', 'run name')
-  .option('--store <dir|s3-uri>', 'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way)')
+  .option(
+    '--store <dir|s3-uri>',
+    'artifact store: a directory or s3://bucket/prefix (default $SRLM_STORE_ROOT or <state dir>/artifacts; S3 endpoint and credentials the AWS way)',
+  )
   .option('--state-dir <dir>', 'state directory of the embedded stack')
   .option('--out <dir>', 'where report.html and report.md go (default <state dir>/reports/<run>)')
   .option('--json', 'print {"html": path, "md": path}')
@@ -125,16 +144,22 @@ program
 
 program
   .command('plan')
-  .description('what the run will need and cost, per stage: memory per GPU for training (sharding, precision, checkpointing, DPO reference) and sampling (tensor parallel, KV cache), tokens, checkpoint size, GPU-hours; exits 1 naming the numbers when it cannot fit (see docs/paper-scale.md)')
+  .description(
+    'what the run will need and cost, per stage: memory per GPU for training (sharding, precision, checkpointing, DPO reference) and sampling (tensor parallel, KV cache), tokens, checkpoint size, GPU-hours; exits 1 naming the numbers when it cannot fit (see docs/paper-scale.md)',
+  )
   .argument('<config>', 'run config (JSON)')
   .option('--json', 'the plan as JSON')
   .action(lazy('cmdPlan'));
 
-const schedule = program.command('schedule').description('recurring retraining with Temporal Schedules (overlap Skip, catch-up window, pause on failure)');
+const schedule = program
+  .command('schedule')
+  .description('recurring retraining with Temporal Schedules (overlap Skip, catch-up window, pause on failure)');
 
 schedule
   .command('create')
-  .description('create a schedule that starts a run of this config; with "baseModel": {"promoted": "<lineage>"} each run starts from the last promoted model')
+  .description(
+    'create a schedule that starts a run of this config; with "baseModel": {"promoted": "<lineage>"} each run starts from the last promoted model',
+  )
   .argument('<name>', 'schedule name; runs are named <name>-<time>')
   .requiredOption('-c, --config <file>', 'run config (JSON)')
   .option('--cron <expr...>', 'cron expression(s) in UTC, e.g. "0 3 * * 1"')
@@ -144,11 +169,7 @@ schedule
   .option('--note <text>', 'a note shown by describe')
   .action(lazy('cmdScheduleCreate'));
 
-schedule
-  .command('list')
-  .description("list srlm's schedules")
-  .option('--json', 'machine-readable output')
-  .action(lazy('cmdScheduleList'));
+schedule.command('list').description("list srlm's schedules").option('--json', 'machine-readable output').action(lazy('cmdScheduleList'));
 
 schedule
   .command('describe')
@@ -157,7 +178,10 @@ schedule
   .option('--json', 'machine-readable output')
   .action(lazy('cmdScheduleDescribe'));
 
-for (const [cmd, what] of [['pause', 'pause a schedule (no new runs start)'], ['unpause', 'unpause a schedule']] as const) {
+for (const [cmd, what] of [
+  ['pause', 'pause a schedule (no new runs start)'],
+  ['unpause', 'unpause a schedule'],
+] as const) {
   schedule
     .command(cmd)
     .description(what)
@@ -189,7 +213,14 @@ schedule
 const jsonWanted = process.argv.slice(2).includes('--json');
 if (jsonWanted) {
   // commander's own usage errors (unknown option, missing argument) as JSON too
-  program.configureOutput({ writeErr: (text) => process.stderr.write(text.startsWith('error: ') ? `${terminalSafe(JSON.stringify({ error: { kind: 'usage', message: text.slice(7).trim() } }))}\n` : text) });
+  program.configureOutput({
+    writeErr: (text) =>
+      process.stderr.write(
+        text.startsWith('error: ')
+          ? `${terminalSafe(JSON.stringify({ error: { kind: 'usage', message: text.slice(7).trim() } }))}\n`
+          : text,
+      ),
+  });
   for (const sub of program.commands) sub.configureOutput(program.configureOutput());
   for (const sub of schedule.commands) sub.configureOutput(program.configureOutput());
 }

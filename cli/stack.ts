@@ -70,7 +70,9 @@ async function startLocalS3(stateDir: string, bucket: string, log: (l: string) =
   } finally {
     s3.destroy();
   }
-  log(`Local S3 server (Versity S3 Gateway) at ${server.endpoint}, bucket ${bucket}, data in ${path.join(dir, 'data')}; credentials in ${credFile}`);
+  log(
+    `Local S3 server (Versity S3 Gateway) at ${server.endpoint}, bucket ${bucket}, data in ${path.join(dir, 'data')}; credentials in ${credFile}`,
+  );
   return server;
 }
 

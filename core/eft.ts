@@ -121,7 +121,12 @@ export function buildEftExamples(
         stats.parseFailures++;
         continue;
       }
-      if (!rankingAgrees(ranks, row.map((j) => j.score!))) {
+      if (
+        !rankingAgrees(
+          ranks,
+          row.map((j) => j.score!),
+        )
+      ) {
         stats.disagreeing++;
         continue;
       }

@@ -5,7 +5,17 @@
  * A little over 500 lines: the metrics and the gate that decides on them stay together.
  */
 import type { Candidate, GateConfig, Judgment, PreferencePair } from './schemas';
-import { histogram, mean, median, type GateCheck, type GateDecision, type HeadToHead, type JudgeQuality, type ResponseLengths, type RewardWatch } from './stats';
+import {
+  histogram,
+  mean,
+  median,
+  type GateCheck,
+  type GateDecision,
+  type HeadToHead,
+  type JudgeQuality,
+  type ResponseLengths,
+  type RewardWatch,
+} from './stats';
 
 /**
  * Two mean scores closer than this are equal: means of the same scores summed in another
@@ -61,7 +71,7 @@ export function pearson(x: readonly number[], y: readonly number[]): number | nu
 export function averageRanks(values: readonly number[]): number[] {
   const order = values.map((v, i) => ({ v, i })).sort((a, b) => a.v - b.v);
   const ranks = new Array<number>(values.length);
-  for (let start = 0; start < order.length; ) {
+  for (let start = 0; start < order.length;) {
     let end = start + 1;
     while (end < order.length && order[end]!.v === order[start]!.v) end++;
     // positions start..end-1 hold ranks start+1..end, whose mean is (start + 1 + end) / 2
@@ -225,7 +235,8 @@ function cutResponse(text: string, maxChars: number): string {
  * many characters were left out.
  */
 export function pairwiseJudgePrompt(instruction: string, responseA: string, responseB: string, maxChars: number): string {
-  if (!Number.isInteger(maxChars) || maxChars < 1) throw new RangeError(`pairwiseJudgePrompt: maxChars must be a positive integer, got ${maxChars}`);
+  if (!Number.isInteger(maxChars) || maxChars < 1)
+    throw new RangeError(`pairwiseJudgePrompt: maxChars must be a positive integer, got ${maxChars}`);
   return `Two assistants answered the same user request. Decide which answer serves the user better.
 
 Consider, in this order: does the answer do what the user asked; is what it says correct; is it clear and well organised. Length is no merit in itself: a longer answer wins only when the extra text helps the user. The order in which the answers appear means nothing.
@@ -255,7 +266,10 @@ const OPENING = /^[\s*_`"'[({<]*/;
 const CLOSING = /^[\s*_`"')\]}>.!?,;:]*/;
 const NO_WINNER = /^(?:it'?s\s+)?(?:a\s+)?(?:tie|draw|neither|both|equal|equally|none|same)\b/i;
 const CHOICE = new RegExp(String.raw`^(?:${PREFIX_WORD}[\s*_]*[([]?\s*)?([ab])(?![A-Za-z0-9])`, 'i');
-const SECOND_CHOICE = new RegExp(String.raw`^\s*(?:/|&|\+|=|,|\bor\b|\band\b|\bvs\b\.?)[\s*_\x60"'[({<]*(?:${PREFIX_WORD}[\s*_]*[([]?\s*)?[ab](?![A-Za-z0-9])`, 'i');
+const SECOND_CHOICE = new RegExp(
+  String.raw`^\s*(?:/|&|\+|=|,|\bor\b|\band\b|\bvs\b\.?)[\s*_\x60"'[({<]*(?:${PREFIX_WORD}[\s*_]*[([]?\s*)?[ab](?![A-Za-z0-9])`,
+  'i',
+);
 /** a line that is nothing but a letter in markup: "B", "**A**", "[[B]]", "(A)." */
 const BARE_LETTER = /^[\s#>*_`"'[({<-]*([ab])[\s*_`"')\]}>.!]*$/i;
 
@@ -348,13 +362,30 @@ export function headToHead(
     }
   }
   const prompts = verdicts.length;
-  return { model, opponent, judge, prompts, wins, losses, ties, winRate: prompts === 0 ? null : (wins + ties / 2) / prompts, orderDisagreements, unparsed };
+  return {
+    model,
+    opponent,
+    judge,
+    prompts,
+    wins,
+    losses,
+    ties,
+    winRate: prompts === 0 ? null : (wins + ties / 2) / prompts,
+    orderDisagreements,
+    unparsed,
+  };
 }
 
 /** Lengths of a model's responses on the held-out prompts (characters as UTF-16 code units, as everywhere in srlm). */
 export function responseLengths(model: string, responses: readonly { text: string; tokens: number }[]): ResponseLengths {
   const chars = responses.map((r) => r.text.length);
-  return { model, count: responses.length, meanChars: mean(chars), medianChars: median(chars), meanTokens: mean(responses.map((r) => r.tokens)) };
+  return {
+    model,
+    count: responses.length,
+    meanChars: mean(chars),
+    medianChars: median(chars),
+    meanTokens: mean(responses.map((r) => r.tokens)),
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -445,7 +476,14 @@ export interface GateInput {
 }
 
 /** The gate's thresholds, in GateConfig's field order. */
-export const GATE_CHECKS = ['minWinRateVsPrevious', 'minWinRateVsReference', 'maxJudgeAccuracyDrop', 'maxTopScoreShare', 'minJudgeParseRate', 'maxLengthGrowth'] as const;
+export const GATE_CHECKS = [
+  'minWinRateVsPrevious',
+  'minWinRateVsReference',
+  'maxJudgeAccuracyDrop',
+  'maxTopScoreShare',
+  'minJudgeParseRate',
+  'maxLengthGrowth',
+] as const;
 export type GateCheckName = (typeof GATE_CHECKS)[number];
 
 /** Two decimals, or up to six where two would show a failing value equal to its threshold. */
@@ -479,7 +517,11 @@ function gateCheck(name: GateCheckName, threshold: number, input: GateInput): Ga
       const rate = input.headToHead.find((h) => h.opponent === opponent)?.winRate ?? null;
       if (rate === null) {
         const source = name === 'minWinRateVsPrevious' ? '"previous"' : '"reference"';
-        return unmeasured(name, threshold, `win rate ${against} was not measured (evaluation.prompts, evaluation.judge and ${source} in evaluation.opponents provide it)`);
+        return unmeasured(
+          name,
+          threshold,
+          `win rate ${against} was not measured (evaluation.prompts, evaluation.judge and ${source} in evaluation.opponents provide it)`,
+        );
       }
       return compare(name, 'min', threshold, `win rate ${against}`, rate);
     }
@@ -488,18 +530,39 @@ function gateCheck(name: GateCheckName, threshold: number, input: GateInput): Ga
       const after = input.judgeQuality.find((q) => q.model === model)?.pairwiseAccuracy ?? null;
       if (before === null || after === null) {
         const missing = [before === null ? previousModel : null, after === null ? model : null].filter((m) => m !== null).join(' and ');
-        return unmeasured(name, threshold, `judge accuracy drop was not measured: no pairwise accuracy of ${missing} on held-out human rankings (evaluation.judgeSet provides it)`);
+        return unmeasured(
+          name,
+          threshold,
+          `judge accuracy drop was not measured: no pairwise accuracy of ${missing} on held-out human rankings (evaluation.judgeSet provides it)`,
+        );
       }
-      return compare(name, 'max', threshold, `judge pairwise accuracy drop from ${previousModel} to ${model}`, before - after, ` (${before.toFixed(2)} → ${after.toFixed(2)})`);
+      return compare(
+        name,
+        'max',
+        threshold,
+        `judge pairwise accuracy drop from ${previousModel} to ${model}`,
+        before - after,
+        ` (${before.toFixed(2)} → ${after.toFixed(2)})`,
+      );
     }
     case 'maxTopScoreShare': {
       const share = input.watch.topScoreShare;
-      if (share === null) return unmeasured(name, threshold, `share of judgments scoring 5 was not measured: the iteration has no parsed judgments (the judge stage, config section judge)`);
+      if (share === null)
+        return unmeasured(
+          name,
+          threshold,
+          `share of judgments scoring 5 was not measured: the iteration has no parsed judgments (the judge stage, config section judge)`,
+        );
       return compare(name, 'max', threshold, 'share of judgments scoring 5 is', share);
     }
     case 'minJudgeParseRate': {
       const failures = input.watch.parseFailureRate;
-      if (failures === null) return unmeasured(name, threshold, `judge parse rate was not measured: the iteration has no judgments (the judge stage, config section judge)`);
+      if (failures === null)
+        return unmeasured(
+          name,
+          threshold,
+          `judge parse rate was not measured: the iteration has no judgments (the judge stage, config section judge)`,
+        );
       return compare(name, 'min', threshold, 'judge parse rate', 1 - failures);
     }
     case 'maxLengthGrowth': {
@@ -507,13 +570,28 @@ function gateCheck(name: GateCheckName, threshold: number, input: GateInput): Ga
       const after = input.responses.find((r) => r.model === model)?.meanChars ?? null;
       if (before === null || after === null) {
         const missing = [before === null ? previousModel : null, after === null ? model : null].filter((m) => m !== null).join(' and ');
-        return unmeasured(name, threshold, `response length growth was not measured: no responses of ${missing} on held-out prompts (evaluation.prompts provides them)`);
+        return unmeasured(
+          name,
+          threshold,
+          `response length growth was not measured: no responses of ${missing} on held-out prompts (evaluation.prompts provides them)`,
+        );
       }
       if (before === 0 && after > 0) {
-        return unmeasured(name, threshold, `response length growth from ${previousModel} to ${model} is unbounded: ${previousModel}'s responses average 0 characters`);
+        return unmeasured(
+          name,
+          threshold,
+          `response length growth from ${previousModel} to ${model} is unbounded: ${previousModel}'s responses average 0 characters`,
+        );
       }
       const growth = before === 0 ? 1 : after / before;
-      return compare(name, 'max', threshold, `mean response length growth from ${previousModel} to ${model}`, growth, ` (${Math.round(before)} → ${Math.round(after)} characters)`);
+      return compare(
+        name,
+        'max',
+        threshold,
+        `mean response length growth from ${previousModel} to ${model}`,
+        growth,
+        ` (${Math.round(before)} → ${Math.round(after)} characters)`,
+      );
     }
   }
 }

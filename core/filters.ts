@@ -17,9 +17,7 @@ export const DROP_REASONS = [
 ] as const;
 export type DropReason = (typeof DROP_REASONS)[number];
 
-export type FilterDecision =
-  | { kept: true; instruction: string }
-  | { kept: false; reason: DropReason; similarTo?: string; rougeL?: number };
+export type FilterDecision = { kept: true; instruction: string } | { kept: false; reason: DropReason; similarTo?: string; rougeL?: number };
 
 export const MIN_WORDS = 4; // instructions of 3 words or fewer are dropped
 export const MAX_WORDS = 150;

@@ -163,15 +163,14 @@ function issueDetail(issue: Issue): string {
         ? `must be ${JSON.stringify(issue.values[0])}`
         : `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'invalid_format':
-      return issue.format === 'regex' && 'pattern' in issue
-        ? `must match ${String(issue.pattern)}`
-        : `must be a valid ${issue.format}`;
+      return issue.format === 'regex' && 'pattern' in issue ? `must match ${String(issue.pattern)}` : `must be a valid ${issue.format}`;
     case 'not_multiple_of':
       return `must be a multiple of ${String(issue.divisor)}`;
     case 'invalid_union': {
       // a discriminated union whose discriminator matched no option: name the allowed values
       const options = (issue as { options?: unknown[] }).options;
-      if (issue.errors.length === 0 && Array.isArray(options) && options.length) return `must be one of ${options.map((v) => JSON.stringify(v)).join(', ')}`;
+      if (issue.errors.length === 0 && Array.isArray(options) && options.length)
+        return `must be one of ${options.map((v) => JSON.stringify(v)).join(', ')}`;
       if (issue.errors.length === 0) return 'matches more than one allowed form';
       // Show the alternative that came closest (fewest problems).
       const closest = [...issue.errors].sort((a, b) => a.length - b.length)[0]!;

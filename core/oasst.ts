@@ -101,12 +101,9 @@ export function importOasstTrees(text: string, file: string, opts: { lang: strin
     roots++;
     const id = `oasst-${root.message_id}`;
     const usable = (root.replies ?? []).filter(
-      (r) =>
-        r.role === 'assistant' && r.lang === opts.lang && r.deleted !== true && r.review_result !== false && r.text.trim() !== '',
+      (r) => r.role === 'assistant' && r.lang === opts.lang && r.deleted !== true && r.review_result !== false && r.text.trim() !== '',
     );
-    const withRank = usable
-      .filter((r): r is OasstMessage & { rank: number } => typeof r.rank === 'number')
-      .sort((a, b) => a.rank - b.rank);
+    const withRank = usable.filter((r): r is OasstMessage & { rank: number } => typeof r.rank === 'number').sort((a, b) => a.rank - b.rank);
 
     const best = withRank.find((r) => r.rank === 0);
     if (best) ift.push(IftExample.parse({ id, prompt: root.text, response: best.text, source: 'oasst' }));

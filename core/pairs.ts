@@ -97,7 +97,11 @@ function checkRho(opts: PairSelectionOptions): number {
  * none. Ties between equal means are broken by candidate index (lower first). The caller still
  * drops a pair whose two texts are the same (`identical_text`).
  */
-export function choosePair<C extends CandidateInfo>(group: Iterable<C>, scores: ReadonlyMap<string, CandidateScore>, rho: number): PairChoice<C> | PairDropReason {
+export function choosePair<C extends CandidateInfo>(
+  group: Iterable<C>,
+  scores: ReadonlyMap<string, CandidateScore>,
+  rho: number,
+): PairChoice<C> | PairDropReason {
   const scored = [...group]
     .map((c) => ({ c, mean: scores.get(c.id)?.mean ?? null }))
     .filter((s): s is { c: C; mean: number } => s.mean !== null)
@@ -243,7 +247,8 @@ export class PairSelector {
 
   /** Throws when pass 2 lacked a chosen or rejected candidate (the stage changed between passes). */
   finish(): void {
-    if (this.next < this.choices.length) throw new Error(`pair selection: ${this.choices.length - this.next} chosen pairs lack candidate texts in the second pass`);
+    if (this.next < this.choices.length)
+      throw new Error(`pair selection: ${this.choices.length - this.next} chosen pairs lack candidate texts in the second pass`);
     this.choices = [];
   }
 }
@@ -283,7 +288,13 @@ export class PairSummaryAccumulator {
 
   summary(): PairSummary {
     const m = (sum: number): number | null => (this.kept === 0 ? null : sum / this.kept);
-    return { kept: this.kept, meanChosenScore: m(this.chosenScore), meanRejectedScore: m(this.rejectedScore), meanChosenChars: m(this.chosenChars), meanRejectedChars: m(this.rejectedChars) };
+    return {
+      kept: this.kept,
+      meanChosenScore: m(this.chosenScore),
+      meanRejectedScore: m(this.rejectedScore),
+      meanChosenChars: m(this.chosenChars),
+      meanRejectedChars: m(this.rejectedChars),
+    };
   }
 }
 

@@ -163,7 +163,9 @@ export function resolveModel(config: RunConfig): ModelCount {
   if (typeof a === 'string') return countParams(a, KNOWN_MODELS[a]);
   if (a) return countParams('custom architecture', a);
   if ('packaged' in config.baseModel) return countParams(config.baseModel.packaged, KNOWN_MODELS[config.baseModel.packaged]);
-  throw new PlanError(`"plan.architecture": needed to plan a base model given by ${'path' in config.baseModel ? `path (${config.baseModel.path})` : `lineage (${config.baseModel.promoted})`}: name one of ${Object.keys(KNOWN_MODELS).join(', ')}, or give {layers, hidden, heads, kvHeads, ffn, vocab} from its config.json`);
+  throw new PlanError(
+    `"plan.architecture": needed to plan a base model given by ${'path' in config.baseModel ? `path (${config.baseModel.path})` : `lineage (${config.baseModel.promoted})`}: name one of ${Object.keys(KNOWN_MODELS).join(', ')}, or give {layers, hidden, heads, kvHeads, ffn, vocab} from its config.json`,
+  );
 }
 
 function trainingLayout(config: RunConfig): Pick<Plan['training'], 'backend' | 'device' | 'nodes' | 'procsPerNode' | 'gpu' | 'strategy'> {
@@ -172,16 +174,37 @@ function trainingLayout(config: RunConfig): Pick<Plan['training'], 'backend' | '
   const strategy = t.strategy ?? 'ddp';
   if (t.kind === 'kubernetes') {
     const device = t.gpusPerNode > 0 ? 'cuda' : 'cpu';
-    return { backend: `kubernetes (${t.nodes} pods x ${t.gpusPerNode} GPUs)`, device, nodes: t.nodes, procsPerNode: t.nprocPerNode ?? (t.gpusPerNode || 1), gpu: device === 'cuda' ? planned : null, strategy };
+    return {
+      backend: `kubernetes (${t.nodes} pods x ${t.gpusPerNode} GPUs)`,
+      device,
+      nodes: t.nodes,
+      procsPerNode: t.nprocPerNode ?? (t.gpusPerNode || 1),
+      gpu: device === 'cuda' ? planned : null,
+      strategy,
+    };
   }
   if (t.kind === 'sagemaker') {
     const inst = SAGEMAKER_INSTANCES[t.instanceType];
     const gpu = planned ?? (inst ? { name: inst.gpu, spec: KNOWN_GPUS[inst.gpu] } : null);
-    return { backend: `sagemaker (${t.instanceCount} x ${t.instanceType})`, device: inst || planned ? 'cuda' : 'cpu', nodes: t.instanceCount, procsPerNode: t.nprocPerNode ?? inst?.gpus ?? 1, gpu, strategy };
+    return {
+      backend: `sagemaker (${t.instanceCount} x ${t.instanceType})`,
+      device: inst || planned ? 'cuda' : 'cpu',
+      nodes: t.instanceCount,
+      procsPerNode: t.nprocPerNode ?? inst?.gpus ?? 1,
+      gpu,
+      strategy,
+    };
   }
   const device = config.compute.device === 'cuda' || (config.compute.device === 'auto' && planned) ? 'cuda' : 'cpu';
   const procs = t.launcher === 'torchrun' ? (t.nprocPerNode ?? 1) : 1;
-  return { backend: t.launcher === 'torchrun' ? `local (torchrun, ${procs} processes)` : 'local (one process)', device, nodes: 1, procsPerNode: procs, gpu: device === 'cuda' ? planned : null, strategy: t.launcher === 'torchrun' ? strategy : 'ddp' };
+  return {
+    backend: t.launcher === 'torchrun' ? `local (torchrun, ${procs} processes)` : 'local (one process)',
+    device,
+    nodes: 1,
+    procsPerNode: procs,
+    gpu: device === 'cuda' ? planned : null,
+    strategy: t.launcher === 'torchrun' ? strategy : 'ddp',
+  };
 }
 
 /** Activations kept for the backward pass, per token: see docs/paper-scale.md. */
@@ -205,7 +228,10 @@ function trainStage(
   const shards = layout.strategy === 'fsdp' ? layout.gpus : 1;
   const P = m.params;
   const perGpuBatch = run.batchSize / layout.gpus;
-  if (!Number.isInteger(perGpuBatch)) problems.push(`${stage}: batchSize ${run.batchSize} is not divisible by the ${layout.gpus} training processes (each takes batchSize / processes examples per step): use a multiple of ${layout.gpus}`);
+  if (!Number.isInteger(perGpuBatch))
+    problems.push(
+      `${stage}: batchSize ${run.batchSize} is not divisible by the ${layout.gpus} training processes (each takes batchSize / processes examples per step): use a multiple of ${layout.gpus}`,
+    );
   const seqsPerGpu = Math.max(1, Math.floor(perGpuBatch)) * (stage === 'dpo' ? 2 : 1);
   const tokensPerGpu = seqsPerGpu * run.seqLen;
   const dpoCopy = stage === 'dpo' && run.reference !== 'precomputed';
@@ -220,7 +246,8 @@ function trainStage(
     reference: dpoCopy ? (P * b.compute) / shards : 0,
     total: 0,
   };
-  memory.total = memory.weights + memory.gradients + memory.optimizer + memory.gathered + memory.activations + memory.logits + memory.reference;
+  memory.total =
+    memory.weights + memory.gradients + memory.optimizer + memory.gathered + memory.activations + memory.logits + memory.reference;
   const tokens = run.examples === null ? null : run.examples * (stage === 'dpo' ? 2 : 1) * run.seqLen * run.epochs;
   let flops: number | null = null;
   let gpuHours: number | null = null;
@@ -229,9 +256,21 @@ function trainStage(
     // (every epoch when resident, once when precomputed)
     const refFlops = stage === 'dpo' ? 2 * P * (run.reference === 'precomputed' ? tokens / run.epochs : tokens) : 0;
     flops = 6 * P * tokens * (layout.checkpointing ? 4 / 3 : 1) + refFlops;
-    if (layout.gpu) gpuHours = flops / ((layout.precision === 'fp32' ? layout.gpu.fp32Tflops : layout.gpu.bf16Tflops) * 1e12 * layout.mfu) / 3600;
+    if (layout.gpu)
+      gpuHours = flops / ((layout.precision === 'fp32' ? layout.gpu.fp32Tflops : layout.gpu.bf16Tflops) * 1e12 * layout.mfu) / 3600;
   }
-  return { stage, examples: run.examples, seqLen: run.seqLen, seqsPerGpu, tokens, memory, flops, gpuHours, wallHours: gpuHours === null ? null : gpuHours / layout.gpus, ...(stage === 'dpo' ? { reference: run.reference ?? 'copy' } : {}) };
+  return {
+    stage,
+    examples: run.examples,
+    seqLen: run.seqLen,
+    seqsPerGpu,
+    tokens,
+    memory,
+    flops,
+    gpuHours,
+    wallHours: gpuHours === null ? null : gpuHours / layout.gpus,
+    ...(stage === 'dpo' ? { reference: run.reference ?? 'copy' } : {}),
+  };
 }
 
 interface Sampler {
@@ -245,8 +284,19 @@ interface Sampler {
   bwEff: number;
 }
 
-function sampleStage(stage: SampleStage['stage'], s: Sampler, w: { requests: number; promptTokens: number; newTokens: number; replicas: number; note?: string }): SampleStage {
-  const base = { stage, requests: w.requests, promptTokens: w.requests * w.promptTokens, decodeTokens: w.requests * w.newTokens, replicas: w.replicas, ...(w.note ? { note: w.note } : {}) };
+function sampleStage(
+  stage: SampleStage['stage'],
+  s: Sampler,
+  w: { requests: number; promptTokens: number; newTokens: number; replicas: number; note?: string },
+): SampleStage {
+  const base = {
+    stage,
+    requests: w.requests,
+    promptTokens: w.requests * w.promptTokens,
+    decodeTokens: w.requests * w.newTokens,
+    replicas: w.replicas,
+    ...(w.note ? { note: w.note } : {}),
+  };
   if (s.engine?.kind !== 'vllm' || !s.gpu) return { ...base, concurrency: null, tokensPerSecond: null, gpuHours: null, wallHours: null };
   const kvPerToken = s.m.kvElementsPerToken * s.dtypeBytes;
   const weightsPerGpu = (s.m.params * s.dtypeBytes) / s.tp;
@@ -277,8 +327,10 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
   const gpus = layout.nodes * layout.procsPerNode;
   const precision: Precision = config.compute.precision ?? (layout.device === 'cuda' ? 'bf16-mixed' : 'fp32');
   const checkpointing = config.compute.gradientCheckpointing;
-  if (layout.strategy === 'fsdp' && layout.device !== 'cuda') problems.push('training: strategy "fsdp" needs CUDA GPUs (compute/srlm_compute/train.py refuses it on CPU)');
-  if (layout.device === 'cuda' && !layout.gpu) notes.push('training memory is not checked against a GPU and no time is estimated: set plan.trainingGpu');
+  if (layout.strategy === 'fsdp' && layout.device !== 'cuda')
+    problems.push('training: strategy "fsdp" needs CUDA GPUs (compute/srlm_compute/train.py refuses it on CPU)');
+  if (layout.device === 'cuda' && !layout.gpu)
+    notes.push('training memory is not checked against a GPU and no time is estimated: set plan.trainingGpu');
   const tl = { gpus, strategy: layout.strategy, precision, checkpointing, gpu: layout.gpu?.spec ?? null, mfu: pc.mfu };
 
   // SFT: seed IFT and EFT examples, plus EFT built from ranked sets (up to replies x samples per set; 2 replies assumed)
@@ -286,13 +338,32 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
   const eft = (config.seed.eft ? (counts.eft ?? config.seed.maxEft) : 0) ?? null;
   const ranked = config.seed.ranked || config.seed.oasst ? (counts.ranked ?? config.seed.maxRanked) : 0;
   const sftExamples = ift === undefined || eft === null || ranked === undefined ? null : ift + eft + ranked * 2 * config.eft.samples;
-  if (sftExamples === null) notes.push('SFT examples unknown (seed files not counted): set seed.maxIft / maxEft / maxRanked to plan SFT tokens and time');
-  const sft = trainStage('sft', m, tl, { batchSize: config.sft.batchSize, seqLen: config.sft.maxLength, examples: sftExamples, epochs: config.sft.epochs }, problems);
+  if (sftExamples === null)
+    notes.push('SFT examples unknown (seed files not counted): set seed.maxIft / maxEft / maxRanked to plan SFT tokens and time');
+  const sft = trainStage(
+    'sft',
+    m,
+    tl,
+    { batchSize: config.sft.batchSize, seqLen: config.sft.maxLength, examples: sftExamples, epochs: config.sft.epochs },
+    problems,
+  );
 
   // DPO: at most one pair per generated prompt; a sequence is the prompt and one reply
   const promptLen = promptOf(config.prompts.sampling);
   const dpoSeq = Math.min(config.dpo.maxLength, promptLen + config.candidates.sampling.maxNewTokens + CHAT_TEMPLATE_TOKENS);
-  const dpo = trainStage('dpo', m, tl, { batchSize: config.dpo.batchSize, seqLen: dpoSeq, examples: config.prompts.count, epochs: config.dpo.epochs, ...(config.dpo.reference ? { reference: config.dpo.reference } : {}) }, problems);
+  const dpo = trainStage(
+    'dpo',
+    m,
+    tl,
+    {
+      batchSize: config.dpo.batchSize,
+      seqLen: dpoSeq,
+      examples: config.prompts.count,
+      epochs: config.dpo.epochs,
+      ...(config.dpo.reference ? { reference: config.dpo.reference } : {}),
+    },
+    problems,
+  );
 
   const usableBytes = layout.gpu ? layout.gpu.spec.memoryGiB * GiB * pc.usableMemoryFraction : null;
   if (usableBytes !== null && layout.gpu) {
@@ -308,7 +379,11 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
         `${st.stage.toUpperCase()} does not fit: ${gib(mem.total)} GiB per GPU (weights ${gib(mem.weights)} + gradients ${gib(mem.gradients)} + optimizer ${gib(mem.optimizer)}` +
           `${mem.reference ? ` + reference ${gib(mem.reference)}` : ''}${mem.gathered ? ` + gathered ${gib(mem.gathered)}` : ''} + activations ${gib(mem.activations)} + logits ${gib(mem.logits)})` +
           ` > ${gib(usableBytes)} GiB usable (${Math.round(pc.usableMemoryFraction * 100)}% of a ${gpu.spec.memoryGiB} GiB ${gpu.name}): ${fmtCount(m.params)} parameters x ${perParam} bytes (${precision}) over ${layout.strategy === 'fsdp' ? `${gpus} GPUs (fsdp)` : '1 GPU (ddp replicates the model)'}` +
-          (need !== null ? `; needs at least ${need} such GPUs with fsdp` : layout.strategy === 'ddp' ? '; shard it: strategy "fsdp"' : '; shorten maxLength or lower batchSize'),
+          (need !== null
+            ? `; needs at least ${need} such GPUs with fsdp`
+            : layout.strategy === 'ddp'
+              ? '; shard it: strategy "fsdp"'
+              : '; shorten maxLength or lower batchSize'),
       );
     }
   }
@@ -319,14 +394,24 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
   const replicas = config.compute.fleet?.parts ?? 1;
   const sgpu = resolveGpu(config.plan?.samplingGpu);
   const dtypeBytes = engine?.kind === 'vllm' ? (engine.dtype === 'float32' ? 4 : 2) : engine?.kind === 'openai' ? 2 : 4;
-  const sampler: Sampler = { m, engine, tp, dtypeBytes, gpu: sgpu?.spec ?? null, memUtil: engine?.kind === 'vllm' ? engine.gpuMemoryUtilization : 1, mfu: pc.mfu, bwEff: pc.decodeBandwidthEfficiency };
+  const sampler: Sampler = {
+    m,
+    engine,
+    tp,
+    dtypeBytes,
+    gpu: sgpu?.spec ?? null,
+    memUtil: engine?.kind === 'vllm' ? engine.gpuMemoryUtilization : 1,
+    mfu: pc.mfu,
+    bwEff: pc.decodeBandwidthEfficiency,
+  };
   const weightsPerGpu = (m.params * dtypeBytes) / tp;
   const kvBytesPerToken = m.kvElementsPerToken * dtypeBytes;
   const judgeCtx = RUBRIC_TOKENS + promptLen + config.candidates.sampling.maxNewTokens + CHAT_TEMPLATE_TOKENS;
   const contextLength = engine?.kind === 'vllm' && engine.maxModelLen ? engine.maxModelLen : judgeCtx + config.judge.sampling.maxNewTokens;
   let kvBudgetPerGpu: number | null = null;
   if (engine?.kind === 'vllm') {
-    if (m.shape.heads % tp !== 0) problems.push(`sampling: tensorParallelSize ${tp} does not divide the model's ${m.shape.heads} attention heads (vLLM needs it to)`);
+    if (m.shape.heads % tp !== 0)
+      problems.push(`sampling: tensorParallelSize ${tp} does not divide the model's ${m.shape.heads} attention heads (vLLM needs it to)`);
     if (sgpu) {
       kvBudgetPerGpu = sgpu.spec.memoryGiB * GiB * engine.gpuMemoryUtilization - weightsPerGpu - VLLM_RESERVE_BYTES;
       const oneSeq = (contextLength * kvBytesPerToken) / tp;
@@ -337,10 +422,16 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
         );
       }
     } else notes.push('sampling memory and time are not estimated: set plan.samplingGpu');
-  } else notes.push(engine?.kind === 'openai' ? `sampling runs on ${engine.baseUrl} (${engine.model}): tokens are listed, its GPUs are not planned` : 'sampling: the local engine (one process per generation activity); tokens are listed, time is estimated for the vllm engine only');
+  } else
+    notes.push(
+      engine?.kind === 'openai'
+        ? `sampling runs on ${engine.baseUrl} (${engine.model}): tokens are listed, its GPUs are not planned`
+        : 'sampling: the local engine (one process per generation activity); tokens are listed, time is estimated for the vllm engine only',
+    );
 
   const c = config.candidates.n;
-  const selfInstructPrompt = SELF_INSTRUCT_TOKENS + (config.prompts.seedShots + config.prompts.generatedShots) * promptLen + CHAT_TEMPLATE_TOKENS;
+  const selfInstructPrompt =
+    SELF_INSTRUCT_TOKENS + (config.prompts.seedShots + config.prompts.generatedShots) * promptLen + CHAT_TEMPLATE_TOKENS;
   const prompts = sampleStage('prompts', sampler, {
     requests: config.prompts.count,
     promptTokens: selfInstructPrompt,
@@ -348,8 +439,18 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
     replicas: 1,
     note: `one request per kept prompt (more when the filters drop some; at most ${config.prompts.maxRounds * config.prompts.requestsPerRound} requests)`,
   });
-  const candidates = sampleStage('candidates', sampler, { requests: config.prompts.count * c, promptTokens: promptLen + CHAT_TEMPLATE_TOKENS, newTokens: config.candidates.sampling.maxNewTokens, replicas });
-  const judgments = sampleStage('judgments', sampler, { requests: config.prompts.count * c * config.judge.samples, promptTokens: judgeCtx, newTokens: config.judge.sampling.maxNewTokens, replicas });
+  const candidates = sampleStage('candidates', sampler, {
+    requests: config.prompts.count * c,
+    promptTokens: promptLen + CHAT_TEMPLATE_TOKENS,
+    newTokens: config.candidates.sampling.maxNewTokens,
+    replicas,
+  });
+  const judgments = sampleStage('judgments', sampler, {
+    requests: config.prompts.count * c * config.judge.samples,
+    promptTokens: judgeCtx,
+    newTokens: config.judge.sampling.maxNewTokens,
+    replicas,
+  });
   let evaluation: SampleStage | null = null;
   const ev = config.evaluation;
   if (ev) {
@@ -374,8 +475,17 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
 
   const b = PRECISION_BYTES[precision];
   const checkpointBytes = m.params * (b.weights + b.optimizer);
-  const perIteration = [prompts.gpuHours, candidates.gpuHours, judgments.gpuHours, dpo.gpuHours, ...(evaluation ? [evaluation.gpuHours] : [])];
-  const totalGpuHours = sft.gpuHours === null || perIteration.some((h) => h === null) ? null : sft.gpuHours + config.iterations * perIteration.reduce<number>((a, h) => a + h!, 0);
+  const perIteration = [
+    prompts.gpuHours,
+    candidates.gpuHours,
+    judgments.gpuHours,
+    dpo.gpuHours,
+    ...(evaluation ? [evaluation.gpuHours] : []),
+  ];
+  const totalGpuHours =
+    sft.gpuHours === null || perIteration.some((h) => h === null)
+      ? null
+      : sft.gpuHours + config.iterations * perIteration.reduce<number>((a, h) => a + h!, 0);
   const fsdp = layout.strategy === 'fsdp' && gpus > 1;
   return {
     model: m,
@@ -389,7 +499,16 @@ export function planRun(config: RunConfig, counts: SeedCounts = {}): Plan {
       loadingRanks: fsdp ? layout.nodes : gpus,
       usableBytes,
     },
-    sampling: { engine: engine?.kind ?? 'local', tensorParallel: tp, replicas, gpu: sgpu, weightsPerGpu, kvBytesPerToken, kvBudgetPerGpu, contextLength },
+    sampling: {
+      engine: engine?.kind ?? 'local',
+      tensorParallel: tp,
+      replicas,
+      gpu: sgpu,
+      weightsPerGpu,
+      kvBytesPerToken,
+      kvBudgetPerGpu,
+      contextLength,
+    },
     checkpointBytes,
     modelBytes: m.params * b.weights,
     sft,
@@ -425,15 +544,27 @@ function renderTrain(st: TrainStage, p: Plan): string[] {
     `  examples ${st.examples === null ? 'unknown' : fmtCount(st.examples)}, ${st.seqsPerGpu} sequence(s) of up to ${st.seqLen} tokens per GPU per step, tokens ${st.tokens === null ? 'unknown' : fmtCount(st.tokens)} (upper bound: every sequence at its length cap)`,
     `  memory per ${p.training.device === 'cuda' ? 'GPU' : 'process'}: weights ${gib(mm.weights)} + gradients ${gib(mm.gradients)} + optimizer ${gib(mm.optimizer)}${mm.gathered ? ` + gathered unit ${gib(mm.gathered)}` : ''} + activations ${gib(mm.activations)} + logits ${gib(mm.logits)}${mm.reference ? ` + reference ${gib(mm.reference)}` : ''} = ${gib(mm.total)} GiB${p.training.usableBytes !== null ? ` of ${gib(p.training.usableBytes)} usable` : ''}`,
   ];
-  if (st.reference) out.push(st.reference === 'precomputed' ? '  reference: log-probs precomputed in one forward pass before training (no second model resident)' : `  reference: a second copy, ${p.training.strategy === 'fsdp' ? 'sharded like the policy' : 'whole on every GPU'}, in the compute dtype`);
-  if (st.flops !== null) out.push(`  compute ${fmtFlops(st.flops)}${st.gpuHours !== null ? `: ${hours(st.gpuHours)} GPU time, ${hours(st.wallHours)} wall on ${p.training.gpus} GPU(s) at ${Math.round(p.mfu * 100)}% MFU` : ''}`);
+  if (st.reference)
+    out.push(
+      st.reference === 'precomputed'
+        ? '  reference: log-probs precomputed in one forward pass before training (no second model resident)'
+        : `  reference: a second copy, ${p.training.strategy === 'fsdp' ? 'sharded like the policy' : 'whole on every GPU'}, in the compute dtype`,
+    );
+  if (st.flops !== null)
+    out.push(
+      `  compute ${fmtFlops(st.flops)}${st.gpuHours !== null ? `: ${hours(st.gpuHours)} GPU time, ${hours(st.wallHours)} wall on ${p.training.gpus} GPU(s) at ${Math.round(p.mfu * 100)}% MFU` : ''}`,
+    );
   return out;
 }
 
 function renderSample(st: SampleStage, p: Plan): string[] {
-  const out = [`  requests ${fmtCount(st.requests)}: prompt tokens ${fmtCount(st.promptTokens)}, generated tokens up to ${fmtCount(st.decodeTokens)}${st.note ? ` (${st.note})` : ''}`];
+  const out = [
+    `  requests ${fmtCount(st.requests)}: prompt tokens ${fmtCount(st.promptTokens)}, generated tokens up to ${fmtCount(st.decodeTokens)}${st.note ? ` (${st.note})` : ''}`,
+  ];
   if (st.concurrency !== null && st.tokensPerSecond !== null) {
-    out.push(`  ${st.concurrency} sequences at once per replica, ~${fmtCount(st.tokensPerSecond)} tokens/s per replica: ${hours(st.gpuHours)} GPU time, ${hours(st.wallHours)} wall on ${st.replicas} replica(s) of ${p.sampling.tensorParallel} GPU(s)`);
+    out.push(
+      `  ${st.concurrency} sequences at once per replica, ~${fmtCount(st.tokensPerSecond)} tokens/s per replica: ${hours(st.gpuHours)} GPU time, ${hours(st.wallHours)} wall on ${st.replicas} replica(s) of ${p.sampling.tensorParallel} GPU(s)`,
+    );
   }
   return out;
 }

@@ -86,7 +86,9 @@ function union(lists: Iterable<Iterable<string>>): string[] {
 }
 
 /** Head-to-head rows with a label unique within the report. */
-function headToHeadRows(summaries: readonly IterationSummary[]): { iteration: number; label: string; h: Evaluation['headToHead'][number] }[] {
+function headToHeadRows(
+  summaries: readonly IterationSummary[],
+): { iteration: number; label: string; h: Evaluation['headToHead'][number] }[] {
   const rows = summaries.flatMap((s) => (s.evaluation?.headToHead ?? []).map((h) => ({ iteration: s.iteration, h })));
   const key = (r: (typeof rows)[number]): string => `${r.iteration}\u0000${r.h.model}\u0000${r.h.opponent}`;
   const count = new Map<string, number>();
@@ -98,12 +100,16 @@ type Evaluation = NonNullable<IterationSummary['evaluation']>;
 type JudgeQualityEntry = Evaluation['judgeQuality'][number];
 
 /** Per-model entries of the evaluations; a model evaluated in several iterations keeps its latest. */
-function latestByModel<T extends { model: string }>(summaries: readonly IterationSummary[], pick: (e: Evaluation) => readonly T[]): { iteration: number; item: T }[] {
+function latestByModel<T extends { model: string }>(
+  summaries: readonly IterationSummary[],
+  pick: (e: Evaluation) => readonly T[],
+): { iteration: number; item: T }[] {
   const byModel = new Map<string, { iteration: number; item: T }>();
-  for (const s of summaries) for (const item of s.evaluation ? pick(s.evaluation) : []) {
-    byModel.delete(item.model);
-    byModel.set(item.model, { iteration: s.iteration, item });
-  }
+  for (const s of summaries)
+    for (const item of s.evaluation ? pick(s.evaluation) : []) {
+      byModel.delete(item.model);
+      byModel.set(item.model, { iteration: s.iteration, item });
+    }
   return [...byModel.values()];
 }
 
@@ -219,15 +225,20 @@ function frame(f: Frame, body: (g: { x0: number; band: number; y: (v: number) =>
     parts.push(`<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" class="grid"></line>`);
     parts.push(`<text x="${PAD.left - 6}" y="${(y(t) + 4).toFixed(1)}" class="tick" text-anchor="end">${esc(f.yFormat(t))}</text>`);
   }
-  if (f.yMin < 0 && f.yMax > 0) parts.push(`<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(0).toFixed(1)}" y2="${y(0).toFixed(1)}" class="zero"></line>`);
+  if (f.yMin < 0 && f.yMax > 0)
+    parts.push(`<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${y(0).toFixed(1)}" y2="${y(0).toFixed(1)}" class="zero"></line>`);
   parts.push(`<line x1="${PAD.left}" x2="${PAD.left}" y1="${top}" y2="${bottom}" class="axis"></line>`);
   parts.push(`<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${bottom}" y2="${bottom}" class="axis"></line>`);
   f.categories.forEach((c, k) => {
     const cx = PAD.left + band * (k + 0.5);
-    parts.push(`<text x="${cx.toFixed(1)}" y="${bottom + 16}" class="tick" text-anchor="middle">${esc(truncate(c, maxChars))}<title>${esc(c)}</title></text>`);
+    parts.push(
+      `<text x="${cx.toFixed(1)}" y="${bottom + 16}" class="tick" text-anchor="middle">${esc(truncate(c, maxChars))}<title>${esc(c)}</title></text>`,
+    );
   });
   parts.push(`<text x="${PAD.left + plotW / 2}" y="${bottom + 36}" class="axis-label" text-anchor="middle">${esc(f.xLabel)}</text>`);
-  parts.push(`<text transform="translate(16 ${top + PLOT_H / 2}) rotate(-90)" class="axis-label" text-anchor="middle">${esc(f.yLabel)}</text>`);
+  parts.push(
+    `<text transform="translate(16 ${top + PLOT_H / 2}) rotate(-90)" class="axis-label" text-anchor="middle">${esc(f.yLabel)}</text>`,
+  );
   parts.push(body({ x0: PAD.left, band, y }));
   const [legendSvg, legendH] = legend(f.series, bottom + 60);
   parts.push(legendSvg);
@@ -259,7 +270,9 @@ function groupedBars(f: Frame, datum: (category: number, series: number) => BarV
         const x = x0 + band * c + (band - inner) / 2 + bw * k;
         const v = d.plot === undefined ? d.value : d.plot;
         if (v === null || d.value === null) {
-          out.push(`<text x="${(x + bw / 2).toFixed(1)}" y="${(y(Math.max(0, f.yMin)) - 4).toFixed(1)}" class="na" text-anchor="middle">n/a<title>${esc(d.tip)}</title></text>`);
+          out.push(
+            `<text x="${(x + bw / 2).toFixed(1)}" y="${(y(Math.max(0, f.yMin)) - 4).toFixed(1)}" class="na" text-anchor="middle">n/a<title>${esc(d.tip)}</title></text>`,
+          );
           return;
         }
         const base = y(Math.max(0, f.yMin));
@@ -274,7 +287,11 @@ function groupedBars(f: Frame, datum: (category: number, series: number) => BarV
 }
 
 /** One stacked bar per category; segments in series order; an optional label over each bar. */
-function stackedBars(f: Frame, segments: (category: number) => { series: number; value: number; plot: number; tip: string }[], label?: (category: number) => string): string {
+function stackedBars(
+  f: Frame,
+  segments: (category: number) => { series: number; value: number; plot: number; tip: string }[],
+  label?: (category: number) => string,
+): string {
   return frame(f, ({ x0, band, y }) => {
     const out: string[] = [];
     const bw = Math.min(80, band * 0.6);
@@ -290,7 +307,10 @@ function stackedBars(f: Frame, segments: (category: number) => { series: number;
           `<rect class="bar" data-series="${esc(s.key)}" data-value="${seg.value}" x="${x.toFixed(1)}" y="${y2.toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(0, y1 - y2).toFixed(1)}" fill="${s.color}"><title>${esc(seg.tip)}</title></rect>`,
         );
       }
-      if (label) out.push(`<text x="${(x + bw / 2).toFixed(1)}" y="${(y(acc) - 5).toFixed(1)}" class="bar-label" text-anchor="middle">${esc(label(c))}</text>`);
+      if (label)
+        out.push(
+          `<text x="${(x + bw / 2).toFixed(1)}" y="${(y(acc) - 5).toFixed(1)}" class="bar-label" text-anchor="middle">${esc(label(c))}</text>`,
+        );
     });
     return out.join('');
   });
@@ -314,10 +334,13 @@ function lineChart(f: Frame, datum: (category: number, series: number) => { valu
         const cx = x0 + band * (c + 0.5);
         const cy = y(d.value);
         path.push(`${cx.toFixed(1)},${cy.toFixed(1)}`);
-        points.push(`<circle class="point" data-series="${esc(s.key)}" data-value="${d.value}" cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="4" fill="${s.color}"><title>${esc(d.tip)}</title></circle>`);
+        points.push(
+          `<circle class="point" data-series="${esc(s.key)}" data-value="${d.value}" cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="4" fill="${s.color}"><title>${esc(d.tip)}</title></circle>`,
+        );
       });
       if (path.length) paths.push(path);
-      for (const p of paths) if (p.length > 1) out.push(`<polyline points="${p.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"></polyline>`);
+      for (const p of paths)
+        if (p.length > 1) out.push(`<polyline points="${p.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"></polyline>`);
       out.push(...points);
     });
     return out.join('');
@@ -344,13 +367,27 @@ function histogramChart(ss: readonly IterationSummary[]): string {
   });
   const axis = scale(Math.max(0.01, ...withData.flatMap((s, k) => binList.map((b) => shares[k]!(b)))));
   return groupedBars(
-    { name: 'judge-histogram', title: 'Judge scores per iteration', xLabel: 'score (bin of 1 point)', yLabel: 'share of parsed judgments', categories: binList, series: seriesOf(withData.map((s) => `iteration ${s.iteration}`)), yMin: 0, ...axis, yFormat: (v) => `${+(v * 100).toFixed(1)}%` },
+    {
+      name: 'judge-histogram',
+      title: 'Judge scores per iteration',
+      xLabel: 'score (bin of 1 point)',
+      yLabel: 'share of parsed judgments',
+      categories: binList,
+      series: seriesOf(withData.map((s) => `iteration ${s.iteration}`)),
+      yMin: 0,
+      ...axis,
+      yFormat: (v) => `${+(v * 100).toFixed(1)}%`,
+    },
     (c, k) => {
       const s = withData[k]!;
       const bin = binList[c]!;
       if (!(bin in s.judge.histogram)) return undefined;
       const count = s.judge.histogram[bin]!;
-      return { value: count, plot: shares[k]!(bin), tip: `iteration ${s.iteration}, score ${bin}: ${count} judgments (${pct(shares[k]!(bin))})` };
+      return {
+        value: count,
+        plot: shares[k]!(bin),
+        tip: `iteration ${s.iteration}, score ${bin}: ${count} judgments (${pct(shares[k]!(bin))})`,
+      };
     },
   );
 }
@@ -375,7 +412,12 @@ function headToHeadChart(ss: readonly IterationSummary[]): string {
     },
     (c) => {
       const { h } = rows[c]!;
-      return outcomes.map((o, k) => ({ series: k, value: h[o], plot: h.prompts === 0 ? 0 : h[o] / h.prompts, tip: `${h.model} vs ${h.opponent} (judge ${h.judge}): ${h[o]} ${o} of ${h.prompts} prompts` }));
+      return outcomes.map((o, k) => ({
+        series: k,
+        value: h[o],
+        plot: h.prompts === 0 ? 0 : h[o] / h.prompts,
+        tip: `${h.model} vs ${h.opponent} (judge ${h.judge}): ${h[o]} ${o} of ${h.prompts} prompts`,
+      }));
     },
     (c) => (rows[c]!.h.winRate === null ? 'n/a' : pct(rows[c]!.h.winRate)),
   );
@@ -426,7 +468,11 @@ function judgeQualityChart(ss: readonly IterationSummary[]): string {
     empty: 'No judge-quality measurements in the evaluations.',
     pick: (e) => e.judgeQuality,
     metrics: QUALITY_METRICS.map(([key, label]) => [key, label, (q: JudgeQualityEntry) => q[key]] as const),
-    axis: (values) => ({ ...(values.some((v) => v < 0) ? { yMin: -1, step: 0.5 } : { yMin: 0, step: 0.2 }), yMax: 1, yFormat: (v) => v.toFixed(1) }),
+    axis: (values) => ({
+      ...(values.some((v) => v < 0) ? { yMin: -1, step: 0.5 } : { yMin: 0, step: 0.2 }),
+      yMax: 1,
+      yFormat: (v) => v.toFixed(1),
+    }),
     tip: (q, label, v) => `${q.model}: ${label} ${num(v, 3)} (${q.sets} sets, ${q.pairs} pairs)`,
   });
 }
@@ -438,12 +484,26 @@ function lengthTrendChart(ss: readonly IterationSummary[]): string {
     { key: 'rejected', label: 'rejected responses (mean)', get: (s) => s.pairs.meanRejectedChars },
   ];
   if (ss.some((s) => s.evaluation !== null)) {
-    series.push({ key: 'held-out', label: 'held-out responses of the evaluated model (mean)', get: (s) => s.evaluation?.responses.find((r) => r.model === s.evaluation!.model)?.meanChars ?? null });
+    series.push({
+      key: 'held-out',
+      label: 'held-out responses of the evaluated model (mean)',
+      get: (s) => s.evaluation?.responses.find((r) => r.model === s.evaluation!.model)?.meanChars ?? null,
+    });
   }
   const values = ss.flatMap((s) => series.map((x) => x.get(s))).filter((v): v is number => v !== null);
   if (values.length === 0) return note('No response lengths recorded.');
   return lineChart(
-    { name: 'lengths', title: 'Response length per iteration', xLabel: 'iteration', yLabel: 'characters', categories: ss.map((s) => String(s.iteration)), series: series.map((x, k) => ({ key: x.key, label: x.label, color: PALETTE[k]! })), yMin: 0, ...scale(Math.max(...values)), yFormat: (v) => num(v, 0) },
+    {
+      name: 'lengths',
+      title: 'Response length per iteration',
+      xLabel: 'iteration',
+      yLabel: 'characters',
+      categories: ss.map((s) => String(s.iteration)),
+      series: series.map((x, k) => ({ key: x.key, label: x.label, color: PALETTE[k]! })),
+      yMin: 0,
+      ...scale(Math.max(...values)),
+      yFormat: (v) => num(v, 0),
+    },
     (c, k) => {
       const s = ss[c]!;
       const v = series[k]!.get(s);
@@ -477,7 +537,17 @@ function dropsChart(ss: readonly IterationSummary[], which: 'prompts' | 'pairs')
   const totals = records.map((r) => Object.values(r).reduce((a, b) => a + b, 0));
   const series = seriesOf(reasons);
   return stackedBars(
-    { name: `${which}-dropped`, title: `${what} dropped, by reason`, xLabel: 'iteration', yLabel: which === 'prompts' ? 'prompts' : 'prompts without a pair', categories: ss.map((s) => String(s.iteration)), series, yMin: 0, ...scale(Math.max(1, ...totals), true), yFormat: (v) => String(v) },
+    {
+      name: `${which}-dropped`,
+      title: `${what} dropped, by reason`,
+      xLabel: 'iteration',
+      yLabel: which === 'prompts' ? 'prompts' : 'prompts without a pair',
+      categories: ss.map((s) => String(s.iteration)),
+      series,
+      yMin: 0,
+      ...scale(Math.max(1, ...totals), true),
+      yFormat: (v) => String(v),
+    },
     (c) =>
       reasons.flatMap((reason, k) => {
         const v = records[c]![reason];
@@ -488,9 +558,25 @@ function dropsChart(ss: readonly IterationSummary[], which: 'prompts' | 'pairs')
 }
 
 function overviewTable(ss: readonly IterationSummary[]): string {
-  const head = ['iteration', 'model in → out', 'prompts kept', 'candidates', 'judge parse rate', 'mean score', 'pairs', 'DPO loss', 'reward accuracy', 'gate'];
+  const head = [
+    'iteration',
+    'model in → out',
+    'prompts kept',
+    'candidates',
+    'judge parse rate',
+    'mean score',
+    'pairs',
+    'DPO loss',
+    'reward accuracy',
+    'gate',
+  ];
   const rows = ss.map((s) => {
-    const gate = s.evaluation === null ? '<span class="muted">no evaluation</span>' : s.evaluation.gate === null ? '<span class="muted">no gate</span>' : gateBadge(s.evaluation.gate.passed);
+    const gate =
+      s.evaluation === null
+        ? '<span class="muted">no evaluation</span>'
+        : s.evaluation.gate === null
+          ? '<span class="muted">no gate</span>'
+          : gateBadge(s.evaluation.gate.passed);
     return (
       `<tr data-iteration="${s.iteration}"><td>${s.iteration}</td><td><code>${esc(s.modelIn)}</code> → ${s.modelOut === null ? '<span class="muted">not trained</span>' : `<code>${esc(s.modelOut)}</code>`}</td>` +
       `<td class="n">${s.prompts.kept} / ${s.prompts.generated}</td><td class="n">${s.candidates.count}</td><td class="n">${pct(s.judge.parseRate)}</td><td class="n">${num(s.judge.meanScore)}</td><td class="n">${s.pairs.kept}</td>` +
@@ -527,7 +613,8 @@ function watchTable(ss: readonly IterationSummary[]): string {
   if (ss.every((s) => s.evaluation === null)) return note(NO_EVALUATION, 'no-evaluation');
   const head = ['iteration', ...WATCH_METRICS.map(([, label]) => label)];
   const rows = ss.map((s) => {
-    if (s.evaluation === null) return `<tr data-iteration="${s.iteration}"><td>${s.iteration}</td><td colspan="${WATCH_METRICS.length}" class="muted">no evaluation configured</td></tr>`;
+    if (s.evaluation === null)
+      return `<tr data-iteration="${s.iteration}"><td>${s.iteration}</td><td colspan="${WATCH_METRICS.length}" class="muted">no evaluation configured</td></tr>`;
     const w = s.evaluation.watch;
     return `<tr data-iteration="${s.iteration}"><td>${s.iteration}</td>${WATCH_METRICS.map(([key, , fmt]) => `<td class="n" data-metric="${key}">${esc(fmt(w[key]))}</td>`).join('')}</tr>`;
   });
@@ -538,9 +625,11 @@ function gatePanels(ss: readonly IterationSummary[]): string {
   return ss
     .map((s) => {
       const title = `<h3>Iteration ${s.iteration}: <code>${esc(s.evaluation?.model ?? s.modelOut ?? s.modelIn)}</code></h3>`;
-      if (s.evaluation === null) return `<div class="gate none" data-gate="none" data-iteration="${s.iteration}">${title}${note('No evaluation configured for this iteration.', 'no-evaluation')}</div>`;
+      if (s.evaluation === null)
+        return `<div class="gate none" data-gate="none" data-iteration="${s.iteration}">${title}${note('No evaluation configured for this iteration.', 'no-evaluation')}</div>`;
       const g = s.evaluation.gate;
-      if (g === null) return `<div class="gate none" data-gate="none" data-iteration="${s.iteration}">${title}${note('No gate configured: the model is promoted without checks.', 'no-gate')}</div>`;
+      if (g === null)
+        return `<div class="gate none" data-gate="none" data-iteration="${s.iteration}">${title}${note('No gate configured: the model is promoted without checks.', 'no-gate')}</div>`;
       const checks = g.checks
         .map(
           (c) =>
@@ -548,7 +637,10 @@ function gatePanels(ss: readonly IterationSummary[]): string {
             `<td class="n">${esc(num(c.value, 3))}</td><td class="n">${esc(num(c.threshold, 3))}</td><td>${esc(c.message)}</td></tr>`,
         )
         .join('');
-      const table = g.checks.length === 0 ? note('The gate has no checks.') : `<table class="data"><thead><tr><th>result</th><th>check</th><th class="n">value</th><th class="n">threshold</th><th>message</th></tr></thead><tbody>${checks}</tbody></table>`;
+      const table =
+        g.checks.length === 0
+          ? note('The gate has no checks.')
+          : `<table class="data"><thead><tr><th>result</th><th>check</th><th class="n">value</th><th class="n">threshold</th><th>message</th></tr></thead><tbody>${checks}</tbody></table>`;
       const verdict = g.passed ? `Gate passed.` : `Gate held this model back: ${esc(onFailMeaning(g.onFail))}.`;
       return `<div class="gate ${g.passed ? 'passed' : 'failed'}" data-gate="${g.passed ? 'passed' : 'failed'}" data-iteration="${s.iteration}">${title}<p class="verdict">${gateBadge(g.passed)} ${verdict}</p>${table}</div>`;
     })
@@ -568,9 +660,15 @@ function modelsSection(report: RunReport): string {
     const rows = models.map(
       (m) =>
         `<tr><td><code>${esc(m.modelId)}</code>${m.promoted ? ' <span class="badge pass">promoted</span>' : ''}</td><td>${m.parent ? `<code>${esc(m.parent)}</code>` : '–'}</td><td>${esc(m.method)}</td><td>${esc(m.lineage)}</td><td>${esc(m.createdAt)}</td>` +
-        `<td>${esc(Object.entries(m.metrics).map(([k, v]) => `${k} ${num(v, 3)}`).join(', ') || '–')}</td></tr>`,
+        `<td>${esc(
+          Object.entries(m.metrics)
+            .map(([k, v]) => `${k} ${num(v, 3)}`)
+            .join(', ') || '–',
+        )}</td></tr>`,
     );
-    parts.push(`<table class="data" data-table="models"><thead><tr><th>model</th><th>parent</th><th>method</th><th>lineage</th><th>created</th><th>metrics</th></tr></thead><tbody>${rows.join('')}</tbody></table>`);
+    parts.push(
+      `<table class="data" data-table="models"><thead><tr><th>model</th><th>parent</th><th>method</th><th>lineage</th><th>created</th><th>metrics</th></tr></thead><tbody>${rows.join('')}</tbody></table>`,
+    );
   }
   return parts.length === 0 ? '' : `<section class="panel" id="models"><h2>Models</h2>${parts.join('')}</section>`;
 }
@@ -613,30 +711,74 @@ export function renderReportHtml(report: RunReport): string {
     failed.length === 0
       ? ''
       : `<div class="alert" data-alert="gate-failed"><strong>Promotion gate held back the model of iteration${failed.length > 1 ? 's' : ''} ${failed.map((s) => s.iteration).join(', ')}</strong>: ` +
-        failed.map((s) => `${s.evaluation!.gate!.checks.filter((c) => !c.passed).map((c) => esc(c.message || c.name)).join('; ')}; ${esc(onFailMeaning(s.evaluation!.gate!.onFail))}`).join(' · ') +
+        failed
+          .map(
+            (s) =>
+              `${s
+                .evaluation!.gate!.checks.filter((c) => !c.passed)
+                .map((c) => esc(c.message || c.name))
+                .join('; ')}; ${esc(onFailMeaning(s.evaluation!.gate!.onFail))}`,
+          )
+          .join(' · ') +
         '.' +
-        ((report.promoted ?? []).length > 0 ? ` Promoted: ${(report.promoted ?? []).map((p) => `<code>${esc(p.modelId)}</code>`).join(', ')}.` : '') +
+        ((report.promoted ?? []).length > 0
+          ? ` Promoted: ${(report.promoted ?? []).map((p) => `<code>${esc(p.modelId)}</code>`).join(', ')}.`
+          : '') +
         `<p>${esc(GATE_HELD_EXPLANATION)} See <a href="#gates">Evaluation gate</a>.</p></div>`;
-  const panel = (id: string, title: string, body: string, caption = ''): string => `<section class="panel" id="${id}"><h2>${esc(title)}</h2>${caption ? `<p class="meta">${esc(caption)}</p>` : ''}${body}</section>`;
-  const body = ss.length === 0
-    ? note('This run has no iteration summaries.')
-    : [
-        panel('overview', 'Iterations', overviewTable(ss)),
-        modelsSection(report),
-        panel('judge-scores', 'Judge scores', histogramChart(ss), 'The model judging its own candidates: parsed scores per whole-point bin, as a share of the iteration’s parsed judgments.'),
-        panel('head-to-head', 'Head-to-head', headToHeadChart(ss), 'Each held-out prompt is judged in both orders: a win or loss needs both orders to agree, anything else is a tie. Win rate = (wins + ties / 2) / prompts.'),
-        panel('judge-quality', 'Judge quality', judgeQualityChart(ss), 'How well each model ranks human-ranked replies as a judge. A missing point is an undefined measurement.'),
-        panel('lengths', 'Response length', lengthTrendChart(ss) + heldOutLengthChart(ss), 'Characters per response: the self-generated candidates, the chosen and rejected sides of the preference pairs, and the models’ answers to the held-out prompts.'),
-        panel('drops', 'Dropped prompts and pairs', dropsChart(ss, 'prompts') + dropsChart(ss, 'pairs'), 'Label over a bar: the total dropped in that iteration.'),
-        panel('watch', 'Reward-hacking watch', watchTable(ss), 'Signs that the judge rewards length or saturates: correlation of candidate length with its mean score, the chosen–rejected length gap, the share of perfect scores, score variance and unreadable judgments.'),
-        panel('gates', 'Evaluation gate', gatePanels(ss)),
-      ].join('');
+  const panel = (id: string, title: string, body: string, caption = ''): string =>
+    `<section class="panel" id="${id}"><h2>${esc(title)}</h2>${caption ? `<p class="meta">${esc(caption)}</p>` : ''}${body}</section>`;
+  const body =
+    ss.length === 0
+      ? note('This run has no iteration summaries.')
+      : [
+          panel('overview', 'Iterations', overviewTable(ss)),
+          modelsSection(report),
+          panel(
+            'judge-scores',
+            'Judge scores',
+            histogramChart(ss),
+            'The model judging its own candidates: parsed scores per whole-point bin, as a share of the iteration’s parsed judgments.',
+          ),
+          panel(
+            'head-to-head',
+            'Head-to-head',
+            headToHeadChart(ss),
+            'Each held-out prompt is judged in both orders: a win or loss needs both orders to agree, anything else is a tie. Win rate = (wins + ties / 2) / prompts.',
+          ),
+          panel(
+            'judge-quality',
+            'Judge quality',
+            judgeQualityChart(ss),
+            'How well each model ranks human-ranked replies as a judge. A missing point is an undefined measurement.',
+          ),
+          panel(
+            'lengths',
+            'Response length',
+            lengthTrendChart(ss) + heldOutLengthChart(ss),
+            'Characters per response: the self-generated candidates, the chosen and rejected sides of the preference pairs, and the models’ answers to the held-out prompts.',
+          ),
+          panel(
+            'drops',
+            'Dropped prompts and pairs',
+            dropsChart(ss, 'prompts') + dropsChart(ss, 'pairs'),
+            'Label over a bar: the total dropped in that iteration.',
+          ),
+          panel(
+            'watch',
+            'Reward-hacking watch',
+            watchTable(ss),
+            'Signs that the judge rewards length or saturates: correlation of candidate length with its mean score, the chosen–rejected length gap, the share of perfect scores, score variance and unreadable judgments.',
+          ),
+          panel('gates', 'Evaluation gate', gatePanels(ss)),
+        ].join('');
   return (
     `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">` +
     `<title>srlm report: ${esc(report.run)}</title><style>${CSS}</style></head><body><main>` +
     `<h1>Run <code>${esc(report.run)}</code></h1>` +
     `<p class="meta">${ss.length} iteration${ss.length === 1 ? '' : 's'}${report.store ? ` · store ${esc(report.store)}` : ''} · generated ${esc(report.generatedAt)} by <code>srlm report</code></p>` +
-    alert + body + `</main></body></html>\n`
+    alert +
+    body +
+    `</main></body></html>\n`
   );
 }
 
@@ -662,72 +804,207 @@ function mdTable(header: readonly string[], rows: readonly (readonly string[])[]
 export function renderReportMarkdown(report: RunReport): string {
   const ss = sorted(report);
   const out: string[] = [`# Run ${md(report.run)}: report`, ''];
-  out.push(`${ss.length} iteration${ss.length === 1 ? '' : 's'}${report.store ? `; store ${md(report.store)}` : ''}; generated ${md(report.generatedAt)} by srlm report.`, '');
+  out.push(
+    `${ss.length} iteration${ss.length === 1 ? '' : 's'}${report.store ? `; store ${md(report.store)}` : ''}; generated ${md(report.generatedAt)} by srlm report.`,
+    '',
+  );
   if (ss.length === 0) return [...out, 'This run has no iteration summaries.', ''].join('\n');
   const noEval = ss.every((s) => s.evaluation === null);
 
   for (const s of ss) {
     const g = s.evaluation?.gate;
-    if (g && !g.passed) out.push(`**Promotion gate held back the model of iteration ${s.iteration}** (on failure: ${md(g.onFail)}): ${md(g.checks.filter((c) => !c.passed).map((c) => c.message || c.name).join('; '))}; ${md(onFailMeaning(g.onFail))}. ${md(GATE_HELD_EXPLANATION)}`, '');
+    if (g && !g.passed)
+      out.push(
+        `**Promotion gate held back the model of iteration ${s.iteration}** (on failure: ${md(g.onFail)}): ${md(
+          g.checks
+            .filter((c) => !c.passed)
+            .map((c) => c.message || c.name)
+            .join('; '),
+        )}; ${md(onFailMeaning(g.onFail))}. ${md(GATE_HELD_EXPLANATION)}`,
+        '',
+      );
   }
 
   out.push('## Iterations', '');
-  out.push(...mdTable(['iteration', 'model in', 'model out', 'prompts kept', 'prompts generated', 'candidates', 'judge parse rate', 'mean score', 'pairs', 'DPO loss', 'reward accuracy', 'gate'], ss.map((s) => [
-    String(s.iteration), s.modelIn, s.modelOut ?? '(not trained)', String(s.prompts.kept), String(s.prompts.generated), String(s.candidates.count), pct(s.judge.parseRate), num(s.judge.meanScore), String(s.pairs.kept),
-    num(s.dpo?.loss ?? null, 4), pct(s.dpo?.rewardAccuracy ?? null), s.evaluation === null ? 'no evaluation' : s.evaluation.gate === null ? 'no gate' : s.evaluation.gate.passed ? 'passed' : 'held back',
-  ])));
+  out.push(
+    ...mdTable(
+      [
+        'iteration',
+        'model in',
+        'model out',
+        'prompts kept',
+        'prompts generated',
+        'candidates',
+        'judge parse rate',
+        'mean score',
+        'pairs',
+        'DPO loss',
+        'reward accuracy',
+        'gate',
+      ],
+      ss.map((s) => [
+        String(s.iteration),
+        s.modelIn,
+        s.modelOut ?? '(not trained)',
+        String(s.prompts.kept),
+        String(s.prompts.generated),
+        String(s.candidates.count),
+        pct(s.judge.parseRate),
+        num(s.judge.meanScore),
+        String(s.pairs.kept),
+        num(s.dpo?.loss ?? null, 4),
+        pct(s.dpo?.rewardAccuracy ?? null),
+        s.evaluation === null
+          ? 'no evaluation'
+          : s.evaluation.gate === null
+            ? 'no gate'
+            : s.evaluation.gate.passed
+              ? 'passed'
+              : 'held back',
+      ]),
+    ),
+  );
 
   if ((report.promoted ?? []).length > 0 || (report.models ?? []).length > 0) {
     out.push('## Models', '');
-    for (const p of report.promoted ?? []) out.push(`Promoted model of lineage ${md(p.lineage)}: ${md(p.modelId)}${p.run ? ` (by run ${md(p.run)})` : ''}${p.previous ? `, replacing ${md(p.previous)}` : ''}.${p.reason ? ` Reason: ${md(p.reason)}` : ''}`, '');
+    for (const p of report.promoted ?? [])
+      out.push(
+        `Promoted model of lineage ${md(p.lineage)}: ${md(p.modelId)}${p.run ? ` (by run ${md(p.run)})` : ''}${p.previous ? `, replacing ${md(p.previous)}` : ''}.${p.reason ? ` Reason: ${md(p.reason)}` : ''}`,
+        '',
+      );
     if ((report.models ?? []).length > 0) {
-      out.push(...mdTable(['model', 'parent', 'method', 'lineage', 'created', 'metrics'], (report.models ?? []).map((m) => [
-        m.modelId + (m.promoted ? ' (promoted)' : ''), m.parent ?? '–', m.method, m.lineage, m.createdAt, Object.entries(m.metrics).map(([k, v]) => `${k} ${num(v, 3)}`).join(', ') || '–',
-      ])));
+      out.push(
+        ...mdTable(
+          ['model', 'parent', 'method', 'lineage', 'created', 'metrics'],
+          (report.models ?? []).map((m) => [
+            m.modelId + (m.promoted ? ' (promoted)' : ''),
+            m.parent ?? '–',
+            m.method,
+            m.lineage,
+            m.createdAt,
+            Object.entries(m.metrics)
+              .map(([k, v]) => `${k} ${num(v, 3)}`)
+              .join(', ') || '–',
+          ]),
+        ),
+      );
     }
   }
 
   out.push('## Judge scores', '');
   const binList = union(ss.map((s) => bins(s.judge.histogram))).sort((a, b) => Number(a) - Number(b));
-  out.push(...mdTable(['iteration', ...binList.map((b) => `score ${b}`), 'parsed'], ss.map((s) => [String(s.iteration), ...binList.map((b) => (b in s.judge.histogram ? String(s.judge.histogram[b]) : '–')), String(s.judge.parsed)])));
+  out.push(
+    ...mdTable(
+      ['iteration', ...binList.map((b) => `score ${b}`), 'parsed'],
+      ss.map((s) => [
+        String(s.iteration),
+        ...binList.map((b) => (b in s.judge.histogram ? String(s.judge.histogram[b]) : '–')),
+        String(s.judge.parsed),
+      ]),
+    ),
+  );
 
   out.push('## Head-to-head', '');
   const h2h = headToHeadRows(ss);
   if (noEval) out.push('No evaluation configured.', '');
   else if (h2h.length === 0) out.push('No head-to-head comparisons.', '');
-  else out.push(...mdTable(['iteration', 'model', 'opponent', 'judge', 'prompts', 'wins', 'ties', 'losses', 'win rate', 'order disagreements', 'unparsed'], h2h.map(({ iteration, h }) => [
-    String(iteration), h.model, h.opponent, h.judge, String(h.prompts), String(h.wins), String(h.ties), String(h.losses), pct(h.winRate), String(h.orderDisagreements), String(h.unparsed),
-  ])));
+  else
+    out.push(
+      ...mdTable(
+        ['iteration', 'model', 'opponent', 'judge', 'prompts', 'wins', 'ties', 'losses', 'win rate', 'order disagreements', 'unparsed'],
+        h2h.map(({ iteration, h }) => [
+          String(iteration),
+          h.model,
+          h.opponent,
+          h.judge,
+          String(h.prompts),
+          String(h.wins),
+          String(h.ties),
+          String(h.losses),
+          pct(h.winRate),
+          String(h.orderDisagreements),
+          String(h.unparsed),
+        ]),
+      ),
+    );
 
   out.push('## Judge quality', '');
   const jq = latestByModel(ss, (e) => e.judgeQuality);
   if (noEval) out.push('No evaluation configured.', '');
   else if (jq.length === 0) out.push('No judge-quality measurements.', '');
-  else out.push(...mdTable(['model', 'iteration', 'sets', 'pairs', ...QUALITY_METRICS.map(([, l]) => l), 'five best', 'parse rate'], jq.map(({ iteration, item: q }) => [
-    q.model, String(iteration), String(q.sets), String(q.pairs), ...QUALITY_METRICS.map(([m]) => num(q[m], 3)), num(q.fiveBest, 3), pct(q.parseRate),
-  ])));
+  else
+    out.push(
+      ...mdTable(
+        ['model', 'iteration', 'sets', 'pairs', ...QUALITY_METRICS.map(([, l]) => l), 'five best', 'parse rate'],
+        jq.map(({ iteration, item: q }) => [
+          q.model,
+          String(iteration),
+          String(q.sets),
+          String(q.pairs),
+          ...QUALITY_METRICS.map(([m]) => num(q[m], 3)),
+          num(q.fiveBest, 3),
+          pct(q.parseRate),
+        ]),
+      ),
+    );
 
   out.push('## Response length (characters)', '');
-  out.push(...mdTable(['iteration', 'candidates (mean)', 'chosen (mean)', 'rejected (mean)', 'candidates (mean tokens)'], ss.map((s) => [
-    String(s.iteration), num(s.candidates.meanChars, 1), num(s.pairs.meanChosenChars, 1), num(s.pairs.meanRejectedChars, 1), num(s.candidates.meanTokens, 1),
-  ])));
+  out.push(
+    ...mdTable(
+      ['iteration', 'candidates (mean)', 'chosen (mean)', 'rejected (mean)', 'candidates (mean tokens)'],
+      ss.map((s) => [
+        String(s.iteration),
+        num(s.candidates.meanChars, 1),
+        num(s.pairs.meanChosenChars, 1),
+        num(s.pairs.meanRejectedChars, 1),
+        num(s.candidates.meanTokens, 1),
+      ]),
+    ),
+  );
   const rr = latestByModel(ss, (e) => e.responses);
   if (noEval) out.push('Held-out responses: no evaluation configured.', '');
   else if (rr.length > 0) {
     out.push('Held-out responses:', '');
-    out.push(...mdTable(['model', 'iteration', 'responses', 'mean characters', 'median characters', 'mean tokens'], rr.map(({ iteration, item: r }) => [r.model, String(iteration), String(r.count), num(r.meanChars, 1), num(r.medianChars, 1), num(r.meanTokens, 1)])));
+    out.push(
+      ...mdTable(
+        ['model', 'iteration', 'responses', 'mean characters', 'median characters', 'mean tokens'],
+        rr.map(({ iteration, item: r }) => [
+          r.model,
+          String(iteration),
+          String(r.count),
+          num(r.meanChars, 1),
+          num(r.medianChars, 1),
+          num(r.meanTokens, 1),
+        ]),
+      ),
+    );
   }
 
   for (const which of ['prompts', 'pairs'] as const) {
     out.push(`## ${which === 'prompts' ? 'Prompts' : 'Pairs'} dropped`, '');
     const reasons = union(ss.map((s) => Object.keys(s[which].dropped))).sort();
     if (reasons.length === 0) out.push('Nothing dropped.', '');
-    else out.push(...mdTable(['reason', ...ss.map((s) => `iteration ${s.iteration}`)], reasons.map((r) => [r, ...ss.map((s) => (r in s[which].dropped ? String(s[which].dropped[r]) : '–'))])));
+    else
+      out.push(
+        ...mdTable(
+          ['reason', ...ss.map((s) => `iteration ${s.iteration}`)],
+          reasons.map((r) => [r, ...ss.map((s) => (r in s[which].dropped ? String(s[which].dropped[r]) : '–'))]),
+        ),
+      );
   }
 
   out.push('## Reward-hacking watch', '');
   if (noEval) out.push('No evaluation configured.', '');
-  else out.push(...mdTable(['iteration', ...WATCH_METRICS.map(([, l]) => l)], ss.map((s) => [String(s.iteration), ...WATCH_METRICS.map(([key, , fmt]) => (s.evaluation === null ? 'no evaluation' : fmt(s.evaluation.watch[key])))])));
+  else
+    out.push(
+      ...mdTable(
+        ['iteration', ...WATCH_METRICS.map(([, l]) => l)],
+        ss.map((s) => [
+          String(s.iteration),
+          ...WATCH_METRICS.map(([key, , fmt]) => (s.evaluation === null ? 'no evaluation' : fmt(s.evaluation.watch[key]))),
+        ]),
+      ),
+    );
 
   out.push('## Evaluation gate', '');
   for (const s of ss) {
@@ -736,7 +1013,13 @@ export function renderReportMarkdown(report: RunReport): string {
     else if (g === null) out.push(`Iteration ${s.iteration}: no gate configured.`, '');
     else {
       out.push(`Iteration ${s.iteration}: gate ${g.passed ? 'passed' : `**held the model back** (on failure: ${md(g.onFail)})`}.`, '');
-      if (g.checks.length > 0) out.push(...mdTable(['check', 'result', 'value', 'threshold', 'message'], g.checks.map((c) => [c.name, c.passed ? 'pass' : 'not met', num(c.value, 3), num(c.threshold, 3), c.message])));
+      if (g.checks.length > 0)
+        out.push(
+          ...mdTable(
+            ['check', 'result', 'value', 'threshold', 'message'],
+            g.checks.map((c) => [c.name, c.passed ? 'pass' : 'not met', num(c.value, 3), num(c.threshold, 3), c.message]),
+          ),
+        );
     }
   }
   return out.join('\n');

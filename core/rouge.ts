@@ -94,23 +94,31 @@ export class RougeIndex {
   /** The exact highest ROUGE-L F1 of `text` against the indexed texts. */
   maxRougeL(text: string): RougeMatch {
     const best: RougeMatch = { score: 0, against: null, index: -1 };
-    this.search(text, (doc, score) => {
-      if (score > best.score) Object.assign(best, { score, against: this.texts[doc]!, index: doc });
-      return best.score;
-    }, 0);
+    this.search(
+      text,
+      (doc, score) => {
+        if (score > best.score) Object.assign(best, { score, against: this.texts[doc]!, index: doc });
+        return best.score;
+      },
+      0,
+    );
     return best;
   }
 
   /** The first indexed text whose ROUGE-L F1 with `text` is strictly above `threshold`, or null. */
   exceeds(text: string, threshold: number): RougeMatch | null {
     let found: RougeMatch | null = null;
-    this.search(text, (doc, score) => {
-      if (score > threshold) {
-        found = { score, against: this.texts[doc]!, index: doc };
-        return Infinity; // stop
-      }
-      return threshold;
-    }, threshold);
+    this.search(
+      text,
+      (doc, score) => {
+        if (score > threshold) {
+          found = { score, against: this.texts[doc]!, index: doc };
+          return Infinity; // stop
+        }
+        return threshold;
+      },
+      threshold,
+    );
     return found;
   }
 
@@ -187,7 +195,7 @@ export class RougeIndex {
       prefix += this.postings[known[i]!]!.length / 2;
       r -= counts.get(known[i]!)!;
     }
-    if (prefix * (2 * this.tokensIndexed / Math.max(1, this.docs.length) + 2) > full) return null;
+    if (prefix * ((2 * this.tokensIndexed) / Math.max(1, this.docs.length) + 2) > full) return null;
     if (this.want.length < this.vocab.size) {
       this.want = new Int32Array(this.vocab.size * 2);
       this.used = new Int32Array(this.vocab.size * 2);

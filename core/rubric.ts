@@ -17,7 +17,10 @@ export const RUBRIC_VERSION = 'additive-5pt-v3';
  * fence early and write instructions or a score line the judge would take as the contract's.
  */
 export function fence(begin: string, end: string, material: string): string {
-  const defused = material.replace(/\[\[/g, '[ [').replace(/\]\]/g, '] ]').replace(/<(\/?)(response|question)>/gi, '< $1$2>');
+  const defused = material
+    .replace(/\[\[/g, '[ [')
+    .replace(/\]\]/g, '] ]')
+    .replace(/<(\/?)(response|question)>/gi, '< $1$2>');
   return `${begin}\n${defused}\n${end}`;
 }
 

@@ -21,9 +21,12 @@ export function parseS3Uri(uri: string): S3Location {
   if (!m) throw new Error('is not an s3://bucket/prefix URI');
   const bucket = m[1]!;
   if (bucket.includes('@') || bucket.includes(':')) {
-    throw new Error('must not carry credentials or a port (credentials come from the AWS provider chain: environment, profile, role; the endpoint from store.s3.endpoint or AWS_ENDPOINT_URL_S3)');
+    throw new Error(
+      'must not carry credentials or a port (credentials come from the AWS provider chain: environment, profile, role; the endpoint from store.s3.endpoint or AWS_ENDPOINT_URL_S3)',
+    );
   }
-  if (!BUCKET.test(bucket) || bucket.includes('..')) throw new Error(`names an invalid bucket "${bucket}" (3-63 characters: lowercase letters, digits, ".", "-")`);
+  if (!BUCKET.test(bucket) || bucket.includes('..'))
+    throw new Error(`names an invalid bucket "${bucket}" (3-63 characters: lowercase letters, digits, ".", "-")`);
   const prefix = (m[2] ?? '').replace(/\/+$/, '');
   if (prefix) {
     for (const s of prefix.split('/')) {

@@ -27,8 +27,16 @@ const LearningRate = z.number().positive().lt(1);
  * history too large, an unplanned bill); the message says which and how to go beyond it.
  */
 function upTo<T extends z.ZodNumber>(schema: T, max: number, protects: 'memory' | 'history' | 'cost' | 'time'): T {
-  const why = { memory: "the workers' memory", history: "the workflow's history size", cost: 'against an unplanned bill (compute time)', time: 'against a stuck run going unnoticed' }[protects];
-  return schema.max(max, `must be at most ${max.toLocaleString('en-US')}: the limit protects ${why}; if a run truly needs more, raise the limit in core/schemas.ts`) as T;
+  const why = {
+    memory: "the workers' memory",
+    history: "the workflow's history size",
+    cost: 'against an unplanned bill (compute time)',
+    time: 'against a stuck run going unnoticed',
+  }[protects];
+  return schema.max(
+    max,
+    `must be at most ${max.toLocaleString('en-US')}: the limit protects ${why}; if a run truly needs more, raise the limit in core/schemas.ts`,
+  ) as T;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -152,33 +160,35 @@ export const JudgeConfig = z.strictObject({
  */
 export const GenerationEngine = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('local') }),
-  z.strictObject({
-    kind: z.literal('openai'),
-    /** e.g. http://host:8000/v1 */
-    baseUrl: z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL such as http://host:8000/v1'),
-    /** the served model name */
-    model: z.string().min(1),
-    /** NAME of the environment variable holding the API key */
-    apiKeyEnv: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
-      // the allowlist is the validating process's (the worker checks again with its own: core/security.ts)
-      .superRefine((name, ctx) => {
-        const problem = keyEnvProblem(name, typeof process === 'undefined' ? {} : process.env);
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      })
-      .optional(),
-    /** most requests in flight per generation activity */
-    concurrency: PositiveInt.max(4096).default(64),
-    /** per HTTP request */
-    timeoutSeconds: upTo(z.number().positive(), 86_400, 'time').default(120),
-    /** retries per request (429, 5xx, timeouts, connection errors) before the attempt fails */
-    maxRetries: z.number().int().nonnegative().max(100).default(5),
-  }).superRefine((e, ctx) => {
-    // no userinfo ever; plain http to a remote host only when no key goes with the requests
-    const problem = e.apiKeyEnv ? keyDestinationProblem(e.baseUrl) : userinfoProblem(e.baseUrl);
-    if (problem) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: problem });
-  }),
+  z
+    .strictObject({
+      kind: z.literal('openai'),
+      /** e.g. http://host:8000/v1 */
+      baseUrl: z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL such as http://host:8000/v1'),
+      /** the served model name */
+      model: z.string().min(1),
+      /** NAME of the environment variable holding the API key */
+      apiKeyEnv: z
+        .string()
+        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+        // the allowlist is the validating process's (the worker checks again with its own: core/security.ts)
+        .superRefine((name, ctx) => {
+          const problem = keyEnvProblem(name, typeof process === 'undefined' ? {} : process.env);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional(),
+      /** most requests in flight per generation activity */
+      concurrency: PositiveInt.max(4096).default(64),
+      /** per HTTP request */
+      timeoutSeconds: upTo(z.number().positive(), 86_400, 'time').default(120),
+      /** retries per request (429, 5xx, timeouts, connection errors) before the attempt fails */
+      maxRetries: z.number().int().nonnegative().max(100).default(5),
+    })
+    .superRefine((e, ctx) => {
+      // no userinfo ever; plain http to a remote host only when no key goes with the requests
+      const problem = e.apiKeyEnv ? keyDestinationProblem(e.baseUrl) : userinfoProblem(e.baseUrl);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: problem });
+    }),
   /** vLLM's offline engine inside the generation worker's compute process (compute/srlm_compute/vllm_engine.py) */
   z.strictObject({
     kind: z.literal('vllm'),
@@ -256,7 +266,9 @@ export const EvaluationConfig = z
         offset: z.number().int().nonnegative().default(0),
         max: upTo(PositiveInt, 1_000_000, 'cost').default(100),
       })
-      .refine((j) => (j.ranked === undefined) !== (j.oasst === undefined), { message: 'needs exactly one of `ranked` (JSONL of ranked sets) or `oasst` (an OASST trees export)' })
+      .refine((j) => (j.ranked === undefined) !== (j.oasst === undefined), {
+        message: 'needs exactly one of `ranked` (JSONL of ranked sets) or `oasst` (an OASST trees export)',
+      })
       .optional(),
     /** the head-to-head judge; absent: no head-to-head comparisons */
     judge: EvalJudgeConfig.optional(),
@@ -275,7 +287,11 @@ export const EvaluationConfig = z
   })
   .superRefine((e, ctx) => {
     if (e.prompts === undefined && e.judgeSet === undefined) {
-      ctx.addIssue({ code: 'custom', path: [], message: 'needs `prompts` (held-out prompts) or `judgeSet` (held-out human rankings), or both' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message: 'needs `prompts` (held-out prompts) or `judgeSet` (held-out human rankings), or both',
+      });
     }
     // a threshold is only useful when the evaluation measures its figure
     const g = e.gate;
@@ -284,8 +300,16 @@ export const EvaluationConfig = z
       if (g[field] !== undefined && !ok) ctx.addIssue({ code: 'custom', path: ['gate', field], message: `is measured only with ${what}` });
     };
     const h2h = e.prompts !== undefined && e.judge !== undefined;
-    need('minWinRateVsPrevious', h2h && e.opponents.includes('previous'), '`evaluation.prompts`, `evaluation.judge` and "previous" in `evaluation.opponents`');
-    need('minWinRateVsReference', h2h && e.opponents.includes('reference'), '`evaluation.prompts` (with reference outputs), `evaluation.judge` and "reference" in `evaluation.opponents`');
+    need(
+      'minWinRateVsPrevious',
+      h2h && e.opponents.includes('previous'),
+      '`evaluation.prompts`, `evaluation.judge` and "previous" in `evaluation.opponents`',
+    );
+    need(
+      'minWinRateVsReference',
+      h2h && e.opponents.includes('reference'),
+      '`evaluation.prompts` (with reference outputs), `evaluation.judge` and "reference" in `evaluation.opponents`',
+    );
     need('maxJudgeAccuracyDrop', e.judgeSet !== undefined, '`evaluation.judgeSet`');
     need('maxLengthGrowth', e.prompts !== undefined, '`evaluation.prompts`');
   });
@@ -294,7 +318,10 @@ export type EvaluationConfig = z.infer<typeof EvaluationConfig>;
 const K8sName = z
   .string()
   .max(63, 'must be at most 63 characters')
-  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS-1123 label: lowercase letters, digits and "-", starting and ending with a letter or digit');
+  .regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+    'must be a DNS-1123 label: lowercase letters, digits and "-", starting and ending with a letter or digit',
+  );
 
 /**
  * How the ranks of a multi-process SFT/DPO job share the model (compute/srlm_compute/train.py's
@@ -304,11 +331,15 @@ const distributedFields = {
   /** ddp (default) replicates the model on every rank; fsdp shards it (needs CUDA GPUs) */
   strategy: z.enum(['ddp', 'fsdp']).optional(),
   /** fsdp only: the layer class wrapped as one FSDP unit (default: detected from the model) */
-  fsdpLayerClass: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a Python class name such as LlamaDecoderLayer').optional(),
+  fsdpLayerClass: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a Python class name such as LlamaDecoderLayer')
+    .optional(),
 };
 
 function checkDistributed(o: { strategy?: 'ddp' | 'fsdp'; fsdpLayerClass?: string }, ctx: z.RefinementCtx): void {
-  if (o.fsdpLayerClass !== undefined && o.strategy !== 'fsdp') ctx.addIssue({ code: 'custom', path: ['fsdpLayerClass'], message: 'is only meaningful with strategy: "fsdp"' });
+  if (o.fsdpLayerClass !== undefined && o.strategy !== 'fsdp')
+    ctx.addIssue({ code: 'custom', path: ['fsdpLayerClass'], message: 'is only meaningful with strategy: "fsdp"' });
 }
 
 /**
@@ -318,140 +349,164 @@ function checkDistributed(o: { strategy?: 'ddp' | 'fsdp'; fsdpLayerClass?: strin
  * travel through it. See backends/sagemaker-train.ts and backends/k8s-train.ts.
  */
 export const TrainingBackend = z.discriminatedUnion('kind', [
-  z.strictObject({
-    kind: z.literal('local'),
-    /** process (default): one compute process; torchrun: nprocPerNode ranks on this host (DDP or FSDP) */
-    launcher: z.enum(['process', 'torchrun']).optional(),
-    /** torchrun only: processes (one per GPU; on CPU each takes its share of the cores) */
-    nprocPerNode: PositiveInt.max(64).optional(),
-    ...distributedFields,
-  }).superRefine((o, ctx) => {
-    const torchrun = o.launcher === 'torchrun';
-    if (torchrun && o.nprocPerNode === undefined) ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is required with launcher: "torchrun"' });
-    if (!torchrun && o.nprocPerNode !== undefined) ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is only meaningful with launcher: "torchrun"' });
-    if (!torchrun && o.strategy !== undefined) ctx.addIssue({ code: 'custom', path: ['strategy'], message: 'is only meaningful with launcher: "torchrun"' });
-    checkDistributed(o, ctx);
-  }),
-  z.strictObject({
-    kind: z.literal('sagemaker'),
-    /** ECR URI of the training image (runs srlm_compute train; see docs/scaling.md) */
-    image: z.string().regex(/^[^\s]+\/[^\s]+$/, 'must be an image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/srlm-train:1'),
-    /** execution role SageMaker assumes (reads and writes the store's bucket) */
-    roleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/\S+$/, 'must be an IAM role ARN such as arn:aws:iam::123456789012:role/srlm-training'),
-    instanceType: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'must be a SageMaker instance type such as ml.p4d.24xlarge'),
-    instanceCount: PositiveInt.max(256).default(1),
-    volumeSizeGB: PositiveInt.max(16384).default(100),
-    maxRuntimeSeconds: PositiveInt.max(28 * 24 * 3600).default(24 * 3600),
-    /** managed spot training; interrupted jobs resume from the checkpoints SageMaker syncs to the store */
-    spot: z.boolean().default(false),
-    /** spot only: most seconds waiting for capacity plus training (>= maxRuntimeSeconds) */
-    maxWaitSeconds: PositiveInt.max(28 * 24 * 3600).optional(),
-    /** default AWS_REGION */
-    region: z.string().min(1).optional(),
-    /** seconds between two DescribeTrainingJob calls */
-    pollSeconds: z.number().positive().default(30),
-    /** torchrun processes per instance (default: the instance's GPUs, SM_NUM_GPUS, or 1 without GPUs) */
-    nprocPerNode: PositiveInt.max(64).optional(),
-    ...distributedFields,
-  }).superRefine((o, ctx) => {
-    checkDistributed(o, ctx);
-    if (o.maxWaitSeconds !== undefined && !o.spot) ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'is only meaningful with spot: true' });
-    if (o.spot && o.maxWaitSeconds !== undefined && o.maxWaitSeconds < o.maxRuntimeSeconds) ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'must be >= maxRuntimeSeconds' });
-  }),
-  z.strictObject({
-    kind: z.literal('kubernetes'),
-    namespace: K8sName.default('default'),
-    /** image holding srlm_compute, torch and torchrun */
-    image: z.string().min(1).regex(/^\S+$/, 'must be an image reference without spaces'),
-    /** pods (one torchrun node each) */
-    nodes: PositiveInt.max(1024).default(1),
-    /** nvidia.com/gpu per pod (torchrun --nproc-per-node); 0 runs on CPU with one process */
-    gpusPerNode: z.number().int().nonnegative().max(64).default(1),
-    serviceAccount: K8sName.optional(),
-    nodeSelector: z.record(z.string(), z.string()).optional(),
-    tolerations: z
-      .array(
-        z.strictObject({
-          key: z.string().optional(),
-          operator: z.enum(['Exists', 'Equal']).optional(),
-          value: z.string().optional(),
-          effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
-          tolerationSeconds: z.number().int().optional(),
-        }),
-      )
-      .optional(),
-    /** extra environment for the trainer (e.g. AWS_REGION; never secrets: use the service account's role) */
-    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).optional(),
-    /** pod restarts before the Job fails (the whole torchrun group restarts) */
-    backoffLimit: z.number().int().nonnegative().max(100).default(2),
-    /** seconds between two reads of the Job's status */
-    pollSeconds: z.number().positive().default(15),
-    /** kubeconfig context (default: the current one, or the in-cluster service account) */
-    context: z.string().min(1).optional(),
-    /** torchrun processes per pod (default: gpusPerNode, or 1 on CPU); at most one per GPU */
-    nprocPerNode: PositiveInt.max(64).optional(),
-    ...distributedFields,
-  }).superRefine((o, ctx) => {
-    if (o.gpusPerNode > 0 && o.nprocPerNode !== undefined && o.nprocPerNode > o.gpusPerNode) {
-      ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: `must be at most gpusPerNode (${o.gpusPerNode}): one process per GPU` });
-    }
-    if (o.strategy === 'fsdp' && o.gpusPerNode === 0) ctx.addIssue({ code: 'custom', path: ['strategy'], message: '"fsdp" needs CUDA GPUs: set gpusPerNode (it is 0)' });
-    checkDistributed(o, ctx);
-  }),
+  z
+    .strictObject({
+      kind: z.literal('local'),
+      /** process (default): one compute process; torchrun: nprocPerNode ranks on this host (DDP or FSDP) */
+      launcher: z.enum(['process', 'torchrun']).optional(),
+      /** torchrun only: processes (one per GPU; on CPU each takes its share of the cores) */
+      nprocPerNode: PositiveInt.max(64).optional(),
+      ...distributedFields,
+    })
+    .superRefine((o, ctx) => {
+      const torchrun = o.launcher === 'torchrun';
+      if (torchrun && o.nprocPerNode === undefined)
+        ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is required with launcher: "torchrun"' });
+      if (!torchrun && o.nprocPerNode !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['nprocPerNode'], message: 'is only meaningful with launcher: "torchrun"' });
+      if (!torchrun && o.strategy !== undefined)
+        ctx.addIssue({ code: 'custom', path: ['strategy'], message: 'is only meaningful with launcher: "torchrun"' });
+      checkDistributed(o, ctx);
+    }),
+  z
+    .strictObject({
+      kind: z.literal('sagemaker'),
+      /** ECR URI of the training image (runs srlm_compute train; see docs/scaling.md) */
+      image: z.string().regex(/^[^\s]+\/[^\s]+$/, 'must be an image URI such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/srlm-train:1'),
+      /** execution role SageMaker assumes (reads and writes the store's bucket) */
+      roleArn: z
+        .string()
+        .regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/\S+$/, 'must be an IAM role ARN such as arn:aws:iam::123456789012:role/srlm-training'),
+      instanceType: z.string().regex(/^ml\.[a-z0-9]+\.[a-z0-9]+$/, 'must be a SageMaker instance type such as ml.p4d.24xlarge'),
+      instanceCount: PositiveInt.max(256).default(1),
+      volumeSizeGB: PositiveInt.max(16384).default(100),
+      maxRuntimeSeconds: PositiveInt.max(28 * 24 * 3600).default(24 * 3600),
+      /** managed spot training; interrupted jobs resume from the checkpoints SageMaker syncs to the store */
+      spot: z.boolean().default(false),
+      /** spot only: most seconds waiting for capacity plus training (>= maxRuntimeSeconds) */
+      maxWaitSeconds: PositiveInt.max(28 * 24 * 3600).optional(),
+      /** default AWS_REGION */
+      region: z.string().min(1).optional(),
+      /** seconds between two DescribeTrainingJob calls */
+      pollSeconds: z.number().positive().default(30),
+      /** torchrun processes per instance (default: the instance's GPUs, SM_NUM_GPUS, or 1 without GPUs) */
+      nprocPerNode: PositiveInt.max(64).optional(),
+      ...distributedFields,
+    })
+    .superRefine((o, ctx) => {
+      checkDistributed(o, ctx);
+      if (o.maxWaitSeconds !== undefined && !o.spot)
+        ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'is only meaningful with spot: true' });
+      if (o.spot && o.maxWaitSeconds !== undefined && o.maxWaitSeconds < o.maxRuntimeSeconds)
+        ctx.addIssue({ code: 'custom', path: ['maxWaitSeconds'], message: 'must be >= maxRuntimeSeconds' });
+    }),
+  z
+    .strictObject({
+      kind: z.literal('kubernetes'),
+      namespace: K8sName.default('default'),
+      /** image holding srlm_compute, torch and torchrun */
+      image: z.string().min(1).regex(/^\S+$/, 'must be an image reference without spaces'),
+      /** pods (one torchrun node each) */
+      nodes: PositiveInt.max(1024).default(1),
+      /** nvidia.com/gpu per pod (torchrun --nproc-per-node); 0 runs on CPU with one process */
+      gpusPerNode: z.number().int().nonnegative().max(64).default(1),
+      serviceAccount: K8sName.optional(),
+      nodeSelector: z.record(z.string(), z.string()).optional(),
+      tolerations: z
+        .array(
+          z.strictObject({
+            key: z.string().optional(),
+            operator: z.enum(['Exists', 'Equal']).optional(),
+            value: z.string().optional(),
+            effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+            tolerationSeconds: z.number().int().optional(),
+          }),
+        )
+        .optional(),
+      /** extra environment for the trainer (e.g. AWS_REGION; never secrets: use the service account's role) */
+      env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).optional(),
+      /** pod restarts before the Job fails (the whole torchrun group restarts) */
+      backoffLimit: z.number().int().nonnegative().max(100).default(2),
+      /** seconds between two reads of the Job's status */
+      pollSeconds: z.number().positive().default(15),
+      /** kubeconfig context (default: the current one, or the in-cluster service account) */
+      context: z.string().min(1).optional(),
+      /** torchrun processes per pod (default: gpusPerNode, or 1 on CPU); at most one per GPU */
+      nprocPerNode: PositiveInt.max(64).optional(),
+      ...distributedFields,
+    })
+    .superRefine((o, ctx) => {
+      if (o.gpusPerNode > 0 && o.nprocPerNode !== undefined && o.nprocPerNode > o.gpusPerNode) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['nprocPerNode'],
+          message: `must be at most gpusPerNode (${o.gpusPerNode}): one process per GPU`,
+        });
+      }
+      if (o.strategy === 'fsdp' && o.gpusPerNode === 0)
+        ctx.addIssue({ code: 'custom', path: ['strategy'], message: '"fsdp" needs CUDA GPUs: set gpusPerNode (it is 0)' });
+      checkDistributed(o, ctx);
+    }),
 ]);
 export type TrainingBackend = z.infer<typeof TrainingBackend>;
 
-export const ComputeConfig = z.strictObject({
-  /** Where generation runs (absent: local). */
-  engine: GenerationEngine.optional(),
-  /** Where SFT and DPO run (absent: local, on the training worker). */
-  training: TrainingBackend.optional(),
-  /** cpu, cuda, or auto (cuda when available). */
-  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
-  /** Sequences generated together. */
-  generationBatchSize: upTo(PositiveInt, 4096, 'memory').default(16),
-  /** Worker threads torch may use on CPU (0: torch's default). */
-  threads: z.number().int().nonnegative().default(0),
-  /** Recompute activations in the backward pass: about half the memory, about twice the time. */
-  gradientCheckpointing: z.boolean().default(true),
-  /**
-   * Training precision. `fp32`: fp32 weights and compute. `bf16-mixed`: fp32 weights, gradients and
-   * optimizer state, bf16 compute (the reference model is held in bf16). `bf16`: weights, gradients
-   * and optimizer state in bf16 (half the memory; updates smaller than bf16's resolution, about
-   * 0.4% of a weight, are lost). Absent: fp32 on CPU, bf16-mixed on CUDA GPUs that support bf16.
-   */
-  precision: z.enum(['fp32', 'bf16-mixed', 'bf16']).optional(),
-  /**
-   * A fleet of generation workers (one per GPU host): the candidates and judgments stages are
-   * cut into `parts` activities of whole shards, run in parallel on the generation queue by
-   * whichever workers are live (absent or 1: one activity per stage, on one worker).
-   */
-  fleet: z.strictObject({ parts: PositiveInt.max(256) }).optional(),
-  /**
-   * Resident models: a generation worker keeps the model it generated with loaded in a
-   * long-lived server (compute/'s `serve` for the local engine, vLLM's OpenAI server for the
-   * vllm engine) and reuses it across shards, parts and stages; the workflow sends a model's
-   * next generation activities to the worker holding it (its host task queue), and to the
-   * shared generation queue when that worker has not taken them within `affinitySeconds`
-   * (it is gone or busy). Absent: every generation activity loads its model afresh.
-   */
-  resident: z
-    .strictObject({
-      /** a resident model unused for this long is unloaded (its server stopped) */
-      idleSeconds: z.number().positive().default(600),
-      /** how long an activity waits on the holding worker's queue before going to the shared one */
-      affinitySeconds: z.number().positive().max(3600).default(30),
-      /** models one worker keeps loaded at once (the least recently used idle one is unloaded first) */
-      maxModels: PositiveInt.max(16).default(1),
-      /** per request to the resident server (it queues requests behind the batch running) */
-      requestTimeoutSeconds: z.number().positive().default(1800),
-    })
-    .optional(),
-}).superRefine((o, ctx) => {
-  if (o.resident && o.engine?.kind === 'openai') {
-    ctx.addIssue({ code: 'custom', path: ['resident'], message: 'the openai engine\'s server already holds its model: resident is for the local and vllm engines' });
-  }
-});
+export const ComputeConfig = z
+  .strictObject({
+    /** Where generation runs (absent: local). */
+    engine: GenerationEngine.optional(),
+    /** Where SFT and DPO run (absent: local, on the training worker). */
+    training: TrainingBackend.optional(),
+    /** cpu, cuda, or auto (cuda when available). */
+    device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    /** Sequences generated together. */
+    generationBatchSize: upTo(PositiveInt, 4096, 'memory').default(16),
+    /** Worker threads torch may use on CPU (0: torch's default). */
+    threads: z.number().int().nonnegative().default(0),
+    /** Recompute activations in the backward pass: about half the memory, about twice the time. */
+    gradientCheckpointing: z.boolean().default(true),
+    /**
+     * Training precision. `fp32`: fp32 weights and compute. `bf16-mixed`: fp32 weights, gradients and
+     * optimizer state, bf16 compute (the reference model is held in bf16). `bf16`: weights, gradients
+     * and optimizer state in bf16 (half the memory; updates smaller than bf16's resolution, about
+     * 0.4% of a weight, are lost). Absent: fp32 on CPU, bf16-mixed on CUDA GPUs that support bf16.
+     */
+    precision: z.enum(['fp32', 'bf16-mixed', 'bf16']).optional(),
+    /**
+     * A fleet of generation workers (one per GPU host): the candidates and judgments stages are
+     * cut into `parts` activities of whole shards, run in parallel on the generation queue by
+     * whichever workers are live (absent or 1: one activity per stage, on one worker).
+     */
+    fleet: z.strictObject({ parts: PositiveInt.max(256) }).optional(),
+    /**
+     * Resident models: a generation worker keeps the model it generated with loaded in a
+     * long-lived server (compute/'s `serve` for the local engine, vLLM's OpenAI server for the
+     * vllm engine) and reuses it across shards, parts and stages; the workflow sends a model's
+     * next generation activities to the worker holding it (its host task queue), and to the
+     * shared generation queue when that worker has not taken them within `affinitySeconds`
+     * (it is gone or busy). Absent: every generation activity loads its model afresh.
+     */
+    resident: z
+      .strictObject({
+        /** a resident model unused for this long is unloaded (its server stopped) */
+        idleSeconds: z.number().positive().default(600),
+        /** how long an activity waits on the holding worker's queue before going to the shared one */
+        affinitySeconds: z.number().positive().max(3600).default(30),
+        /** models one worker keeps loaded at once (the least recently used idle one is unloaded first) */
+        maxModels: PositiveInt.max(16).default(1),
+        /** per request to the resident server (it queues requests behind the batch running) */
+        requestTimeoutSeconds: z.number().positive().default(1800),
+      })
+      .optional(),
+  })
+  .superRefine((o, ctx) => {
+    if (o.resident && o.engine?.kind === 'openai') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['resident'],
+        message: "the openai engine's server already holds its model: resident is for the local and vllm engines",
+      });
+    }
+  });
 
 export const DurabilityConfig = z.strictObject({
   /** Generation requests per shard: the unit published atomically, and at most what a crash redoes. */
@@ -504,19 +559,33 @@ export const StoreConfig = z
       }
     } else if (o.root && /^[a-z][a-z0-9+.-]*:\/\//i.test(o.root)) {
       // the CLI turns file:///abs/path into the path before this; any other scheme would be taken as a relative folder
-      ctx.addIssue({ code: 'custom', path: ['root'], message: 'must be a directory or s3://bucket/prefix (srlm start/run also accept file:///absolute/path)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['root'],
+        message: 'must be a directory or s3://bucket/prefix (srlm start/run also accept file:///absolute/path)',
+      });
     } else if (o.s3) {
       ctx.addIssue({ code: 'custom', path: ['s3'], message: 'is only meaningful with an s3:// store root' });
     }
   });
 
 const knownName = <T extends string>(known: Record<T, unknown>, what: string) =>
-  z.string().refine((n) => Object.hasOwn(known, n), { message: `is not a known ${what} (known: ${Object.keys(known).join(', ')}); give its numbers instead` }).transform((n) => n as T);
+  z
+    .string()
+    .refine((n) => Object.hasOwn(known, n), {
+      message: `is not a known ${what} (known: ${Object.keys(known).join(', ')}); give its numbers instead`,
+    })
+    .transform((n) => n as T);
 
 /** A known GPU, or its data-sheet figures (core/architectures.ts's GpuSpec). */
 const GpuChoice = z.union([
   knownName<KnownGpu>(KNOWN_GPUS, 'GPU'),
-  z.strictObject({ memoryGiB: z.number().positive(), bf16Tflops: z.number().positive(), fp32Tflops: z.number().positive(), bandwidthGBs: z.number().positive() }),
+  z.strictObject({
+    memoryGiB: z.number().positive(),
+    bf16Tflops: z.number().positive(),
+    fp32Tflops: z.number().positive(),
+    bandwidthGBs: z.number().positive(),
+  }),
 ]);
 
 /**

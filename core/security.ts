@@ -65,7 +65,8 @@ export function keyDestinationProblem(url: string): string | null {
   if (userinfo) return userinfo;
   if (u.protocol === 'https:') return null;
   if (u.protocol === 'http:' && isLoopbackHost(u.hostname)) return null;
-  if (u.protocol === 'http:') return `an API key is sent only over https (plain http only to a loopback host: 127.0.0.1, ::1, localhost), and ${u.hostname} is not loopback; use https://${u.host}${u.pathname}, or drop apiKeyEnv`;
+  if (u.protocol === 'http:')
+    return `an API key is sent only over https (plain http only to a loopback host: 127.0.0.1, ::1, localhost), and ${u.hostname} is not loopback; use https://${u.host}${u.pathname}, or drop apiKeyEnv`;
   return `must be an http(s) URL, got ${u.protocol}`;
 }
 
@@ -77,5 +78,7 @@ export function userinfoProblem(url: string): string | null {
   } catch {
     return null;
   }
-  return u.username || u.password ? 'must not carry user:password@ (credentials in a URL end up in logs and histories); a key comes from apiKeyEnv' : null;
+  return u.username || u.password
+    ? 'must not carry user:password@ (credentials in a URL end up in logs and histories); a key comes from apiKeyEnv'
+    : null;
 }

@@ -75,12 +75,14 @@ function cleanInstruction(segment: string): string {
   s = s.trim();
   s = s.replace(/^(?:\d+[.)]|[-*•])[ \t]+/, ''); // list marker
   s = s.replace(/^(?:instruction|new task|task)[ \t]*:[ \t]*/i, '');
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     const before = s;
     s = s.replace(/^(\*\*|__)([\s\S]*)\1$/, '$2').trim(); // **bold** around the whole task
-    s = s.replace(/^(["“'])([\s\S]*)(["”'])$/, (all, open: string, inner: string, close: string) =>
-      (open === '"' && close === '"') || (open === '“' && close === '”') || (open === "'" && close === "'") ? inner : all,
-    ).trim();
+    s = s
+      .replace(/^(["“'])([\s\S]*)(["”'])$/, (all, open: string, inner: string, close: string) =>
+        (open === '"' && close === '"') || (open === '“' && close === '”') || (open === "'" && close === "'") ? inner : all,
+      )
+      .trim();
     changed = s !== before;
   }
   // a stray bold marker left by a label such as "**Task 9: Write ...**"

@@ -331,57 +331,93 @@ export function renderIterationSummaryMarkdown(summary: IterationSummary): strin
   out.push(`Model \`${s.modelIn}\` → ${s.modelOut === null ? '(not trained yet)' : `\`${s.modelOut}\``}`, '');
 
   out.push('## Prompts', '');
-  out.push(...table(['', 'count'], [
-    ['requested', s.prompts.requested],
-    ['generated', s.prompts.generated],
-    ['kept', s.prompts.kept],
-    ...sortedEntries(s.prompts.dropped).map(([k, v]) => [`dropped: ${k}`, v] as Row),
-  ]), '');
+  out.push(
+    ...table(
+      ['', 'count'],
+      [
+        ['requested', s.prompts.requested],
+        ['generated', s.prompts.generated],
+        ['kept', s.prompts.kept],
+        ...sortedEntries(s.prompts.dropped).map(([k, v]) => [`dropped: ${k}`, v] as Row),
+      ],
+    ),
+    '',
+  );
 
   out.push('## Candidates', '');
-  out.push(...table(['', 'value'], [
-    ['responses', s.candidates.count],
-    ['mean tokens', s.candidates.meanTokens],
-    ['median tokens', s.candidates.medianTokens],
-    ['mean characters', s.candidates.meanChars],
-  ]), '');
+  out.push(
+    ...table(
+      ['', 'value'],
+      [
+        ['responses', s.candidates.count],
+        ['mean tokens', s.candidates.meanTokens],
+        ['median tokens', s.candidates.medianTokens],
+        ['mean characters', s.candidates.meanChars],
+      ],
+    ),
+    '',
+  );
 
   out.push('## Judge', '');
-  out.push(...table(['', 'value'], [
-    ['judgments', s.judge.judgments],
-    ['parsed', s.judge.parsed],
-    ['parse rate', percent(s.judge.parseRate)],
-    ['mean score', s.judge.meanScore],
-  ]), '');
+  out.push(
+    ...table(
+      ['', 'value'],
+      [
+        ['judgments', s.judge.judgments],
+        ['parsed', s.judge.parsed],
+        ['parse rate', percent(s.judge.parseRate)],
+        ['mean score', s.judge.meanScore],
+      ],
+    ),
+    '',
+  );
   const bins = Object.entries(s.judge.histogram).sort(([a], [b]) => Number(a) - Number(b));
   if (bins.length > 0) {
     out.push(...table(['score', ...bins.map(([k]) => k)], [['judgments', ...bins.map(([, v]) => v)]]), '');
   }
 
   out.push('## Preference pairs', '');
-  out.push(...table(['', 'value'], [
-    ['pairs', s.pairs.kept],
-    ...sortedEntries(s.pairs.dropped).map(([k, v]) => [`dropped: ${k}`, v] as Row),
-  ]), '');
-  out.push(...table(['', 'chosen', 'rejected'], [
-    ['mean score', s.pairs.meanChosenScore, s.pairs.meanRejectedScore],
-    ['mean characters', s.pairs.meanChosenChars, s.pairs.meanRejectedChars],
-  ]), '');
+  out.push(
+    ...table(['', 'value'], [['pairs', s.pairs.kept], ...sortedEntries(s.pairs.dropped).map(([k, v]) => [`dropped: ${k}`, v] as Row)]),
+    '',
+  );
+  out.push(
+    ...table(
+      ['', 'chosen', 'rejected'],
+      [
+        ['mean score', s.pairs.meanChosenScore, s.pairs.meanRejectedScore],
+        ['mean characters', s.pairs.meanChosenChars, s.pairs.meanRejectedChars],
+      ],
+    ),
+    '',
+  );
 
   out.push('## DPO', '');
   if (s.dpo === null) out.push('No training results.', '');
   else {
-    out.push(...table(['', 'value'], [
-      ['steps', s.dpo.steps],
-      ['final loss', s.dpo.loss],
-      ['reward accuracy', percent(s.dpo.rewardAccuracy)],
-      ['reward margin', s.dpo.rewardMargin],
-    ]), '');
+    out.push(
+      ...table(
+        ['', 'value'],
+        [
+          ['steps', s.dpo.steps],
+          ['final loss', s.dpo.loss],
+          ['reward accuracy', percent(s.dpo.rewardAccuracy)],
+          ['reward margin', s.dpo.rewardMargin],
+        ],
+      ),
+      '',
+    );
   }
 
   if (Object.keys(s.skipped).length > 0) {
     out.push('## Skipped', '');
-    out.push(...table(['reason', 'count'], sortedEntries(s.skipped).map(([k, v]) => [k, v] as Row)), '');
+    out.push(
+      ...table(
+        ['reason', 'count'],
+        sortedEntries(s.skipped).map(([k, v]) => [k, v] as Row),
+      ),
+      '',
+    );
   }
 
   if (s.evaluation) out.push(...renderEvaluationMarkdown(s.evaluation));
@@ -389,7 +425,14 @@ export function renderIterationSummaryMarkdown(summary: IterationSummary): strin
   out.push('## Timings', '');
   const timings = Object.entries(s.timings);
   if (timings.length === 0) out.push('No timings recorded.', '');
-  else out.push(...table(['stage', 'seconds'], timings.map(([k, v]) => [k, v] as Row)), '');
+  else
+    out.push(
+      ...table(
+        ['stage', 'seconds'],
+        timings.map(([k, v]) => [k, v] as Row),
+      ),
+      '',
+    );
   return out.join('\n');
 }
 
@@ -398,25 +441,67 @@ function renderEvaluationMarkdown(e: EvaluationSummary): string[] {
   const out: string[] = ['## Evaluation', ''];
   if (e.headToHead.length > 0) {
     out.push(`Head-to-head on held-out prompts, each judged in both orders (a disagreement is a tie):`, '');
-    out.push(...table(['opponent', 'judge', 'prompts', 'wins', 'ties', 'losses', 'win rate'], e.headToHead.map((h) => [h.opponent, h.judge, h.prompts, h.wins, h.ties, h.losses, percent(h.winRate)] as Row)), '');
+    out.push(
+      ...table(
+        ['opponent', 'judge', 'prompts', 'wins', 'ties', 'losses', 'win rate'],
+        e.headToHead.map((h) => [h.opponent, h.judge, h.prompts, h.wins, h.ties, h.losses, percent(h.winRate)] as Row),
+      ),
+      '',
+    );
   }
   if (e.judgeQuality.length > 0) {
     out.push('The model as a judge of held-out human rankings:', '');
-    out.push(...table(['model', 'sets', 'pairwise acc.', '5-best', 'exact match', 'Spearman', 'Kendall τ', 'parse rate'], e.judgeQuality.map((j) => [j.model, j.sets, percent(j.pairwiseAccuracy), percent(j.fiveBest), percent(j.exactMatch), j.spearman, j.kendallTau, percent(j.parseRate)] as Row)), '');
+    out.push(
+      ...table(
+        ['model', 'sets', 'pairwise acc.', '5-best', 'exact match', 'Spearman', 'Kendall τ', 'parse rate'],
+        e.judgeQuality.map(
+          (j) =>
+            [
+              j.model,
+              j.sets,
+              percent(j.pairwiseAccuracy),
+              percent(j.fiveBest),
+              percent(j.exactMatch),
+              j.spearman,
+              j.kendallTau,
+              percent(j.parseRate),
+            ] as Row,
+        ),
+      ),
+      '',
+    );
   }
   if (e.responses.length > 0) {
-    out.push(...table(['held-out responses of', 'count', 'mean chars', 'median chars', 'mean tokens'], e.responses.map((r) => [r.model, r.count, r.meanChars, r.medianChars, r.meanTokens] as Row)), '');
+    out.push(
+      ...table(
+        ['held-out responses of', 'count', 'mean chars', 'median chars', 'mean tokens'],
+        e.responses.map((r) => [r.model, r.count, r.meanChars, r.medianChars, r.meanTokens] as Row),
+      ),
+      '',
+    );
   }
-  out.push(...table(['reward-hacking watch', 'value'], [
-    ['length–score correlation', e.watch.lengthScoreCorrelation],
-    ['chosen − rejected characters', e.watch.chosenRejectedCharGap],
-    ['share of scores at 5', percent(e.watch.topScoreShare)],
-    ['score variance', e.watch.scoreVariance],
-    ['judge parse failures', percent(e.watch.parseFailureRate)],
-  ]), '');
+  out.push(
+    ...table(
+      ['reward-hacking watch', 'value'],
+      [
+        ['length–score correlation', e.watch.lengthScoreCorrelation],
+        ['chosen − rejected characters', e.watch.chosenRejectedCharGap],
+        ['share of scores at 5', percent(e.watch.topScoreShare)],
+        ['score variance', e.watch.scoreVariance],
+        ['judge parse failures', percent(e.watch.parseFailureRate)],
+      ],
+    ),
+    '',
+  );
   if (e.gate) {
     out.push(`**Promotion gate: ${e.gate.passed ? 'passed' : `held the model back (on failure: ${e.gate.onFail})`}**`, '');
-    out.push(...table(['check', 'value', 'threshold', 'result'], e.gate.checks.map((c) => [c.message, c.value, c.threshold, c.passed ? 'pass' : 'not met'] as Row)), '');
+    out.push(
+      ...table(
+        ['check', 'value', 'threshold', 'result'],
+        e.gate.checks.map((c) => [c.message, c.value, c.threshold, c.passed ? 'pass' : 'not met'] as Row),
+      ),
+      '',
+    );
   }
   return out;
 }

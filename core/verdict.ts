@@ -61,9 +61,14 @@ export function parseVerdict(generated: string, response?: string): Verdict {
     if (planted.has(st.text.toLowerCase())) echoed = st;
     else own = st;
   }
-  if (own === null && echoed === null) return { score: null, reason: 'no_score', error: 'no_score: no score statement on a line of its own' };
+  if (own === null && echoed === null)
+    return { score: null, reason: 'no_score', error: 'no_score: no score statement on a line of its own' };
   if (own === null) {
-    return { score: null, reason: 'quoted_score_only', error: `quoted_score_only: the only score statement ("${clip(echoed!.text)}") is quoted, in code or echoed from the response` };
+    return {
+      score: null,
+      reason: 'quoted_score_only',
+      error: `quoted_score_only: the only score statement ("${clip(echoed!.text)}") is quoted, in code or echoed from the response`,
+    };
   }
   if (own.kind === 'bad') return { score: null, reason: own.reason, error: `${own.reason}: ${clip(own.text)}` };
   return { score: own.value };
@@ -199,7 +204,17 @@ function stripMarkup(line: string): string {
   return s.replace(/[*_]/g, '').trim();
 }
 
-const LABELS = ['total points', 'final score', 'total score', 'overall score', 'final rating', 'overall rating', 'score', 'rating', 'total'];
+const LABELS = [
+  'total points',
+  'final score',
+  'total score',
+  'overall score',
+  'final rating',
+  'overall rating',
+  'score',
+  'rating',
+  'total',
+];
 
 /** Index after a label at `i` (with its optional "(out of 5)"), or -1. */
 function afterLabel(s: string, i: number): number {
@@ -213,7 +228,13 @@ function afterLabel(s: string, i: number): number {
   if (j < 0) return -1;
   if (isWordChar(s[j])) return -1; // "scores", "scoreboard"
   const k = skipSpaces(s, j);
-  const paren = s.startsWith('(out of 5)', k) ? '(out of 5)'.length : s.startsWith('(/5)', k) ? '(/5)'.length : s.startsWith('(0-5)', k) ? '(0-5)'.length : 0;
+  const paren = s.startsWith('(out of 5)', k)
+    ? '(out of 5)'.length
+    : s.startsWith('(/5)', k)
+      ? '(/5)'.length
+      : s.startsWith('(0-5)', k)
+        ? '(0-5)'.length
+        : 0;
   return paren ? k + paren : j;
 }
 
@@ -302,7 +323,8 @@ function tailStatementOf(line: string): Statement | null {
   let end = t.length;
   while (end > 0 && (t[end - 1] === '.' || t[end - 1] === '!' || t[end - 1] === ' ')) end--;
   const last = t[end - 1];
-  if (!(isDigit(last) || last === ']' || last === ')' || last === '>' || t.endsWith('points', end) || t.endsWith('point', end))) return null;
+  if (!(isDigit(last) || last === ']' || last === ')' || last === '>' || t.endsWith('points', end) || t.endsWith('point', end)))
+    return null;
   return st;
 }
 

@@ -156,7 +156,10 @@ export async function isTemporalReachable(address: string, timeoutMs = 2000, nam
 export function tail(file: string, maxBytes = 4000): string {
   try {
     const buf = fs.readFileSync(file);
-    return buf.subarray(Math.max(0, buf.length - maxBytes)).toString('utf8').trimEnd();
+    return buf
+      .subarray(Math.max(0, buf.length - maxBytes))
+      .toString('utf8')
+      .trimEnd();
   } catch {
     return '(no log)';
   }
@@ -245,8 +248,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
   const already = runningDevServer(dbFile);
   if (already) {
     throw new Error(
-      `a Temporal dev server (pid ${already.pid}, ${already.address}) already has ${dbFile} open; ` +
-        'connect to it or stop it first',
+      `a Temporal dev server (pid ${already.pid}, ${already.address}) already has ${dbFile} open; ` + 'connect to it or stop it first',
     );
   }
   if (opts.port !== undefined && !(await portIsFree(opts.port))) {
@@ -317,9 +319,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServerH
   await Promise.race([sleep(300), exited]);
   if (sup.exitInfo() !== undefined) {
     sup.detach();
-    throw new Error(
-      `temporal server start-dev exited (${sup.exitInfo()}) right after start; last lines of ${logFile}:\n${tail(logFile)}`,
-    );
+    throw new Error(`temporal server start-dev exited (${sup.exitInfo()}) right after start; last lines of ${logFile}:\n${tail(logFile)}`);
   }
 
   return {

@@ -159,11 +159,15 @@ export function s3ServerBin(paths: EnvPaths): string {
 export function ensureS3ServerBin(paths: EnvPaths, log: (line: string) => void): string {
   if (paths.s3server && fs.existsSync(paths.s3server)) return paths.s3server;
   const script = path.join(repoRoot(), 'scripts/build-s3-server.sh');
-  log(`--local-s3: installing the local S3-compatible server (Versity S3 Gateway), built once with Go into ${paths.cacheDir}/bin (a few minutes the first time)`);
+  log(
+    `--local-s3: installing the local S3-compatible server (Versity S3 Gateway), built once with Go into ${paths.cacheDir}/bin (a few minutes the first time)`,
+  );
   const r = spawnSync('bash', [script, paths.cacheDir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   const bin = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !bin || !fs.existsSync(bin)) {
-    throw new Error(`--local-s3: could not build the S3-compatible server (exit ${r.status ?? r.signal}); run \`bash ${path.relative(process.cwd(), script) || script} ${paths.cacheDir}\` to see why (it needs Go 1.25+), or set SRLM_S3_SERVER_BIN`);
+    throw new Error(
+      `--local-s3: could not build the S3-compatible server (exit ${r.status ?? r.signal}); run \`bash ${path.relative(process.cwd(), script) || script} ${paths.cacheDir}\` to see why (it needs Go 1.25+), or set SRLM_S3_SERVER_BIN`,
+    );
   }
   return bin;
 }

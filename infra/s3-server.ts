@@ -141,9 +141,7 @@ export async function startS3Server(opts: S3ServerOptions): Promise<S3ServerHand
     if (/xattr/i.test(tail(logFile))) {
       hint = ` (${dir} must be on a filesystem with user xattrs, or pass sidecarDir)`;
     }
-    return new Error(
-      `versitygw exited (${sup.exitInfo()}) ${when}${hint}; last lines of ${logFile}:\n${tail(logFile)}`,
-    );
+    return new Error(`versitygw exited (${sup.exitInfo()}) ${when}${hint}; last lines of ${logFile}:\n${tail(logFile)}`);
   };
 
   const timeoutMs = opts.startTimeoutMs ?? 20_000;
@@ -153,9 +151,7 @@ export async function startS3Server(opts: S3ServerOptions): Promise<S3ServerHand
     if (await answersHttp(`${endpoint}/`, 1000)) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(
-        `versitygw did not answer on ${endpoint} within ${timeoutMs} ms; last lines of ${logFile}:\n${tail(logFile)}`,
-      );
+      throw new Error(`versitygw did not answer on ${endpoint} within ${timeoutMs} ms; last lines of ${logFile}:\n${tail(logFile)}`);
     }
     await Promise.race([sleep(100), exited]);
   }

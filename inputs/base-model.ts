@@ -7,5 +7,7 @@ import type { RunConfig } from '../core/schemas';
 export function baseModelPathProblem(config: RunConfig): string | null {
   if (!('path' in config.baseModel)) return null;
   const dir = config.baseModel.path;
-  return fs.existsSync(path.join(dir, 'config.json')) ? null : `"baseModel.path": ${dir} is not a Hugging Face model directory (no config.json)`;
+  return fs.existsSync(path.join(dir, 'config.json'))
+    ? null
+    : `"baseModel.path": ${dir} is not a Hugging Face model directory (no config.json)`;
 }

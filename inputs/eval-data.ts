@@ -77,7 +77,8 @@ export async function loadEvalPrompts(cfg: { file: string; offset: number; max: 
     throw err;
   }
   const picked = raw.slice(cfg.offset, cfg.offset + cfg.max);
-  if (picked.length === 0) throw invalid(`evaluation.prompts: ${cfg.file} has ${raw.length} records, none left after offset ${cfg.offset}`, 'InvalidData');
+  if (picked.length === 0)
+    throw invalid(`evaluation.prompts: ${cfg.file} has ${raw.length} records, none left after offset ${cfg.offset}`, 'InvalidData');
   const seen = new Map<string, number>();
   return picked.map(({ value: r, line }) => {
     const id = r.id !== undefined ? String(r.id) : `eval-${line}`;
@@ -110,6 +111,7 @@ export async function loadEvalRanked(cfg: NonNullable<NonNullable<RunConfig['eva
   }
   const picked = sets.slice(cfg.offset, cfg.offset + cfg.max);
   const file = cfg.ranked ?? cfg.oasst!;
-  if (picked.length === 0) throw invalid(`evaluation.judgeSet: ${file} has ${sets.length} ranked sets, none left after offset ${cfg.offset}`, 'InvalidData');
+  if (picked.length === 0)
+    throw invalid(`evaluation.judgeSet: ${file} has ${sets.length} ranked sets, none left after offset ${cfg.offset}`, 'InvalidData');
   return picked;
 }

@@ -14,7 +14,9 @@ import { loadSeed, type SeedData } from './seed';
  * their offsets and caps), checked for leakage. The CLI calls it before it starts anything, and
  * the run's first activity before it publishes the data.
  */
-export async function loadRunData(config: RunConfig): Promise<{ seed: SeedData; prompts: EvalPrompt[] | null; ranked: RankedSet[] | null }> {
+export async function loadRunData(
+  config: RunConfig,
+): Promise<{ seed: SeedData; prompts: EvalPrompt[] | null; ranked: RankedSet[] | null }> {
   const seed = await loadSeed(config);
   const prompts = config.evaluation?.prompts ? await loadEvalPrompts(config.evaluation.prompts) : null;
   const ranked = config.evaluation?.judgeSet ? await loadEvalRanked(config.evaluation.judgeSet) : null;
@@ -23,7 +25,12 @@ export async function loadRunData(config: RunConfig): Promise<{ seed: SeedData; 
 }
 
 /** Throws a non-retryable InvalidData error naming every leak (both records, file:line) of the held-out data. */
-export async function checkHeldOut(config: RunConfig, seed: Pick<SeedData, 'training'>, prompts: readonly EvalPrompt[] | null, ranked: readonly RankedSet[] | null): Promise<void> {
+export async function checkHeldOut(
+  config: RunConfig,
+  seed: Pick<SeedData, 'training'>,
+  prompts: readonly EvalPrompt[] | null,
+  ranked: readonly RankedSet[] | null,
+): Promise<void> {
   const evaluation = config.evaluation;
   const heldOut: LeakItem[] = [];
   if (prompts && evaluation?.prompts) {

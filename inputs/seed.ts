@@ -70,7 +70,11 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
     dupCheck(records, file);
     records.forEach((r, i) => {
       const parsed = parseJudgeScore(r.judgment, r.response);
-      if (parsed.score === null) throw invalid(`${file}:${i + 1}: field "judgment": its score line does not parse (${parsed.error}); end it with "Score: <0-5>"`, 'InvalidData');
+      if (parsed.score === null)
+        throw invalid(
+          `${file}:${i + 1}: field "judgment": its score line does not parse (${parsed.error}); end it with "Score: <0-5>"`,
+          'InvalidData',
+        );
       eftSeed.push({ id: r.id, prompt: judgePrompt(r.prompt, r.response), completion: r.judgment, kind: 'eft' });
       eftPrompts.push({ kind: 'EFT seed record', id: r.id, text: r.prompt, file });
     });
@@ -105,7 +109,10 @@ export async function loadSeed(config: RunConfig): Promise<SeedData> {
   if (ift.length === 0) throw invalid(`seed: no IFT examples in ${sources.join(', ')}`, 'InvalidData');
   const neededShots = config.prompts.seedShots + config.prompts.generatedShots;
   if (ift.length < neededShots) {
-    throw invalid(`seed: ${ift.length} IFT examples in ${sources.join(', ')}, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`, 'InvalidData');
+    throw invalid(
+      `seed: ${ift.length} IFT examples in ${sources.join(', ')}, but self-instruct needs at least ${neededShots} demonstrations (prompts.seedShots + prompts.generatedShots)`,
+      'InvalidData',
+    );
   }
 
   const training: LeakItem[] = [

@@ -151,7 +151,6 @@ export async function readStage<T>(store: ArtifactStore, ref: ArtifactRef, schem
 // Models
 // ---------------------------------------------------------------------------------------
 
-
 export async function findModel(store: ArtifactStore, lineage: string, modelId: string): Promise<ModelRef | null> {
   const key = modelManifestKey(lineage, modelId);
   if (!(await store.exists(key))) return null;
@@ -242,9 +241,11 @@ export async function modelDir(store: ArtifactStore, ref: ModelRef): Promise<str
 // Promotion
 // ---------------------------------------------------------------------------------------
 
-
 /** The lineage's promoted model, or null when none was promoted yet. */
-export async function readPromoted(store: ArtifactStore, lineage: string): Promise<{ modelId: string; run: string; promotedAt: string } | null> {
+export async function readPromoted(
+  store: ArtifactStore,
+  lineage: string,
+): Promise<{ modelId: string; run: string; promotedAt: string } | null> {
   const key = promotedKey(lineage);
   if (!(await store.exists(key))) return null;
   return JSON.parse((await store.getBytes(key)).toString('utf8')) as { modelId: string; run: string; promotedAt: string };

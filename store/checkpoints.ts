@@ -21,7 +21,9 @@ export const CheckpointManifest = z.object({
   kind: z.literal('train-checkpoint'),
   step: z.number().int().nonnegative(),
   mode: z.string().optional(),
-  files: z.array(z.object({ path: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() })).min(1),
+  files: z
+    .array(z.object({ path: z.string().min(1), sha256: z.string().regex(/^[0-9a-f]{64}$/), bytes: z.number().int().nonnegative() }))
+    .min(1),
 });
 export type CheckpointManifest = z.infer<typeof CheckpointManifest>;
 
@@ -45,7 +47,10 @@ export interface CheckpointScan {
 }
 
 /** Verifies a checkpoint in the store; returns why it is torn, or null when complete. */
-async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: string } | { manifest: CheckpointManifest; dir: () => Promise<string> }> {
+async function verify(
+  store: ArtifactStore,
+  prefix: string,
+): Promise<{ reason: string } | { manifest: CheckpointManifest; dir: () => Promise<string> }> {
   const manifestKey = `${prefix}/manifest.json`;
   if (!(await store.exists(manifestKey))) return { reason: 'no manifest.json (never completed)' };
   let manifest: CheckpointManifest;
@@ -62,7 +67,10 @@ async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: s
       const o = known.get(f.path);
       if (!o) return { reason: `${f.path} is missing` };
       if (o.bytes !== f.bytes) return { reason: `${f.path} has ${o.bytes} bytes, manifest says ${f.bytes}` };
-      if (o.sha256 !== f.sha256) return { reason: `${f.path} sha256 ${o.sha256!.slice(0, 12)}… (recorded by the store) differs from the manifest's ${f.sha256.slice(0, 12)}…` };
+      if (o.sha256 !== f.sha256)
+        return {
+          reason: `${f.path} sha256 ${o.sha256!.slice(0, 12)}… (recorded by the store) differs from the manifest's ${f.sha256.slice(0, 12)}…`,
+        };
     }
     return { manifest, dir: () => store.localDir(prefix) };
   }
@@ -72,7 +80,8 @@ async function verify(store: ArtifactStore, prefix: string): Promise<{ reason: s
     const got = await sha256File(full).catch(() => null);
     if (!got) return { reason: `${f.path} is missing` };
     if (got.bytes !== f.bytes) return { reason: `${f.path} has ${got.bytes} bytes, manifest says ${f.bytes}` };
-    if (got.sha256 !== f.sha256) return { reason: `${f.path} sha256 ${got.sha256.slice(0, 12)}… differs from the manifest's ${f.sha256.slice(0, 12)}…` };
+    if (got.sha256 !== f.sha256)
+      return { reason: `${f.path} sha256 ${got.sha256.slice(0, 12)}… differs from the manifest's ${f.sha256.slice(0, 12)}…` };
   }
   return { manifest, dir: async () => dir };
 }
@@ -108,7 +117,9 @@ export async function publishCheckpoint(store: ArtifactStore, prefix: string, lo
   for (const f of manifest.files) {
     const put = await store.putFile(`${target}/${f.path}`, path.join(localDir, f.path));
     if (put.sha256 !== f.sha256 || put.bytes !== f.bytes) {
-      throw new Error(`checkpoint ${localDir}: ${f.path} changed while it was copied (sha256 ${put.sha256.slice(0, 12)}…, manifest ${f.sha256.slice(0, 12)}…)`);
+      throw new Error(
+        `checkpoint ${localDir}: ${f.path} changed while it was copied (sha256 ${put.sha256.slice(0, 12)}…, manifest ${f.sha256.slice(0, 12)}…)`,
+      );
     }
   }
   await store.putBytes(`${target}/manifest.json`, JSON.stringify(manifest, null, 2) + '\n');

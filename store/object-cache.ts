@@ -84,7 +84,8 @@ export class ObjectCache {
         createWriteStream(tmp),
       );
       const actual = hash.digest('hex');
-      if (actual !== expected) throw new IntegrityError(`${what}: sha256 of the bytes read is ${actual}, its manifest says ${expected}`, expected, actual);
+      if (actual !== expected)
+        throw new IntegrityError(`${what}: sha256 of the bytes read is ${actual}, its manifest says ${expected}`, expected, actual);
       await fs.rename(tmp, target);
       return target;
     } finally {
@@ -124,7 +125,8 @@ export class ObjectCache {
     const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       for (const e of sorted) {
-        if (e.path.split('/').some((s) => s === '' || s === '.' || s === '..')) throw new Error(`tree entry "${e.path}" is not a relative path`);
+        if (e.path.split('/').some((s) => s === '' || s === '.' || s === '..'))
+          throw new Error(`tree entry "${e.path}" is not a relative path`);
         const file = path.join(tmp, ...e.path.split('/'));
         await fs.mkdir(path.dirname(file), { recursive: true });
         await fs.link(this.objectPath(e.sha256), file).catch(() => fs.copyFile(this.objectPath(e.sha256), file));

@@ -93,7 +93,15 @@ async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>
 }
 
 /** S3 error codes that mean the store's settings or rights are wrong: retrying cannot help. */
-const PERMANENT = new Set(['NoSuchBucket', 'AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'InvalidBucketName', 'AllAccessDisabled', 'AccountProblem']);
+const PERMANENT = new Set([
+  'NoSuchBucket',
+  'AccessDenied',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'InvalidBucketName',
+  'AllAccessDisabled',
+  'AccountProblem',
+]);
 
 function isNotFound(err: unknown): boolean {
   const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -122,7 +130,10 @@ async function readFilePart(file: string, start: number, length: number): Promis
   }
 }
 
-export function s3ClientConfig(opts: Pick<S3StoreOptions, 'endpoint' | 'region' | 'forcePathStyle' | 'maxAttempts'>, env: NodeJS.ProcessEnv = process.env): S3ClientConfig {
+export function s3ClientConfig(
+  opts: Pick<S3StoreOptions, 'endpoint' | 'region' | 'forcePathStyle' | 'maxAttempts'>,
+  env: NodeJS.ProcessEnv = process.env,
+): S3ClientConfig {
   const endpointOverridden = Boolean(opts.endpoint || env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL);
   return {
     ...(opts.endpoint ? { endpoint: opts.endpoint } : {}),
@@ -144,7 +155,15 @@ export class S3Store implements ArtifactStore {
   readonly rootUri: string;
   readonly client: S3Client;
   readonly cache: ObjectCache;
-  readonly stats: S3StoreStats = { partsUploaded: 0, partsReused: 0, objectsDownloaded: 0, objectsFromCache: 0, bytesDownloaded: 0, integrityRetries: 0, partRetries: 0 };
+  readonly stats: S3StoreStats = {
+    partsUploaded: 0,
+    partsReused: 0,
+    objectsDownloaded: 0,
+    objectsFromCache: 0,
+    bytesDownloaded: 0,
+    integrityRetries: 0,
+    partRetries: 0,
+  };
   private readonly partSize: number;
   private readonly concurrency: number;
   private readonly integrityAttempts: number;
@@ -162,7 +181,12 @@ export class S3Store implements ArtifactStore {
     this.concurrency = opts.concurrency ?? 8;
     this.integrityAttempts = opts.integrityAttempts ?? 3;
     this.partAttempts = opts.maxAttempts ?? 5;
-    this.sse = opts.sse ? { ServerSideEncryption: opts.sse as ServerSideEncryption, ...(opts.sse === 'aws:kms' && opts.kmsKeyId ? { SSEKMSKeyId: opts.kmsKeyId } : {}) } : {};
+    this.sse = opts.sse
+      ? {
+          ServerSideEncryption: opts.sse as ServerSideEncryption,
+          ...(opts.sse === 'aws:kms' && opts.kmsKeyId ? { SSEKMSKeyId: opts.kmsKeyId } : {}),
+        }
+      : {};
   }
 
   private objectKey(key: string): string {
@@ -209,7 +233,12 @@ export class S3Store implements ArtifactStore {
         if (isNotFound(err)) throw new Error(`artifact ${this.uri(key)} does not exist`, { cause: err });
         if (!isChecksumError(err)) throw this.fail('could not read', key, err);
         // the SDK's own check (the server's CRC of the object) failed: same as a sha256 mismatch
-        if (attempt >= this.integrityAttempts) throw new IntegrityError(`artifact ${this.uri(key)}: the bytes read do not match the object's checksum (${attempt} reads): ${(err as Error).message}`, '', '');
+        if (attempt >= this.integrityAttempts)
+          throw new IntegrityError(
+            `artifact ${this.uri(key)}: the bytes read do not match the object's checksum (${attempt} reads): ${(err as Error).message}`,
+            '',
+            '',
+          );
         this.stats.integrityRetries++;
         continue;
       }
@@ -217,7 +246,11 @@ export class S3Store implements ArtifactStore {
       const actual = sha256Hex(body);
       if (actual === expected) return body;
       if (attempt >= this.integrityAttempts) {
-        throw new IntegrityError(`artifact ${this.uri(key)}: sha256 of the bytes read is ${actual}, the object's recorded sha256 is ${expected} (${attempt} reads)`, expected, actual);
+        throw new IntegrityError(
+          `artifact ${this.uri(key)}: sha256 of the bytes read is ${actual}, the object's recorded sha256 is ${expected} (${attempt} reads)`,
+          expected,
+          actual,
+        );
       }
       this.stats.integrityRetries++;
     }
@@ -228,7 +261,14 @@ export class S3Store implements ArtifactStore {
     const sha256 = sha256Hex(buf);
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: buf, ContentLength: buf.length, Metadata: { sha256 }, ...this.sse }),
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: this.objectKey(key),
+          Body: buf,
+          ContentLength: buf.length,
+          Metadata: { sha256 },
+          ...this.sse,
+        }),
       );
     } catch (err) {
       throw this.fail('could not write', key, err);
@@ -254,13 +294,19 @@ export class S3Store implements ArtifactStore {
   private async multipartUpload(key: string, localPath: string, sha256: string, bytes: number): Promise<void> {
     const Key = this.objectKey(key);
     const count = Math.ceil(bytes / this.partSize);
-    const parts = Array.from({ length: count }, (_, i) => ({ number: i + 1, start: i * this.partSize, length: Math.min(this.partSize, bytes - i * this.partSize) }));
+    const parts = Array.from({ length: count }, (_, i) => ({
+      number: i + 1,
+      start: i * this.partSize,
+      length: Math.min(this.partSize, bytes - i * this.partSize),
+    }));
     const done = new Map<number, string>();
     let uploadId: string | undefined;
     try {
       // an unfinished upload of this key (newest first) whose parts match our bytes is continued
       const uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: Key }));
-      const candidates = (uploads.Uploads ?? []).filter((u) => u.Key === Key && u.UploadId).sort((a, b) => (b.Initiated?.getTime() ?? 0) - (a.Initiated?.getTime() ?? 0));
+      const candidates = (uploads.Uploads ?? [])
+        .filter((u) => u.Key === Key && u.UploadId)
+        .sort((a, b) => (b.Initiated?.getTime() ?? 0) - (a.Initiated?.getTime() ?? 0));
       for (const u of candidates) {
         const existing = await this.listParts(Key, u.UploadId!).catch(() => null);
         if (!existing) continue;
@@ -268,7 +314,9 @@ export class S3Store implements ArtifactStore {
         for (const p of parts) {
           const have = existing.get(p.number);
           if (!have || have.size !== p.length) continue;
-          const md5 = createHash('md5').update(await readFilePart(localPath, p.start, p.length)).digest('hex');
+          const md5 = createHash('md5')
+            .update(await readFilePart(localPath, p.start, p.length))
+            .digest('hex');
           if (have.etag === md5) {
             done.set(p.number, have.etagRaw);
             matched++;
@@ -281,7 +329,9 @@ export class S3Store implements ArtifactStore {
         }
         done.clear();
       }
-      uploadId ??= (await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata: { sha256 }, ...this.sse }))).UploadId!;
+      uploadId ??= (
+        await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key, Metadata: { sha256 }, ...this.sse }))
+      ).UploadId!;
       const id = uploadId;
       await pool(
         parts.filter((p) => !done.has(p.number)),
@@ -292,7 +342,14 @@ export class S3Store implements ArtifactStore {
           // here, with a fresh stream, on anything but a permanent answer.
           const res = await this.retrying(`part ${p.number} of ${this.uri(key)}`, () =>
             this.client.send(
-              new UploadPartCommand({ Bucket: this.bucket, Key, UploadId: id, PartNumber: p.number, Body: createReadStream(localPath, { start: p.start, end: p.start + p.length - 1 }), ContentLength: p.length }),
+              new UploadPartCommand({
+                Bucket: this.bucket,
+                Key,
+                UploadId: id,
+                PartNumber: p.number,
+                Body: createReadStream(localPath, { start: p.start, end: p.start + p.length - 1 }),
+                ContentLength: p.length,
+              }),
             ),
           );
           done.set(p.number, res.ETag!);
@@ -312,7 +369,8 @@ export class S3Store implements ArtifactStore {
       throw this.fail(`could not upload ${localPath} (${parts.length} parts, ${done.size} on the server) to`, key, err);
     }
     const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
-    if (head.ContentLength !== bytes) throw new Error(`${this.uri(key)} has ${head.ContentLength} bytes after its upload, expected ${bytes}`);
+    if (head.ContentLength !== bytes)
+      throw new Error(`${this.uri(key)} has ${head.ContentLength} bytes after its upload, expected ${bytes}`);
   }
 
   /** `fn` up to `partAttempts` times, backing off (0.2 s doubling, jittered); permanent S3 answers are not retried. */
@@ -333,9 +391,12 @@ export class S3Store implements ArtifactStore {
     const out = new Map<number, { size: number; etag: string; etagRaw: string }>();
     let marker: string | undefined;
     for (;;) {
-      const res = await this.client.send(new ListPartsCommand({ Bucket: this.bucket, Key, UploadId, ...(marker ? { PartNumberMarker: marker } : {}) }));
+      const res = await this.client.send(
+        new ListPartsCommand({ Bucket: this.bucket, Key, UploadId, ...(marker ? { PartNumberMarker: marker } : {}) }),
+      );
       for (const p of res.Parts ?? []) {
-        if (p.PartNumber && p.ETag) out.set(p.PartNumber, { size: p.Size ?? -1, etag: p.ETag.replace(/"/g, '').toLowerCase(), etagRaw: p.ETag });
+        if (p.PartNumber && p.ETag)
+          out.set(p.PartNumber, { size: p.Size ?? -1, etag: p.ETag.replace(/"/g, '').toLowerCase(), etagRaw: p.ETag });
       }
       if (!res.IsTruncated || !res.NextPartNumberMarker) return out;
       marker = res.NextPartNumberMarker;
@@ -347,7 +408,9 @@ export class S3Store implements ArtifactStore {
     const out: { key: string; size: number }[] = [];
     let token: string | undefined;
     do {
-      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ...(token ? { ContinuationToken: token } : {}) }));
+      const res = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: base, ...(token ? { ContinuationToken: token } : {}) }),
+      );
       for (const o of res.Contents ?? []) {
         if (o.Key) out.push({ key: this.prefix ? o.Key.slice(this.prefix.length + 1) : o.Key, size: o.Size ?? 0 });
       }
@@ -389,7 +452,14 @@ export class S3Store implements ArtifactStore {
       } catch (err) {
         if (!(err instanceof IntegrityError) && !isChecksumError(err)) throw this.fail('could not download', key, err);
         if (attempt >= this.integrityAttempts) {
-          const e = err instanceof IntegrityError ? err : new IntegrityError(`artifact ${this.uri(key)}: the bytes read do not match the object's checksum: ${(err as Error).message}`, sha256, '');
+          const e =
+            err instanceof IntegrityError
+              ? err
+              : new IntegrityError(
+                  `artifact ${this.uri(key)}: the bytes read do not match the object's checksum: ${(err as Error).message}`,
+                  sha256,
+                  '',
+                );
           throw new IntegrityError(`${e.message} (${attempt} reads)`, e.expected, e.actual);
         }
         this.stats.integrityRetries++;
@@ -417,9 +487,11 @@ export class S3Store implements ArtifactStore {
     });
     const out: { path: string; bytes: number; sha256: string | null }[] = [];
     await pool(objects, this.concurrency, async (o) => {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(o.key) })).catch((err: unknown) => {
-        throw this.fail('could not check', o.key, err);
-      });
+      const head = await this.client
+        .send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(o.key) }))
+        .catch((err: unknown) => {
+          throw this.fail('could not check', o.key, err);
+        });
       out.push({ path: o.key.slice(prefix.length + 1), bytes: o.size, sha256: head.Metadata?.sha256 ?? null });
     });
     return out.sort((a, b) => (a.path < b.path ? -1 : 1));
@@ -437,13 +509,22 @@ export class S3Store implements ArtifactStore {
     const keys = await this.list(prefix);
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
-      const res = await this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.objectKey(k) })), Quiet: true } }));
-      if (res.Errors?.length) throw new Error(`could not delete ${res.Errors.length} objects under ${this.uri(prefix)}, e.g. ${res.Errors[0]!.Key}: ${res.Errors[0]!.Message}`);
+      const res = await this.client.send(
+        new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((k) => ({ Key: this.objectKey(k) })), Quiet: true } }),
+      );
+      if (res.Errors?.length)
+        throw new Error(
+          `could not delete ${res.Errors.length} objects under ${this.uri(prefix)}, e.g. ${res.Errors[0]!.Key}: ${res.Errors[0]!.Message}`,
+        );
     }
     // unfinished uploads under the prefix hold space too
-    const uploads = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: `${this.objectKey(prefix)}/` })).catch(() => null);
+    const uploads = await this.client
+      .send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: `${this.objectKey(prefix)}/` }))
+      .catch(() => null);
     for (const u of uploads?.Uploads ?? []) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key!, UploadId: u.UploadId! })).catch(() => undefined);
+      await this.client
+        .send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: u.Key!, UploadId: u.UploadId! }))
+        .catch(() => undefined);
     }
   }
 }

@@ -9,9 +9,58 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import type { ComputeBackend, ComputeEvent, GenerateJob, GenerateRequest, ImportJob, RunControl, TrainJob } from '../backends/compute';
 
-const SUBJECTS = ['tides', 'compound interest', 'photosynthesis', 'a bicycle gear', 'sourdough', 'volcanoes', 'jet lag', 'the printing press', 'vaccines', 'solar panels', 'chess openings', 'coral reefs', 'inflation', 'bird migration', 'rainbows', 'the stock market', 'black holes', 'recycling plastics', 'sleep cycles', 'honeybees', 'electric cars', 'glaciers', 'caffeine', 'the immune system', 'wind turbines', 'earthquakes', 'fermentation', 'credit scores', 'the moon landing', 'tea ceremonies'];
-const AUDIENCES = ['a ten-year-old', 'a busy manager', 'a retired teacher', 'a first-year student', 'a tourist', 'a skeptical engineer', 'a new parent', 'a poet', 'a chef', 'a sailor'];
-const VERBS = ['Explain', 'Summarize the main facts about', 'Give three practical tips related to', 'Describe the history of', 'List common myths about', 'Compare two viewpoints on'];
+const SUBJECTS = [
+  'tides',
+  'compound interest',
+  'photosynthesis',
+  'a bicycle gear',
+  'sourdough',
+  'volcanoes',
+  'jet lag',
+  'the printing press',
+  'vaccines',
+  'solar panels',
+  'chess openings',
+  'coral reefs',
+  'inflation',
+  'bird migration',
+  'rainbows',
+  'the stock market',
+  'black holes',
+  'recycling plastics',
+  'sleep cycles',
+  'honeybees',
+  'electric cars',
+  'glaciers',
+  'caffeine',
+  'the immune system',
+  'wind turbines',
+  'earthquakes',
+  'fermentation',
+  'credit scores',
+  'the moon landing',
+  'tea ceremonies',
+];
+const AUDIENCES = [
+  'a ten-year-old',
+  'a busy manager',
+  'a retired teacher',
+  'a first-year student',
+  'a tourist',
+  'a skeptical engineer',
+  'a new parent',
+  'a poet',
+  'a chef',
+  'a sailor',
+];
+const VERBS = [
+  'Explain',
+  'Summarize the main facts about',
+  'Give three practical tips related to',
+  'Describe the history of',
+  'List common myths about',
+  'Compare two viewpoints on',
+];
 
 export function hashInt(...parts: (string | number)[]): number {
   return createHash('sha256').update(parts.join('|')).digest().readUInt32BE(0);
@@ -110,7 +159,12 @@ export class FakeCompute implements ComputeBackend {
         existing = existing.slice(0, existing.lastIndexOf('\n') + 1);
         await fs.writeFile(s.output, existing);
       }
-      const have = new Set(existing.split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { id: string }).id));
+      const have = new Set(
+        existing
+          .split('\n')
+          .filter((l) => l.trim())
+          .map((l) => (JSON.parse(l) as { id: string }).id),
+      );
       for (const r of all[k]!) {
         if (have.has(r.id)) {
           done++;

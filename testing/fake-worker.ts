@@ -39,7 +39,13 @@ async function main(): Promise<void> {
     connection,
     namespace: 'default',
     queues,
-    deps: { storeFor: defaultStoreFor(path.join(workDir, 'default-store'), path.join(workDir, 'objects')), compute: fake, workDir, cacheDir: path.join(workDir, 'cache'), heartbeatIntervalMs: 200 },
+    deps: {
+      storeFor: defaultStoreFor(path.join(workDir, 'default-store'), path.join(workDir, 'objects')),
+      compute: fake,
+      workDir,
+      cacheDir: path.join(workDir, 'cache'),
+      heartbeatIntervalMs: 200,
+    },
     shutdownGraceTime: 1000,
     ...(process.env.SRLM_TEST_IDENTITY ? { identity: process.env.SRLM_TEST_IDENTITY } : {}),
   });

@@ -13,7 +13,11 @@ export function packagedModel(python: string, cacheDir: string, workDir: string,
   fs.mkdirSync(path.dirname(dir), { recursive: true });
   const job = path.join(workDir, `import-${name}.json`);
   fs.writeFileSync(job, JSON.stringify({ packaged: name, output: dir }));
-  const res = spawnSync(python, ['-m', 'srlm_compute', 'import-model', '--job', job], { cwd: repoRoot(), env: { ...process.env, PYTHONPATH: path.join(repoRoot(), 'compute') }, encoding: 'utf8' });
+  const res = spawnSync(python, ['-m', 'srlm_compute', 'import-model', '--job', job], {
+    cwd: repoRoot(),
+    env: { ...process.env, PYTHONPATH: path.join(repoRoot(), 'compute') },
+    encoding: 'utf8',
+  });
   if (res.status !== 0) throw new Error(`import-model failed (${res.status}): ${res.stderr.slice(-2000)}`);
   return dir;
 }

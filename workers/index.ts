@@ -112,7 +112,10 @@ let cachedBundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
   const ts = path.resolve(__dirname, '../workflows/index.ts');
-  cachedBundle ??= bundleWorkflowCode({ workflowsPath: fs.existsSync(ts) ? ts : path.resolve(__dirname, '../workflows/index.js'), logger: quietLogger() });
+  cachedBundle ??= bundleWorkflowCode({
+    workflowsPath: fs.existsSync(ts) ? ts : path.resolve(__dirname, '../workflows/index.js'),
+    logger: quietLogger(),
+  });
   return cachedBundle;
 }
 
@@ -164,14 +167,27 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
   const root = repoRoot();
   const env = loadEnvPaths(root);
   const workDir = path.join(opts.stateDir, 'work');
-  const pythonOpts = { python: env.python, packageDir: path.join(root, 'compute'), workDir: path.join(workDir, 'jobs'), logFile: path.join(opts.stateDir, 'compute.log') };
+  const pythonOpts = {
+    python: env.python,
+    packageDir: path.join(root, 'compute'),
+    workDir: path.join(workDir, 'jobs'),
+    logFile: path.join(opts.stateDir, 'compute.log'),
+  };
   // a python whose environment has vllm (it pins its own torch / transformers), for `compute.engine.kind: "vllm"`
   // (SRLM_VLLM_PYTHON, else the venv of scripts/bootstrap-vllm.sh)
   const vllmPython = opts.compute ? undefined : env.vllmPython;
   // `compute.resident`: generation on long-lived servers that keep their model loaded; stopped before local training
-  const residents = new ResidentPool({ python: env.python, packageDir: pythonOpts.packageDir, ...(vllmPython ? { vllmPython } : {}), logFile: pythonOpts.logFile });
+  const residents = new ResidentPool({
+    python: env.python,
+    packageDir: pythonOpts.packageDir,
+    ...(vllmPython ? { vllmPython } : {}),
+    logFile: pythonOpts.logFile,
+  });
   const compute = opts.compute ?? new StopResidentsBeforeTraining(residents, new PythonCompute(pythonOpts));
-  const storeFor = defaultStoreFor(opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'), path.join(env.cacheDir, 'objects'));
+  const storeFor = defaultStoreFor(
+    opts.storeRoot ?? process.env.SRLM_STORE_ROOT ?? path.join(opts.stateDir, 'artifacts'),
+    path.join(env.cacheDir, 'objects'),
+  );
   return {
     storeFor,
     compute,
@@ -189,10 +205,16 @@ export function defaultDeps(opts: DefaultDepsOptions): ActivityDeps {
 }
 
 /** The generation engines a run config can ask for, over the local backend `compute`. */
-function engines(compute: ComputeBackend, vllmGenerator: ComputeBackend | undefined, residents: ResidentPool): (config: RunConfig) => ComputeBackend | undefined {
+function engines(
+  compute: ComputeBackend,
+  vllmGenerator: ComputeBackend | undefined,
+  residents: ResidentPool,
+): (config: RunConfig) => ComputeBackend | undefined {
   const openai = openAIEngines(compute);
   const vllm = vllmEngines(compute, vllmGenerator);
-  const resident = residentEngines(residents, compute, (config) => (config.compute.engine?.kind === 'vllm' ? vllmJobEngine(config.compute.engine) : undefined));
+  const resident = residentEngines(residents, compute, (config) =>
+    config.compute.engine?.kind === 'vllm' ? vllmJobEngine(config.compute.engine) : undefined,
+  );
   return (config) => resident(config) ?? openai(config) ?? vllm(config);
 }
 
@@ -210,7 +232,9 @@ export function metricsBindAddress(env: NodeJS.ProcessEnv): string | undefined {
   const m = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(bind);
   if (!m || Number(m[2]) > 65535) throw new Error(`SRLM_METRICS_BIND: expected host:port or a port, e.g. 127.0.0.1:9464, got "${raw}"`);
   if (!isLoopbackHost(m[1]!) && env.SRLM_METRICS_EXPOSE !== '1') {
-    throw new Error(`SRLM_METRICS_BIND=${raw} would serve the metrics endpoint (no authentication) beyond this host; set SRLM_METRICS_EXPOSE=1 to mean it, or bind 127.0.0.1:${m[2]}`);
+    throw new Error(
+      `SRLM_METRICS_BIND=${raw} would serve the metrics endpoint (no authentication) beyond this host; set SRLM_METRICS_EXPOSE=1 to mean it, or bind 127.0.0.1:${m[2]}`,
+    );
   }
   return bind;
 }

@@ -48,9 +48,13 @@ export function parseWorkerArgs(argv: string[], env: NodeJS.ProcessEnv = process
   }
   const queuesFrom = flag('--queues') !== undefined ? '--queues' : 'SRLM_QUEUES';
   const queuesRaw = flag('--queues') ?? env.SRLM_QUEUES ?? ALL_QUEUES.join(',');
-  const queues = queuesRaw.split(',').map((q) => q.trim()).filter(Boolean) as QueueName[];
+  const queues = queuesRaw
+    .split(',')
+    .map((q) => q.trim())
+    .filter(Boolean) as QueueName[];
   if (!queues.length) throw new Error(`${queuesFrom}: no queue given (known: ${ALL_QUEUES.join(', ')})`);
-  for (const q of queues) if (!ALL_QUEUES.includes(q)) throw new Error(`${queuesFrom}: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);
+  for (const q of queues)
+    if (!ALL_QUEUES.includes(q)) throw new Error(`${queuesFrom}: unknown queue "${q}" (known: ${ALL_QUEUES.join(', ')})`);
   const ccFrom = flag('--compute-concurrency') !== undefined ? '--compute-concurrency' : 'SRLM_COMPUTE_CONCURRENCY';
   const ccRaw = flag('--compute-concurrency') ?? env.SRLM_COMPUTE_CONCURRENCY ?? '1';
   const computeConcurrency = Number(ccRaw);
@@ -102,12 +106,15 @@ async function run(): Promise<void> {
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
-    if (signals === 1) console.log(`srlm worker: ${sig}: stopping (running activities are cancelled after 10 s; a second signal stops at once)`);
+    if (signals === 1)
+      console.log(`srlm worker: ${sig}: stopping (running activities are cancelled after 10 s; a second signal stops at once)`);
     else process.exit(130);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  console.log(`srlm worker serving ${args.queues.join(', ')}${own} (compute concurrency ${args.computeConcurrency}) at ${settings.address}, namespace ${settings.namespace}`);
+  console.log(
+    `srlm worker serving ${args.queues.join(', ')}${own} (compute concurrency ${args.computeConcurrency}) at ${settings.address}, namespace ${settings.namespace}`,
+  );
   await Promise.all(workers.map((w) => w.run()));
   await deps.residents?.stopAll();
   await connection.close();

@@ -180,7 +180,11 @@ export function hostQueue(hostId: string): string {
  * (":" of the time) replaced by "-".
  */
 export function scheduledRunName(workflowId: string): string {
-  return workflowId.replace(/^srlm-/, '').replace(/[^A-Za-z0-9._-]/g, '-').replace(/\.\.+/g, '.').slice(0, 100);
+  return workflowId
+    .replace(/^srlm-/, '')
+    .replace(/[^A-Za-z0-9._-]/g, '-')
+    .replace(/\.\.+/g, '.')
+    .slice(0, 100);
 }
 
 export function scheduleId(name: string): string {

@@ -81,8 +81,14 @@ function computeActivities(d: DurabilityConfig) {
   return {
     generation: proxyActivities<Activities>({ ...generationOptions, taskQueue: TASK_QUEUES.generation }),
     /** the generation activities on one worker's own queue, given up when not started within `waitMs` */
-    pinned: (queue: string, waitMs: number) => proxyActivities<Activities>({ ...generationOptions, taskQueue: queue, scheduleToStartTimeout: waitMs }),
-    training: proxyActivities<Activities>({ ...common, taskQueue: TASK_QUEUES.training, startToCloseTimeout: '72 hours', retry: retry(30 * 60_000) }),
+    pinned: (queue: string, waitMs: number) =>
+      proxyActivities<Activities>({ ...generationOptions, taskQueue: queue, scheduleToStartTimeout: waitMs }),
+    training: proxyActivities<Activities>({
+      ...common,
+      taskQueue: TASK_QUEUES.training,
+      startToCloseTimeout: '72 hours',
+      retry: retry(30 * 60_000),
+    }),
   };
 }
 
@@ -106,7 +112,9 @@ function searchAttributeUpdater(enabled: boolean | undefined): (attrs: Record<st
 export async function srlmRun(input: RunInput): Promise<RunResult> {
   const scheduled = input.scheduled ? { runName: scheduledRunName(workflowInfo().workflowId) } : undefined;
   const progress: RunProgress = {
-    run: scheduled?.runName ?? (typeof (input.config as { run?: unknown })?.run === 'string' ? (input.config as { run: string }).run : workflowInfo().workflowId),
+    run:
+      scheduled?.runName ??
+      (typeof (input.config as { run?: unknown })?.run === 'string' ? (input.config as { run: string }).run : workflowInfo().workflowId),
     status: 'starting',
     iteration: 0,
     iterations: 0,
@@ -170,7 +178,9 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
 
     const eft: ArtifactRef[] = [];
     if (prepared.seedRanked) {
-      const baseline = await step('sft-baseline', () => training.trainSft({ config, base: m0, ift: prepared.seedIft, eft: [], name: 'sft-baseline' }));
+      const baseline = await step('sft-baseline', () =>
+        training.trainSft({ config, base: m0, ift: prepared.seedIft, eft: [], name: 'sft-baseline' }),
+      );
       addModel('SFT baseline', baseline.model);
       const ranked = prepared.seedRanked;
       const eftJudgments = await step('eft-judgments', () => generation.judgeRankedReplies({ config, judge: baseline.model, ranked }));
@@ -185,7 +195,10 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     let evalInput: IterationInput['evaluation'];
     if (evaluation) {
       const judge = evaluation.judge;
-      const judgeModel = judge?.kind === 'model' ? await step('import-eval-judge', () => training.importModel({ config, source: judge.model, name: 'eval-judge' })) : null;
+      const judgeModel =
+        judge?.kind === 'model'
+          ? await step('import-eval-judge', () => training.importModel({ config, source: judge.model, name: 'eval-judge' }))
+          : null;
       const baseline = models.find((m) => m.name === 'SFT baseline')?.model ?? null;
       evalInput = { prompts: prepared.evalPrompts ?? null, ranked: prepared.evalRanked ?? null, judgeModel, baseline };
     }
@@ -203,7 +216,19 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
           workflowId: iterationWorkflowId(config.run, t),
           taskQueue: TASK_QUEUES.orchestration,
           cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-          args: [{ config, iteration: t, model: current, promptModel: promptWriter, seedIft: prepared.seedIft, earlierPrompts: [...earlier], ...(progress.paused ? { paused: progress.paused } : {}), ...(input.searchAttributes ? { searchAttributes: true } : {}), ...(evalInput ? { evaluation: evalInput } : {}) }],
+          args: [
+            {
+              config,
+              iteration: t,
+              model: current,
+              promptModel: promptWriter,
+              seedIft: prepared.seedIft,
+              earlierPrompts: [...earlier],
+              ...(progress.paused ? { paused: progress.paused } : {}),
+              ...(input.searchAttributes ? { searchAttributes: true } : {}),
+              ...(evalInput ? { evaluation: evalInput } : {}),
+            },
+          ],
         });
       });
       child = null;
@@ -215,7 +240,8 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
       const gate = out.summary.evaluation?.gate;
       if (!gate || gate.passed) {
         accepted = out.modelOut;
-        if (gate) (progress.gates ??= []).push({ iteration: t, model: out.modelOut.modelId, passed: true, onFail: gate.onFail, failed: [] });
+        if (gate)
+          (progress.gates ??= []).push({ iteration: t, model: out.modelOut.modelId, passed: true, onFail: gate.onFail, failed: [] });
         continue;
       }
       const failed = gate.checks.filter((c) => !c.passed).map((c) => c.message);
@@ -227,7 +253,10 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     let promotedId: string | undefined;
     if (patched(PROMOTE_PATCH)) {
       const model = evaluation ? accepted : current;
-      const reason = evaluation && accepted.modelId !== current.modelId ? `${current.modelId} did not pass its promotion gate; ${accepted.modelId} is the newest model that did` : undefined;
+      const reason =
+        evaluation && accepted.modelId !== current.modelId
+          ? `${current.modelId} did not pass its promotion gate; ${accepted.modelId} is the newest model that did`
+          : undefined;
       const promoted = await step('promote', () => cpu.promoteModel({ config, model, ...(reason ? { reason } : {}) }));
       progress.promoted = promoted.modelId;
       promotedId = promoted.modelId;
@@ -247,7 +276,12 @@ export async function srlmRun(input: RunInput): Promise<RunResult> {
     const root = rootCause(err);
     progress.status = 'failed';
     progress.error = `stage ${progress.stage}: ${root.message}`;
-    throw ApplicationFailure.create({ message: `run "${progress.run}" failed at ${progress.error}`, type: root.type, nonRetryable: true, cause: err instanceof Error ? err : undefined });
+    throw ApplicationFailure.create({
+      message: `run "${progress.run}" failed at ${progress.error}`,
+      type: root.type,
+      nonRetryable: true,
+      cause: err instanceof Error ? err : undefined,
+    });
   }
 }
 
@@ -326,7 +360,13 @@ export interface IterationResult {
 
 export async function srlmIteration(input: IterationInput): Promise<IterationResult> {
   const { config, iteration, model } = input;
-  const progress: IterationProgress = { run: config.run, iteration, stage: 'prompts', stagesDone: [], ...(input.paused ? { paused: input.paused } : {}) };
+  const progress: IterationProgress = {
+    run: config.run,
+    iteration,
+    stage: 'prompts',
+    stagesDone: [],
+    ...(input.paused ? { paused: input.paused } : {}),
+  };
   setHandler(iterationProgressQuery, () => progress);
   setHandler(pauseSignal, (opts) => {
     progress.paused = { since: new Date().toISOString(), reason: opts?.reason ?? 'paused by an operator' };
@@ -348,8 +388,14 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
     try {
       return await call(pinned(host, affinityMs));
     } catch (err) {
-      if (!(err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START')) throw err;
-      log.warn('worker holding the model did not take the activity in time; using the shared generation queue', { run: config.run, iteration, stage: what, queue: host });
+      if (!(err instanceof ActivityFailure && err.cause instanceof TimeoutFailure && err.cause.timeoutType === 'SCHEDULE_TO_START'))
+        throw err;
+      log.warn('worker holding the model did not take the activity in time; using the shared generation queue', {
+        run: config.run,
+        iteration,
+        stage: what,
+        queue: host,
+      });
       return call(generation);
     }
   };
@@ -380,7 +426,15 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   let holder: string | undefined;
   const partHolders: (string | undefined)[] = [];
   const prompts = placed(
-    await step('prompts', () => generation.generatePrompts({ config, iteration, model: input.promptModel ?? model, seedIft: input.seedIft, earlier: input.earlierPrompts })),
+    await step('prompts', () =>
+      generation.generatePrompts({
+        config,
+        iteration,
+        model: input.promptModel ?? model,
+        seedIft: input.seedIft,
+        earlier: input.earlierPrompts,
+      }),
+    ),
     (q) => (holder = input.promptModel ? holder : q),
   );
   const candidates = placed(
@@ -388,7 +442,11 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
       parts > 1
         ? fanOut(
             parts,
-            async (part) => placed(await generation.generateCandidatesPart({ config, iteration, model, prompts, part, parts }), (q) => (partHolders[part] = q)),
+            async (part) =>
+              placed(
+                await generation.generateCandidatesPart({ config, iteration, model, prompts, part, parts }),
+                (q) => (partHolders[part] = q),
+              ),
             (fleet) => generation.generateCandidates({ config, iteration, model, prompts, fleet }),
           )
         : onHost(holder, 'candidates', (g) => g.generateCandidates({ config, iteration, model, prompts })),
@@ -400,7 +458,10 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
       parts > 1
         ? fanOut(
             parts,
-            (part) => onHost(partHolders[part], `judgments part ${part}`, (g) => g.judgeCandidatesPart({ config, iteration, model, candidates, part, parts })),
+            (part) =>
+              onHost(partHolders[part], `judgments part ${part}`, (g) =>
+                g.judgeCandidatesPart({ config, iteration, model, candidates, part, parts }),
+              ),
             (fleet) => generation.judgeCandidates({ config, iteration, model, candidates, fleet: fleet.map((p) => placed(p)) }),
           )
         : onHost(holder, 'judgments', (g) => g.judgeCandidates({ config, iteration, model, candidates })),
@@ -416,7 +477,19 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
   const dpo = await step('dpo', () => training.trainDpo({ config, iteration, model, pairs }));
   const evaluation = input.evaluation ? await evaluate(input.evaluation, dpo.model) : undefined;
   const summary = await step('summary', () =>
-    cpu.summarizeIteration({ config, iteration, modelIn: model, modelOut: dpo.model, prompts, candidates, judgments, pairs, dpoMetrics: dpo.metrics, timings: { ...timings }, ...(evaluation ? { evaluation } : {}) }),
+    cpu.summarizeIteration({
+      config,
+      iteration,
+      modelIn: model,
+      modelOut: dpo.model,
+      prompts,
+      candidates,
+      judgments,
+      pairs,
+      dpoMetrics: dpo.metrics,
+      timings: { ...timings },
+      ...(evaluation ? { evaluation } : {}),
+    }),
   );
   return { modelOut: dpo.model, prompts, pairs, summary };
 
@@ -433,17 +506,38 @@ export async function srlmIteration(input: IterationInput): Promise<IterationRes
       const prompts = ev.prompts;
       const opponents: { id: string; model: ModelRef }[] = [];
       if (cfg.opponents.includes('previous')) opponents.push({ id: model.modelId, model });
-      if (cfg.opponents.includes('sft-baseline') && ev.baseline && ev.baseline.modelId !== model.modelId) opponents.push({ id: ev.baseline.modelId, model: ev.baseline });
+      if (cfg.opponents.includes('sft-baseline') && ev.baseline && ev.baseline.modelId !== model.modelId)
+        opponents.push({ id: ev.baseline.modelId, model: ev.baseline });
       const refs = await step('eval-responses', async () => {
-        const [mine, ...theirs] = await each([out, ...opponents.map((o) => o.model)].map((m) => () => generation.evalResponses({ config, model: m, prompts })));
+        const [mine, ...theirs] = await each(
+          [out, ...opponents.map((o) => o.model)].map((m) => () => generation.evalResponses({ config, model: m, prompts })),
+        );
         return { mine: mine!, theirs };
       });
       responses.push(refs.mine, ...refs.theirs);
       if (cfg.judge) {
-        const compared: ({ id: string; responses: ArtifactRef } | { id: 'reference' })[] = opponents.map((o, k) => ({ id: o.id, responses: refs.theirs[k]! }));
+        const compared: ({ id: string; responses: ArtifactRef } | { id: 'reference' })[] = opponents.map((o, k) => ({
+          id: o.id,
+          responses: refs.theirs[k]!,
+        }));
         if (cfg.opponents.includes('reference')) compared.push({ id: 'reference' });
         await step('eval-head-to-head', async () => {
-          headToHead.push(...(await each(compared.map((opponent) => () => generation.evalHeadToHead({ config, iteration, model: out, responses: refs.mine, prompts, opponent, judgeModel: ev.judgeModel })))));
+          headToHead.push(
+            ...(await each(
+              compared.map(
+                (opponent) => () =>
+                  generation.evalHeadToHead({
+                    config,
+                    iteration,
+                    model: out,
+                    responses: refs.mine,
+                    prompts,
+                    opponent,
+                    judgeModel: ev.judgeModel,
+                  }),
+              ),
+            )),
+          );
         });
       }
     }

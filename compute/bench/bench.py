@@ -19,10 +19,22 @@ from pathlib import Path
 
 COMPUTE = Path(__file__).resolve().parents[1]
 TOPICS = [
-    "the history of the printing press", "how volcanoes form", "the water cycle", "why the sky is blue",
-    "the rules of chess", "how vaccines work", "the life of honeybees", "the causes of the French Revolution",
-    "how airplanes fly", "the benefits of regular exercise", "how the internet works", "the Roman Empire",
-    "photosynthesis", "black holes", "the invention of the telephone", "climate and weather",
+    "the history of the printing press",
+    "how volcanoes form",
+    "the water cycle",
+    "why the sky is blue",
+    "the rules of chess",
+    "how vaccines work",
+    "the life of honeybees",
+    "the causes of the French Revolution",
+    "how airplanes fly",
+    "the benefits of regular exercise",
+    "how the internet works",
+    "the Roman Empire",
+    "photosynthesis",
+    "black holes",
+    "the invention of the telephone",
+    "climate and weather",
 ]
 
 
@@ -31,8 +43,13 @@ def run(command: str, job: dict, work: Path) -> tuple[int, list[tuple[float, dic
     job_path.write_text(json.dumps(job))
     env = dict(os.environ, PYTHONPATH=str(COMPUTE))
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "srlm_compute", command, "--job", str(job_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "srlm_compute", command, "--job", str(job_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     events = []
     for line in proc.stdout:
         events.append((time.monotonic() - t0, json.loads(line)))
@@ -59,32 +76,57 @@ def bench_import(work: Path):
         out.parent.mkdir(parents=True, exist_ok=True)
         rc, events, wall = run("import-model", {"packaged": name, "output": str(out), "overwrite": True}, work)
         done = events[-1][1]
-        report(measure="import", model=name, rc=rc, wall_s=round(wall, 1), params=done.get("params"),
-               architecture=done.get("architecture"), chat_template=done.get("chat_template"),
-               peak_rss_mb=done.get("peak_rss_mb"), notes=done.get("notes"))
+        report(
+            measure="import",
+            model=name,
+            rc=rc,
+            wall_s=round(wall, 1),
+            params=done.get("params"),
+            architecture=done.get("architecture"),
+            chat_template=done.get("chat_template"),
+            peak_rss_mb=done.get("peak_rss_mb"),
+            notes=done.get("notes"),
+        )
 
 
 def bench_generate(work: Path):
     for name in ("smollm2-135m-instruct", "gemma3-270m-instruct"):
         model = ensure_model(name, work)
         reqs = [
-            {"id": f"g{i}", "messages": [{"role": "user", "content": f"Write a detailed essay about {topic}."}],
-             "n": 1, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 128, "seed": i}
+            {
+                "id": f"g{i}",
+                "messages": [{"role": "user", "content": f"Write a detailed essay about {topic}."}],
+                "n": 1,
+                "temperature": 0.7,
+                "top_p": 0.9,
+                "max_new_tokens": 128,
+                "seed": i,
+            }
             for i, topic in enumerate(TOPICS)
         ]
         inp = work / f"gen-{name}.jsonl"
         inp.write_text("".join(json.dumps(r) + "\n" for r in reqs))
         out = work / f"gen-{name}-out.jsonl"
         out.unlink(missing_ok=True)
-        rc, events, wall = run("generate", {"model": str(model), "input": str(inp), "output": str(out),
-                                            "device": "cpu", "batch_size": 16}, work)
+        rc, events, wall = run(
+            "generate", {"model": str(model), "input": str(inp), "output": str(out), "device": "cpu", "batch_size": 16}, work
+        )
         done = events[-1][1]
         rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
         finish = [o["finish_reason"] for r in rows for o in r["outputs"]]
-        report(measure="generate", model=name, rc=rc, wall_s=round(wall, 1), requests=len(rows),
-               tokens=done.get("tokens"), generate_s=done.get("generate_s"), tokens_per_s=done.get("tokens_per_s"),
-               length_finishes=finish.count("length"), peak_rss_mb=done.get("peak_rss_mb"),
-               sample=rows[0]["outputs"][0]["text"][:200] if rows else None)
+        report(
+            measure="generate",
+            model=name,
+            rc=rc,
+            wall_s=round(wall, 1),
+            requests=len(rows),
+            tokens=done.get("tokens"),
+            generate_s=done.get("generate_s"),
+            tokens_per_s=done.get("tokens_per_s"),
+            length_finishes=finish.count("length"),
+            peak_rss_mb=done.get("peak_rss_mb"),
+            sample=rows[0]["outputs"][0]["text"][:200] if rows else None,
+        )
 
 
 def bench_train(work: Path, mode: str, batch_size: int, steps: int, grad_ckpt: bool | None = None):
@@ -102,8 +144,17 @@ def bench_train(work: Path, mode: str, batch_size: int, steps: int, grad_ckpt: b
     data = work / f"{mode}.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = work / f"{mode}-out"
-    job = {"mode": mode, "model": str(model), "data": str(data), "output": str(out), "batch_size": batch_size,
-           "max_steps": steps, "device": "cpu", "overwrite": True, "max_length": 512}
+    job = {
+        "mode": mode,
+        "model": str(model),
+        "data": str(data),
+        "output": str(out),
+        "batch_size": batch_size,
+        "max_steps": steps,
+        "device": "cpu",
+        "overwrite": True,
+        "max_length": 512,
+    }
     if grad_ckpt is not None:
         job["gradient_checkpointing"] = grad_ckpt
     rc, events, wall = run("train", job, work)
@@ -111,11 +162,21 @@ def bench_train(work: Path, mode: str, batch_size: int, steps: int, grad_ckpt: b
     per_step = [round(b - a, 1) for a, b in zip(step_times, step_times[1:])]
     done = events[-1][1]
     metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
-    report(measure=mode, model="smollm2-135m-instruct", rc=rc, batch_size=batch_size, steps=done.get("steps"),
-           gradient_checkpointing=metrics.get("gradient_checkpointing"), tokens_per_step=metrics.get("tokens_per_step"),
-           wall_s=round(wall, 1), runtime_s=done.get("runtime_s"), seconds_per_step_incl_first=done.get(
-               "seconds_per_step"), seconds_per_later_step=per_step, peak_rss_mb=done.get("peak_rss_mb"),
-           last=metrics.get("last"))
+    report(
+        measure=mode,
+        model="smollm2-135m-instruct",
+        rc=rc,
+        batch_size=batch_size,
+        steps=done.get("steps"),
+        gradient_checkpointing=metrics.get("gradient_checkpointing"),
+        tokens_per_step=metrics.get("tokens_per_step"),
+        wall_s=round(wall, 1),
+        runtime_s=done.get("runtime_s"),
+        seconds_per_step_incl_first=done.get("seconds_per_step"),
+        seconds_per_later_step=per_step,
+        peak_rss_mb=done.get("peak_rss_mb"),
+        last=metrics.get("last"),
+    )
 
 
 def main():

@@ -27,17 +27,28 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 COMPUTE = Path(__file__).resolve().parents[1]
 REPO = COMPUTE.parent
 TOPICS = [
-    "the history of the printing press", "how volcanoes form", "the water cycle", "why the sky is blue",
-    "the rules of chess", "how vaccines work", "the life of honeybees", "the causes of the French Revolution",
-    "how airplanes fly", "the benefits of regular exercise", "how the internet works", "the Roman Empire",
-    "photosynthesis", "black holes", "the invention of the telephone", "climate and weather",
+    "the history of the printing press",
+    "how volcanoes form",
+    "the water cycle",
+    "why the sky is blue",
+    "the rules of chess",
+    "how vaccines work",
+    "the life of honeybees",
+    "the causes of the French Revolution",
+    "how airplanes fly",
+    "the benefits of regular exercise",
+    "how the internet works",
+    "the Roman Empire",
+    "photosynthesis",
+    "black holes",
+    "the invention of the telephone",
+    "climate and weather",
 ]
 # a long shared prefix like the judge's additive 5-point rubric (srlm's real one is in core/rubric.ts)
 RUBRIC = (
@@ -68,8 +79,15 @@ def new_tokens() -> int:
 
 def candidate_requests() -> list[dict]:
     return [
-        {"id": f"c{i}", "messages": [{"role": "user", "content": f"Explain {t} in a short paragraph."}], "n": 4,
-         "temperature": 0.7, "top_p": 0.9, "max_new_tokens": new_tokens(), "seed": i}
+        {
+            "id": f"c{i}",
+            "messages": [{"role": "user", "content": f"Explain {t} in a short paragraph."}],
+            "n": 4,
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "max_new_tokens": new_tokens(),
+            "seed": i,
+        }
         for i, t in enumerate(TOPICS[: 4 if QUICK else 16])
     ]
 
@@ -79,11 +97,22 @@ def judge_requests() -> list[dict]:
     for i in range(4 if QUICK else 16):
         t = TOPICS[i % len(TOPICS)]
         answer = (f"{t.capitalize()} is a broad subject. " * 14).strip()
-        content = (f"{RUBRIC}User: Explain {t} in a short paragraph.\n<response>{answer}</response>\n\n"
-                   "After examining the user's instruction and the response, briefly justify your total score, "
-                   "then conclude with the score using the format: \"Score: <total points>\"")
-        out.append({"id": f"j{i}", "messages": [{"role": "user", "content": content}], "n": 3,
-                    "temperature": 0.7, "top_p": 0.9, "max_new_tokens": new_tokens(), "seed": 1000 + i})
+        content = (
+            f"{RUBRIC}User: Explain {t} in a short paragraph.\n<response>{answer}</response>\n\n"
+            "After examining the user's instruction and the response, briefly justify your total score, "
+            'then conclude with the score using the format: "Score: <total points>"'
+        )
+        out.append(
+            {
+                "id": f"j{i}",
+                "messages": [{"role": "user", "content": content}],
+                "n": 3,
+                "temperature": 0.7,
+                "top_p": 0.9,
+                "max_new_tokens": new_tokens(),
+                "seed": 1000 + i,
+            }
+        )
     return out
 
 
@@ -105,13 +134,16 @@ def model_dir(python: str, cache: Path, name: str, work: Path) -> str:
         d.parent.mkdir(parents=True, exist_ok=True)
         job = work / f"import-{name}.json"
         job.write_text(json.dumps({"packaged": name, "output": str(d)}))
-        subprocess.run([python, "-m", "srlm_compute", "import-model", "--job", str(job)], check=True,
-                       env=dict(os.environ, PYTHONPATH=str(COMPUTE)), stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [python, "-m", "srlm_compute", "import-model", "--job", str(job)],
+            check=True,
+            env=dict(os.environ, PYTHONPATH=str(COMPUTE)),
+            stdout=subprocess.DEVNULL,
+        )
     return str(d)
 
 
-def run_engine(label: str, python: str, model: str, work: Path, engine: dict | None, batch: int, threads: int,
-               env_extra: dict) -> dict:
+def run_engine(label: str, python: str, model: str, work: Path, engine: dict | None, batch: int, threads: int, env_extra: dict) -> dict:
     d = work / label.replace(" ", "-")
     d.mkdir(parents=True, exist_ok=True)
     shards, names = [], []
@@ -129,9 +161,13 @@ def run_engine(label: str, python: str, model: str, work: Path, engine: dict | N
     job_path = d / "job.json"
     job_path.write_text(json.dumps(job))
     t0 = time.monotonic()
-    proc = subprocess.Popen([python, "-m", "srlm_compute", "generate", "--job", str(job_path)], stdout=subprocess.PIPE,
-                            stderr=open(d / "stderr.log", "w"), text=True,
-                            env=dict(os.environ, PYTHONPATH=str(COMPUTE), PYTHONUNBUFFERED="1", **env_extra))
+    proc = subprocess.Popen(
+        [python, "-m", "srlm_compute", "generate", "--job", str(job_path)],
+        stdout=subprocess.PIPE,
+        stderr=open(d / "stderr.log", "w"),
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(COMPUTE), PYTHONUNBUFFERED="1", **env_extra),
+    )
     shard_at: dict[int, float] = {}
     done, done_at = {}, 0.0
     for line in proc.stdout:
@@ -144,12 +180,17 @@ def run_engine(label: str, python: str, model: str, work: Path, engine: dict | N
         raise SystemExit(f"{label}: generate failed (exit {proc.returncode}); see {d / 'stderr.log'}")
     wall = time.monotonic() - t0
     start_s = done_at - done["generate_s"]  # launch to the first batch: imports, load, compile
-    tokens = [sum(o["tokens"] for line in Path(s["output"]).read_text().splitlines() for o in json.loads(line)["outputs"])
-              for s in shards]
+    tokens = [sum(o["tokens"] for line in Path(s["output"]).read_text().splitlines() for o in json.loads(line)["outputs"]) for s in shards]
     secs = [shard_at[0] - start_s, shard_at[1] - shard_at[0]]
-    return {"engine": label, "start_s": round(start_s, 1), "shutdown_s": round(wall - done_at, 1), "wall_s": round(wall, 1),
-            "shapes": [{"shape": name, "tokens": t, "seconds": round(s, 1), "tokens_per_s": round(t / s, 1)}
-                       for name, t, s in zip(names, tokens, secs)]}
+    return {
+        "engine": label,
+        "start_s": round(start_s, 1),
+        "shutdown_s": round(wall - done_at, 1),
+        "wall_s": round(wall, 1),
+        "shapes": [
+            {"shape": name, "tokens": t, "seconds": round(s, 1), "tokens_per_s": round(t / s, 1)} for name, t, s in zip(names, tokens, secs)
+        ],
+    }
 
 
 def main() -> None:
@@ -175,11 +216,25 @@ def main() -> None:
         if not args.no_vllm:
             # one call per shape (requests_per_call = a shard's requests), so each shape's time is its own
             per_call = len(candidate_requests())
-            runs.append((f"{name} vllm", vllm_python, {"kind": "vllm", "dtype": "bfloat16", "max_model_len": 2048,
-                                                       "requests_per_call": per_call}, 0))
+            runs.append(
+                (
+                    f"{name} vllm",
+                    vllm_python,
+                    {"kind": "vllm", "dtype": "bfloat16", "max_model_len": 2048, "requests_per_call": per_call},
+                    0,
+                )
+            )
         for label, py, engine, batch in runs:
-            extra = {"VLLM_CACHE_ROOT": str(cache / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_USE_AOT_COMPILE": "0",
-                     "TORCHINDUCTOR_CACHE_DIR": str(cache / "vllm" / "inductor")} if engine else {}
+            extra = (
+                {
+                    "VLLM_CACHE_ROOT": str(cache / "vllm"),
+                    "VLLM_CPU_KVCACHE_SPACE": "2",
+                    "VLLM_USE_AOT_COMPILE": "0",
+                    "TORCHINDUCTOR_CACHE_DIR": str(cache / "vllm" / "inductor"),
+                }
+                if engine
+                else {}
+            )
             r = run_engine(label, py, model, work, engine, max(1, batch), args.threads, extra)
             print(json.dumps(r), flush=True)
             rows.append(r)

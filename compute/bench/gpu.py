@@ -75,7 +75,11 @@ COMPUTE = HERE.parent
 ROOT = COMPUTE.parent
 PREPARED_TOKENIZER = HERE / ".gpu-tokenizer"
 TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
 )
 SMOLLM2 = "smollm2-135m-instruct"
 
@@ -86,16 +90,28 @@ CHATML = (
 )
 
 SHAPES = {
-    "1.1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-                 num_key_value_heads=4, vocab_size=32000, tie_word_embeddings=False),
-    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, vocab_size=49152, tie_word_embeddings=True),
+    "1.1b": dict(
+        hidden_size=2048,
+        intermediate_size=5632,
+        num_hidden_layers=22,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        vocab_size=32000,
+        tie_word_embeddings=False,
+    ),
+    "135m": dict(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        tie_word_embeddings=True,
+    ),
 }
 SMOKE_SHAPES = {  # same vocabularies, tiny bodies
-    "1.1b": dict(SHAPES["1.1b"], hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=1),
-    "135m": dict(SHAPES["135m"], hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2),
+    "1.1b": dict(SHAPES["1.1b"], hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1),
+    "135m": dict(SHAPES["135m"], hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2),
 }
 
 # dense bf16 peak TFLOPS; first matching substring of the GPU name wins
@@ -125,15 +141,48 @@ REFERENCE = {  # H100, plain PyTorch + transformers (bf16, SDPA), from the issue
 GEN_TARGET = 5.0  # compute's generation >= 5x the plain baseline of the same run
 DPO_MFU_TARGET = 0.40  # on the 1.1b shape
 
-FULL = dict(device="cuda", shapes=["1.1b", "135m"], gen_batch=256, prompt_tokens=128, new_tokens=256,
-            dpo_pairs=16, dpo_prompt=128, dpo_response=256, dpo_warmup=2, dpo_steps=10, trainer_warmup=3,
-            trainer_steps=10, budget_s=450.0, extras=True)
-SMOKE = dict(device="cpu", shapes=["1.1b"], gen_batch=4, prompt_tokens=16, new_tokens=8, dpo_pairs=2,
-             dpo_prompt=16, dpo_response=16, dpo_warmup=1, dpo_steps=2, trainer_warmup=1, trainer_steps=2,
-             budget_s=240.0, extras=False)
+FULL = dict(
+    device="cuda",
+    shapes=["1.1b", "135m"],
+    gen_batch=256,
+    prompt_tokens=128,
+    new_tokens=256,
+    dpo_pairs=16,
+    dpo_prompt=128,
+    dpo_response=256,
+    dpo_warmup=2,
+    dpo_steps=10,
+    trainer_warmup=3,
+    trainer_steps=10,
+    budget_s=450.0,
+    extras=True,
+)
+SMOKE = dict(
+    device="cpu",
+    shapes=["1.1b"],
+    gen_batch=4,
+    prompt_tokens=16,
+    new_tokens=8,
+    dpo_pairs=2,
+    dpo_prompt=16,
+    dpo_response=16,
+    dpo_warmup=1,
+    dpo_steps=2,
+    trainer_warmup=1,
+    trainer_steps=2,
+    budget_s=240.0,
+    extras=False,
+)
 # per measurement: (hard timeout cap, least time worth starting it with) in seconds; smoke: budget only
-LIMITS = {"facts": (150, 20), "build": (180, 60), "gen-base": (180, 45), "gen-compute": (240, 60),
-          "gen-vllm": (300, 120), "dpo-base": (150, 30), "dpo-compute": (240, 60)}
+LIMITS = {
+    "facts": (150, 20),
+    "build": (180, 60),
+    "gen-base": (180, 45),
+    "gen-compute": (240, 60),
+    "gen-vllm": (300, 120),
+    "dpo-base": (150, 30),
+    "dpo-compute": (240, 60),
+}
 RESERVE_S = 20.0  # kept back from the budget: killing a child (SIGTERM grace) and writing the report
 TERM_GRACE_S = 10.0
 
@@ -158,9 +207,14 @@ def dpo_flops_per_token(params: int, layers: int, hidden: int, seq: int) -> tupl
 
 def find_tokenizer(explicit: str | None, prepared: bool) -> str | None:
     """The first directory holding SmolLM2's tokenizer.json (see the module docstring for the order)."""
-    cands = [explicit, os.environ.get("SRLM_BENCH_TOKENIZER"), str(PREPARED_TOKENIZER) if prepared else None,
-             os.environ.get("SRLM_TEST_MODEL_DIR"), str(COMPUTE / ".pytest_cache" / "v" / "cache" / "srlm-models" / SMOLLM2),
-             str(Path.home() / ".cache" / "srlm" / "models" / SMOLLM2)]
+    cands = [
+        explicit,
+        os.environ.get("SRLM_BENCH_TOKENIZER"),
+        str(PREPARED_TOKENIZER) if prepared else None,
+        os.environ.get("SRLM_TEST_MODEL_DIR"),
+        str(COMPUTE / ".pytest_cache" / "v" / "cache" / "srlm-models" / SMOLLM2),
+        str(Path.home() / ".cache" / "srlm" / "models" / SMOLLM2),
+    ]
     return next((c for c in cands if c and (Path(c) / "tokenizer.json").is_file()), None)
 
 
@@ -212,8 +266,13 @@ def worker_facts(spec: dict) -> dict:
     import importlib.util
     import platform
 
-    facts: dict = {"python": platform.python_version(), "executable": sys.executable, "cpus": os.cpu_count(),
-                   "versions": {}, "importable": {}}
+    facts: dict = {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "cpus": os.cpu_count(),
+        "versions": {},
+        "importable": {},
+    }
     for name in ("torch", "transformers", "trl", "accelerate", "datasets", "tokenizers", "vllm"):
         try:
             facts["versions"][name] = md.version(name)
@@ -262,8 +321,9 @@ def _synth_tokenizer(vocab_size: int):
     vocab = {tok: idx for idx, tok in enumerate(specials + words)}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                  pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>", unk_token="<|endoftext|>"
+    )
     tok.add_special_tokens({"additional_special_tokens": specials[1:]})
     return tok
 
@@ -284,8 +344,7 @@ def _load_tokenizer(source: str | None, vocab_size: int):
             cfg = {}
             if (Path(source) / "tokenizer_config.json").is_file():
                 cfg = json.loads((Path(source) / "tokenizer_config.json").read_text())
-            specials = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")
-                        if isinstance(cfg.get(k), str)}
+            specials = {k: cfg[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token") if isinstance(cfg.get(k), str)}
             tok = PreTrainedTokenizerFast(tokenizer_file=str(tj), **specials)
             return tok, f"tokenizer.json from {source} (AutoTokenizer failed: {type(exc).__name__})"
     return _synth_tokenizer(vocab_size), "synthesised word-level tokenizer (no SmolLM2 tokenizer found)"
@@ -336,8 +395,14 @@ def worker_build(spec: dict) -> dict:
     if max(i for i in (bos, eos, pad) if i is not None) >= vocab:
         raise RuntimeError(f"special token ids {bos, eos, pad} do not fit vocab {vocab}")
     config = LlamaConfig(
-        **shape, head_dim=shape["hidden_size"] // shape["num_attention_heads"], max_position_embeddings=2048,
-        attention_dropout=0.0, rms_norm_eps=1e-5, bos_token_id=bos, eos_token_id=eos, pad_token_id=pad,
+        **shape,
+        head_dim=shape["hidden_size"] // shape["num_attention_heads"],
+        max_position_embeddings=2048,
+        attention_dropout=0.0,
+        rms_norm_eps=1e-5,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
         use_cache=True,
     )
     torch.manual_seed(0)
@@ -388,8 +453,15 @@ def worker_build(spec: dict) -> dict:
     Path(spec["gen_prompts"]).write_text(json.dumps({"texts": prompts, "ids": prompt_ids}))
     Path(spec["dpo_data"]).write_text("".join(json.dumps(r) + "\n" for r in rows))
     p_len, c_len, r_len = max(lengths)
-    return {"params": params, "tokenizer": tok_note, "init_s": round(t_init, 1), "save_s": round(t_save, 1),
-            "dpo_prompt_tokens": p_len, "dpo_chosen_tokens": c_len, "dpo_rejected_tokens": r_len}
+    return {
+        "params": params,
+        "tokenizer": tok_note,
+        "init_s": round(t_init, 1),
+        "save_s": round(t_save, 1),
+        "dpo_prompt_tokens": p_len,
+        "dpo_chosen_tokens": c_len,
+        "dpo_rejected_tokens": r_len,
+    }
 
 
 def worker_gen_base(spec: dict) -> dict:
@@ -410,15 +482,19 @@ def worker_gen_base(spec: dict) -> dict:
 
     class Deadline(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), time.monotonic() > soft_end, dtype=torch.bool,
-                              device=input_ids.device)
+            return torch.full((input_ids.shape[0],), time.monotonic() > soft_end, dtype=torch.bool, device=input_ids.device)
 
     def run(n: int):
-        cfg = GenerationConfig(do_sample=not greedy, max_new_tokens=n, min_new_tokens=n, eos_token_id=eos,
-                               pad_token_id=pad, use_cache=True, **sample)
+        cfg = GenerationConfig(
+            do_sample=not greedy, max_new_tokens=n, min_new_tokens=n, eos_token_id=eos, pad_token_id=pad, use_cache=True, **sample
+        )
         with torch.inference_mode():
-            return model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=cfg,
-                                  stopping_criteria=StoppingCriteriaList([Deadline()]))
+            return model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=cfg,
+                stopping_criteria=StoppingCriteriaList([Deadline()]),
+            )
 
     run(min(8, new))  # warm-up: kernels, allocator, cuBLAS
     _sync(torch, device)
@@ -428,9 +504,16 @@ def worker_gen_base(spec: dict) -> dict:
     seconds = time.monotonic() - t1
     made = out.shape[1] - width
     tokens = batch * made
-    return {"tokens": tokens, "seconds": round(seconds, 3), "tokens_per_s": tokens / seconds, "batch": batch,
-            "new_tokens": made, "truncated": made < new, "load_s": round(load_s, 1),
-            "peak_gib": _peak_gib(torch, device)}
+    return {
+        "tokens": tokens,
+        "seconds": round(seconds, 3),
+        "tokens_per_s": tokens / seconds,
+        "batch": batch,
+        "new_tokens": made,
+        "truncated": made < new,
+        "load_s": round(load_s, 1),
+        "peak_gib": _peak_gib(torch, device),
+    }
 
 
 def worker_dpo_base(spec: dict) -> dict:
@@ -478,9 +561,16 @@ def worker_dpo_base(spec: dict) -> dict:
     _sync(torch, device)
     seconds = time.monotonic() - t1
     tokens_per_step = 2 * pairs * (plen + rlen)
-    return {"steps": done, "seconds": round(seconds, 3), "seconds_per_step": seconds / done,
-            "tokens_per_step": tokens_per_step, "tokens_per_s": tokens_per_step * done / seconds,
-            "loss": float(loss), "load_s": round(load_s, 1), "peak_gib": _peak_gib(torch, device)}
+    return {
+        "steps": done,
+        "seconds": round(seconds, 3),
+        "seconds_per_step": seconds / done,
+        "tokens_per_step": tokens_per_step,
+        "tokens_per_s": tokens_per_step * done / seconds,
+        "loss": float(loss),
+        "load_s": round(load_s, 1),
+        "peak_gib": _peak_gib(torch, device),
+    }
 
 
 WORKERS = {"facts": worker_facts, "build": worker_build, "gen-base": worker_gen_base, "dpo-base": worker_dpo_base}
@@ -518,8 +608,9 @@ class Proc:
         self.timed_out = False
         self.log = log
         self._fh = open(log, "ab")
-        self.p = subprocess.Popen(args, stdout=subprocess.PIPE if events else self._fh, stderr=self._fh,
-                                  env=env, cwd=str(ROOT), start_new_session=True)
+        self.p = subprocess.Popen(
+            args, stdout=subprocess.PIPE if events else self._fh, stderr=self._fh, env=env, cwd=str(ROOT), start_new_session=True
+        )
         self._reader = threading.Thread(target=self._read, daemon=True) if events else None
         if self._reader:
             self._reader.start()
@@ -604,14 +695,28 @@ class Check:
 
     # ------------------------------------------------------------------ rows and reports
     def row(self, measurement: str, shape: str, engine_id: str, engine: str, status: str = "ok", **kw) -> dict:
-        row = {"measurement": measurement, "shape": self.label(shape), "engine_id": engine_id, "engine": engine,
-               "status": status, "tokens_per_s": None, "mfu": None, "ratio": None, "target": None, "met": None,
-               "notes": "", "details": {}}
+        row = {
+            "measurement": measurement,
+            "shape": self.label(shape),
+            "engine_id": engine_id,
+            "engine": engine,
+            "status": status,
+            "tokens_per_s": None,
+            "mfu": None,
+            "ratio": None,
+            "target": None,
+            "met": None,
+            "notes": "",
+            "details": {},
+        }
         row.update(kw)
         self.rows.append(row)
         self.write()
-        print(f"[gpu-check {time.monotonic() - self.t0:6.1f}s] {measurement} {shape} {engine_id}: {status} "
-              f"tokens/s={fmt_rate(row['tokens_per_s'])} mfu={fmt_pct(row['mfu'])} {row['notes'][:200]}", flush=True)
+        print(
+            f"[gpu-check {time.monotonic() - self.t0:6.1f}s] {measurement} {shape} {engine_id}: {status} "
+            f"tokens/s={fmt_rate(row['tokens_per_s'])} mfu={fmt_pct(row['mfu'])} {row['notes'][:200]}",
+            flush=True,
+        )
         return row
 
     def begin(self, kind: str, measurement: str, shape: str, engine_id: str) -> tuple[str, float | None]:
@@ -640,9 +745,17 @@ class Check:
         return None
 
     def report(self) -> dict:
-        return {"machine": self.facts, "peak_bf16_tflops": self.peak, "peak_label": self.peak_label,
-                "settings": {k: v for k, v in self.cfg.items()}, "smoke": self.args.smoke, "models": self.models,
-                "rows": self.rows, "notes": self.notes, "elapsed_s": round(time.monotonic() - self.t0, 1)}
+        return {
+            "machine": self.facts,
+            "peak_bf16_tflops": self.peak,
+            "peak_label": self.peak_label,
+            "settings": {k: v for k, v in self.cfg.items()},
+            "smoke": self.args.smoke,
+            "models": self.models,
+            "rows": self.rows,
+            "notes": self.notes,
+            "elapsed_s": round(time.monotonic() - self.t0, 1),
+        }
 
     def markdown(self) -> str:
         f, c = self.facts, self.cfg
@@ -662,8 +775,7 @@ class Check:
             "sampling (T=1, top_p=1); DPO: "
             f"{c['dpo_pairs']} pairs x ({c['dpo_prompt']} + {c['dpo_response']}) tokens, beta 0.1, "
             "gradient checkpointing",
-            *[f"- model {k}: {m['params']:,} parameters, {m['tokenizer']}" for k, m in self.models.items()
-              if "params" in m],
+            *[f"- model {k}: {m['params']:,} parameters, {m['tokenizer']}" for k, m in self.models.items() if "params" in m],
             f"- elapsed {time.monotonic() - self.t0:.0f} s of a {c['budget_s']:.0f} s budget",
             "",
             "| measurement | shape | engine | tokens/s | MFU | ratio vs baseline | target | met? | notes |",
@@ -673,8 +785,10 @@ class Check:
             met = "-" if r["met"] is None else ("yes" if r["met"] else "NO")
             ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
             notes = (r["status"] + ": " if r["status"] in ("error", "skipped") else "") + r["notes"]
-            lines.append(f"| {r['measurement']} | {r['shape']} | {r['engine']} | {fmt_rate(r['tokens_per_s'])} | "
-                         f"{fmt_pct(r['mfu'])} | {ratio} | {r['target'] or '-'} | {met} | {notes.replace('|', '/')} |")
+            lines.append(
+                f"| {r['measurement']} | {r['shape']} | {r['engine']} | {fmt_rate(r['tokens_per_s'])} | "
+                f"{fmt_pct(r['mfu'])} | {ratio} | {r['target'] or '-'} | {met} | {notes.replace('|', '/')} |"
+            )
         lines += [""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
@@ -718,8 +832,13 @@ class Check:
     def cli(self, tag: str, command: str, job: dict, timeout: float) -> Proc:
         job_path = self.work / f"{tag}.job.json"
         job_path.write_text(json.dumps(job))
-        proc = Proc([sys.executable, "-m", "srlm_compute", command, "--job", str(job_path)], self.env,
-                    self.logs / f"{tag}.log", events=True, timeout=timeout)
+        proc = Proc(
+            [sys.executable, "-m", "srlm_compute", command, "--job", str(job_path)],
+            self.env,
+            self.logs / f"{tag}.log",
+            events=True,
+            timeout=timeout,
+        )
         proc.wait()
         return proc
 
@@ -729,8 +848,12 @@ class Check:
         self.facts = res or {"error": err}
         self.facts.pop("ok", None)
         try:
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                  "--format=csv,noheader"], capture_output=True, text=True, timeout=15)
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=15,
+            )
             if smi.returncode == 0:
                 self.facts["nvidia_smi"] = smi.stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
@@ -749,9 +872,15 @@ class Check:
             self.notes.append(f"{shape}: model not built (time budget spent)")
             return None
         n_ex = self.cfg["dpo_pairs"] * (self.cfg["trainer_warmup"] + self.cfg["trainer_steps"])
-        spec = dict(self.cfg, shape_cfg=self.shapes[shape], dir=str(self.work / "models" / shape),
-                    tokenizer=self.tok_source, gen_prompts=str(self.work / f"gen-prompts-{shape}.json"),
-                    dpo_data=str(self.work / f"dpo-{shape}.jsonl"), dpo_examples=n_ex)
+        spec = dict(
+            self.cfg,
+            shape_cfg=self.shapes[shape],
+            dir=str(self.work / "models" / shape),
+            tokenizer=self.tok_source,
+            gen_prompts=str(self.work / f"gen-prompts-{shape}.json"),
+            dpo_data=str(self.work / f"dpo-{shape}.jsonl"),
+            dpo_examples=n_ex,
+        )
         (self.work / "models").mkdir(exist_ok=True)
         res, err, log = self.worker("build", f"build-{shape}", spec, slot)
         if res is None:
@@ -762,8 +891,10 @@ class Check:
         info = {**spec, **res, "shape": self.shapes[shape]}
         info.pop("ok", None)
         info.pop("shape_cfg", None)
-        self.models[shape] = {k: info[k] for k in ("params", "tokenizer", "init_s", "save_s", "shape",
-                                                   "dpo_prompt_tokens", "dpo_chosen_tokens", "dpo_rejected_tokens")}
+        self.models[shape] = {
+            k: info[k]
+            for k in ("params", "tokenizer", "init_s", "save_s", "shape", "dpo_prompt_tokens", "dpo_chosen_tokens", "dpo_rejected_tokens")
+        }
         self.write()
         return info
 
@@ -776,9 +907,23 @@ class Check:
             out = self.work / f"{tag}-{name}.out.jsonl"
             for stale in (out, Path(str(out) + ".lock")):
                 stale.unlink(missing_ok=True)
-            inp.write_text("".join(json.dumps({"id": f"{name[0]}{i}", "prompt": t, "n": 1, "temperature": temperature,
-                                               "top_p": 1.0, "max_new_tokens": new, "seed": i}) + "\n"
-                                   for i, t in enumerate(texts)))
+            inp.write_text(
+                "".join(
+                    json.dumps(
+                        {
+                            "id": f"{name[0]}{i}",
+                            "prompt": t,
+                            "n": 1,
+                            "temperature": temperature,
+                            "top_p": 1.0,
+                            "max_new_tokens": new,
+                            "seed": i,
+                        }
+                    )
+                    + "\n"
+                    for i, t in enumerate(texts)
+                )
+            )
             shards.append({"input": str(inp), "output": str(out)})
         return shards
 
@@ -786,47 +931,69 @@ class Check:
         engine, slot = self.begin("gen-base", measurement, shape, "baseline")
         if slot is None:
             return
-        res, err, log = self.worker("gen-base", f"{measurement}-base-{shape}", dict(
-            m, model=m["dir"], greedy=greedy), slot)
+        res, err, log = self.worker("gen-base", f"{measurement}-base-{shape}", dict(m, model=m["dir"], greedy=greedy), slot)
         if res is None:
             self.failed(measurement, shape, "baseline", engine, err, log)
             return
-        notes = (f"{res['batch']} x {res['new_tokens']} new tokens in {res['seconds']:.1f} s (EOS suppressed); "
-                 f"load {res['load_s']} s{res['peak_gib']}")
+        notes = (
+            f"{res['batch']} x {res['new_tokens']} new tokens in {res['seconds']:.1f} s (EOS suppressed); "
+            f"load {res['load_s']} s{res['peak_gib']}"
+        )
         if res["truncated"]:
             notes += "; STOPPED EARLY at the time guard"
-        self.row(measurement, shape, "baseline", engine, tokens_per_s=res["tokens_per_s"], ratio=1.0,
-                 notes=notes + self.reference(measurement, shape), details=res)
+        self.row(
+            measurement,
+            shape,
+            "baseline",
+            engine,
+            tokens_per_s=res["tokens_per_s"],
+            ratio=1.0,
+            notes=notes + self.reference(measurement, shape),
+            details=res,
+        )
 
     def gen_engine(self, shape: str, m: dict, measurement: str, engine_id: str, greedy: bool) -> None:
         if engine_id == "vllm" and self.facts.get("importable", {}).get("vllm") is not True:
             why = self.facts.get("importable", {}).get("vllm") or "not checked (facts failed)"
             status = "not installed" if why == "not installed" else "error"
             notes = "vllm not installed on this machine" if why == "not installed" else f"vllm: {why}"
-            self.row(measurement, shape, engine_id, ENGINES["generate", engine_id], status=status,
-                     notes=notes + "; nothing measured")
+            self.row(measurement, shape, engine_id, ENGINES["generate", engine_id], status=status, notes=notes + "; nothing measured")
             return
         engine, slot = self.begin("gen-vllm" if engine_id == "vllm" else "gen-compute", measurement, shape, engine_id)
         if slot is None:
             return
         tag = f"{measurement}-{engine_id}-{shape}"
         batch = self.cfg["gen_batch"]
-        job = {"model": m["dir"], "shards": self.gen_requests(m, tag, 0.0 if greedy else 1.0),
-               "device": self.cfg["device"], "batch_size": batch, "threads": 0}
+        job = {
+            "model": m["dir"],
+            "shards": self.gen_requests(m, tag, 0.0 if greedy else 1.0),
+            "device": self.cfg["device"],
+            "batch_size": batch,
+            "threads": 0,
+        }
         if engine_id == "vllm":
-            job["engine"] = {"kind": "vllm", "gpu_memory_utilization": 0.85,
-                             "max_model_len": self.cfg["prompt_tokens"] + self.cfg["new_tokens"] + 16,
-                             "requests_per_call": batch}
+            job["engine"] = {
+                "kind": "vllm",
+                "gpu_memory_utilization": 0.85,
+                "max_model_len": self.cfg["prompt_tokens"] + self.cfg["new_tokens"] + 16,
+                "requests_per_call": batch,
+            }
         proc = self.cli(tag, "generate", job, slot)
         done = proc.of("done")
         shard_ends = {e.get("shard"): t for t, e in proc.of("shard_done")}
         out = Path(job["shards"][1]["output"])
-        outputs = [o for line in (out.read_text().splitlines() if out.is_file() else []) if line.strip()
-                   for o in json.loads(line)["outputs"]]
+        outputs = [
+            o for line in (out.read_text().splitlines() if out.is_file() else []) if line.strip() for o in json.loads(line)["outputs"]
+        ]
         if not done or 0 not in shard_ends or 1 not in shard_ends or not outputs:
             err = proc.of("error")
-            why = (f"timed out after {slot:.0f} s (killed)" if proc.timed_out else
-                   err[-1][1].get("message", "failed")[:400] if err else f"no done event: {tail(proc.log)}")
+            why = (
+                f"timed out after {slot:.0f} s (killed)"
+                if proc.timed_out
+                else err[-1][1].get("message", "failed")[:400]
+                if err
+                else f"no done event: {tail(proc.log)}"
+            )
             self.failed(measurement, shape, engine_id, engine, why, proc.log)
             return
         tokens = sum(o["tokens"] for o in outputs)
@@ -838,12 +1005,30 @@ class Check:
         ratio = rate / base if base else None
         target = f">= {GEN_TARGET:g}x baseline" if measurement == "generate" else None
         met = (ratio >= GEN_TARGET) if (target and ratio is not None) else None
-        notes = (f"measured shard: {tokens} tokens in {seconds:.1f} s after a warm-up shard; {stopped}/{len(outputs)} "
-                 f"rows stopped at EOS; done event {fmt_rate(d.get('tokens_per_s'))} tok/s over both shards; "
-                 f"wall incl. load {proc.wall_s:.1f} s")
-        self.row(measurement, shape, engine_id, engine, tokens_per_s=rate, ratio=ratio, target=target, met=met,
-                 notes=notes, details={"tokens": tokens, "seconds": round(seconds, 3), "stopped_at_eos": stopped,
-                                       "rows": len(outputs), "done": d, "wall_s": round(proc.wall_s, 1)})
+        notes = (
+            f"measured shard: {tokens} tokens in {seconds:.1f} s after a warm-up shard; {stopped}/{len(outputs)} "
+            f"rows stopped at EOS; done event {fmt_rate(d.get('tokens_per_s'))} tok/s over both shards; "
+            f"wall incl. load {proc.wall_s:.1f} s"
+        )
+        self.row(
+            measurement,
+            shape,
+            engine_id,
+            engine,
+            tokens_per_s=rate,
+            ratio=ratio,
+            target=target,
+            met=met,
+            notes=notes,
+            details={
+                "tokens": tokens,
+                "seconds": round(seconds, 3),
+                "stopped_at_eos": stopped,
+                "rows": len(outputs),
+                "done": d,
+                "wall_s": round(proc.wall_s, 1),
+            },
+        )
 
     def mfu(self, rate: float, m: dict) -> tuple[float | None, float | None]:
         if not self.peak or self.cfg["device"] != "cuda":
@@ -858,19 +1043,31 @@ class Check:
         engine, slot = self.begin("dpo-base", "dpo-step", shape, "baseline")
         if slot is None:
             return
-        res, err, log = self.worker("dpo-base", f"dpo-base-{shape}", dict(
-            m, model=m["dir"], warmup=self.cfg["dpo_warmup"], steps=self.cfg["dpo_steps"]), slot)
+        res, err, log = self.worker(
+            "dpo-base", f"dpo-base-{shape}", dict(m, model=m["dir"], warmup=self.cfg["dpo_warmup"], steps=self.cfg["dpo_steps"]), slot
+        )
         if res is None:
             self.failed("dpo-step", shape, "baseline", engine, err, log)
             return
         mfu, mfu_attn = self.mfu(res["tokens_per_s"], m)
         dtype = "bf16" if self.cfg["device"] == "cuda" else "fp32"
-        notes = (f"{res['steps']} steps x {res['tokens_per_step']} tokens, {res['seconds_per_step']:.3f} s/step; "
-                 f"{dtype} weights, AdamW; load {res['load_s']} s{res['peak_gib']}")
+        notes = (
+            f"{res['steps']} steps x {res['tokens_per_step']} tokens, {res['seconds_per_step']:.3f} s/step; "
+            f"{dtype} weights, AdamW; load {res['load_s']} s{res['peak_gib']}"
+        )
         if mfu_attn is not None:
             notes += f"; MFU incl. attention {fmt_pct(mfu_attn)}"
-        self.row("dpo-step", shape, "baseline", engine, tokens_per_s=res["tokens_per_s"], mfu=mfu, ratio=1.0,
-                 notes=notes + self.reference("dpo-step", shape), details=res)
+        self.row(
+            "dpo-step",
+            shape,
+            "baseline",
+            engine,
+            tokens_per_s=res["tokens_per_s"],
+            mfu=mfu,
+            ratio=1.0,
+            notes=notes + self.reference("dpo-step", shape),
+            details=res,
+        )
 
     def dpo_engine(self, shape: str, m: dict) -> None:
         engine, slot = self.begin("dpo-compute", "dpo-step", shape, "compute")
@@ -878,10 +1075,19 @@ class Check:
             return
         warm, steps = self.cfg["trainer_warmup"], self.cfg["trainer_steps"]
         output = self.work / f"dpo-out-{shape}"
-        job = {"mode": "dpo", "model": m["dir"], "data": m["dpo_data"], "output": str(output),
-               "max_length": self.cfg["dpo_prompt"] + self.cfg["dpo_response"] + 64,
-               "batch_size": self.cfg["dpo_pairs"], "grad_accum": 1, "max_steps": warm + steps,
-               "device": self.cfg["device"], "overwrite": True, "gradient_checkpointing": True}
+        job = {
+            "mode": "dpo",
+            "model": m["dir"],
+            "data": m["dpo_data"],
+            "output": str(output),
+            "max_length": self.cfg["dpo_prompt"] + self.cfg["dpo_response"] + 64,
+            "batch_size": self.cfg["dpo_pairs"],
+            "grad_accum": 1,
+            "max_steps": warm + steps,
+            "device": self.cfg["device"],
+            "overwrite": True,
+            "gradient_checkpointing": True,
+        }
         proc = self.cli(f"dpo-compute-{shape}", "train", job, slot)
         marks = [(t, e["step"]) for t, e in proc.of("progress") if isinstance(e.get("step"), int)]
         metrics = {}
@@ -891,35 +1097,60 @@ class Check:
         start = [(t, s) for t, s in marks if s >= max(warm, 1)]
         if len(start) < 2:
             err = proc.of("error")
-            why = (f"timed out after {slot:.0f} s (killed)" if proc.timed_out else
-                   err[-1][1].get("message", "failed")[:400] if err else f"too few steps: {tail(proc.log)}")
+            why = (
+                f"timed out after {slot:.0f} s (killed)"
+                if proc.timed_out
+                else err[-1][1].get("message", "failed")[:400]
+                if err
+                else f"too few steps: {tail(proc.log)}"
+            )
             self.failed("dpo-step", shape, "compute", engine, f"{why}; {len(marks)} progress events", proc.log)
             return
         (t_a, s_a), (t_b, s_b) = start[0], start[-1]
         sec_per_step = (t_b - t_a) / (s_b - s_a)
-        expected = self.cfg["dpo_pairs"] * (2 * m["dpo_prompt_tokens"] + (m["dpo_chosen_tokens"] - m["dpo_prompt_tokens"])
-                                            + (m["dpo_rejected_tokens"] - m["dpo_prompt_tokens"]))
+        expected = self.cfg["dpo_pairs"] * (
+            2 * m["dpo_prompt_tokens"]
+            + (m["dpo_chosen_tokens"] - m["dpo_prompt_tokens"])
+            + (m["dpo_rejected_tokens"] - m["dpo_prompt_tokens"])
+        )
         tokens_per_step = metrics.get("tokens_per_step") or expected
         rate = tokens_per_step / sec_per_step
         mfu, mfu_attn = self.mfu(rate, m)
         base = self.baseline_rate("dpo-step", shape)
         target = f">= {100 * DPO_MFU_TARGET:.0f}% MFU" if shape == "1.1b" and not self.args.smoke else None
         met = (mfu >= DPO_MFU_TARGET) if (target and mfu is not None) else None
-        notes = (f"{s_b - s_a} timed steps after {s_a} (event arrival), {sec_per_step:.3f} s/step, "
-                 f"{tokens_per_step:.0f} tokens/step ({'TRL num_tokens' if metrics.get('tokens_per_step') else 'counted'}"
-                 f"; data: {expected}); fp32 weights{' + bf16 autocast' if self.cfg['device'] == 'cuda' else ''}, "
-                 "dropout 0.1; wall incl. load and save "
-                 f"{proc.wall_s:.1f} s")
+        notes = (
+            f"{s_b - s_a} timed steps after {s_a} (event arrival), {sec_per_step:.3f} s/step, "
+            f"{tokens_per_step:.0f} tokens/step ({'TRL num_tokens' if metrics.get('tokens_per_step') else 'counted'}"
+            f"; data: {expected}); fp32 weights{' + bf16 autocast' if self.cfg['device'] == 'cuda' else ''}, "
+            "dropout 0.1; wall incl. load and save "
+            f"{proc.wall_s:.1f} s"
+        )
         if mfu_attn is not None:
             notes += f"; MFU incl. attention {fmt_pct(mfu_attn)}"
         if proc.timed_out:
             notes += f"; killed at the {slot:.0f} s guard after these steps"
-        self.row("dpo-step", shape, "compute", engine, tokens_per_s=rate, mfu=mfu,
-                 ratio=rate / base if base else None, target=target, met=met, notes=notes,
-                 details={"seconds_per_step": sec_per_step, "tokens_per_step": tokens_per_step,
-                          "steps_timed": s_b - s_a, "wall_s": round(proc.wall_s, 1),
-                          "metrics": {k: metrics.get(k) for k in ("steps", "runtime_s", "seconds_per_step",
-                                                                   "num_tokens", "tokens_per_step", "peak_rss_mb")}})
+        self.row(
+            "dpo-step",
+            shape,
+            "compute",
+            engine,
+            tokens_per_s=rate,
+            mfu=mfu,
+            ratio=rate / base if base else None,
+            target=target,
+            met=met,
+            notes=notes,
+            details={
+                "seconds_per_step": sec_per_step,
+                "tokens_per_step": tokens_per_step,
+                "steps_timed": s_b - s_a,
+                "wall_s": round(proc.wall_s, 1),
+                "metrics": {
+                    k: metrics.get(k) for k in ("steps", "runtime_s", "seconds_per_step", "num_tokens", "tokens_per_step", "peak_rss_mb")
+                },
+            },
+        )
 
     def run(self) -> None:
         self.shapes = SMOKE_SHAPES if self.args.smoke else SHAPES
@@ -927,11 +1158,16 @@ class Check:
         self.tok_source = self.tokenizer_source()
         self.notes.append(
             "MFU = 8 * N * tokens/s / peak bf16 dense (6N policy fwd+bwd + 2N reference fwd per policy token, "
-            "N = all parameters; recompute not counted); 'incl. attention' adds PaLM's 12*L*d*S (+4*L*d*S reference)")
-        self.notes.append("generate tokens/s counts generated tokens only (new tokens, not the prompt); ratios "
-                          "compare with the plain baseline of the same shape in this run")
-        self.notes.append("vLLM cannot be installed on the lent machine (no network, 64 MiB carried at most): its "
-                          "row measures it only where `import vllm` works")
+            "N = all parameters; recompute not counted); 'incl. attention' adds PaLM's 12*L*d*S (+4*L*d*S reference)"
+        )
+        self.notes.append(
+            "generate tokens/s counts generated tokens only (new tokens, not the prompt); ratios "
+            "compare with the plain baseline of the same shape in this run"
+        )
+        self.notes.append(
+            "vLLM cannot be installed on the lent machine (no network, 64 MiB carried at most): its "
+            "row measures it only where `import vllm` works"
+        )
         plan = []
         for shape in self.cfg["shapes"]:
             gens = [("generate", "baseline"), ("generate", "compute"), ("generate", "vllm")]
@@ -950,8 +1186,7 @@ class Check:
             for measurement, engine_id in steps:
                 if m is None:
                     engine = ENGINES[measurement.replace("-greedy", ""), engine_id]
-                    self.row(measurement, shape, engine_id, engine, status="skipped",
-                             notes="no model (build failed or skipped; see notes)")
+                    self.row(measurement, shape, engine_id, engine, status="skipped", notes="no model (build failed or skipped; see notes)")
                 elif measurement.startswith("generate") and engine_id == "baseline":
                     self.gen_base(shape, m, measurement, greedy=measurement == "generate-greedy")
                 elif measurement.startswith("generate"):
@@ -961,8 +1196,10 @@ class Check:
                 else:
                     self.dpo_engine(shape, m)
         if self.tok_source is None:
-            self.notes.append("tokenizer: a word-level tokenizer was synthesised (no SmolLM2 tokenizer found, or "
-                              "--tokenizer synth); token ids, not text, drive the measurements")
+            self.notes.append(
+                "tokenizer: a word-level tokenizer was synthesised (no SmolLM2 tokenizer found, or "
+                "--tokenizer synth); token ids, not text, drive the measurements"
+            )
 
 
 def prepare(args: argparse.Namespace) -> int:
@@ -985,8 +1222,7 @@ def prepare(args: argparse.Namespace) -> int:
         if (Path(src) / name).is_file():
             shutil.copyfile(Path(src) / name, PREPARED_TOKENIZER / name)
             copied.append(name)
-    print(f"copied {', '.join(copied)} from {src} to {PREPARED_TOKENIZER} "
-          f"(git-ignored: carry it to the GPU machine)")
+    print(f"copied {', '.join(copied)} from {src} to {PREPARED_TOKENIZER} (git-ignored: carry it to the GPU machine)")
     return 0
 
 
@@ -1004,8 +1240,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt-tokens", type=int)
     ap.add_argument("--new-tokens", type=int)
     ap.add_argument("--dpo-pairs", type=int)
-    ap.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None,
-                    help="greedy generation rows too (default on, off with --smoke)")
+    ap.add_argument(
+        "--extras", action=argparse.BooleanOptionalAction, default=None, help="greedy generation rows too (default on, off with --smoke)"
+    )
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)

@@ -37,8 +37,12 @@ sys.path.insert(0, str(COMPUTE))
 SHAPES = {"load": {"hidden_size": 2048, "layers": 14, "heads": 16}, "step": {"hidden_size": 1024, "layers": 8, "heads": 16}}
 CONFIGS = {"before": {}, "after": {"precision": "bf16", "reference": "precomputed"}}
 PAIRS = [
-    {"id": str(i), "prompt": f"Explain topic number {i} in one sentence.", "chosen": f"Topic {i} is explained simply here.",
-     "rejected": f"I do not know anything about {i}."}
+    {
+        "id": str(i),
+        "prompt": f"Explain topic number {i} in one sentence.",
+        "chosen": f"Topic {i} is explained simply here.",
+        "rejected": f"I do not know anything about {i}.",
+    }
     for i in range(4)
 ]
 
@@ -59,8 +63,9 @@ def make_model(tokenizer: str, out: Path, shape: dict) -> int:
     if not (out / "model.safetensors").is_file():
         job = out.parent / f"{out.name}.job.json"
         job.write_text(json.dumps({"tokenizer": tokenizer, "output": str(out), "seed": 0, "overwrite": True, **shape}))
-        subprocess.run([sys.executable, "-m", "srlm_compute", "make-tiny-model", "--job", str(job)], check=True,
-                       env=env(), stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "srlm_compute", "make-tiny-model", "--job", str(job)], check=True, env=env(), stdout=subprocess.DEVNULL
+        )
     from safetensors import safe_open
 
     total = 0
@@ -74,9 +79,26 @@ def make_model(tokenizer: str, out: Path, shape: dict) -> int:
 
 
 def train_job(model: Path, data: Path, out: Path, extra: dict) -> dict:
-    return {"mode": "dpo", "model": str(model), "data": str(data), "output": str(out), "lr": 1e-6, "lr_end": 1e-7,
-            "epochs": 1, "batch_size": 2, "grad_accum": 1, "dropout": 0.0, "max_length": 64, "seed": 0,
-            "device": "cpu", "threads": 1, "max_steps": 1, "gradient_checkpointing": True, "overwrite": True, **extra}
+    return {
+        "mode": "dpo",
+        "model": str(model),
+        "data": str(data),
+        "output": str(out),
+        "lr": 1e-6,
+        "lr_end": 1e-7,
+        "epochs": 1,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "dropout": 0.0,
+        "max_length": 64,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "max_steps": 1,
+        "gradient_checkpointing": True,
+        "overwrite": True,
+        **extra,
+    }
 
 
 def torchrun(args: list[str], launcher: str = "srlm_compute.launch", ranks: int = 2) -> subprocess.CompletedProcess:
@@ -99,8 +121,9 @@ def rank_worker(job_path: str) -> None:
     loaded = train.load_models(job, spec, me)
     after_load = peak_rss_mb()
     common = train.trainer_arguments(job, spec, me, "cpu", loaded.model, job.output + ".partial", checkpoint_every=0)
-    trainer = train.make_trainer(job, loaded.model, loaded.ref_model, loaded.tokenizer,
-                                 Dataset.from_list(train.load_examples(job)), common, [])
+    trainer = train.make_trainer(
+        job, loaded.model, loaded.ref_model, loaded.tokenizer, Dataset.from_list(train.load_examples(job)), common, []
+    )
     resident = sum(1 for m in (trainer.model, trainer.ref_model) if m is not None)
     rss = train.gather_peak_rss(me)
     if me.main:
@@ -157,8 +180,9 @@ def main() -> int:
         if not (Path(tokenizer) / "config.json").is_file():
             job = work / "import.json"
             job.write_text(json.dumps({"packaged": "smollm2-135m-instruct", "output": tokenizer, "overwrite": True}))
-            subprocess.run([sys.executable, "-m", "srlm_compute", "import-model", "--job", str(job)], check=True,
-                           env=env(), stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "srlm_compute", "import-model", "--job", str(job)], check=True, env=env(), stdout=subprocess.DEVNULL
+            )
     data = work / "dpo.jsonl"
     data.write_text("".join(json.dumps(p) + "\n" for p in PAIRS))
     rows = []
@@ -173,8 +197,17 @@ def main() -> int:
         got = {r["config"]: r for r in rows if r["measurement"] == kind and "peak_rss_mb_per_rank" in r}
         if len(got) == 2:
             before, after = (max(got[c]["peak_rss_mb_per_rank"]) for c in ("before", "after"))
-            print(json.dumps({"summary": kind, "peak_rss_mb_max_rank_before": before, "after": after,
-                              "ratio_after_over_before": round(after / before, 3)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "summary": kind,
+                        "peak_rss_mb_max_rank_before": before,
+                        "after": after,
+                        "ratio_after_over_before": round(after / before, 3),
+                    }
+                ),
+                flush=True,
+            )
     return 0
 
 

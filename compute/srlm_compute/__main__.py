@@ -68,9 +68,7 @@ def _run(command: str, job: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .runtime import LockHeld, die_with_parent
-
-    from .runtime import world
+    from .runtime import LockHeld, die_with_parent, world
 
     progress.claim_stdout()
     progress.install_signal_handlers()

@@ -150,14 +150,12 @@ def verify(path: str, mode: str | None = None) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInput(f"{where}: unreadable checkpoint manifest: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
-        raise InvalidInput(f"{where}: not a train-checkpoint manifest (\"kind\" must be {KIND!r})")
+        raise InvalidInput(f'{where}: not a train-checkpoint manifest ("kind" must be {KIND!r})')
     step = manifest.get("step")
     if not isinstance(step, int) or isinstance(step, bool) or step <= 0:
         raise InvalidInput(f"{where}: key 'step' must be a positive integer, got {json.dumps(step)}")
     if mode is not None and manifest.get("mode") != mode:
-        raise InvalidInput(
-            f"{where}: checkpoint was written by a {manifest.get('mode')!r} job; this job's mode is {mode!r}"
-        )
+        raise InvalidInput(f"{where}: checkpoint was written by a {manifest.get('mode')!r} job; this job's mode is {mode!r}")
     files = manifest.get("files")
     if not isinstance(files, list) or not files:
         raise InvalidInput(f"{where}: key 'files' must be a non-empty array")
@@ -170,7 +168,7 @@ def verify(path: str, mode: str | None = None) -> dict[str, Any]:
             or not isinstance(entry.get("sha256"), str)
             or not isinstance(entry.get("bytes"), int)
         ):
-            raise InvalidInput(f"{where}: files[{i}] must be {{\"path\": str, \"sha256\": str, \"bytes\": int}}")
+            raise InvalidInput(f'{where}: files[{i}] must be {{"path": str, "sha256": str, "bytes": int}}')
         rel = entry["path"]
         full = os.path.realpath(os.path.join(path, rel))
         if os.path.isabs(rel) or not full.startswith(root + os.sep):
@@ -200,10 +198,7 @@ def verify(path: str, mode: str | None = None) -> dict[str, Any]:
     except (OSError, ValueError, AttributeError) as exc:
         raise InvalidInput(f"{os.path.join(path, 'trainer_state.json')}: unreadable: {exc}") from None
     if state_step != step:
-        raise InvalidInput(
-            f"{os.path.join(path, 'trainer_state.json')}: global_step {state_step} "
-            f"differs from the manifest's step {step}"
-        )
+        raise InvalidInput(f"{os.path.join(path, 'trainer_state.json')}: global_step {state_step} differs from the manifest's step {step}")
     return manifest
 
 

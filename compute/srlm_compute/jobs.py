@@ -17,7 +17,7 @@ import math
 import os
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -40,9 +40,7 @@ def _type_name(tp: Any) -> str:
         return "null"
     if origin is list:
         return "array"
-    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}.get(
-        tp, str(tp)
-    )
+    return {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}.get(tp, str(tp))
 
 
 def _check_value(tp: Any, value: Any) -> tuple[bool, Any]:
@@ -98,7 +96,8 @@ def parse_record(cls: type[T], obj: Any, where: str) -> T:
     unknown = [k for k in obj if k not in fields]
     if unknown:
         raise InvalidInput(
-            f"{where}: unknown key {unknown[0]!r}" + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            f"{where}: unknown key {unknown[0]!r}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
             + f"; allowed keys: {', '.join(sorted(fields))}"
         )
     kwargs = {}
@@ -109,9 +108,7 @@ def parse_record(cls: type[T], obj: Any, where: str) -> T:
             continue
         ok, value = _check_value(hints[name], obj[name])
         if not ok:
-            raise InvalidInput(
-                f"{where}: key {name!r} must be {_type_name(hints[name])}, got {json.dumps(obj[name])[:80]}"
-            )
+            raise InvalidInput(f"{where}: key {name!r} must be {_type_name(hints[name])}, got {json.dumps(obj[name])[:80]}")
         kwargs[name] = value
     record = cls(**kwargs)
     check = getattr(record, "check", None)
@@ -157,7 +154,7 @@ def _need_output(where: str, name: str, path: str, overwrite: bool) -> None:
     if not path:
         raise InvalidInput(f"{where}: key {name!r} must not be empty")
     if os.path.exists(path) and not overwrite:
-        raise InvalidInput(f"{where}: key {name!r}: {path} already exists (set \"overwrite\": true to replace it)")
+        raise InvalidInput(f'{where}: key {name!r}: {path} already exists (set "overwrite": true to replace it)')
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise InvalidInput(f"{where}: key {name!r}: parent directory does not exist: {parent}")
@@ -233,13 +230,12 @@ class GenerateJob:
             elif kind == "vllm":
                 self.engine = parse_record(VllmEngine, self.engine, f"{where}: engine")
             else:
-                raise InvalidInput(f"{where}: key 'engine.kind' must be \"local\" or \"vllm\", got {json.dumps(kind)}")
+                raise InvalidInput(f'{where}: key \'engine.kind\' must be "local" or "vllm", got {json.dumps(kind)}')
         if self.shards is not None:
             given = [k for k in ("input", "output") if getattr(self, k)]
             if given:
                 raise InvalidInput(
-                    f"{where}: key {given[0]!r} cannot be combined with 'shards' "
-                    "(give either 'input' + 'output' or 'shards')"
+                    f"{where}: key {given[0]!r} cannot be combined with 'shards' (give either 'input' + 'output' or 'shards')"
                 )
             if not self.shards:
                 raise InvalidInput(f"{where}: key 'shards' must not be empty")
@@ -264,9 +260,7 @@ class GenerateJob:
                 shard = parse_record(GenerateShard, obj, f"{where}: shards[{i}]")
             key = os.path.realpath(shard.output)
             if key in outputs:
-                raise InvalidInput(
-                    f"{where}: shards[{i}]: output {shard.output} is also the output of shards[{outputs[key]}]"
-                )
+                raise InvalidInput(f"{where}: shards[{i}]: output {shard.output} is also the output of shards[{outputs[key]}]")
             outputs[key] = i
             parsed.append(shard)
         self.shards = parsed
@@ -301,7 +295,7 @@ class GenerateRequest:
                 if not isinstance(m, dict) or set(m) != {"role", "content"}:
                     raise InvalidInput(f"{where}: messages[{i}] must be an object with exactly 'role' and 'content'")
                 if not isinstance(m["role"], str) or m["role"] not in ("system", "user", "assistant"):
-                    raise InvalidInput(f"{where}: messages[{i}].role must be \"system\", \"user\" or \"assistant\"")
+                    raise InvalidInput(f'{where}: messages[{i}].role must be "system", "user" or "assistant"')
                 if not isinstance(m["content"], str):
                     raise InvalidInput(f"{where}: messages[{i}].content must be a string")
         _positive(where, "n", self.n)
@@ -416,9 +410,7 @@ class TrainJob:
             out = os.path.realpath(self.output.rstrip("/\\"))
             for owned in (out, out + ".partial"):
                 if ckpt == owned or ckpt.startswith(owned + os.sep):
-                    raise InvalidInput(
-                        f"{where}: key 'checkpoint_dir' must not be inside the output directory {owned}"
-                    )
+                    raise InvalidInput(f"{where}: key 'checkpoint_dir' must not be inside the output directory {owned}")
             parent = os.path.dirname(ckpt)
             if not os.path.isdir(parent):
                 raise InvalidInput(f"{where}: key 'checkpoint_dir': parent directory does not exist: {parent}")
@@ -473,17 +465,14 @@ class TinyModelJob:
         if not os.path.isdir(self.tokenizer):
             raise InvalidInput(f"{where}: key 'tokenizer': directory not found: {self.tokenizer}")
         if not any(
-            os.path.isfile(os.path.join(self.tokenizer, name))
-            for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+            os.path.isfile(os.path.join(self.tokenizer, name)) for name in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
         ):
             raise InvalidInput(f"{where}: key 'tokenizer': {self.tokenizer} holds no tokenizer files")
         _positive(where, "hidden_size", self.hidden_size)
         _positive(where, "layers", self.layers)
         _positive(where, "heads", self.heads)
         if self.hidden_size % self.heads or (self.hidden_size // self.heads) % 2:
-            raise InvalidInput(
-                f"{where}: key 'hidden_size' ({self.hidden_size}) must be 'heads' ({self.heads}) times an even number"
-            )
+            raise InvalidInput(f"{where}: key 'hidden_size' ({self.hidden_size}) must be 'heads' ({self.heads}) times an even number")
         _positive(where, "seed", self.seed, allow_zero=True)
         _need_output(where, "output", self.output, self.overwrite)
 
@@ -504,9 +493,7 @@ class ImportJob:
         if (self.packaged is None) == (self.gguf is None):
             raise InvalidInput(f"{where}: exactly one of 'packaged' or 'gguf' is required")
         if self.packaged is not None and self.packaged not in PACKAGED:
-            raise InvalidInput(
-                f"{where}: key 'packaged': unknown packaged model {self.packaged!r}; known: {', '.join(PACKAGED)}"
-            )
+            raise InvalidInput(f"{where}: key 'packaged': unknown packaged model {self.packaged!r}; known: {', '.join(PACKAGED)}")
         if self.gguf is not None:
             _need_file(where, "gguf", self.gguf)
         _need_output(where, "output", self.output, self.overwrite)
@@ -520,9 +507,7 @@ class LocateJob:
         from .import_model import PACKAGED
 
         if self.packaged not in PACKAGED:
-            raise InvalidInput(
-                f"{where}: key 'packaged': unknown packaged model {self.packaged!r}; known: {', '.join(PACKAGED)}"
-            )
+            raise InvalidInput(f"{where}: key 'packaged': unknown packaged model {self.packaged!r}; known: {', '.join(PACKAGED)}")
 
 
 def read_jsonl(path: str, cls: type[T], strict: bool = True) -> list[tuple[int, T]]:

@@ -52,7 +52,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], str, str]:
         at = next(i for i in range(len(argv) - 1) if argv[i] == "-m" and argv[i + 1] == "srlm_compute")
     except StopIteration:
         raise InvalidInput(f"{usage} (no '-m srlm_compute')") from None
-    rest = argv[at + 2:]
+    rest = argv[at + 2 :]
     if len(rest) != 3 or rest[1] != "--job":
         raise InvalidInput(f"{usage} (got {' '.join(rest) or 'nothing'} after '-m srlm_compute')")
     if rest[0] not in COMMANDS:
@@ -68,7 +68,7 @@ def node_rank(options: list[str]) -> int:
             if opt == name and i + 1 < len(options):
                 value = options[i + 1]
             elif opt.startswith(name + "="):
-                value = opt[len(name) + 1:]
+                value = opt[len(name) + 1 :]
             else:
                 continue
             return int(value) if value.isdigit() else 0
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     progress.claim_stdout()
     if not die_with_parent():
-        progress.emit("error", message="the parent process is already gone (orphaned at start); not running",
-                      kind="runtime")
+        progress.emit("error", message="the parent process is already gone (orphaned at start); not running", kind="runtime")
         return 1
     try:
         options, command, job_path = split_argv(argv)
@@ -157,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cause = root_cause(errors)
     if cause is None:
-        message = (f"torchrun exited {rc} and no rank reported an error (a rank was killed or crashed; "
-                   "see torchrun's report on stderr)" if rc != 0 else "torchrun exited 0 but rank 0 reported no 'done'")
+        message = (
+            f"torchrun exited {rc} and no rank reported an error (a rank was killed or crashed; see torchrun's report on stderr)"
+            if rc != 0
+            else "torchrun exited 0 but rank 0 reported no 'done'"
+        )
         progress.emit("error", message=message, kind="runtime")
         return 1
     fields = {k: v for k, v in cause.items() if k not in ("event", "message")}

@@ -70,6 +70,11 @@ def start() -> None:
         return
     subprocess.Popen(
         [sys.executable, "-c", "import sys; from srlm_compute.reaper import watch; watch(int(sys.argv[1]))", str(os.getpid())],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, close_fds=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(__file__)), os.environ.get("PYTHONPATH", "")] if p)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        close_fds=True,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(__file__)), os.environ.get("PYTHONPATH", "")] if p),
+        },
     )

@@ -86,7 +86,7 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput("device \"cuda\" requested but CUDA is not available")
+        raise InvalidInput('device "cuda" requested but CUDA is not available')
     return device
 
 
@@ -210,13 +210,9 @@ def lock_output(output: str, wait_s: float | None = None) -> str:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockHeld(
-                        f"another process holds the lock {path} (waited {wait:g} s); "
-                        f"is another job writing {output}?"
-                    ) from None
+                    raise LockHeld(f"another process holds the lock {path} (waited {wait:g} s); is another job writing {output}?") from None
                 if not announced:
-                    print(f"waiting up to {wait:g} s for the lock {path} (held by another process)",
-                          file=sys.stderr, flush=True)
+                    print(f"waiting up to {wait:g} s for the lock {path} (held by another process)", file=sys.stderr, flush=True)
                     announced = True
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())) or 0.01)
     except BaseException:

@@ -151,9 +151,7 @@ def dropout_fields(config) -> list[str]:
     """Names of the numeric dropout fields of a (text) model config."""
     names = []
     for key, value in config.to_dict().items():
-        if ("dropout" in key or key.endswith("pdrop")) and isinstance(value, (int, float)) and not isinstance(
-            value, bool
-        ):
+        if ("dropout" in key or key.endswith("pdrop")) and isinstance(value, (int, float)) and not isinstance(value, bool):
             names.append(key)
     return sorted(names)
 
@@ -229,9 +227,7 @@ def fsdp_layer_class(model, spec: DistributedSpec, where: str) -> str:
     names = {type(m).__name__ for m in model.modules()}
     if spec.fsdp_layer_class is not None:
         if spec.fsdp_layer_class not in names:
-            raise InvalidInput(
-                f"{where}: key 'distributed.fsdp_layer_class': the model has no module of class {spec.fsdp_layer_class!r}"
-            )
+            raise InvalidInput(f"{where}: key 'distributed.fsdp_layer_class': the model has no module of class {spec.fsdp_layer_class!r}")
         return spec.fsdp_layer_class
     for name in getattr(model, "_no_split_modules", None) or []:
         if name in names:
@@ -385,15 +381,11 @@ def make_trainer(job: TrainJob, model, ref_model, tokenizer, dataset, common: di
         from trl import SFTConfig, SFTTrainer
 
         args = SFTConfig(**common, completion_only_loss=True, packing=False)
-        return SFTTrainer(
-            model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks
-        )
+        return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, callbacks=callbacks)
     from trl import DPOConfig
 
     precompute = job.reference == "precomputed"
-    args = DPOConfig(
-        **common, beta=job.beta, disable_dropout=False, loss_type=["sigmoid"], precompute_ref_log_probs=precompute
-    )
+    args = DPOConfig(**common, beta=job.beta, disable_dropout=False, loss_type=["sigmoid"], precompute_ref_log_probs=precompute)
     trainer = _dpo_trainer_class()(
         model=model,
         ref_model=ref_model,
@@ -460,7 +452,7 @@ def main(job_path: str) -> int:
     spec = job.distributed if isinstance(job.distributed, DistributedSpec) else DistributedSpec()
     per_device = per_device_batch(job, me.size, job_path)
     if spec.strategy == "fsdp" and not me.distributed:
-        progress.log("note: distributed.strategy \"fsdp\" with a single process trains without sharding")
+        progress.log('note: distributed.strategy "fsdp" with a single process trains without sharding')
     rows = load_examples(job)
     resumed_from_step = 0
     resume_dir = None
@@ -484,16 +476,19 @@ def main(job_path: str) -> int:
     from datasets import Dataset
 
     from .runtime import (
-        fresh_partial_dir, leave_process_group, peak_rss_mb, publish_dir, remove_partial, resolve_device, set_threads,
+        fresh_partial_dir,
+        leave_process_group,
+        peak_rss_mb,
+        publish_dir,
+        remove_partial,
+        resolve_device,
+        set_threads,
     )
 
     device = resolve_device(job.device)
     if me.distributed and spec.strategy == "fsdp" and device != "cuda":
         # accelerate builds its FSDP plugin only for accelerators; on CPU it would quietly run DDP
-        raise InvalidInput(
-            f"{job_path}: key 'distributed.strategy': \"fsdp\" needs CUDA GPUs (device is {device!r}); "
-            "use \"ddp\" on CPU"
-        )
+        raise InvalidInput(f'{job_path}: key \'distributed.strategy\': "fsdp" needs CUDA GPUs (device is {device!r}); use "ddp" on CPU')
     set_threads(job.threads)
     progress.emit(
         "start",
@@ -530,14 +525,12 @@ def main(job_path: str) -> int:
         def published(step: int, path: str) -> None:
             progress.emit("checkpoint", step=step, dir=path)
 
-        callbacks.append(
-            checkpoints.make_callback(checkpoint_every, job.checkpoint_dir, job.mode, published, world_size=me.size)
-        )
+        callbacks.append(checkpoints.make_callback(checkpoint_every, job.checkpoint_dir, job.mode, published, world_size=me.size))
     dataset = Dataset.from_list(rows)
 
     trainer = make_trainer(job, model, ref_model, tokenizer, dataset, common, callbacks)
     if me.distributed and spec.strategy == "fsdp" and not getattr(trainer, "is_fsdp_enabled", False):
-        raise RuntimeError("distributed.strategy is \"fsdp\" but the Trainer did not enable FSDP")
+        raise RuntimeError('distributed.strategy is "fsdp" but the Trainer did not enable FSDP')
     n_train = len(trainer.train_dataset) if trainer.train_dataset is not None else 0
     if n_train == 0:
         raise InvalidInput(f"{job.data}: no example fits max_length={job.max_length}")
@@ -616,10 +609,7 @@ def main(job_path: str) -> int:
             remove_partial(job.output)
         raise
 
-    done = {
-        k: metrics[k]
-        for k in ("train_loss", "steps", "steps_run", "resumed_from_step", "runtime_s", "seconds_per_step", "examples")
-    }
+    done = {k: metrics[k] for k in ("train_loss", "steps", "steps_run", "resumed_from_step", "runtime_s", "seconds_per_step", "examples")}
     if job.mode == "dpo":
         done["rewards_accuracy"] = last.get("rewards/accuracies")
         done["rewards_margin"] = last.get("rewards/margins")

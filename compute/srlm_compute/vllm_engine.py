@@ -197,10 +197,7 @@ def run(job: GenerateJob, shards, t_start: float, total: int, skipped: int, n_pe
     items_by_shard: list[list[_Item]] = []
     for shard in shards:
         items_by_shard.append(
-            [
-                _Item(shard.index, req, lineno, encode_prompt(tokenizer, req, f"{shard.input}:{lineno}"))
-                for lineno, req in shard.todo
-            ]
+            [_Item(shard.index, req, lineno, encode_prompt(tokenizer, req, f"{shard.input}:{lineno}")) for lineno, req in shard.todo]
         )
 
     kwargs = dict(

@@ -86,9 +86,7 @@ def start_cli(command: str, job: dict, tmp_path: Path, env: dict | None = None) 
     job_path = write_job(command, job, tmp_path)
     err = open(str(job_path) + ".stderr", "w")
     try:
-        return subprocess.Popen(
-            cli_args(command, job_path), stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(**(env or {}))
-        )
+        return subprocess.Popen(cli_args(command, job_path), stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(**(env or {})))
     finally:
         err.close()
 

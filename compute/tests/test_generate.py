@@ -69,8 +69,7 @@ def test_generate_and_resume(model_dir, tmp_path):
     with out.open("a") as fh:
         fh.write('{"id": "q3", "outputs": [{"te')
     reqs = _requests() + [
-        {"id": "q3", "messages": [{"role": "user", "content": "Say hi."}], "n": 1, "temperature": 0,
-         "max_new_tokens": MAX_NEW, "seed": 1}
+        {"id": "q3", "messages": [{"role": "user", "content": "Say hi."}], "n": 1, "temperature": 0, "max_new_tokens": MAX_NEW, "seed": 1}
     ]
     write_jsonl(inp, reqs)
     res2 = run_cli("generate", job, tmp_path)
@@ -90,8 +89,7 @@ def test_generate_and_resume(model_dir, tmp_path):
 
 def test_seeds_are_per_request(model_dir, tmp_path):
     """Same prompt + seed gives the same samples regardless of the request's id or batch mates."""
-    base = {"messages": [{"role": "user", "content": "Name a fruit."}], "n": 2, "temperature": 1.0,
-            "max_new_tokens": MAX_NEW}
+    base = {"messages": [{"role": "user", "content": "Name a fruit."}], "n": 2, "temperature": 1.0, "max_new_tokens": MAX_NEW}
     reqs = [
         {"id": "a", **base, "seed": 3},
         {"id": "b", **base, "seed": 3},
@@ -99,8 +97,7 @@ def test_seeds_are_per_request(model_dir, tmp_path):
     ]
     inp = write_jsonl(tmp_path / "requests.jsonl", reqs)
     out = tmp_path / "outputs.jsonl"
-    res = run_cli("generate", {"model": str(model_dir), "input": str(inp), "output": str(out), "device": "cpu"},
-                  tmp_path)
+    res = run_cli("generate", {"model": str(model_dir), "input": str(inp), "output": str(out), "device": "cpu"}, tmp_path)
     assert res.rc == 0, res.stderr[-3000:]
     rows = {r["id"]: r["outputs"] for r in _read_output(out)}
     assert rows["a"] == rows["b"]
@@ -108,19 +105,17 @@ def test_seeds_are_per_request(model_dir, tmp_path):
 
 
 def test_sigterm_stops_promptly_with_complete_lines(model_dir, tmp_path):
-    reqs = [
-        {"id": f"r{i}", "prompt": f"Story number {i}:", "n": 1, "temperature": 1.0, "max_new_tokens": 200,
-         "seed": i}
-        for i in range(8)
-    ]
+    reqs = [{"id": f"r{i}", "prompt": f"Story number {i}:", "n": 1, "temperature": 1.0, "max_new_tokens": 200, "seed": i} for i in range(8)]
     inp = write_jsonl(tmp_path / "requests.jsonl", reqs)
     out = tmp_path / "outputs.jsonl"
     job_path = tmp_path / "job.json"
-    job_path.write_text(json.dumps({"model": str(model_dir), "input": str(inp), "output": str(out),
-                                    "device": "cpu", "batch_size": 2}))
+    job_path.write_text(json.dumps({"model": str(model_dir), "input": str(inp), "output": str(out), "device": "cpu", "batch_size": 2}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "srlm_compute", "generate", "--job", str(job_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
     )
     try:
         first = proc.stdout.readline()  # "start": the model is about to load

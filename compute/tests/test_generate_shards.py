@@ -23,24 +23,34 @@ def _model_stub(tmp_path):
 
 
 def test_shards_resume_too_long_and_lock_wait(tiny_model_dir, tmp_path):
-    s0 = write_jsonl(tmp_path / "s0.jsonl", [
-        {"id": "a1", "prompt": "Once upon a time", "n": 2, "temperature": 1.0, "max_new_tokens": 4, "seed": 1},
-        {"id": "a2", "messages": [{"role": "user", "content": "Tell me everything."}], "max_new_tokens": 2040},
-        {"id": "a3", "prompt": "Hello", "temperature": 0, "max_new_tokens": 3},
-    ])
+    s0 = write_jsonl(
+        tmp_path / "s0.jsonl",
+        [
+            {"id": "a1", "prompt": "Once upon a time", "n": 2, "temperature": 1.0, "max_new_tokens": 4, "seed": 1},
+            {"id": "a2", "messages": [{"role": "user", "content": "Tell me everything."}], "max_new_tokens": 2040},
+            {"id": "a3", "prompt": "Hello", "temperature": 0, "max_new_tokens": 3},
+        ],
+    )
     s1 = write_jsonl(tmp_path / "s1.jsonl", [{"id": "b1", "prompt": "Hi", "max_new_tokens": 2}])
-    s2 = write_jsonl(tmp_path / "s2.jsonl", [
-        {"id": "c1", "prompt": "One", "max_new_tokens": 2},
-        {"id": "c2", "prompt": "Two", "max_new_tokens": 4, "seed": 5},
-    ])
+    s2 = write_jsonl(
+        tmp_path / "s2.jsonl",
+        [
+            {"id": "c1", "prompt": "One", "max_new_tokens": 2},
+            {"id": "c2", "prompt": "Two", "max_new_tokens": 4, "seed": 5},
+        ],
+    )
     o0, o1, o2 = (tmp_path / f"s{i}.out.jsonl" for i in range(3))
     # shard 1 is complete already; shard 2 has c1 and a torn line of c2
     b1_line = json.dumps({"id": "b1", "outputs": [{"text": "x", "tokens": 1, "finish_reason": "stop"}]}) + "\n"
     o1.write_text(b1_line)
     c1_line = json.dumps({"id": "c1", "outputs": [{"text": "y", "tokens": 2, "finish_reason": "length"}]}) + "\n"
     o2.write_text(c1_line + '{"id": "c2", "outp')
-    job = {"model": str(tiny_model_dir), "device": "cpu", "batch_size": 4,
-           "shards": [{"input": str(s), "output": str(o)} for s, o in ((s0, o0), (s1, o1), (s2, o2))]}
+    job = {
+        "model": str(tiny_model_dir),
+        "device": "cpu",
+        "batch_size": 4,
+        "shards": [{"input": str(s), "output": str(o)} for s, o in ((s0, o0), (s1, o1), (s2, o2))],
+    }
 
     # Another process holds shard 2's lock for a moment: the job waits, then runs.
     fd = os.open(str(o2) + ".lock", os.O_RDWR | os.O_CREAT)
@@ -60,8 +70,7 @@ def test_shards_resume_too_long_and_lock_wait(tiny_model_dir, tmp_path):
     assert (start["total"], start["skipped"], start["pending"], start["shards"]) == (6, 2, 4, 3)
     names = [e["event"] for e in res.events]
     shard_dones = res.of("shard_done")
-    assert [(e["shard"], e["requests"], e["output"]) for e in shard_dones] == [(0, 3, str(o0)), (1, 1, str(o1)),
-                                                                             (2, 2, str(o2))]
+    assert [(e["shard"], e["requests"], e["output"]) for e in shard_dones] == [(0, 3, str(o0)), (1, 1, str(o1)), (2, 2, str(o2))]
     # shards run in order: shard k's progress comes before shard k's shard_done, and after shard k-1's
     order = [(e["event"], e.get("shard")) for e in res.events if e["event"] in ("progress", "shard_done")]
     assert [s for _, s in order] == sorted(s for _, s in order)
@@ -117,11 +126,14 @@ def test_shard_job_validation(tmp_path):
     invalid({**base, "shards": []}, "'shards' must not be empty")
     invalid({**base, "shards": {"input": str(s0)}}, "'shards' must be array")
     invalid({**base, "shards": [{"input": str(s0), "out": o0}]}, "shards[0]", "'out'")
-    invalid({**base, "shards": [{"input": str(s0), "output": o0}, {"input": str(tmp_path / "no.jsonl"),
-                                                                   "output": o1}]}, "shards[1]", "file not found")
-    invalid({**base, "shards": [{"input": str(s0), "output": o0}, {"input": str(s1), "output": o0}]},
-            "also the output of shards[0]")
-    invalid({**base, "shards": [{"input": str(s0), "output": o0}, {"input": str(s1), "output": o1}]},
-            f"{s1}:1", "duplicate id 'b'", f"{s0}:2")
+    invalid(
+        {**base, "shards": [{"input": str(s0), "output": o0}, {"input": str(tmp_path / "no.jsonl"), "output": o1}]},
+        "shards[1]",
+        "file not found",
+    )
+    invalid({**base, "shards": [{"input": str(s0), "output": o0}, {"input": str(s1), "output": o0}]}, "also the output of shards[0]")
+    invalid(
+        {**base, "shards": [{"input": str(s0), "output": o0}, {"input": str(s1), "output": o1}]}, f"{s1}:1", "duplicate id 'b'", f"{s0}:2"
+    )
     invalid(base, "'input'")
     assert not os.path.exists(o0) and not os.path.exists(o1)

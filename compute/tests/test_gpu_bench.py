@@ -12,16 +12,21 @@ from conftest import COMPUTE_DIR, cli_env
 def test_gpu_check_smoke_reports_every_measurement(model_dir, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, str(COMPUTE_DIR / "bench" / "gpu.py"), "--smoke", "--work", str(tmp_path / "work"),
-         "--tokenizer", str(model_dir)],
-        capture_output=True, text=True, env=cli_env(OUT=str(out)), timeout=300,
+        [sys.executable, str(COMPUTE_DIR / "bench" / "gpu.py"), "--smoke", "--work", str(tmp_path / "work"), "--tokenizer", str(model_dir)],
+        capture_output=True,
+        text=True,
+        env=cli_env(OUT=str(out)),
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "gpu-check.json").read_text())
     rows = {(r["measurement"], r["engine_id"]): r for r in report["rows"]}
     assert set(rows) == {
-        ("generate", "baseline"), ("generate", "compute"), ("generate", "vllm"),
-        ("dpo-step", "baseline"), ("dpo-step", "compute"),
+        ("generate", "baseline"),
+        ("generate", "compute"),
+        ("generate", "vllm"),
+        ("dpo-step", "baseline"),
+        ("dpo-step", "compute"),
     }, rows.keys()
     for key in (("generate", "baseline"), ("generate", "compute"), ("dpo-step", "baseline"), ("dpo-step", "compute")):
         row = rows[key]

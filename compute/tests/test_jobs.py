@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_cli, write_jsonl
+
 from srlm_compute.jobs import GenerateRequest, InvalidInput, TrainJob, parse_record
 
 
@@ -59,15 +59,19 @@ def test_missing_files(tmp_path):
 
 
 def test_job_file_not_json(tmp_path):
-    from conftest import cli_env
     import subprocess
     import sys
+
+    from conftest import cli_env
 
     bad = tmp_path / "job.json"
     bad.write_text("{not json")
     proc = subprocess.run(
         [sys.executable, "-m", "srlm_compute", "generate", "--job", str(bad)],
-        capture_output=True, text=True, env=cli_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
     )
     assert proc.returncode == 2
     ev = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -75,13 +79,17 @@ def test_job_file_not_json(tmp_path):
 
 
 def test_bad_command_line(tmp_path):
-    from conftest import cli_env
     import subprocess
     import sys
 
+    from conftest import cli_env
+
     proc = subprocess.run(
         [sys.executable, "-m", "srlm_compute", "frobnicate", "--job", "x"],
-        capture_output=True, text=True, env=cli_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=60,
     )
     assert proc.returncode == 2
     assert json.loads(proc.stdout.strip())["kind"] == "invalid_input"

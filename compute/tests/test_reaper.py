@@ -35,8 +35,13 @@ def alive(pid: int) -> bool:
 
 
 def orphans_after_sigkill(with_reaper: bool) -> list[int]:
-    proc = subprocess.Popen([sys.executable, "-c", PARENT, "reaper" if with_reaper else "none"], stdout=subprocess.PIPE,
-                            text=True, env=cli_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARENT, "reaper" if with_reaper else "none"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+        start_new_session=True,
+    )
     try:
         pids = [int(p) for p in proc.stdout.readline().split()]
         assert len(pids) == 2 and all(alive(p) for p in pids)

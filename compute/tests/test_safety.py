@@ -51,7 +51,9 @@ def test_cli_dies_when_its_parent_is_killed(tmp_path):
     err = tmp_path / "child.stderr"
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, str(err), *cli_args("generate", job_path)],
-        stdout=subprocess.PIPE, text=True, env=cli_env(SRLM_LOCK_WAIT_S="120"),
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(SRLM_LOCK_WAIT_S="120"),
     )
     child = None
     try:
@@ -96,8 +98,7 @@ def test_generate_fails_when_the_output_lock_stays_held(tmp_path):
     fd = _hold_lock(str(out) + ".lock")
     try:
         t0 = time.monotonic()
-        res = run_cli("generate", {"model": str(model), "input": str(inp), "output": str(out)}, tmp_path,
-                      env={"SRLM_LOCK_WAIT_S": "0.5"})
+        res = run_cli("generate", {"model": str(model), "input": str(inp), "output": str(out)}, tmp_path, env={"SRLM_LOCK_WAIT_S": "0.5"})
         waited = time.monotonic() - t0
     finally:
         os.close(fd)
@@ -116,8 +117,9 @@ def test_train_fails_when_the_output_lock_stays_held(tmp_path):
     Path(str(out) + ".partial").mkdir()  # a leftover: must not be removed by a process without the lock
     fd = _hold_lock(str(out) + ".lock")
     try:
-        res = run_cli("train", {"mode": "sft", "model": str(model), "data": str(data), "output": str(out)}, tmp_path,
-                      env={"SRLM_LOCK_WAIT_S": "0.3"})
+        res = run_cli(
+            "train", {"mode": "sft", "model": str(model), "data": str(data), "output": str(out)}, tmp_path, env={"SRLM_LOCK_WAIT_S": "0.3"}
+        )
     finally:
         os.close(fd)
     assert res.rc == 1, res.stderr[-2000:]

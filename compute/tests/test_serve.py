@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import cli_env, parse_events, run_cli, write_jsonl
 
 MAX_TOKENS = 8
@@ -21,9 +20,26 @@ MAX_TOKENS = 8
 def server(tiny_model_dir, tmp_path_factory):
     err = open(tmp_path_factory.mktemp("serve") / "stderr.log", "w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "srlm_compute", "serve", "--model", str(tiny_model_dir), "--port", "0",
-         "--device", "cpu", "--batch-size", "8", "--served-model-name", "tiny"],
-        stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(),
+        [
+            sys.executable,
+            "-m",
+            "srlm_compute",
+            "serve",
+            "--model",
+            str(tiny_model_dir),
+            "--port",
+            "0",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "8",
+            "--served-model-name",
+            "tiny",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        env=cli_env(),
     )
     line = proc.stdout.readline()
     if not line:
@@ -48,8 +64,15 @@ def call(server, path, body=None):
         return exc.code, json.loads(exc.read())
 
 
-CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Say hi."}], "n": 2, "temperature": 0.7,
-        "top_p": 0.9, "max_tokens": MAX_TOKENS, "seed": 12345}
+CHAT = {
+    "model": "tiny",
+    "messages": [{"role": "user", "content": "Say hi."}],
+    "n": 2,
+    "temperature": 0.7,
+    "top_p": 0.9,
+    "max_tokens": MAX_TOKENS,
+    "seed": 12345,
+}
 
 
 def _check_choices(res, n, chat):
@@ -76,8 +99,10 @@ def test_models_chat_and_completions(server, tmp_path):
     # same request, same seed: same samples; and the same as the generate command's
     status, again = call(server, "/v1/chat/completions", CHAT)
     assert [c["message"]["content"] for c in again["choices"]] == [c["message"]["content"] for c in chat["choices"]]
-    inp = write_jsonl(tmp_path / "req.jsonl", [{"id": "q", "messages": CHAT["messages"], "n": 2, "temperature": 0.7,
-                                                "top_p": 0.9, "max_new_tokens": MAX_TOKENS, "seed": 12345}])
+    inp = write_jsonl(
+        tmp_path / "req.jsonl",
+        [{"id": "q", "messages": CHAT["messages"], "n": 2, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": MAX_TOKENS, "seed": 12345}],
+    )
     out = tmp_path / "out.jsonl"
     res = run_cli("generate", {"model": str(server["model"]), "input": str(inp), "output": str(out), "device": "cpu"}, tmp_path)
     assert res.rc == 0, res.stderr[-2000:]
@@ -155,8 +180,9 @@ def test_sigterm_mid_generation_exits_cleanly(server):
 
 
 def test_bad_arguments_are_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "srlm_compute", "serve", "--model", str(tmp_path)],
-                          capture_output=True, text=True, env=cli_env(), timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "srlm_compute", "serve", "--model", str(tmp_path)], capture_output=True, text=True, env=cli_env(), timeout=60
+    )
     assert proc.returncode == 2
     ev = parse_events(proc.stdout)[-1]
     assert ev["event"] == "error" and ev["kind"] == "invalid_input" and "no config.json" in ev["message"]
@@ -164,12 +190,16 @@ def test_bad_arguments_are_exit_2(tmp_path):
 
 def test_request_lines_only_with_log_requests(tiny_model_dir, tmp_path):
     """A line per answered request on stderr only with --log-requests; a failed request is logged either way."""
+
     def run(extra):
         err_path = tmp_path / f"stderr{len(extra)}.log"
         with open(err_path, "w") as err:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "srlm_compute", "serve", "--model", str(tiny_model_dir), "--port", "0", "--device", "cpu", *extra],
-                stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(),
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=cli_env(),
             )
             port = json.loads(proc.stdout.readline())["port"]
             urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models").read()

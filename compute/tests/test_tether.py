@@ -53,7 +53,9 @@ def test_program_dies_with_the_parent():
 
 
 def test_a_program_that_cannot_run_exits_127():
-    res = subprocess.run([sys.executable, "-m", "srlm_compute.tether", "--", "/nonexistent/program"], capture_output=True, text=True, env=cli_env())
+    res = subprocess.run(
+        [sys.executable, "-m", "srlm_compute.tether", "--", "/nonexistent/program"], capture_output=True, text=True, env=cli_env()
+    )
     assert res.returncode == 127
     assert "cannot run /nonexistent/program" in res.stderr
 

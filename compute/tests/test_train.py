@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import safe_open
-
 from conftest import run_cli, write_jsonl
+from safetensors import safe_open
 
 PROBE_TENSOR = "model.layers.0.mlp.down_proj.weight"
 
@@ -47,10 +46,23 @@ DPO_ROWS = [
 
 def _job(mode, model_dir, data, out, **extra):
     return {
-        "mode": mode, "model": str(model_dir), "data": str(data), "output": str(out),
-        "lr": 1e-4 if mode == "sft" else 1e-5, "lr_end": 1e-6, "epochs": 1, "batch_size": 2, "grad_accum": 1,
-        "dropout": 0.1, "beta": 0.1, "max_length": 256, "seed": 0, "device": "cpu", "threads": 0,
-        "max_steps": 2, **extra,
+        "mode": mode,
+        "model": str(model_dir),
+        "data": str(data),
+        "output": str(out),
+        "lr": 1e-4 if mode == "sft" else 1e-5,
+        "lr_end": 1e-6,
+        "epochs": 1,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "dropout": 0.1,
+        "beta": 0.1,
+        "max_length": 256,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 0,
+        "max_steps": 2,
+        **extra,
     }
 
 

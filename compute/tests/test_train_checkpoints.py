@@ -10,27 +10,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CliResult, parse_events, run_cli, start_cli, write_jsonl
 from safetensors import safe_open
 
-from conftest import CliResult, parse_events, run_cli, start_cli, write_jsonl
 from srlm_compute import checkpoints
 
-SFT_ROWS = [
-    {"id": str(i), "prompt": f"Question {i}: what is {i} plus {i}?", "completion": f"The answer is {2 * i}."}
-    for i in range(6)
-]
-DPO_ROWS = [
-    {"id": str(i), "prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": f"No idea about {i}."}
-    for i in range(4)
-]
+SFT_ROWS = [{"id": str(i), "prompt": f"Question {i}: what is {i} plus {i}?", "completion": f"The answer is {2 * i}."} for i in range(6)]
+DPO_ROWS = [{"id": str(i), "prompt": f"Question {i}?", "chosen": f"Answer {i}.", "rejected": f"No idea about {i}."} for i in range(4)]
 
 
 def _job(mode, model, data, out, ckpt_dir, **extra):
     return {
-        "mode": mode, "model": str(model), "data": str(data), "output": str(out),
-        "lr": 1e-3, "lr_end": 1e-4, "epochs": 2, "batch_size": 2, "grad_accum": 1, "dropout": 0.1,
-        "max_length": 128, "seed": 0, "device": "cpu", "threads": 1,
-        "checkpoint_every": 2, "checkpoint_dir": str(ckpt_dir), **extra,
+        "mode": mode,
+        "model": str(model),
+        "data": str(data),
+        "output": str(out),
+        "lr": 1e-3,
+        "lr_end": 1e-4,
+        "epochs": 2,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "dropout": 0.1,
+        "max_length": 128,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "checkpoint_every": 2,
+        "checkpoint_dir": str(ckpt_dir),
+        **extra,
     }
 
 
@@ -69,8 +76,9 @@ def dpo_run(tiny_model_dir, tmp_path_factory):
     def wait():
         if not result:
             stdout, _ = proc.communicate(timeout=600)
-            result.update(rc=proc.returncode, events=parse_events(stdout), out=out, ckpt=ckpt,
-                          stderr=Path(proc.args[-1] + ".stderr").read_text())
+            result.update(
+                rc=proc.returncode, events=parse_events(stdout), out=out, ckpt=ckpt, stderr=Path(proc.args[-1] + ".stderr").read_text()
+            )
         return result
 
     yield wait
@@ -149,8 +157,7 @@ def test_sft_killed_after_checkpoint_resumes_to_identical_weights(tiny_model_dir
         byte = fh.read(1)
         fh.seek(100)
         fh.write(bytes([byte[0] ^ 0xFF]))
-    res = run_cli("train", _job("sft", tiny_model_dir, data, tmp_path / "o3", tmp_path / "c3", resume_from=str(torn)),
-                  tmp_path)
+    res = run_cli("train", _job("sft", tiny_model_dir, data, tmp_path / "o3", tmp_path / "c3", resume_from=str(torn)), tmp_path)
     assert res.rc == 2 and res.last()["kind"] == "invalid_input", res.stderr[-2000:]
     assert "optimizer.pt" in res.last()["message"] and "sha256" in res.last()["message"]
 
@@ -227,8 +234,7 @@ def test_torn_checkpoint_is_rejected(tmp_path, damage, needles):
     model.mkdir()
     (model / "config.json").write_text("{}")
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "completion": "c"}])
-    job = {"mode": "sft", "model": str(model), "data": str(data), "output": str(tmp_path / "out"),
-           "resume_from": str(step_dir)}
+    job = {"mode": "sft", "model": str(model), "data": str(data), "output": str(tmp_path / "out"), "resume_from": str(step_dir)}
     res = run_cli("train", job, tmp_path)
     assert res.rc == 2, res.stderr[-2000:]
     err = res.last()

@@ -16,31 +16,53 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors import safe_open
-
 from conftest import CliResult, cli_env, parse_events, run_cli, start_cli, write_job, write_jsonl
-from srlm_compute import checkpoints, launch, progress
+from safetensors import safe_open
 from test_train_checkpoints import DPO_ROWS, SFT_ROWS  # 6 SFT examples, 4 DPO pairs
+
+from srlm_compute import checkpoints, launch, progress
 
 
 def _job(mode, model, data, out, **extra):
     return {
-        "mode": mode, "model": str(model), "data": str(data), "output": str(out),
-        "lr": 1e-3, "lr_end": 1e-4, "epochs": 2, "batch_size": 2, "grad_accum": 1, "dropout": 0.1,
-        "max_length": 128, "seed": 0, "device": "cpu", "threads": 1, **extra,
+        "mode": mode,
+        "model": str(model),
+        "data": str(data),
+        "output": str(out),
+        "lr": 1e-3,
+        "lr_end": 1e-4,
+        "epochs": 2,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "dropout": 0.1,
+        "max_length": 128,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        **extra,
     }
 
 
 def _launch_args(job_path: Path, nproc: int = 2) -> list[str]:
-    return [sys.executable, "-m", "srlm_compute.launch", "--standalone", "--nproc-per-node", str(nproc),
-            "-m", "srlm_compute", "train", "--job", str(job_path)]
+    return [
+        sys.executable,
+        "-m",
+        "srlm_compute.launch",
+        "--standalone",
+        "--nproc-per-node",
+        str(nproc),
+        "-m",
+        "srlm_compute",
+        "train",
+        "--job",
+        str(job_path),
+    ]
 
 
 def start_ddp(job: dict, tmp_path: Path, nproc: int = 2, env: dict | None = None) -> subprocess.Popen:
     job_path = write_job("train", job, tmp_path)
     with open(str(job_path) + ".stderr", "w") as err:
-        return subprocess.Popen(_launch_args(job_path, nproc), stdout=subprocess.PIPE, stderr=err, text=True,
-                                env=env or cli_env())
+        return subprocess.Popen(_launch_args(job_path, nproc), stdout=subprocess.PIPE, stderr=err, text=True, env=env or cli_env())
 
 
 def finish(proc: subprocess.Popen, timeout: float = 600) -> CliResult:
@@ -71,8 +93,7 @@ def sft_runs(tiny_model_dir, tmp_path_factory):
     """The 2-process SFT run with checkpoints and the same job in one process, side by side."""
     root = tmp_path_factory.mktemp("ddp-sft")
     data = write_jsonl(root / "sft.jsonl", SFT_ROWS)  # 6 examples, global batch 2, 2 epochs: 6 steps
-    ddp = start_ddp(_job("sft", tiny_model_dir, data, root / "ddp-out", checkpoint_every=2,
-                         checkpoint_dir=str(root / "ddp-ckpt")), root)
+    ddp = start_ddp(_job("sft", tiny_model_dir, data, root / "ddp-out", checkpoint_every=2, checkpoint_dir=str(root / "ddp-ckpt")), root)
     single = start_cli("train", _job("sft", tiny_model_dir, data, root / "one-out"), root)
     try:
         ddp_res = finish(ddp)
@@ -133,8 +154,18 @@ def test_resume_two_processes(sft_runs, tiny_model_dir, tmp_path):
     assert sft_runs["ddp"].rc == 0
     root = sft_runs["root"]
     step4 = root / "ddp-ckpt" / "step-000004"
-    res = run_ddp(_job("sft", tiny_model_dir, sft_runs["data"], tmp_path / "resumed", resume_from=str(step4),
-                       checkpoint_every=2, checkpoint_dir=str(tmp_path / "ckpt")), tmp_path)
+    res = run_ddp(
+        _job(
+            "sft",
+            tiny_model_dir,
+            sft_runs["data"],
+            tmp_path / "resumed",
+            resume_from=str(step4),
+            checkpoint_every=2,
+            checkpoint_dir=str(tmp_path / "ckpt"),
+        ),
+        tmp_path,
+    )
     assert res.rc == 0, res.stderr[-3000:]
     _one_stream(res)
     assert res.events[0]["resumed_from_step"] == 4
@@ -174,8 +205,7 @@ def test_invalid_jobs_exit_2_under_torchrun(tiny_model_dir, tmp_path):
     assert res.last()["kind"] == "invalid_input" and "'strategy'" in res.last()["message"]
     assert "torch.distributed" not in res.stderr  # torchrun never ran
 
-    for proc, needles in ((bad_batch, ("'batch_size' (3)", "divisible", "(2)")),
-                          (fsdp, ("'distributed.strategy'", "needs CUDA", "\"ddp\""))):
+    for proc, needles in ((bad_batch, ("'batch_size' (3)", "divisible", "(2)")), (fsdp, ("'distributed.strategy'", "needs CUDA", '"ddp"'))):
         res = finish(proc)
         assert res.rc == 2, res.stderr[-3000:]
         errors = res.of("error")
@@ -223,8 +253,8 @@ def test_distributed_job_key(tmp_path):
     data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "p", "completion": "c"}])
     base = {"mode": "sft", "model": str(model), "data": str(data), "output": str(tmp_path / "out")}
     for distributed, needle in (
-        ({"strategy": "zero3"}, "'strategy' must be \"ddp\" | \"fsdp\""),
-        ({"strategy": "ddp", "fsdp_layer_class": "LlamaDecoderLayer"}, "only used with strategy \"fsdp\""),
+        ({"strategy": "zero3"}, '\'strategy\' must be "ddp" | "fsdp"'),
+        ({"strategy": "ddp", "fsdp_layer_class": "LlamaDecoderLayer"}, 'only used with strategy "fsdp"'),
         ({"strategy": "fsdp", "fsdp_layer_class": "not a class"}, "'fsdp_layer_class' must be a Python class name"),
         ({"nproc": 2}, "distributed: unknown key 'nproc'"),
         ("ddp", "'distributed' must be object | null"),
@@ -263,7 +293,10 @@ def test_rank_gating_and_root_cause(monkeypatch):
     assert launch.root_cause([cancelled, cause]) is cause
     assert launch.root_cause([cancelled]) is cancelled and launch.root_cause([]) is None
     assert launch.split_argv(["--standalone", "--nproc-per-node", "2", "-m", "srlm_compute", "train", "--job", "j"]) == (
-        ["--standalone", "--nproc-per-node", "2"], "train", "j")
+        ["--standalone", "--nproc-per-node", "2"],
+        "train",
+        "j",
+    )
     for argv in (["-m", "srlm_compute", "generate", "--job", "j"], ["--nproc-per-node", "2", "train.py"]):
         with pytest.raises(launch.InvalidInput):
             launch.split_argv(argv)
@@ -281,8 +314,7 @@ def test_fsdp_checkpoint_layout_is_accepted(tmp_path):
     src = tmp_path / "checkpoint-2"
     (src / "pytorch_model_fsdp_0").mkdir(parents=True)
     (src / "optimizer_0").mkdir()
-    for name in ("pytorch_model_fsdp_0/__0_0.distcp", "optimizer_0/__0_0.distcp", "scheduler.pt",
-                 "rng_state_0.pth", "rng_state_1.pth"):
+    for name in ("pytorch_model_fsdp_0/__0_0.distcp", "optimizer_0/__0_0.distcp", "scheduler.pt", "rng_state_0.pth", "rng_state_1.pth"):
         (src / name).write_bytes(os.urandom(32))
     (src / "trainer_state.json").write_text(json.dumps({"global_step": 2}))
     step_dir = checkpoints.publish(str(src), str(tmp_path / "ckpts"), 2, "dpo")

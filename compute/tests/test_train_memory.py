@@ -11,17 +11,29 @@ import json
 from pathlib import Path
 
 import pytest
-from safetensors import safe_open
-
 from conftest import run_cli, write_jsonl
+from safetensors import safe_open
 from test_train_checkpoints import DPO_ROWS, SFT_ROWS
 
 
 def _job(mode, model, data, out, **extra):
     return {
-        "mode": mode, "model": str(model), "data": str(data), "output": str(out),
-        "lr": 1e-3, "lr_end": 1e-4, "epochs": 1, "batch_size": 2, "grad_accum": 1, "dropout": 0.0,
-        "max_length": 128, "seed": 0, "device": "cpu", "threads": 1, "max_steps": 2, **extra,
+        "mode": mode,
+        "model": str(model),
+        "data": str(data),
+        "output": str(out),
+        "lr": 1e-3,
+        "lr_end": 1e-4,
+        "epochs": 1,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "dropout": 0.0,
+        "max_length": 128,
+        "seed": 0,
+        "device": "cpu",
+        "threads": 1,
+        "max_steps": 2,
+        **extra,
     }
 
 
@@ -83,7 +95,8 @@ def test_reference_is_refused_for_sft(tiny_model_dir, tmp_path):
 def test_precomputed_reference_on_two_ranks_matches_the_policy_at_step_one(tiny_model_dir, tmp_path):
     """Each rank adds every example's reference log-probs itself (no shared cache file) and in dataset
     order: at step 1 the policy is the reference, so every example's reward margin is 0 and the loss ln 2."""
-    from test_train_ddp import _job as ddp_job, run_ddp
+    from test_train_ddp import _job as ddp_job
+    from test_train_ddp import run_ddp
 
     rows = [{**r, "chosen": r["chosen"] * (i + 1)} for i, r in enumerate(DPO_ROWS)]  # different lengths per example
     data = write_jsonl(tmp_path / "dpo.jsonl", rows)

@@ -71,11 +71,24 @@ def prompt_ids(model_dir: Path, req: dict) -> list[int]:
 
 
 REQUESTS = [
-    {"id": "a", "messages": [{"role": "user", "content": "Name three rivers."}], "n": 3, "temperature": 0.7,
-     "top_p": 0.9, "max_new_tokens": 40, "seed": 11},
+    {
+        "id": "a",
+        "messages": [{"role": "user", "content": "Name three rivers."}],
+        "n": 3,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_new_tokens": 40,
+        "seed": 11,
+    },
     {"id": "b", "prompt": "Once upon a time", "n": 2, "temperature": 1.2, "top_p": 0.5, "max_new_tokens": 5, "seed": 6},
-    {"id": "c", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
-     "temperature": 0, "top_p": 0.8, "max_new_tokens": 300, "seed": 7},
+    {
+        "id": "c",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "temperature": 0,
+        "top_p": 0.8,
+        "max_new_tokens": 300,
+        "seed": 7,
+    },
 ]
 
 
@@ -93,15 +106,25 @@ def test_maps_requests_to_sampling_params_and_writes_srlm_lines(model_dir, tmp_p
     inp = write_jsonl(tmp_path / "req.jsonl", REQUESTS)
     out = tmp_path / "out.jsonl"
     log = tmp_path / "vllm.log"
-    job = vllm_job(model_dir, tmp_path, [(inp, out)], tensor_parallel_size=2, gpu_memory_utilization=0.75,
-                   max_model_len=4096, dtype="bfloat16")
+    job = vllm_job(
+        model_dir, tmp_path, [(inp, out)], tensor_parallel_size=2, gpu_memory_utilization=0.75, max_model_len=4096, dtype="bfloat16"
+    )
     res = run_cli("generate", job, tmp_path, env=fake_env(log))
     assert res.rc == 0, res.stderr[-3000:]
 
     calls = read_log(log)
-    assert calls[0] == {"call": "LLM", "kwargs": {
-        "model": str(model_dir), "tokenizer": str(model_dir), "tensor_parallel_size": 2,
-        "gpu_memory_utilization": 0.75, "dtype": "bfloat16", "seed": 0, "max_model_len": 4096}}
+    assert calls[0] == {
+        "call": "LLM",
+        "kwargs": {
+            "model": str(model_dir),
+            "tokenizer": str(model_dir),
+            "tensor_parallel_size": 2,
+            "gpu_memory_utilization": 0.75,
+            "dtype": "bfloat16",
+            "seed": 0,
+            "max_model_len": 4096,
+        },
+    }
     gens = [c for c in calls if c["call"] == "generate"]
     assert len(gens) == 1 and gens[0]["use_tqdm"] is False
     # one vLLM prompt per sample: 3 + 2 + 1, in request order
@@ -184,8 +207,10 @@ def test_context_vllm_derives_bounds_the_config_context(model_dir, tmp_path):
 
 
 def test_shards_calls_events_and_resume(model_dir, tmp_path):
-    rows = [{"id": f"r{i}", "prompt": f"Question number {i}?", "n": 2, "temperature": 0.7, "top_p": 0.9,
-             "max_new_tokens": 6, "seed": 1000 + i} for i in range(7)]
+    rows = [
+        {"id": f"r{i}", "prompt": f"Question number {i}?", "n": 2, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 6, "seed": 1000 + i}
+        for i in range(7)
+    ]
     rows[4]["prompt"] = "x " * 100  # too long for max_model_len 64
     shards = []
     for k, chunk in enumerate([rows[0:3], rows[3:5], rows[5:7]]):
@@ -244,8 +269,7 @@ def test_missing_vllm_is_exit_2_with_install_hint(model_dir, tmp_path):
 
 def test_aborted_sample_fails_the_job(model_dir, tmp_path):
     inp = write_jsonl(tmp_path / "req.jsonl", [{"id": "x", "prompt": "Hi", "max_new_tokens": 13, "seed": 5}])
-    res = run_cli("generate", vllm_job(model_dir, tmp_path, [(inp, tmp_path / "o.jsonl")]), tmp_path,
-                  env=fake_env(tmp_path / "l"))
+    res = run_cli("generate", vllm_job(model_dir, tmp_path, [(inp, tmp_path / "o.jsonl")]), tmp_path, env=fake_env(tmp_path / "l"))
     assert res.rc == 1
     assert "finish_reason 'abort'" in res.last()["message"]
     out = tmp_path / "o.jsonl"
@@ -259,7 +283,7 @@ def test_aborted_sample_fails_the_job(model_dir, tmp_path):
         ({"kind": "vllm", "tensor_parallel_size": 0}, "'tensor_parallel_size' must be > 0"),
         ({"kind": "vllm", "dtype": "int4"}, "key 'dtype' must be"),
         ({"kind": "vllm", "tp": 2}, "engine: unknown key 'tp'"),
-        ({"kind": "tgi"}, "'engine.kind' must be \"local\" or \"vllm\""),
+        ({"kind": "tgi"}, '\'engine.kind\' must be "local" or "vllm"'),
     ],
 )
 def test_bad_engine_keys_are_exit_2_naming_the_key(model_dir, tmp_path, engine, needle):

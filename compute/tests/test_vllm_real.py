@@ -45,8 +45,15 @@ ROWS = [
     {"id": "greedy", "prompt": "The capital of France is", "temperature": 0, "max_new_tokens": 12, "seed": 3},
     {"id": "long", "prompt": "word " * 300, "max_new_tokens": 8, "seed": 1},  # over max_model_len 256
     # shard 1: written by the second process
-    {"id": "b", "messages": [{"role": "user", "content": "Write a haiku about rain."}], "n": 2, "temperature": 1.0,
-     "top_p": 0.95, "max_new_tokens": 24, "seed": 5},
+    {
+        "id": "b",
+        "messages": [{"role": "user", "content": "Write a haiku about rain."}],
+        "n": 2,
+        "temperature": 1.0,
+        "top_p": 0.95,
+        "max_new_tokens": 24,
+        "seed": 5,
+    },
     {"id": "a-again", "messages": CHAT, "n": 3, "temperature": 0.8, "top_p": 0.9, "max_new_tokens": 24, "seed": 11},
     {"id": "a-first-only", "messages": CHAT, "n": 1, "temperature": 0.8, "top_p": 0.9, "max_new_tokens": 24, "seed": 11},
     {"id": "greedy-again", "prompt": "The capital of France is", "temperature": 0, "max_new_tokens": 12, "seed": 99},
@@ -55,8 +62,12 @@ ROWS = [
 
 def engine_env(cache_dir: Path) -> dict:
     # the compile cache outlives the test's tmp dirs; 1 GiB of KV cache is plenty for these requests
-    return {"VLLM_CACHE_ROOT": str(cache_dir / "vllm"), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_USE_AOT_COMPILE": "0",
-            "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "vllm" / "inductor")}
+    return {
+        "VLLM_CACHE_ROOT": str(cache_dir / "vllm"),
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_USE_AOT_COMPILE": "0",
+        "TORCHINDUCTOR_CACHE_DIR": str(cache_dir / "vllm" / "inductor"),
+    }
 
 
 def group_pids(pgid: int) -> list[int]:
@@ -80,7 +91,10 @@ def start(job: dict, tmp_path: Path, cache_dir: Path) -> subprocess.Popen:
     try:
         return subprocess.Popen(
             [PY, "-m", "srlm_compute", "generate", "--job", str(job_path)],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=cli_env(**engine_env(cache_dir)),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=cli_env(**engine_env(cache_dir)),
             start_new_session=True,  # its own process group: what is left of it can be found
         )
     finally:

@@ -11,7 +11,9 @@ const repo = path.resolve(__dirname, '../..');
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { cwd: repo, env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }));
+    execFile(cmd, args, { cwd: repo, env, encoding: 'utf8', timeout: 120_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: unknown }).code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
 
@@ -21,7 +23,8 @@ describe('bin/srlm', () => {
     expect(pkg.bin.srlm).toBe('bin/srlm');
     const res = await run(path.join(repo, 'bin/srlm'), ['--help'], { ...process.env, SRLM_QUIET_STALE: '1' });
     expect(res.code).toBe(0);
-    for (const cmd of ['run', 'start', 'status', 'resume', 'watch', 'cancel', 'models', 'report', 'schedule']) expect(res.stdout).toMatch(new RegExp(`^  ${cmd}\\b`, 'm'));
+    for (const cmd of ['run', 'start', 'status', 'resume', 'watch', 'cancel', 'models', 'report', 'schedule'])
+      expect(res.stdout).toMatch(new RegExp(`^  ${cmd}\\b`, 'm'));
   });
 
   it('--help loads no Temporal SDK, AWS SDK or zod module', async () => {

@@ -32,7 +32,9 @@ describe('with no Temporal server', () => {
   it('names the address tried and how to start a server', async () => {
     const res = await runCli(['status', 'some-run'], { env: noServer });
     expect(res.code).toBe(1);
-    expect(res.stderr).toContain(`error: no Temporal server answers at ${noServerAddress} (namespace default; ECONNREFUSED). Start one: \`npm start\``);
+    expect(res.stderr).toContain(
+      `error: no Temporal server answers at ${noServerAddress} (namespace default; ECONNREFUSED). Start one: \`npm start\``,
+    );
     expect(res.stderr).toContain('or `temporal server start-dev`');
   });
 
@@ -46,7 +48,9 @@ describe('with no Temporal server', () => {
     // a usage error too
     const usage = await runCli(['status', '--json'], { env: noServer });
     expect(usage.code).toBe(1);
-    expect(JSON.parse(usage.stderr)).toMatchObject({ error: { kind: 'usage', message: expect.stringMatching(/missing required argument 'run'/) } });
+    expect(JSON.parse(usage.stderr)).toMatchObject({
+      error: { kind: 'usage', message: expect.stringMatching(/missing required argument 'run'/) },
+    });
   });
 
   it('checks the config file before connecting', async () => {
@@ -68,17 +72,24 @@ describe('bad arguments and stores are refused before anything connects', () => 
 
   it('a --store that does not exist, for models and report', async () => {
     const missing = path.join(tmp, 'no-such-store');
-    for (const args of [['models', '--store', missing], ['report', 'r', '--store', missing]]) {
+    for (const args of [
+      ['models', '--store', missing],
+      ['report', 'r', '--store', missing],
+    ]) {
       const res = await runCli(args, { env: noServer });
       expect(res.code, args[0]).toBe(1);
-      expect(res.stderr).toBe(`error: --store ${missing}: ${missing} does not exist; name the store a run wrote (--store, SRLM_STORE_ROOT or --state-dir)\n`);
+      expect(res.stderr).toBe(
+        `error: --store ${missing}: ${missing} does not exist; name the store a run wrote (--store, SRLM_STORE_ROOT or --state-dir)\n`,
+      );
     }
   });
 
   it('a file:// store is the directory it names; another scheme is refused', async () => {
     const root = path.join(tmp, 'file-store');
     await seedReportStore(root);
-    const res = await runCli(['report', RUN, '--store', pathToFileURL(root).href, '--out', path.join(tmp, 'file-out'), '--json'], { env: noServer });
+    const res = await runCli(['report', RUN, '--store', pathToFileURL(root).href, '--out', path.join(tmp, 'file-out'), '--json'], {
+      env: noServer,
+    });
     expect(res.code).toBe(0);
     expect(fs.existsSync(path.join(tmp, 'file-out', 'report.html'))).toBe(true);
     const gs = await runCli(['models', '--store', 'gs://bucket/x'], { env: noServer });
@@ -121,7 +132,9 @@ describe('with a server but no worker on the task queue (real dev server)', () =
   it('status names the queue and the command that starts a worker', async () => {
     const res = await runCli(['status', 'waiting'], { env });
     expect(res.code).toBe(1);
-    expect(res.stderr).toContain(`error: no worker polls task queue srlm-orchestration at ${env.TEMPORAL_ADDRESS}, so run "waiting" cannot answer its progress query. Start one: \`npx tsx workers/main.ts --queues orchestration\``);
+    expect(res.stderr).toContain(
+      `error: no worker polls task queue srlm-orchestration at ${env.TEMPORAL_ADDRESS}, so run "waiting" cannot answer its progress query. Start one: \`npx tsx workers/main.ts --queues orchestration\``,
+    );
     const json = await runCli(['status', 'waiting', '--json'], { env });
     expect(JSON.parse(json.stderr)).toMatchObject({ error: { kind: 'no-worker' } });
   });
@@ -133,13 +146,19 @@ describe('with a server but no worker on the task queue (real dev server)', () =
     await new Client({ connection, namespace }).workflow.getHandle('srlm-waiting').terminate('test');
     const ended = await runCli(['cancel', 'waiting', '--json'], { env });
     expect(ended.code).toBe(1);
-    expect(JSON.parse(ended.stderr)).toEqual({ error: { kind: 'invalid-input', message: 'run "waiting" already ended (terminated); nothing to cancel' } });
+    expect(JSON.parse(ended.stderr)).toEqual({
+      error: { kind: 'invalid-input', message: 'run "waiting" already ended (terminated); nothing to cancel' },
+    });
   });
 
   it('a scheduled run is found by the name srlm prints (the time with dashes)', async () => {
     const client = new Client({ connection, namespace });
     // the workflow ID a Schedule gives a run: srlm-<schedule>-<time>, with colons
-    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: 'srlm-nightly-2026-12-06T03:00:00Z', args: [{}] });
+    await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: 'srlm-nightly-2026-12-06T03:00:00Z',
+      args: [{}],
+    });
     const res = await runCli(['status', 'nightly-2026-12-06T03-00-00Z'], { env });
     expect(res.code).toBe(1);
     expect(res.stderr).toContain('no worker polls task queue srlm-orchestration');
@@ -152,13 +171,19 @@ describe('with a server but no worker on the task queue (real dev server)', () =
   it('resume keeps a scheduled run scheduled, and refuses a config naming another run unless --rename', async () => {
     const client = new Client({ connection, namespace });
     const config = { run: 'resumable', seed: { ift: 'ift.jsonl' } };
-    await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: 'srlm-resumable', args: [{ config, scheduled: true }] });
+    await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: 'srlm-resumable',
+      args: [{ config, scheduled: true }],
+    });
     await client.workflow.getHandle('srlm-resumable').terminate('test');
     const res = await runCli(['resume', 'resumable', '--json'], { env });
     expect(res.code).toBe(0);
     const out = JSON.parse(res.stdout) as { runId: string };
     const history = await client.workflow.getHandle('srlm-resumable', out.runId).fetchHistory();
-    const input = defaultPayloadConverter.fromPayload<{ scheduled?: boolean }>(history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!);
+    const input = defaultPayloadConverter.fromPayload<{ scheduled?: boolean }>(
+      history.events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!,
+    );
     expect(input.scheduled).toBe(true);
     await client.workflow.getHandle('srlm-resumable').terminate('test');
 

@@ -27,7 +27,10 @@ function pathsNamed(file: string): [string, string][] {
     ['evaluation.prompts.file', c.evaluation?.prompts?.file],
     ['evaluation.judgeSet.ranked', c.evaluation?.judgeSet?.ranked],
     ['evaluation.judgeSet.oasst', c.evaluation?.judgeSet?.oasst],
-    ['evaluation.judge.model.path', c.evaluation?.judge?.kind === 'model' && 'path' in c.evaluation.judge.model ? c.evaluation.judge.model.path : undefined],
+    [
+      'evaluation.judge.model.path',
+      c.evaluation?.judge?.kind === 'model' && 'path' in c.evaluation.judge.model ? c.evaluation.judge.model.path : undefined,
+    ],
   ];
   return out.filter((e): e is [string, string] => e[1] !== undefined);
 }
@@ -49,7 +52,9 @@ describe('shipped configs', () => {
       const rel = path.relative(repo, p);
       const inside = !rel.startsWith('..') && !path.isAbsolute(rel);
       if (inside) continue;
-      expect(raw.includes(JSON.stringify(p)), `configs/${name}: "${field}" resolves to ${p}, outside ${repo}, from a relative path`).toBe(true);
+      expect(raw.includes(JSON.stringify(p)), `configs/${name}: "${field}" resolves to ${p}, outside ${repo}, from a relative path`).toBe(
+        true,
+      );
       expect(p.startsWith(path.dirname(repo) + path.sep), `configs/${name}: "${field}" is ${p}, beside the repository`).toBe(false);
     }
   });
@@ -76,7 +81,9 @@ describe('a clone with no ../shared beside it', () => {
     // <tmp>/clone holds the tracked files; <tmp> holds nothing else, so <clone>/../shared does not exist
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-fresh-'));
     clone = path.join(tmp, 'clone');
-    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: repo, encoding: 'utf8' }).split('\0').filter(Boolean);
+    const files = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: repo, encoding: 'utf8' })
+      .split('\0')
+      .filter(Boolean);
     for (const f of files) {
       if (!fs.existsSync(path.join(repo, f))) continue; // deleted in the work tree
       fs.mkdirSync(path.dirname(path.join(clone, f)), { recursive: true });
@@ -89,7 +96,7 @@ describe('a clone with no ../shared beside it', () => {
     if (clone) fs.rmSync(path.dirname(clone), { recursive: true, force: true });
   });
 
-  it("bootstraps only what `npm start` needs: no Go build, no Chromium, no apt, no test-tools venv", async () => {
+  it('bootstraps only what `npm start` needs: no Go build, no Chromium, no apt, no test-tools venv', async () => {
     // The compute venv is the real one (linked into a fresh cache dir); `go`, `apt-get` and
     // `sudo` are shims that record any call, so a bootstrap that reached for them is caught.
     const env = JSON.parse(fs.readFileSync(path.join(repo, '.srlm/env.json'), 'utf8')) as { venv: string };
@@ -104,8 +111,16 @@ describe('a clone with no ../shared beside it', () => {
       fs.writeFileSync(path.join(shims, tool), `#!/bin/sh\necho "${tool} $*" >> ${calls}\nexit 1\n`, { mode: 0o755 });
     }
     const r = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      execFile('bash', ['scripts/bootstrap.sh'], { cwd: clone, encoding: 'utf8', timeout: 120_000, env: { ...process.env, SRLM_CACHE_DIR: cache, PATH: `${shims}:${process.env.PATH}` } }, (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
+      execFile(
+        'bash',
+        ['scripts/bootstrap.sh'],
+        {
+          cwd: clone,
+          encoding: 'utf8',
+          timeout: 120_000,
+          env: { ...process.env, SRLM_CACHE_DIR: cache, PATH: `${shims}:${process.env.PATH}` },
+        },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
       );
     });
     expect(r.code, r.out).toBe(0);
@@ -122,13 +137,18 @@ describe('a clone with no ../shared beside it', () => {
   it('validates and dry-runs configs/demo.json, reading only files inside the clone', async () => {
     expect(fs.existsSync(path.join(clone, '../shared'))).toBe(false);
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(path.join(clone, 'node_modules/.bin/tsx'), ['cli/srlm.ts', 'validate', '-c', 'configs/demo.json', '--json'], {
-        cwd: clone,
-        encoding: 'utf8',
-        timeout: 120_000,
-        // no Temporal server is needed: point at an address where none can answer
-        env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:9' },
-      }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }));
+      execFile(
+        path.join(clone, 'node_modules/.bin/tsx'),
+        ['cli/srlm.ts', 'validate', '-c', 'configs/demo.json', '--json'],
+        {
+          cwd: clone,
+          encoding: 'utf8',
+          timeout: 120_000,
+          // no Temporal server is needed: point at an address where none can answer
+          env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:9' },
+        },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+      );
     });
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { valid: boolean; run: string; inputs: { field: string; file: string; records: number }[] };

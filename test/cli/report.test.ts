@@ -41,7 +41,9 @@ describe('srlm report', () => {
     expect(html).toContain(`&lt;script&gt;`);
     expect(html).not.toContain(HOSTILE);
     // lineage data from the manifests: m1-m3 and the promotion
-    expect(html).toMatch(/data-promoted="m3">Promoted model of lineage <code>fixture<\/code>: <code>m3<\/code> \(by run <code>report-fixture<\/code>.*replacing <code>m2<\/code>/);
+    expect(html).toMatch(
+      /data-promoted="m3">Promoted model of lineage <code>fixture<\/code>: <code>m3<\/code> \(by run <code>report-fixture<\/code>.*replacing <code>m2<\/code>/,
+    );
     expect(md).toMatch(/^\| m3 \(promoted\) \| m2 \| dpo \| fixture \|/m);
     expect(md).toMatch(/^\| m1 \| – \| sft \| fixture \|/m);
   });
@@ -67,7 +69,9 @@ describe('srlm report', () => {
   it('names the run and the store when the run has no summaries', async () => {
     const res = await srlm('report', 'no-such-run', '--store', storeRoot, '--out', path.join(tmp, 'none'));
     expect(res.code).toBe(1);
-    expect(res.stderr.trim()).toBe(`error: run "no-such-run" has no iteration summaries in the store file://${storeRoot} (looked for file://${storeRoot}/runs/no-such-run/iter-*/summary.json)`);
+    expect(res.stderr.trim()).toBe(
+      `error: run "no-such-run" has no iteration summaries in the store file://${storeRoot} (looked for file://${storeRoot}/runs/no-such-run/iter-*/summary.json)`,
+    );
     expect(fs.existsSync(path.join(tmp, 'none'))).toBe(false);
   });
 
@@ -75,11 +79,19 @@ describe('srlm report', () => {
     const root = path.join(tmp, 'bad-store');
     const store = new LocalStore(root);
     await store.putBytes(`runs/${RUN}/iter-2/summary.json`, JSON.stringify(iteration2));
-    const bad = { ...iteration2, iteration: 3, evaluation: { ...iteration2.evaluation!, headToHead: [{ ...iteration2.evaluation!.headToHead[0]!, wins: -1 }] } };
+    const bad = {
+      ...iteration2,
+      iteration: 3,
+      evaluation: { ...iteration2.evaluation!, headToHead: [{ ...iteration2.evaluation!.headToHead[0]!, wins: -1 }] },
+    };
     await store.putBytes(`runs/${RUN}/iter-3/summary.json`, JSON.stringify(bad));
     const res = await srlm('report', RUN, '--store', root);
     expect(res.code).toBe(1);
-    expect(res.stderr).toMatch(new RegExp(`^error: file://${root}/runs/${RUN}/iter-3/summary\\.json: not a valid iteration summary: "evaluation\\.headToHead\\.0\\.wins": .*>=0`));
+    expect(res.stderr).toMatch(
+      new RegExp(
+        `^error: file://${root}/runs/${RUN}/iter-3/summary\\.json: not a valid iteration summary: "evaluation\\.headToHead\\.0\\.wins": .*>=0`,
+      ),
+    );
   });
 
   it('refuses a summary filed under the wrong iteration, and one that is not JSON', async () => {
@@ -88,7 +100,9 @@ describe('srlm report', () => {
     await store.putBytes(`runs/${RUN}/iter-5/summary.json`, JSON.stringify(iteration2));
     let res = await srlm('report', RUN, '--store', root);
     expect(res.code).toBe(1);
-    expect(res.stderr).toContain(`iter-5/summary.json: the summary is of run "${RUN}", iteration 2, but is stored as run "${RUN}", iteration 5`);
+    expect(res.stderr).toContain(
+      `iter-5/summary.json: the summary is of run "${RUN}", iteration 2, but is stored as run "${RUN}", iteration 5`,
+    );
     await store.putBytes(`runs/${RUN}/iter-5/summary.json`, '{"run": ');
     res = await srlm('report', RUN, '--store', root);
     expect(res.code).toBe(1);
@@ -105,7 +119,9 @@ describe('srlm report', () => {
     fs.symlinkSync(secret, path.join(root, 'runs', RUN, 'iter-3', 'summary.json'));
     const res = await srlm('report', RUN, '--store', root, '--out', path.join(tmp, 'linked-out'));
     expect(res.code).toBe(1);
-    expect(res.stderr.trim()).toBe(`error: file://${root}/runs/${RUN}/iter-3/summary.json leads out of the store through a symbolic link; srlm report reads only files inside file://${root}`);
+    expect(res.stderr.trim()).toBe(
+      `error: file://${root}/runs/${RUN}/iter-3/summary.json leads out of the store through a symbolic link; srlm report reads only files inside file://${root}`,
+    );
     expect(res.stderr + res.stdout).not.toContain('SECRET-OUTSIDE');
     // a run folder that is itself a link out of the store is refused the same way
     const outsideRun = path.join(tmp, 'outside-run');

@@ -27,7 +27,12 @@ function groupMembers(pgid: number): string[] {
 function startWorker(): { child: ChildProcess; output: () => string } {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-worker-signal-'));
   // its own process group, as a shell gives a foreground job
-  const child = spawn(tsx, ['workers/main.ts', '--queues', 'orchestration'], { cwd: repo, detached: true, env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress(), SRLM_STATE_DIR: stateDir }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(tsx, ['workers/main.ts', '--queues', 'orchestration'], {
+    cwd: repo,
+    detached: true,
+    env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress(), SRLM_STATE_DIR: stateDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let text = '';
   child.stdout!.on('data', (d: Buffer) => (text += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (text += d.toString()));
@@ -46,7 +51,8 @@ describe('workers/main.ts', () => {
   it('--help prints its flags and environment and exits 0', () => {
     const out = execFileSync(tsx, ['workers/main.ts', '--help'], { cwd: repo, encoding: 'utf8' });
     expect(out).toMatch(/^Usage: tsx workers\/main\.ts \[--queues LIST\]/);
-    for (const word of ['--compute-concurrency', 'SRLM_QUEUES', 'TEMPORAL_ADDRESS', 'SRLM_METRICS_EXPOSE', 'SIGTERM']) expect(out).toContain(word);
+    for (const word of ['--compute-concurrency', 'SRLM_QUEUES', 'TEMPORAL_ADDRESS', 'SRLM_METRICS_EXPOSE', 'SIGTERM'])
+      expect(out).toContain(word);
   });
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {

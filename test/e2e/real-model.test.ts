@@ -23,7 +23,14 @@ const alpacaEval = path.resolve(repo, '../shared/data/alpaca-eval-gpt4-turbo-ref
 const tinyConfig = (root: string): RunConfigInput => ({
   run: 'e2e',
   baseModel: { packaged: 'smollm2-135m-instruct' },
-  seed: { ift: path.join(repo, 'seed/ift.jsonl'), ranked: path.join(repo, 'seed/ranked.jsonl'), eft: path.join(repo, 'seed/eft.jsonl'), maxIft: 8, maxRanked: 2, maxEft: 10 },
+  seed: {
+    ift: path.join(repo, 'seed/ift.jsonl'),
+    ranked: path.join(repo, 'seed/ranked.jsonl'),
+    eft: path.join(repo, 'seed/eft.jsonl'),
+    maxIft: 8,
+    maxRanked: 2,
+    maxEft: 10,
+  },
   iterations: 1,
   sft: { lr: 2e-4, lrEnd: 5e-5, batchSize: 4, epochs: 3, maxLength: 768 },
   eft: { samples: 1, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 48 } },
@@ -98,7 +105,10 @@ describe('a real self-rewarding run with the packaged model', () => {
     const weights = async (name: string) => {
       const m = result.models.find((x) => x.name === name)!.model;
       const manifest = await readModelManifest(store, m);
-      return manifest.files.filter((f) => f.path.endsWith('.safetensors')).map((f) => f.sha256).join();
+      return manifest.files
+        .filter((f) => f.path.endsWith('.safetensors'))
+        .map((f) => f.sha256)
+        .join();
     };
     expect(await weights('M2')).not.toBe(await weights('M1'));
     expect(await weights('M1')).not.toBe(await weights('SFT baseline'));
@@ -147,7 +157,8 @@ describe('a real self-rewarding run with the packaged model', () => {
     const shards = Math.ceil(judgments.count / 3 / 4); // one request (3 samples) per candidate, shards of 4
     expect(shards).toBeGreaterThan(1);
     expect(judgments.stats.shards).toBe(shards);
-    for (let k = 0; k < shards; k++) expect(await store.exists(`runs/e2e/iter-1/judgments/parts/all/shard-0000${k}.commit.json`)).toBe(true);
+    for (let k = 0; k < shards; k++)
+      expect(await store.exists(`runs/e2e/iter-1/judgments/parts/all/shard-0000${k}.commit.json`)).toBe(true);
     const m1 = await readModelManifest(store, result.models.find((m) => m.name === 'M1')!.model);
     expect(Number(m1.metrics.steps)).toBeGreaterThan(8); // so one checkpoint was written on the way
     expect(m1.metrics.resumed_from_step).toBe(0);

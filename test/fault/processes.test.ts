@@ -89,7 +89,12 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
   });
 
   const start = (root: string) =>
-    client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(RUN), args: [{ config: config(root) }], workflowExecutionTimeout: '10 minutes' });
+    client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(RUN),
+      args: [{ config: config(root) }],
+      workflowExecutionTimeout: '10 minutes',
+    });
 
   it('a fault-free reference run', async () => {
     const native = await NativeConnection.connect({ address: server.address });
@@ -97,7 +102,13 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
       connection: native,
       namespace: 'default',
       queues: ALL_QUEUES,
-      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: new FakeCompute(), workDir: path.join(tmp, 'work-ref'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+      deps: {
+        storeFor: defaultStoreFor(path.join(tmp, 'default-store')),
+        compute: new FakeCompute(),
+        workDir: path.join(tmp, 'work-ref'),
+        cacheDir: path.join(tmp, 'cache'),
+        heartbeatIntervalMs: 200,
+      },
     });
     const running = Promise.all(workers.map((w) => w.run()));
     const root = path.join(tmp, 'store-ref');
@@ -153,7 +164,8 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
     const redone = ids.length - new Set(ids).size;
     expect(redone).toBeLessThanOrEqual(2 * SHARD);
     // and the final attempts really continued: committed shards and partial outputs were reused
-    const stats = (stage: string) => JSON.parse(fs.readFileSync(path.join(root, 'runs', RUN, 'iter-1', stage, 'manifest.json'), 'utf8')).stats;
+    const stats = (stage: string) =>
+      JSON.parse(fs.readFileSync(path.join(root, 'runs', RUN, 'iter-1', stage, 'manifest.json'), 'utf8')).stats;
     expect(stats('candidates').shardsReused).toBeGreaterThanOrEqual(1);
     expect(stats('candidates').requestsResumed).toBeGreaterThanOrEqual(1);
     expect(stats('judgments').shardsReused).toBeGreaterThanOrEqual(4);
@@ -168,8 +180,16 @@ describe('fault tests: killed processes (FakeCompute workers)', () => {
     expect(orchText).toMatch(new RegExp(`^srlm_records_total\\{[^}]*stage="pairs"[^}]*\\} ${reference['1/pairs']!.length}$`, 'm'));
     // structured logs (SRLM_LOG=json): run, iteration and stage on the workflow's and the activities' lines
     const logs = orch.lines.filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(logs.find((l) => l.msg === 'stage started' && l.stage === 'dpo')).toMatchObject({ run: RUN, iteration: 1, workflowType: 'srlmIteration' });
-    expect(logs.find((l) => l.msg === 'stage published' && l.stage === 'pairs')).toMatchObject({ run: RUN, iteration: 1, activityType: 'selectPairs' });
+    expect(logs.find((l) => l.msg === 'stage started' && l.stage === 'dpo')).toMatchObject({
+      run: RUN,
+      iteration: 1,
+      workflowType: 'srlmIteration',
+    });
+    expect(logs.find((l) => l.msg === 'stage published' && l.stage === 'pairs')).toMatchObject({
+      run: RUN,
+      iteration: 1,
+      activityType: 'selectPairs',
+    });
     expect(logs.find((l) => l.msg === 'model published')).toMatchObject({ run: RUN, modelId: `${RUN}.m2` });
     console.log(`[fault] generated ${ids.length} requests for ${new Set(ids).size} distinct; redone ${redone} over 2 kills`);
   });

@@ -39,7 +39,12 @@ describe('PythonCompute: torchrun launcher (2 CPU processes)', () => {
 
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-torchrun-'));
-    compute = new PythonCompute({ python: env.python, packageDir: path.join(repo, 'compute'), workDir: path.join(tmp, 'jobs'), killGraceMs: 3000 });
+    compute = new PythonCompute({
+      python: env.python,
+      packageDir: path.join(repo, 'compute'),
+      workDir: path.join(tmp, 'jobs'),
+      killGraceMs: 3000,
+    });
     tiny = await makeTinyModel(compute, env.python, repo, env.cacheDir, tmp);
   }, 600_000);
 
@@ -49,11 +54,31 @@ describe('PythonCompute: torchrun launcher (2 CPU processes)', () => {
 
   function trainJob(name: string, rows: number, extra: Partial<TrainJob>): TrainJob {
     const data = path.join(tmp, `${name}.jsonl`);
-    fs.writeFileSync(data, Array.from({ length: rows }, (_, i) => JSON.stringify({ id: String(i), prompt: `Question ${i}: what is ${i} plus ${i}?`, completion: `The answer is ${2 * i}.` })).join('\n') + '\n');
+    fs.writeFileSync(
+      data,
+      Array.from({ length: rows }, (_, i) =>
+        JSON.stringify({ id: String(i), prompt: `Question ${i}: what is ${i} plus ${i}?`, completion: `The answer is ${2 * i}.` }),
+      ).join('\n') + '\n',
+    );
     return {
-      mode: 'sft', model: tiny, ref_model: null, data, output: path.join(tmp, `${name}-out`),
-      lr: 1e-3, lr_end: 1e-4, epochs: 1, batch_size: 2, grad_accum: 1, dropout: 0.1, beta: 0.1, max_length: 128,
-      seed: 0, device: 'cpu', threads: 1, max_steps: null, gradient_checkpointing: true,
+      mode: 'sft',
+      model: tiny,
+      ref_model: null,
+      data,
+      output: path.join(tmp, `${name}-out`),
+      lr: 1e-3,
+      lr_end: 1e-4,
+      epochs: 1,
+      batch_size: 2,
+      grad_accum: 1,
+      dropout: 0.1,
+      beta: 0.1,
+      max_length: 128,
+      seed: 0,
+      device: 'cpu',
+      threads: 1,
+      max_steps: null,
+      gradient_checkpointing: true,
       ...localTorchrun(TrainingBackend.parse({ kind: 'local', launcher: 'torchrun', nprocPerNode: 2 })),
       ...extra,
     };
@@ -62,7 +87,18 @@ describe('PythonCompute: torchrun launcher (2 CPU processes)', () => {
   it('maps the run config to a torchrun launch through srlm_compute.launch', () => {
     const t = localTorchrun(TrainingBackend.parse({ kind: 'local', launcher: 'torchrun', nprocPerNode: 4, strategy: 'fsdp' }));
     expect(t).toEqual({ launcher: { kind: 'torchrun', nproc_per_node: 4 }, distributed: { strategy: 'fsdp' } });
-    expect(computeArgs('train', '/j.json', t?.launcher)).toEqual(['-m', 'srlm_compute.launch', '--standalone', '--nproc-per-node', '4', '-m', 'srlm_compute', 'train', '--job', '/j.json']);
+    expect(computeArgs('train', '/j.json', t?.launcher)).toEqual([
+      '-m',
+      'srlm_compute.launch',
+      '--standalone',
+      '--nproc-per-node',
+      '4',
+      '-m',
+      'srlm_compute',
+      'train',
+      '--job',
+      '/j.json',
+    ]);
     expect(localTorchrun(TrainingBackend.parse({ kind: 'local' }))).toBeUndefined();
     expect(localTorchrun(undefined)).toBeUndefined();
     for (const [training, needle] of [
@@ -88,8 +124,12 @@ describe('PythonCompute: torchrun launcher (2 CPU processes)', () => {
     expect(metrics).toMatchObject({ steps: 2, world_size: 2, batch_size: 2 });
     expect(fs.existsSync(path.join(job.output, 'model.safetensors'))).toBe(true);
     // the launcher field stays on this side: compute/ would reject an unknown key
-    const written = fs.readdirSync(path.join(tmp, 'jobs')).map((f) => JSON.parse(fs.readFileSync(path.join(tmp, 'jobs', f), 'utf8')) as Record<string, unknown>);
-    expect(written.some((j) => j.output === job.output && !('launcher' in j) && (j.distributed as { strategy: string }).strategy === 'ddp')).toBe(true);
+    const written = fs
+      .readdirSync(path.join(tmp, 'jobs'))
+      .map((f) => JSON.parse(fs.readFileSync(path.join(tmp, 'jobs', f), 'utf8')) as Record<string, unknown>);
+    expect(
+      written.some((j) => j.output === job.output && !('launcher' in j) && (j.distributed as { strategy: string }).strategy === 'ddp'),
+    ).toBe(true);
   }, 300_000);
 
   it('an abort stops every process of the launch', async () => {
@@ -111,7 +151,9 @@ describe('PythonCompute: torchrun launcher (2 CPU processes)', () => {
     // the launcher, torchrun's agent and both ranks were running
     expect(seen.filter((p) => p.args.includes('srlm_compute.launch')).length).toBe(1);
     expect(seen.filter((p) => p.args.includes('torch.distributed.run')).length).toBe(1);
-    expect(seen.filter((p) => /-m srlm_compute train --job/.test(p.args) && !/srlm_compute.launch|torch.distributed.run/.test(p.args)).length).toBe(2);
+    expect(
+      seen.filter((p) => /-m srlm_compute train --job/.test(p.args) && !/srlm_compute.launch|torch.distributed.run/.test(p.args)).length,
+    ).toBe(2);
     await waitFor('every process of the launch to exit', () => seen.every((p) => !pidAlive(p.pid)), 15_000, 100);
     expect(await processesUnder(tmp)).toEqual([]);
     expect(fs.existsSync(job.output)).toBe(false);

@@ -37,7 +37,6 @@ async function trainPids(dir: string): Promise<number[]> {
     .map((l) => Number(l.trim().split(/\s+/)[0]));
 }
 
-
 describe('fault tests: the training process (real TRL, tiny model)', () => {
   let tmp: string;
   let tiny: string;
@@ -54,7 +53,10 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
   }, 600_000);
 
   afterAll(async () => {
-    await client?.workflow.getHandle(runWorkflowId('tr')).terminate('test over').catch(() => undefined);
+    await client?.workflow
+      .getHandle(runWorkflowId('tr'))
+      .terminate('test over')
+      .catch(() => undefined);
     await stack?.stop();
   });
 
@@ -72,9 +74,15 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
   }
 
   const execute = (c: RunConfigInput) =>
-    client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('tr'), args: [{ config: c }], workflowExecutionTimeout: '10 minutes' });
+    client.workflow.execute('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId('tr'),
+      args: [{ config: c }],
+      workflowExecutionTimeout: '10 minutes',
+    });
 
-  const m1Manifest = (root: string) => ModelManifest.parse(JSON.parse(fs.readFileSync(path.join(root, 'models/tr/tr.m1/manifest.json'), 'utf8')));
+  const m1Manifest = (root: string) =>
+    ModelManifest.parse(JSON.parse(fs.readFileSync(path.join(root, 'models/tr/tr.m1/manifest.json'), 'utf8')));
 
   /** The newest published checkpoint step of the run's M1 training, or 0. */
   async function publishedStep(root: string): Promise<number> {
@@ -103,35 +111,46 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'tr'), { recursive: true, force: true });
   });
 
-  it('SIGKILL of the training process: the retry resumes from the last checkpoint, losing at most the checkpoint interval, and ends with the same weights', { timeout: 300_000 }, async () => {
-    const root = path.join(tmp, 'store-kill');
-    const result = execute(config(root, 3));
-    await waitFor('the second checkpoint', async () => (await publishedStep(root)) >= 2 * EVERY);
-    const pids = await trainPids(tmp);
-    expect(pids).toHaveLength(1);
-    const checkpointAtKill = await publishedStep(root);
-    process.kill(-pids[0]!, 'SIGKILL');
-    await result;
-    const m = m1Manifest(root);
-    const resumed = Number(m.metrics.resumed_from_step);
-    expect(resumed).toBeGreaterThanOrEqual(checkpointAtKill);
-    expect(resumed % EVERY).toBe(0);
-    expect(m.metrics.steps).toBe(STEPS);
-    expect(Number(m.metrics.steps_run)).toBe(STEPS - resumed);
-    // resuming restored weights, optimizer, scheduler, RNG and data position exactly
-    expect(m.files.find((f) => f.path === 'model.safetensors')!.sha256).toBe(referenceWeights);
-    fs.rmSync(path.join(tmp, 'work', 'runs', 'tr'), { recursive: true, force: true });
-  });
+  it(
+    'SIGKILL of the training process: the retry resumes from the last checkpoint, losing at most the checkpoint interval, and ends with the same weights',
+    { timeout: 300_000 },
+    async () => {
+      const root = path.join(tmp, 'store-kill');
+      const result = execute(config(root, 3));
+      await waitFor('the second checkpoint', async () => (await publishedStep(root)) >= 2 * EVERY);
+      const pids = await trainPids(tmp);
+      expect(pids).toHaveLength(1);
+      const checkpointAtKill = await publishedStep(root);
+      process.kill(-pids[0]!, 'SIGKILL');
+      await result;
+      const m = m1Manifest(root);
+      const resumed = Number(m.metrics.resumed_from_step);
+      expect(resumed).toBeGreaterThanOrEqual(checkpointAtKill);
+      expect(resumed % EVERY).toBe(0);
+      expect(m.metrics.steps).toBe(STEPS);
+      expect(Number(m.metrics.steps_run)).toBe(STEPS - resumed);
+      // resuming restored weights, optimizer, scheduler, RNG and data position exactly
+      expect(m.files.find((f) => f.path === 'model.safetensors')!.sha256).toBe(referenceWeights);
+      fs.rmSync(path.join(tmp, 'work', 'runs', 'tr'), { recursive: true, force: true });
+    },
+  );
 
   it('cancelling a run mid-training stops the training process within seconds and keeps its checkpoint', { timeout: 300_000 }, async () => {
     const root = path.join(tmp, 'store-cancel');
-    const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('tr'), args: [{ config: config(root, 200) }] });
+    const handle = await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId('tr'),
+      args: [{ config: config(root, 200) }],
+    });
     await waitFor('a published checkpoint', async () => (await publishedStep(root)) >= EVERY);
     const [pid] = await trainPids(tmp);
     expect(pid).toBeDefined();
     const t0 = Date.now();
     // `srlm cancel` requests cancellation and waits until the run has stopped
-    const out = await promisify(execFile)(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'cancel', 'tr'], { cwd: repo, env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() } });
+    const out = await promisify(execFile)(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'cancel', 'tr'], {
+      cwd: repo,
+      env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() },
+    });
     const seconds = (Date.now() - t0) / 1000;
     expect(out.stdout).toContain('run "tr": cancelled.');
     expect(pidAlive(pid!)).toBe(false);

@@ -6,7 +6,11 @@ import { sha256Hex } from '../../store/store';
 export function localCheckpoint(dir: string, step: number): string {
   const d = path.join(dir, `local-${step}`);
   fs.mkdirSync(d, { recursive: true });
-  const files = { 'model.safetensors': `weights at ${step}`, 'optimizer.pt': `adam at ${step}`, 'trainer_state.json': JSON.stringify({ global_step: step }) };
+  const files = {
+    'model.safetensors': `weights at ${step}`,
+    'optimizer.pt': `adam at ${step}`,
+    'trainer_state.json': JSON.stringify({ global_step: step }),
+  };
   for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(d, name), text);
   const manifest = {
     kind: 'train-checkpoint',

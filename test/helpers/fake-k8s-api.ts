@@ -72,7 +72,11 @@ export async function startFakeK8sApi(): Promise<FakeK8sApi> {
         const key = `${ns}/${obj?.metadata?.name}`;
         if (!obj?.metadata?.name) return send(422, status(422, 'Invalid', 'metadata.name: Required value'));
         if (objects.has(key)) return send(409, status(409, 'AlreadyExists', `${what} "${obj.metadata.name}" already exists`));
-        const created: Obj = { ...obj, metadata: { ...obj.metadata, namespace: ns, uid: randomUUID(), creationTimestamp: new Date().toISOString() }, status: {} };
+        const created: Obj = {
+          ...obj,
+          metadata: { ...obj.metadata, namespace: ns, uid: randomUUID(), creationTimestamp: new Date().toISOString() },
+          status: {},
+        };
         objects.set(key, created);
         return send(201, created);
       }

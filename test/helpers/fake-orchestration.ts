@@ -24,7 +24,13 @@ export async function fakeOrchestration(dir: string): Promise<FakeOrchestration>
     connection: native,
     namespace: 'default',
     queues: ['orchestration', 'training'],
-    deps: { storeFor: defaultStoreFor(path.join(dir, 'default-store')), compute: new FakeCompute(), workDir: path.join(dir, 'work-orch'), cacheDir: path.join(dir, 'cache'), heartbeatIntervalMs: 200 },
+    deps: {
+      storeFor: defaultStoreFor(path.join(dir, 'default-store')),
+      compute: new FakeCompute(),
+      workDir: path.join(dir, 'work-orch'),
+      cacheDir: path.join(dir, 'cache'),
+      heartbeatIntervalMs: 200,
+    },
     heartbeatThrottleMs: 200,
   });
   const running = Promise.all(workers.map((w) => w.run()));

@@ -21,7 +21,17 @@ export async function recordHistory(address: string, name: string, workflowId: s
   const mode = process.env.SRLM_RECORD_HISTORIES;
   if (mode !== '1' && mode !== 'all') return;
   if (mode === '1' && fs.existsSync(path.join(HISTORIES_DIR, `${name}.json`))) return;
-  const args = ['workflow', 'show', '--address', address, '--workflow-id', workflowId, '--output', 'json', ...(runId ? ['--run-id', runId] : [])];
+  const args = [
+    'workflow',
+    'show',
+    '--address',
+    address,
+    '--workflow-id',
+    workflowId,
+    '--output',
+    'json',
+    ...(runId ? ['--run-id', runId] : []),
+  ];
   const { stdout } = await promisify(execFile)(loadEnvPaths(repoRoot()).temporal, args, { maxBuffer: 64 * 1024 * 1024 });
   JSON.parse(stdout); // must be one JSON document
   fs.mkdirSync(HISTORIES_DIR, { recursive: true });

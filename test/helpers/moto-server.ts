@@ -26,7 +26,8 @@ export function toolsPython(): string {
   if (fromEnv) return fromEnv;
   const file = path.join(repo, '.srlm', 'env.json');
   const env = JSON.parse(fs.readFileSync(file, 'utf8')) as { toolsPython?: string };
-  if (!env.toolsPython || !fs.existsSync(env.toolsPython)) throw new Error(`${file} names no test tools python: run \`bash scripts/bootstrap.sh\``);
+  if (!env.toolsPython || !fs.existsSync(env.toolsPython))
+    throw new Error(`${file} names no test tools python: run \`bash scripts/bootstrap.sh\``);
   return env.toolsPython;
 }
 
@@ -37,7 +38,9 @@ export interface MotoServer {
 
 export async function startMoto(): Promise<MotoServer> {
   const port = await freePort();
-  const child: ChildProcess = spawn(toolsPython(), ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(toolsPython(), ['-m', 'moto.server', '-H', '127.0.0.1', '-p', String(port)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -45,7 +48,10 @@ export async function startMoto(): Promise<MotoServer> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`moto server exited ${child.exitCode}: ${stderr}`);
-    const ok = await fetch(`${url}/moto-api/`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${url}/moto-api/`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
@@ -108,7 +114,10 @@ export async function startSageMakerProxy(motoUrl: string): Promise<SageMakerPro
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const op = String(req.headers['x-amz-target'] ?? '').split('.').pop() ?? '';
+      const op =
+        String(req.headers['x-amz-target'] ?? '')
+          .split('.')
+          .pop() ?? '';
       let body: Record<string, unknown> = {};
       try {
         body = raw.length ? (JSON.parse(raw.toString()) as Record<string, unknown>) : {};
@@ -125,24 +134,27 @@ export async function startSageMakerProxy(motoUrl: string): Promise<SageMakerPro
         res.end('{}');
         return;
       }
-      const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (upRes) => {
-        const out: Buffer[] = [];
-        upRes.on('data', (c: Buffer) => out.push(c));
-        upRes.on('end', () => {
-          let payload = Buffer.concat(out);
-          if (op === 'CreateTrainingJob' && upRes.statusCode === 200) proxy.onCreate?.(body);
-          const held = hold.get(name);
-          if (op === 'DescribeTrainingJob' && held && upRes.statusCode === 200) {
-            const d = JSON.parse(payload.toString()) as Record<string, unknown>;
-            delete d.FailureReason;
-            payload = Buffer.from(JSON.stringify({ ...d, ...held }));
-          }
-          const { 'transfer-encoding': _te, ...upHeaders } = upRes.headers;
-          const headers = { ...upHeaders, 'content-length': String(payload.length) };
-          res.writeHead(upRes.statusCode ?? 502, headers);
-          res.end(payload);
-        });
-      });
+      const up = http.request(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
+        (upRes) => {
+          const out: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => out.push(c));
+          upRes.on('end', () => {
+            let payload = Buffer.concat(out);
+            if (op === 'CreateTrainingJob' && upRes.statusCode === 200) proxy.onCreate?.(body);
+            const held = hold.get(name);
+            if (op === 'DescribeTrainingJob' && held && upRes.statusCode === 200) {
+              const d = JSON.parse(payload.toString()) as Record<string, unknown>;
+              delete d.FailureReason;
+              payload = Buffer.from(JSON.stringify({ ...d, ...held }));
+            }
+            const { 'transfer-encoding': _te, ...upHeaders } = upRes.headers;
+            const headers = { ...upHeaders, 'content-length': String(payload.length) };
+            res.writeHead(upRes.statusCode ?? 502, headers);
+            res.end(payload);
+          });
+        },
+      );
       up.on('error', (err) => {
         res.writeHead(502);
         res.end(String(err));

@@ -20,7 +20,7 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
       [path.join(repo, 'cli/srlm.ts'), ...args],
       { encoding: 'utf8', env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 16 * 1024 * 1024 },
       (err, stdout, stderr) => {
-        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : null) : 0;
+        const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : null) : 0;
         resolve({ code, stdout, stderr });
       },
     );

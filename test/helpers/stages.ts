@@ -21,7 +21,14 @@ export function faultRunConfig(run: string, root: string, shardSize: number): Ru
   };
 }
 
-const SCHEMAS = { prompts: GeneratedPrompt, candidates: Candidate, judgments: Judgment, pairs: PreferencePair, 'eft-judgments': EftJudgment, eft: SftExample } as const;
+const SCHEMAS = {
+  prompts: GeneratedPrompt,
+  candidates: Candidate,
+  judgments: Judgment,
+  pairs: PreferencePair,
+  'eft-judgments': EftJudgment,
+  eft: SftExample,
+} as const;
 export type StageName = keyof typeof SCHEMAS;
 
 /** Every record of a published stage (sha256-verified), sorted by id; null when unpublished. */

@@ -34,7 +34,9 @@ export function storeContract(name: string, open: () => Promise<ArtifactStore>, 
     it('says whether a key exists, and names a missing one when read', async () => {
       const store = await open();
       expect(await store.exists('runs/none/manifest.json')).toBe(false);
-      await expect(store.getBytes('runs/none/manifest.json')).rejects.toThrow(`artifact ${store.uri('runs/none/manifest.json')} does not exist`);
+      await expect(store.getBytes('runs/none/manifest.json')).rejects.toThrow(
+        `artifact ${store.uri('runs/none/manifest.json')} does not exist`,
+      );
       await store.putBytes('runs/none/manifest.json', '{}');
       expect(await store.exists('runs/none/manifest.json')).toBe(true);
     });
@@ -56,7 +58,10 @@ export function storeContract(name: string, open: () => Promise<ArtifactStore>, 
       const bytes = randomBytes(opts.largeFileBytes);
       fs.writeFileSync(large, bytes);
       expect(await store.putFile('models/l/m1/config.json', small)).toEqual({ sha256: sha256Hex('{"hidden_size": 8}'), bytes: 18 });
-      expect(await store.putFile('models/l/m1/weights/model.safetensors', large)).toEqual({ sha256: sha256Hex(bytes), bytes: bytes.length });
+      expect(await store.putFile('models/l/m1/weights/model.safetensors', large)).toEqual({
+        sha256: sha256Hex(bytes),
+        bytes: bytes.length,
+      });
       const dir = await store.localDir('models/l/m1');
       expect(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).toBe('{"hidden_size": 8}');
       expect(sha256Hex(fs.readFileSync(path.join(dir, 'weights', 'model.safetensors')))).toBe(sha256Hex(bytes));

@@ -26,7 +26,20 @@ const WORDS = (
   'glacier2 canyon ballet robot puzzle volleyball harbor meteor pigment carnival beetle compass tapestry fjord galaxy pendulum'
 ).split(' ');
 const VERBS = ['Explain', 'Summarize', 'Describe', 'Compare', 'Outline', 'Critique', 'Illustrate', 'Teach', 'Evaluate', 'Narrate'];
-const AUDIENCES = ['children', 'managers', 'retirees', 'students', 'tourists', 'engineers', 'parents', 'poets', 'chefs', 'sailors', 'nurses', 'farmers'];
+const AUDIENCES = [
+  'children',
+  'managers',
+  'retirees',
+  'students',
+  'tourists',
+  'engineers',
+  'parents',
+  'poets',
+  'chefs',
+  'sailors',
+  'nurses',
+  'farmers',
+];
 
 export interface StubOptions {
   /** milliseconds before each answer */
@@ -120,7 +133,13 @@ export async function startStubOpenAI(options: StubOptions = {}, port = 0): Prom
         }
         const prompt = chat ? (body.messages ?? []).map((m) => m.content).join('\n') : (body.prompt ?? '');
         if (prompt.includes('STUB_TOO_LONG')) {
-          return finish(400, { error: { message: "This model's maximum context length is 2048 tokens. However, you requested 9999 tokens.", type: 'invalid_request_error', code: 'context_length_exceeded' } });
+          return finish(400, {
+            error: {
+              message: "This model's maximum context length is 2048 tokens. However, you requested 9999 tokens.",
+              type: 'invalid_request_error',
+              code: 'context_length_exceeded',
+            },
+          });
         }
         const n = body.n ?? 1;
         stub.generations += n;
@@ -130,7 +149,9 @@ export async function startStubOpenAI(options: StubOptions = {}, port = 0): Prom
           id: `stub-${h32(prompt, body.seed ?? 0)}`,
           object: chat ? 'chat.completion' : 'text_completion',
           model: body.model,
-          choices: texts.map((t, index) => (chat ? { index, message: { role: 'assistant', content: t }, finish_reason: 'stop' } : { index, text: t, finish_reason: 'stop' })),
+          choices: texts.map((t, index) =>
+            chat ? { index, message: { role: 'assistant', content: t }, finish_reason: 'stop' } : { index, text: t, finish_reason: 'stop' },
+          ),
           usage: { prompt_tokens: prompt.split(/\s+/).length, completion_tokens: completion, total_tokens: completion },
         });
       };

@@ -19,7 +19,10 @@ export async function makeTinyModel(compute: PythonCompute, python: string, repo
   const tiny = path.join(dir, 'tiny-llama');
   const job = path.join(dir, 'tiny.json');
   fs.writeFileSync(job, JSON.stringify({ tokenizer: smol, output: tiny, hidden_size: 64, layers: 2, heads: 4, seed: 0 }));
-  await promisify(execFile)(python, ['-m', 'srlm_compute', 'make-tiny-model', '--job', job], { cwd: path.join(repo, 'compute'), env: { ...process.env, PYTHONPATH: path.join(repo, 'compute') } });
+  await promisify(execFile)(python, ['-m', 'srlm_compute', 'make-tiny-model', '--job', job], {
+    cwd: path.join(repo, 'compute'),
+    env: { ...process.env, PYTHONPATH: path.join(repo, 'compute') },
+  });
   return tiny;
 }
 

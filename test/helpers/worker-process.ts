@@ -35,8 +35,9 @@ export function spawnWorker(address: string, queues: string, workDir: string, ex
       out.push(l);
       if (l.trim() === 'ready') resolve();
     });
-    void exited.then((code) => reject(new Error(`worker (${queues}) exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`)));
+    void exited.then((code) =>
+      reject(new Error(`worker (${queues}) exited with ${code} before it was ready: ${stderr.join('').slice(-2000)}`)),
+    );
   });
   return { child, lines: out, stderr, ready, exited };
 }
-

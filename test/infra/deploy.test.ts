@@ -107,7 +107,13 @@ const DOCKERFILES = [...WORKER_IMAGES, TRAIN_IMAGE];
 function copiedInto(stage: Stage, file: string): boolean {
   return stage.instructions
     .filter((i) => i.op === 'COPY' && !i.args.includes('--from='))
-    .some((i) => i.args.split(/\s+/).filter((p) => !p.startsWith('--')).slice(0, -1).some((src) => file === src || file.startsWith(`${src.replace(/\/$/, '')}/`)));
+    .some((i) =>
+      i.args
+        .split(/\s+/)
+        .filter((p) => !p.startsWith('--'))
+        .slice(0, -1)
+        .some((src) => file === src || file.startsWith(`${src.replace(/\/$/, '')}/`)),
+    );
 }
 
 describe('Dockerfiles', () => {
@@ -160,7 +166,8 @@ describe('Dockerfiles', () => {
         if (file === TRAIN_IMAGE) return; // its entrypoint's imports: checked below, file by file
         // what the worker imports at run time is in the image
         const copied = final.instructions.filter((i) => i.op === 'COPY').map((i) => i.args);
-        for (const dir of ['activities', 'core', 'workflows', 'workers', 'infra']) expect(copied.some((a) => a.startsWith(`${dir} `))).toBe(true);
+        for (const dir of ['activities', 'core', 'workflows', 'workers', 'infra'])
+          expect(copied.some((a) => a.startsWith(`${dir} `))).toBe(true);
       });
 
       if (file === TRAIN_IMAGE) return;
@@ -202,20 +209,33 @@ describe('Dockerfiles', () => {
     expect(final.instructions.some((i) => i.op === 'USER')).toBe(false);
     // every repository file the entrypoint loads (esbuild's import graph) is copied
     const esbuild = await import('esbuild');
-    const graph = await esbuild.build({ entryPoints: [rel('backends/train-entry.ts')], absWorkingDir: root, bundle: true, platform: 'node', packages: 'external', write: false, metafile: true, logLevel: 'error' });
+    const graph = await esbuild.build({
+      entryPoints: [rel('backends/train-entry.ts')],
+      absWorkingDir: root,
+      bundle: true,
+      platform: 'node',
+      packages: 'external',
+      write: false,
+      metafile: true,
+      logLevel: 'error',
+    });
     const sources = Object.keys(graph.metafile.inputs);
     expect(sources).toEqual(expect.arrayContaining(['backends/train-entry.ts', 'store/s3store.ts', 'store/checkpoints.ts']));
-    for (const src of sources) expect(copiedInto(final, src), `${TRAIN_IMAGE}: ${src} is imported by the entrypoint but not copied`).toBe(true);
+    for (const src of sources)
+      expect(copiedInto(final, src), `${TRAIN_IMAGE}: ${src} is imported by the entrypoint but not copied`).toBe(true);
     expect(copiedInto(final, 'compute/srlm_compute/launch.py')).toBe(true);
     expect(pkg.dependencies['@aws-sdk/client-s3']).toBeDefined(); // installed with --omit=dev
     // the environment the entrypoint reads points where the Dockerfile puts things
     const vars = envOf(final);
-    expect(text).toMatch(/COPY compute\/requirements\.txt \/tmp\/requirements\.txt[\s\S]*pip install --no-input -r \/tmp\/requirements\.txt/);
+    expect(text).toMatch(
+      /COPY compute\/requirements\.txt \/tmp\/requirements\.txt[\s\S]*pip install --no-input -r \/tmp\/requirements\.txt/,
+    );
     expect(text).toContain(`python -m venv ${path.dirname(path.dirname(vars.SRLM_PYTHON!))}`);
     const workdir = final.instructions.filter((i) => i.op === 'WORKDIR').at(-1)!.args;
     expect(vars.SRLM_COMPUTE_DIR).toBe(`${workdir}/compute`);
     expect(final.instructions.some((i) => i.op === 'COPY' && i.args === 'compute ./compute')).toBe(true);
-    for (const key of ['SRLM_TRAIN_WORK_DIR', 'SRLM_CACHE_DIR']) expect(text, key).toMatch(new RegExp(`mkdir -p [^\\n]*${vars[key]}(\\s|$)`));
+    for (const key of ['SRLM_TRAIN_WORK_DIR', 'SRLM_CACHE_DIR'])
+      expect(text, key).toMatch(new RegExp(`mkdir -p [^\\n]*${vars[key]}(\\s|$)`));
     expect(stages[0]!.from).toBe(parseDockerfile(read('infra/docker/compute.Dockerfile')).stages[0]!.from);
     expect(final.from).toBe(parseDockerfile(read('infra/docker/compute.Dockerfile')).stages.at(-1)!.from);
   });
@@ -225,7 +245,9 @@ describe('Dockerfiles', () => {
     const { args, stages } = parseDockerfile(text);
     expect(args.map((a) => a.args)).toContain(`VLLM_VERSION=${VLLM_VERSION}`);
     expect(text).toContain('"vllm==${VLLM_VERSION}"');
-    expect(text).toMatch(/COPY compute\/requirements\.txt \/tmp\/requirements\.txt[\s\S]*pip install --no-input -r \/tmp\/requirements\.txt/);
+    expect(text).toMatch(
+      /COPY compute\/requirements\.txt \/tmp\/requirements\.txt[\s\S]*pip install --no-input -r \/tmp\/requirements\.txt/,
+    );
     const vars = envOf(stages.at(-1)!);
     for (const key of ['SRLM_PYTHON', 'SRLM_VLLM_PYTHON']) {
       const venv = path.dirname(path.dirname(vars[key]!));
@@ -241,7 +263,10 @@ describe('Dockerfiles', () => {
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const K8S = rel('infra/k8s');
-const k8sFiles = (fs.readdirSync(K8S, { recursive: true }) as string[]).filter((f) => f.endsWith('.yaml')).map((f) => path.join(K8S, f)).sort();
+const k8sFiles = (fs.readdirSync(K8S, { recursive: true }) as string[])
+  .filter((f) => f.endsWith('.yaml'))
+  .map((f) => path.join(K8S, f))
+  .sort();
 const manifestFiles = k8sFiles.filter((f) => path.basename(f) !== 'kustomization.yaml');
 let docs: [string, Doc][] = [];
 
@@ -299,7 +324,10 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       }
       for (const img of (k.images ?? []) as Doc[]) {
         const used = workloads().flatMap((w) => containersOf(w).map((c) => c.image as string));
-        expect(used.some((u) => u.startsWith(`${img.name}:`)), `${file}: image ${img.name}`).toBe(true);
+        expect(
+          used.some((u) => u.startsWith(`${img.name}:`)),
+          `${file}: image ${img.name}`,
+        ).toBe(true);
       }
       for (const rep of (k.replicas ?? []) as Doc[]) expect(deployment(rep.name), `${file}: replicas of ${rep.name}`).toBeDefined();
     }
@@ -315,7 +343,8 @@ describe('Kubernetes manifests (infra/k8s)', () => {
           ...((c.envFrom ?? []) as Doc[]).filter((e) => e.secretRef).map((e) => e.secretRef as Doc),
           ...((c.env ?? []) as Doc[]).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.valueFrom.secretKeyRef as Doc),
         ];
-        for (const ref of refs) expect(readme, `${w.metadata.name}: secret ${ref.name}`).toContain(`kubectl -n srlm create secret generic ${ref.name}`);
+        for (const ref of refs)
+          expect(readme, `${w.metadata.name}: secret ${ref.name}`).toContain(`kubectl -n srlm create secret generic ${ref.name}`);
         for (const ref of ((c.envFrom ?? []) as Doc[]).filter((e) => e.configMapRef)) {
           expect(byKind('ConfigMap').map((m) => m.metadata.name)).toContain(ref.configMapRef.name);
         }
@@ -327,15 +356,21 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     for (const w of workloads()) {
       for (const c of containersOf(w)) expect(imageTagOk(c.image), `${w.metadata.name}: ${c.image}`).toBe(true);
       if (w.kind !== 'Job') {
-        for (const [k, v] of Object.entries(w.spec.selector.matchLabels as Record<string, string>)) expect(w.spec.template.metadata.labels[k]).toBe(v);
+        for (const [k, v] of Object.entries(w.spec.selector.matchLabels as Record<string, string>))
+          expect(w.spec.template.metadata.labels[k]).toBe(v);
       }
     }
     for (const svc of byKind('Service')) {
-      const pods = workloads().filter((w) => Object.entries(svc.spec.selector as Record<string, string>).every(([k, v]) => w.spec.template.metadata.labels[k] === v));
+      const pods = workloads().filter((w) =>
+        Object.entries(svc.spec.selector as Record<string, string>).every(([k, v]) => w.spec.template.metadata.labels[k] === v),
+      );
       expect(pods.length, `service ${svc.metadata.name}`).toBe(1);
       const ports = containersOf(pods[0]!).flatMap((c) => (c.ports ?? []) as Doc[]);
       for (const p of svc.spec.ports as Doc[]) {
-        expect(ports.some((cp) => cp.name === p.targetPort || cp.containerPort === p.targetPort), `${svc.metadata.name}:${p.targetPort}`).toBe(true);
+        expect(
+          ports.some((cp) => cp.name === p.targetPort || cp.containerPort === p.targetPort),
+          `${svc.metadata.name}:${p.targetPort}`,
+        ).toBe(true);
       }
     }
   });
@@ -365,13 +400,23 @@ describe('Kubernetes manifests (infra/k8s)', () => {
       if (want.gpu) {
         // one worker per GPU host: required anti-affinity on the host name against its own pods
         const anti = podSpec(d).affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution as Doc[];
-        expect(anti.some((t) => t.topologyKey === 'kubernetes.io/hostname' && Object.entries(t.labelSelector.matchLabels as Record<string, string>).every(([k, v]) => d.spec.template.metadata.labels[k] === v))).toBe(true);
+        expect(
+          anti.some(
+            (t) =>
+              t.topologyKey === 'kubernetes.io/hostname' &&
+              Object.entries(t.labelSelector.matchLabels as Record<string, string>).every(
+                ([k, v]) => d.spec.template.metadata.labels[k] === v,
+              ),
+          ),
+        ).toBe(true);
         expect(podSpec(d).tolerations.some((t: Doc) => t.key === 'nvidia.com/gpu')).toBe(true);
         expect(envValue(c, 'SRLM_PYTHON')).toBe('/opt/srlm/venv/bin/python');
         expect(Number(envValue(c, 'SRLM_COMPUTE_CONCURRENCY'))).toBe(flags.computeConcurrency);
       }
     }
-    expect(envValue(podSpec(deployment('srlm-generation-worker')).containers[0], 'SRLM_VLLM_PYTHON')).toBe('/opt/srlm/vllm-venv/bin/python');
+    expect(envValue(podSpec(deployment('srlm-generation-worker')).containers[0], 'SRLM_VLLM_PYTHON')).toBe(
+      '/opt/srlm/vllm-venv/bin/python',
+    );
   });
 
   it('point the workers at the Temporal frontend Service and run vLLM and Temporal at the pinned versions', () => {
@@ -384,7 +429,8 @@ describe('Kubernetes manifests (infra/k8s)', () => {
     expect(vllm.command).toEqual(['vllm', 'serve']);
     expect(vllm.args[0]).toBe('/models/current');
     const serverTag = (podSpec(deployment('temporal')).containers[0] as Doc).image.split(':')[1];
-    for (const w of workloads().filter((x) => x.kind === 'Job')) expect((podSpec(w).containers[0] as Doc).image).toBe(`temporalio/admin-tools:${serverTag}`);
+    for (const w of workloads().filter((x) => x.kind === 'Job'))
+      expect((podSpec(w).containers[0] as Doc).image).toBe(`temporalio/admin-tools:${serverTag}`);
   });
 });
 
@@ -398,7 +444,12 @@ describe('compose file (infra/compose)', () => {
 
   beforeAll(async () => {
     if (!docs.length) docs = await loadYaml(manifestFiles);
-    const r = await run(env.python, [rel('test/infra/deploy_check.py'), 'compose', rel('infra/compose/compose.yaml'), rel('infra/compose/.env.example')]);
+    const r = await run(env.python, [
+      rel('test/infra/deploy_check.py'),
+      'compose',
+      rel('infra/compose/compose.yaml'),
+      rel('infra/compose/.env.example'),
+    ]);
     expect(r.code, r.stderr).toBe(0);
     ({ config, variables } = JSON.parse(r.stdout) as { config: Doc; variables: string[] });
   });
@@ -413,7 +464,12 @@ describe('compose file (infra/compose)', () => {
     for (const [name, text] of Object.entries(cases)) {
       expect(text).not.toBe(src);
       fs.writeFileSync(path.join(tmp, name), text);
-      const r = await run(env.python, [rel('test/infra/deploy_check.py'), 'compose', path.join(tmp, name), rel('infra/compose/.env.example')]);
+      const r = await run(env.python, [
+        rel('test/infra/deploy_check.py'),
+        'compose',
+        path.join(tmp, name),
+        rel('infra/compose/.env.example'),
+      ]);
       expect(r.code, name).toBe(1);
       expect(r.stderr).toContain('not a valid Compose file');
     }

@@ -59,9 +59,9 @@ describe('startDevServer', () => {
     servers.push(s);
     await expect(startDevServer({ temporalBin, dbFile, uiPort: false })).rejects.toThrow(/already has .* open/);
     const port = Number(s.address.split(':')[1]);
-    await expect(
-      startDevServer({ temporalBin, dbFile: path.join(dir, 'other', 'temporal.db'), port, uiPort: false }),
-    ).rejects.toThrow(/in use/);
+    await expect(startDevServer({ temporalBin, dbFile: path.join(dir, 'other', 'temporal.db'), port, uiPort: false })).rejects.toThrow(
+      /in use/,
+    );
     await s.stop();
   });
 

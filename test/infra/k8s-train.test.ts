@@ -136,7 +136,13 @@ describe('Kubernetes training backend', () => {
     const m = trainingJobManifest(settings, 'srlm-x-1234567890ab', job, inputs);
     expect(m.spec).toMatchObject({ completionMode: 'Indexed', completions: 4, parallelism: 4, backoffLimit: 2 });
     const pod = m.spec!.template.spec!;
-    expect(pod).toMatchObject({ restartPolicy: 'Never', subdomain: 'srlm-x-1234567890ab', serviceAccountName: 'srlm-trainer', nodeSelector: settings.nodeSelector, tolerations: settings.tolerations });
+    expect(pod).toMatchObject({
+      restartPolicy: 'Never',
+      subdomain: 'srlm-x-1234567890ab',
+      serviceAccountName: 'srlm-trainer',
+      nodeSelector: settings.nodeSelector,
+      tolerations: settings.tolerations,
+    });
     const c = pod.containers[0]!;
     expect(c.resources?.limits).toEqual({ 'nvidia.com/gpu': '8' });
     const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
@@ -151,11 +157,21 @@ describe('Kubernetes training backend', () => {
       SRLM_MASTER_PORT: '29500',
       AWS_REGION: 'us-east-1',
     });
-    expect(JSON.parse(env.SRLM_TRAIN_JOB!)).toMatchObject({ mode: 'dpo', model: inputs.modelUri, data: inputs.dataUri, output: inputs.outputUri, checkpoint_dir: inputs.checkpointUri });
+    expect(JSON.parse(env.SRLM_TRAIN_JOB!)).toMatchObject({
+      mode: 'dpo',
+      model: inputs.modelUri,
+      data: inputs.dataUri,
+      output: inputs.outputUri,
+      checkpoint_dir: inputs.checkpointUri,
+    });
     expect(JSON.parse(env.SRLM_TRAIN_JOB!)).not.toHaveProperty('remote');
     expect(m.spec!.podFailurePolicy!.rules[0]).toMatchObject({ action: 'FailJob', onExitCodes: { operator: 'In', values: [2] } });
     const svc = rendezvousServiceManifest(settings, 'srlm-x-1234567890ab', 'uid-1');
-    expect(svc.spec).toMatchObject({ clusterIP: 'None', publishNotReadyAddresses: true, selector: { 'srlm.dev/job': 'srlm-x-1234567890ab' } });
+    expect(svc.spec).toMatchObject({
+      clusterIP: 'None',
+      publishNotReadyAddresses: true,
+      selector: { 'srlm.dev/job': 'srlm-x-1234567890ab' },
+    });
     expect(m.spec!.template.metadata!.labels!['srlm.dev/job']).toBe('srlm-x-1234567890ab');
     expect(svc.metadata!.ownerReferences).toEqual([{ apiVersion: 'batch/v1', kind: 'Job', name: 'srlm-x-1234567890ab', uid: 'uid-1' }]);
   });
@@ -176,14 +192,19 @@ describe('Kubernetes training backend', () => {
 
     const posts = api.requests.filter((r) => r.method === 'POST');
     expect(posts.map((r) => r.path)).toEqual(['/apis/batch/v1/namespaces/ml/jobs', '/api/v1/namespaces/ml/services']);
-    const sent = posts[0]!.body as { metadata: { name: string }; spec: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } } };
+    const sent = posts[0]!.body as {
+      metadata: { name: string };
+      spec: { template: { spec: { containers: { env: { name: string; value: string }[] }[] } } };
+    };
     expect(sent.metadata.name).toBe(base);
     const env = Object.fromEntries(sent.spec.template.spec.containers[0]!.env.map((e) => [e.name, e.value]));
     // the base model lay outside the store: it was uploaded under the job's prefix, as was the data
     expect(env.SRLM_MODEL_URI).toBe(store.uri(`${job.remote!.store_prefix}/input/model`));
     expect(await store.exists(`${job.remote!.store_prefix}/input/model/config.json`)).toBe(true);
     expect(await store.exists(`${job.remote!.store_prefix}/input/data/dpo.jsonl`)).toBe(true);
-    expect((posts[1]!.body as { metadata: { ownerReferences: { uid: string }[] } }).metadata.ownerReferences[0]!.uid).toBe(api.jobs.get(`ml/${base}`)!.metadata.uid);
+    expect((posts[1]!.body as { metadata: { ownerReferences: { uid: string }[] } }).metadata.ownerReferences[0]!.uid).toBe(
+      api.jobs.get(`ml/${base}`)!.metadata.uid,
+    );
     const progress = events.filter((e) => e.event === 'progress');
     expect(progress.some((e) => e.state === 'running' && String(e.status).startsWith('Running (active 4/4, ready 4'))).toBe(true);
     expect(progress.at(-1)).toMatchObject({ state: 'succeeded' });
@@ -204,8 +225,15 @@ describe('Kubernetes training backend', () => {
     api.setJobStatus('ml', base, { succeeded: 4, conditions: [{ type: 'Complete', status: 'True' }] });
     expect(await run).toMatchObject({ attached: true, job_name: base });
     // no second Job; the missing Service again, owned by the Job
-    expect(api.requests.filter((r) => r.method === 'POST').slice(before).map((r) => r.path)).toEqual(['/api/v1/namespaces/ml/services']);
-    expect(api.services.get(`ml/${base}`)!.metadata.ownerReferences).toEqual([{ apiVersion: 'batch/v1', kind: 'Job', name: base, uid: api.jobs.get(`ml/${base}`)!.metadata.uid }]);
+    expect(
+      api.requests
+        .filter((r) => r.method === 'POST')
+        .slice(before)
+        .map((r) => r.path),
+    ).toEqual(['/api/v1/namespaces/ml/services']);
+    expect(api.services.get(`ml/${base}`)!.metadata.ownerReferences).toEqual([
+      { apiVersion: 'batch/v1', kind: 'Job', name: base, uid: api.jobs.get(`ml/${base}`)!.metadata.uid },
+    ]);
     expect(fs.readFileSync(path.join(job.output, 'model.safetensors'), 'utf8')).toBe('attached weights');
   });
 
@@ -226,7 +254,12 @@ describe('Kubernetes training backend', () => {
     const run = trainer().train(job, {});
     const t0 = Date.now();
     while (!api.jobs.has(`ml/${base}`) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
-    api.setJobStatus('ml', base, { failed: 3, conditions: [{ type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' }] });
+    api.setJobStatus('ml', base, {
+      failed: 3,
+      conditions: [
+        { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit' },
+      ],
+    });
     const err = await run.catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'RemoteTrainingFailed', nonRetryable: false });
     expect((err as Error).message).toContain('BackoffLimitExceeded: Job has reached the specified backoff limit');
@@ -235,7 +268,14 @@ describe('Kubernetes training backend', () => {
     while (!api.jobs.has(`ml/${base}-2`) && Date.now() - t0 < 10_000) await new Promise((r) => setTimeout(r, 10));
     api.setJobStatus('ml', `${base}-2`, {
       failed: 1,
-      conditions: [{ type: 'Failed', status: 'True', reason: 'PodFailurePolicy', message: `Container trainer for pod ml/${base}-2-0-abcde failed with exit code 2 matching FailJob rule at index 0` }],
+      conditions: [
+        {
+          type: 'Failed',
+          status: 'True',
+          reason: 'PodFailurePolicy',
+          message: `Container trainer for pod ml/${base}-2-0-abcde failed with exit code 2 matching FailJob rule at index 0`,
+        },
+      ],
     });
     const bad = await retry.catch((e: unknown) => e);
     expect(bad).toMatchObject({ type: 'InvalidComputeInput', nonRetryable: true });
@@ -253,4 +293,3 @@ describe('Kubernetes training backend', () => {
     expect((err as Error).message).toContain(`wrote no model under ${store.uri(`${job.remote!.store_prefix}/output`)}`);
   });
 });
-

@@ -30,11 +30,15 @@ let proxy: FaultProxy;
 
 /** The packaged model as a run gets it: converted once into `<cacheDir>/models/<name>`. */
 async function startServer(python: string, model: string): Promise<number> {
-  server = spawn(python, ['-m', 'srlm_compute', 'serve', '--model', model, '--port', '0', '--device', 'cpu', '--batch-size', '8', '--threads', '2'], {
-    cwd: repoRoot(),
-    env: { ...process.env, PYTHONPATH: path.join(repoRoot(), 'compute') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  server = spawn(
+    python,
+    ['-m', 'srlm_compute', 'serve', '--model', model, '--port', '0', '--device', 'cpu', '--batch-size', '8', '--threads', '2'],
+    {
+      cwd: repoRoot(),
+      env: { ...process.env, PYTHONPATH: path.join(repoRoot(), 'compute') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   server.stderr!.on('data', (d: Buffer) => (serverLog = (serverLog + d.toString()).slice(-8000)));
   const lines = readline.createInterface({ input: server.stdout! });
   return new Promise((resolve, reject) => {
@@ -77,7 +81,17 @@ afterAll(async () => {
 });
 
 function engine(over: Partial<OpenAIComputeOptions> = {}): OpenAICompute {
-  return new OpenAICompute({ baseUrl: `http://127.0.0.1:${port}/v1`, model: MODEL, concurrency: 3, timeoutSeconds: 60, maxRetries: 3, backoffInitialMs: 20, backoffMaxMs: 100, wrapped: new FakeCompute(), ...over });
+  return new OpenAICompute({
+    baseUrl: `http://127.0.0.1:${port}/v1`,
+    model: MODEL,
+    concurrency: 3,
+    timeoutSeconds: 60,
+    maxRetries: 3,
+    backoffInitialMs: 20,
+    backoffMaxMs: 100,
+    wrapped: new FakeCompute(),
+    ...over,
+  });
 }
 
 let jobNo = 0;
@@ -87,7 +101,13 @@ function makeJob(reqs: GenerateRequest[], shards = 2): GenerateJob {
   const per = Math.ceil(reqs.length / shards);
   const files = Array.from({ length: shards }, (_, k) => {
     const input = path.join(dir, `shard-${k}.requests.jsonl`);
-    fs.writeFileSync(input, reqs.slice(k * per, (k + 1) * per).map((r) => JSON.stringify(r) + '\n').join(''));
+    fs.writeFileSync(
+      input,
+      reqs
+        .slice(k * per, (k + 1) * per)
+        .map((r) => JSON.stringify(r) + '\n')
+        .join(''),
+    );
     return { input, output: path.join(dir, `shard-${k}.outputs.jsonl`) };
   });
   return { model: '/unused', shards: files, device: 'cpu', batch_size: 1, threads: 0 };
@@ -95,12 +115,26 @@ function makeJob(reqs: GenerateRequest[], shards = 2): GenerateJob {
 
 function request(id: string, i: number): GenerateRequest {
   return i % 2 === 0
-    ? { id, messages: [{ role: 'user', content: `Name a colour. (${i})` }], n: 2, temperature: 0.7, top_p: 0.9, max_new_tokens: MAX_TOKENS, seed: i }
+    ? {
+        id,
+        messages: [{ role: 'user', content: `Name a colour. (${i})` }],
+        n: 2,
+        temperature: 0.7,
+        top_p: 0.9,
+        max_new_tokens: MAX_TOKENS,
+        seed: i,
+      }
     : { id, prompt: `The number ${i} is`, n: 1, temperature: 0.7, top_p: 0.9, max_new_tokens: MAX_TOKENS, seed: i };
 }
 
 function outputs(job: GenerateJob): GenerateOutput[] {
-  return job.shards!.flatMap((s) => fs.readFileSync(s.output, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as GenerateOutput));
+  return job.shards!.flatMap((s) =>
+    fs
+      .readFileSync(s.output, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as GenerateOutput),
+  );
 }
 
 function expectComplete(job: GenerateJob, ids: string[]): void {
@@ -154,7 +188,10 @@ describe('OpenAICompute against `python -m srlm_compute serve` (real model)', ()
     proxy.inject({ kind: 'status', status: 503 });
     proxy.inject({ kind: 'reset', afterBytes: 60 });
     const ids = Array.from({ length: 4 }, (_, i) => `f-${i}`);
-    const job = makeJob(ids.map((id, i) => request(id, i)), 1);
+    const job = makeJob(
+      ids.map((id, i) => request(id, i)),
+      1,
+    );
     const done = await engine({ baseUrl: `${proxy.endpoint}/v1`, concurrency: 2 }).generate(job, {});
     expect(proxy.faultsInjected.status).toBe(1);
     expect(proxy.faultsInjected.reset).toBe(1);
@@ -166,7 +203,15 @@ describe('OpenAICompute against `python -m srlm_compute serve` (real model)', ()
   }, 60_000);
 
   it('writes a prompt over the model context as skipped: prompt_too_long', async () => {
-    const long: GenerateRequest = { id: 'r-long', prompt: 'word '.repeat(9000), n: 1, temperature: 0.7, top_p: 0.9, max_new_tokens: MAX_TOKENS, seed: 1 };
+    const long: GenerateRequest = {
+      id: 'r-long',
+      prompt: 'word '.repeat(9000),
+      n: 1,
+      temperature: 0.7,
+      top_p: 0.9,
+      max_new_tokens: MAX_TOKENS,
+      seed: 1,
+    };
     const job = makeJob([long, request('r-1', 1)], 1);
     const done = await engine().generate(job, {});
     const byId = new Map(outputs(job).map((o) => [o.id, o]));

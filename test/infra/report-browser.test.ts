@@ -33,7 +33,8 @@ const dialogs: string[] = [];
 
 describe('the report in headless Chromium', () => {
   beforeAll(async () => {
-    if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run \`bash scripts/bootstrap.sh\` (it installs Debian's chromium package)`);
+    if (!fs.existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: run \`bash scripts/bootstrap.sh\` (it installs Debian's chromium package)`);
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-report-browser-'));
     const store = path.join(tmp, 'store');
     await seedReportStore(store);
@@ -46,7 +47,16 @@ describe('the report in headless Chromium', () => {
     context = await chromium.launchPersistentContext(path.join(tmp, 'profile'), {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       viewport: { width: 1100, height: 900 },
       timeout: 60_000,
     });
@@ -81,10 +91,12 @@ describe('the report in headless Chromium', () => {
       expect(box.height, name).toBeGreaterThan(150);
       expect(await svg.locator('[data-value]').count(), name).toBe(expectedCounts[name]);
       // every bar and point lies inside its chart, and all but zero-height bars have an area
-      const marks = await svg.locator('[data-value]').evaluateAll((els) => els.map((e) => {
-        const r = e.getBoundingClientRect();
-        return { x: r.x + window.scrollX, y: r.y + window.scrollY, w: r.width, h: r.height, value: Number(e.getAttribute('data-value')) };
-      }));
+      const marks = await svg.locator('[data-value]').evaluateAll((els) =>
+        els.map((e) => {
+          const r = e.getBoundingClientRect();
+          return { x: r.x + window.scrollX, y: r.y + window.scrollY, w: r.width, h: r.height, value: Number(e.getAttribute('data-value')) };
+        }),
+      );
       const top = box.y + (await page.evaluate(() => window.scrollY));
       for (const m of marks) {
         expect(m.x, name).toBeGreaterThanOrEqual(box.x - 1);
@@ -99,7 +111,9 @@ describe('the report in headless Chromium', () => {
   it('shows a held-back model in amber, not as an error: banner, panel, its unmet checks', async () => {
     const alert = page.locator('[data-alert="gate-failed"]');
     await expect.poll(() => alert.isVisible()).toBe(true);
-    expect(await alert.innerText()).toMatch(/^Promotion gate held back the model of iteration 3:[\s\S]*the safeguard working, not an error/);
+    expect(await alert.innerText()).toMatch(
+      /^Promotion gate held back the model of iteration 3:[\s\S]*the safeguard working, not an error/,
+    );
     const failed = page.locator('[data-gate="failed"]');
     expect(await failed.count()).toBe(1);
     expect(await failed.getAttribute('data-iteration')).toBe('3');

@@ -24,7 +24,12 @@ describe('srlm report on an S3 store', () => {
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-report-s3-'));
     server = await startS3Server({ bin: s3ServerBin(loadEnvPaths()), dir: path.join(tmp, 's3'), accessKey: ACCESS, secretKey: SECRET });
-    client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+    client = new S3Client({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET },
+    });
     await client.send(new CreateBucketCommand({ Bucket: 'reports' }));
     await seedReportStore(new S3Store({ bucket: 'reports', prefix: 'team/srlm', cacheDir: path.join(tmp, 'seed-cache'), client }));
     await seedReportStore(path.join(tmp, 'local'));
@@ -38,7 +43,14 @@ describe('srlm report on an S3 store', () => {
 
   const report = (store: string, out: string): Promise<CliResult> =>
     runCli(['report', RUN, '--store', store, '--out', out, '--json'], {
-      env: { ...process.env, AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_S3: server.endpoint, SRLM_CACHE_DIR: path.join(tmp, 'cache') },
+      env: {
+        ...process.env,
+        AWS_ACCESS_KEY_ID: ACCESS,
+        AWS_SECRET_ACCESS_KEY: SECRET,
+        AWS_REGION: 'us-east-1',
+        AWS_ENDPOINT_URL_S3: server.endpoint,
+        SRLM_CACHE_DIR: path.join(tmp, 'cache'),
+      },
     });
 
   it('reads the summaries and manifests from the bucket and writes the report a directory store gives', async () => {
@@ -48,7 +60,8 @@ describe('srlm report on an S3 store', () => {
     const local = await report(path.join(tmp, 'local'), path.join(tmp, 'out-local'));
     expect(local.code).toBe(0);
     // the same page but for the store's name and the time it was made
-    const same = (file: string): string => fs.readFileSync(file, 'utf8').replace(/store \S+ · generated \S+|store \S+; generated \S+/, 'STORE');
+    const same = (file: string): string =>
+      fs.readFileSync(file, 'utf8').replace(/store \S+ · generated \S+|store \S+; generated \S+/, 'STORE');
     const files = JSON.parse(s3.stdout) as { html: string; md: string };
     expect(fs.readFileSync(files.html, 'utf8')).toContain('store s3://reports/team/srlm');
     expect(same(files.html)).toBe(same(path.join(tmp, 'out-local', 'report.html')));
@@ -59,6 +72,8 @@ describe('srlm report on an S3 store', () => {
   it('names the run and the bucket when the run has no summaries there', async () => {
     const res = await report('s3://reports/elsewhere', path.join(tmp, 'none'));
     expect(res.code).toBe(1);
-    expect(res.stderr.trim()).toBe(`error: run "${RUN}" has no iteration summaries in the store s3://reports/elsewhere (looked for s3://reports/elsewhere/runs/${RUN}/iter-*/summary.json)`);
+    expect(res.stderr.trim()).toBe(
+      `error: run "${RUN}" has no iteration summaries in the store s3://reports/elsewhere (looked for s3://reports/elsewhere/runs/${RUN}/iter-*/summary.json)`,
+    );
   });
 });

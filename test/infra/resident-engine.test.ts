@@ -41,7 +41,13 @@ afterAll(async () => {
 });
 
 function pool(over: { startTimeoutMs?: number } = {}): ResidentPool {
-  const p = new ResidentPool({ python, packageDir: path.join(repoRoot(), 'compute'), logFile: path.join(tmp, 'servers.log'), killGraceMs: 5000, ...over });
+  const p = new ResidentPool({
+    python,
+    packageDir: path.join(repoRoot(), 'compute'),
+    logFile: path.join(tmp, 'servers.log'),
+    killGraceMs: 5000,
+    ...over,
+  });
   pools.push(p);
   return p;
 }
@@ -51,13 +57,31 @@ function makeJob(ids: string[], modelDir = model): GenerateJob {
   const dir = path.join(tmp, `job-${jobNo++}`);
   fs.mkdirSync(dir);
   const input = path.join(dir, 'shard-0.requests.jsonl');
-  const reqs: GenerateRequest[] = ids.map((id, i) => ({ id, messages: [{ role: 'user', content: `Name a fruit. (${id})` }], n: 2, temperature: 0.7, top_p: 0.9, max_new_tokens: MAX_TOKENS, seed: i }));
+  const reqs: GenerateRequest[] = ids.map((id, i) => ({
+    id,
+    messages: [{ role: 'user', content: `Name a fruit. (${id})` }],
+    n: 2,
+    temperature: 0.7,
+    top_p: 0.9,
+    max_new_tokens: MAX_TOKENS,
+    seed: i,
+  }));
   fs.writeFileSync(input, reqs.map((r) => JSON.stringify(r) + '\n').join(''));
-  return { model: modelDir, shards: [{ input, output: path.join(dir, 'shard-0.outputs.jsonl') }], device: 'cpu', batch_size: 4, threads: 2 };
+  return {
+    model: modelDir,
+    shards: [{ input, output: path.join(dir, 'shard-0.outputs.jsonl') }],
+    device: 'cpu',
+    batch_size: 4,
+    threads: 2,
+  };
 }
 
 function outputs(job: GenerateJob): GenerateOutput[] {
-  return fs.readFileSync(job.shards![0]!.output, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as GenerateOutput);
+  return fs
+    .readFileSync(job.shards![0]!.output, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as GenerateOutput);
 }
 
 function expectAnswered(job: GenerateJob, ids: string[]): void {
@@ -133,7 +157,29 @@ describe('resident local engine (real model, compute/ serve)', () => {
     fs.mkdirSync(trainDir);
     const data = path.join(trainDir, 'data.jsonl');
     fs.writeFileSync(data, JSON.stringify({ prompt: 'p', chosen: 'a', rejected: 'b' }) + '\n');
-    await local.train({ mode: 'dpo', model, ref_model: null, data, output: path.join(trainDir, 'out'), lr: 1e-6, lr_end: 0, epochs: 1, batch_size: 1, grad_accum: 1, dropout: 0, beta: 0.1, max_length: 64, seed: 0, device: 'cpu', threads: 1, max_steps: 1, gradient_checkpointing: false }, {});
+    await local.train(
+      {
+        mode: 'dpo',
+        model,
+        ref_model: null,
+        data,
+        output: path.join(trainDir, 'out'),
+        lr: 1e-6,
+        lr_end: 0,
+        epochs: 1,
+        batch_size: 1,
+        grad_accum: 1,
+        dropout: 0,
+        beta: 0.1,
+        max_length: 64,
+        seed: 0,
+        device: 'cpu',
+        threads: 1,
+        max_steps: 1,
+        gradient_checkpointing: false,
+      },
+      {},
+    );
     expect(aliveWhenTraining).toBe(false);
     expect(p.list()).toEqual([]);
   }, 240_000);
@@ -176,12 +222,28 @@ engine.generate(${JSON.stringify(makeJob(['w-0']))}, {}).then(() => { console.lo
     await waitFor('the server to die with its worker', () => !pidAlive(pid), 15_000);
   }, 240_000);
 
-  it('vllm engine: starts vLLM\'s OpenAI server (a FAKE of its entry point over compute/ serve) on a free port through the tether, waits until /v1/models answers, and generates on it', async () => {
+  it("vllm engine: starts vLLM's OpenAI server (a FAKE of its entry point over compute/ serve) on a free port through the tether, waits until /v1/models answers, and generates on it", async () => {
     const compute = path.join(repoRoot(), 'compute');
     const log = path.join(tmp, 'fake-vllm.log');
-    const p = new ResidentPool({ python, vllmPython: python, packageDir: compute, env: { PYTHONPATH: `${compute}${path.delimiter}${path.join(compute, 'tests', 'fakes')}`, FAKE_VLLM_LOG: log, FAKE_VLLM_START_DELAY: '2' } });
+    const p = new ResidentPool({
+      python,
+      vllmPython: python,
+      packageDir: compute,
+      env: {
+        PYTHONPATH: `${compute}${path.delimiter}${path.join(compute, 'tests', 'fakes')}`,
+        FAKE_VLLM_LOG: log,
+        FAKE_VLLM_START_DELAY: '2',
+      },
+    });
     pools.push(p);
-    const vllm = { kind: 'vllm' as const, tensor_parallel_size: 2, gpu_memory_utilization: 0.5, max_model_len: 4096, dtype: 'bfloat16' as const, requests_per_call: 64 };
+    const vllm = {
+      kind: 'vllm' as const,
+      tensor_parallel_size: 2,
+      gpu_memory_utilization: 0.5,
+      max_model_len: 4096,
+      dtype: 'bfloat16' as const,
+      requests_per_call: 64,
+    };
     const engine = new ResidentCompute(p, RESIDENT, new FakeCompute(), vllm);
     const ids = ['v-0', 'v-1'];
     const job = makeJob(ids);
@@ -189,7 +251,11 @@ engine.generate(${JSON.stringify(makeJob(['w-0']))}, {}).then(() => { console.lo
     expectAnswered(job, ids);
     expect(done.resident).toMatchObject({ reused: false });
     expect((done.resident as { load_seconds: number }).load_seconds).toBeGreaterThan(2); // it waited for the server
-    const [line] = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { server_argv: string[]; pid: number });
+    const [line] = fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { server_argv: string[]; pid: number });
     const argv = line!.server_argv;
     const flag = (name: string): string | undefined => argv[argv.indexOf(name) + 1];
     expect(flag('--model')).toBe(model);
@@ -230,7 +296,23 @@ engine.generate(${JSON.stringify(makeJob(['d-0']))}, {}).then(() => console.log(
 
   it('builds the argv of compute/ serve from the job settings', () => {
     expect(localServerArgs({ modelDir: '/m', device: 'cuda', batchSize: 32, threads: 0, idleMs: 1, maxModels: 1 })).toEqual([
-      '-m', 'srlm_compute', 'serve', '--model', '/m', '--host', '127.0.0.1', '--port', '0', '--device', 'cuda', '--batch-size', '32', '--threads', '0', '--served-model-name', 'srlm-resident',
+      '-m',
+      'srlm_compute',
+      'serve',
+      '--model',
+      '/m',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--device',
+      'cuda',
+      '--batch-size',
+      '32',
+      '--threads',
+      '0',
+      '--served-model-name',
+      'srlm-resident',
     ]);
   });
 });

@@ -38,11 +38,19 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-s3-run-'));
     server = await startS3Server({ bin: s3ServerBin(loadEnvPaths()), dir: path.join(tmp, 's3'), accessKey: ACCESS, secretKey: SECRET });
-    const admin = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+    const admin = new S3Client({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET },
+    });
     await admin.send(new CreateBucketCommand({ Bucket: 'srlm-runs' }));
     admin.destroy();
     awsEnv = { AWS_ACCESS_KEY_ID: ACCESS, AWS_SECRET_ACCESS_KEY: SECRET, AWS_REGION: 'us-east-1', AWS_ENDPOINT_URL_S3: server.endpoint };
-    worker = spawnWorker(testTemporalAddress(), 'orchestration,generation,training', path.join(tmp, 'work'), { ...awsEnv, SRLM_LOG: 'json' });
+    worker = spawnWorker(testTemporalAddress(), 'orchestration,generation,training', path.join(tmp, 'work'), {
+      ...awsEnv,
+      SRLM_LOG: 'json',
+    });
     await worker.ready;
     connection = await Connection.connect({ address: testTemporalAddress() });
     client = new Client({ connection });
@@ -66,7 +74,11 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
   });
 
   const history = async (workflowId: string): Promise<string> => {
-    const out = await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'show', '--address', testTemporalAddress(), '--workflow-id', workflowId, '--output', 'json'], { maxBuffer: 64 * 1024 * 1024 });
+    const out = await run(
+      loadEnvPaths(repoRoot()).temporal,
+      ['workflow', 'show', '--address', testTemporalAddress(), '--workflow-id', workflowId, '--output', 'json'],
+      { maxBuffer: 64 * 1024 * 1024 },
+    );
     return out.stdout;
   };
 
@@ -79,7 +91,12 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
     })) as RunResult;
     expect(result.finalModel.modelId).toBe('s3run.m2');
     expect(result.finalModel.uri).toBe('s3://srlm-runs/team/srlm/models/s3run/s3run.m2/manifest.json');
-    const admin = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+    const admin = new S3Client({
+      endpoint: server.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET },
+    });
     const keys: string[] = [];
     let token: string | undefined;
     do {
@@ -88,7 +105,8 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
       token = page.NextContinuationToken;
     } while (token);
     admin.destroy();
-    for (const stage of ['prompts', 'candidates', 'judgments', 'pairs']) expect(keys).toContain(`team/srlm/runs/s3run/iter-1/${stage}/manifest.json`);
+    for (const stage of ['prompts', 'candidates', 'judgments', 'pairs'])
+      expect(keys).toContain(`team/srlm/runs/s3run/iter-1/${stage}/manifest.json`);
     expect(keys).toContain('team/srlm/runs/s3run/iter-1/summary.json');
     expect(keys).toContain('team/srlm/models/s3run/s3run.m2/manifest.json');
     expect(keys).toContain('team/srlm/models/s3run/promoted.json');
@@ -96,10 +114,14 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
     expect(keys.filter((k) => k.includes('/checkpoints/'))).toEqual([]);
 
     // `srlm models` reads the lineage straight from the bucket, credentials from the environment
-    const models = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'models', '--store', 's3://srlm-runs/team/srlm', '--lineage', 's3run', '--json'], {
-      cwd: repo,
-      env: { ...process.env, ...awsEnv },
-    });
+    const models = await run(
+      path.join(repo, 'node_modules/.bin/tsx'),
+      [path.join(repo, 'cli/srlm.ts'), 'models', '--store', 's3://srlm-runs/team/srlm', '--lineage', 's3run', '--json'],
+      {
+        cwd: repo,
+        env: { ...process.env, ...awsEnv },
+      },
+    );
     outputs.push(models.stdout, models.stderr);
     const lineage = JSON.parse(models.stdout) as { modelId: string; parent: string | null; promoted?: boolean }[];
     expect(lineage.map((m) => m.modelId)).toEqual(['s3run.m0', 's3run.sft-baseline', 's3run.m1', 's3run.m2']);
@@ -119,10 +141,23 @@ describe('a run with its store in S3 (Versity S3 Gateway, worker process with AW
     const text = await history(runWorkflowId('s3missing'));
     expect(text).toMatch(/s3:\/\/srlm-no-such-bucket\/x\/runs\/s3missing\/[^"]*: NoSuchBucket/);
     // non-retryable: the failing activity ran once
-    const failed = (JSON.parse(text) as { events: { eventType: string; activityTaskFailedEventAttributes?: { failure?: { applicationFailureInfo?: { type?: string; nonRetryable?: boolean } } }; activityTaskStartedEventAttributes?: { attempt?: number } }[] }).events;
-    const info = failed.find((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_FAILED')?.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo;
+    const failed = (
+      JSON.parse(text) as {
+        events: {
+          eventType: string;
+          activityTaskFailedEventAttributes?: { failure?: { applicationFailureInfo?: { type?: string; nonRetryable?: boolean } } };
+          activityTaskStartedEventAttributes?: { attempt?: number };
+        }[];
+      }
+    ).events;
+    const info = failed.find((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_FAILED')?.activityTaskFailedEventAttributes?.failure
+      ?.applicationFailureInfo;
     expect(info).toMatchObject({ type: 'S3NoSuchBucket', nonRetryable: true });
-    expect(failed.filter((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_STARTED').every((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) === 1)).toBe(true);
+    expect(
+      failed
+        .filter((e) => e.eventType === 'EVENT_TYPE_ACTIVITY_TASK_STARTED')
+        .every((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) === 1),
+    ).toBe(true);
   });
 
   it('the secret key is in no history, log line or CLI output', async () => {

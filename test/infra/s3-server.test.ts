@@ -175,7 +175,12 @@ describe('startS3Server (versitygw)', () => {
         Bucket,
         Key,
         UploadId,
-        MultipartUpload: { Parts: [{ ETag: e1, PartNumber: 1 }, { ETag: e2, PartNumber: 2 }] },
+        MultipartUpload: {
+          Parts: [
+            { ETag: e1, PartNumber: 1 },
+            { ETag: e2, PartNumber: 2 },
+          ],
+        },
       }),
     );
     expect(done.ETag).toMatch(/-2"$/);
@@ -186,9 +191,9 @@ describe('startS3Server (versitygw)', () => {
     const other = await s3.send(new CreateMultipartUploadCommand({ Bucket, Key: 'mp/aborted' }));
     await s3.send(new UploadPartCommand({ Bucket, Key: 'mp/aborted', UploadId: other.UploadId, PartNumber: 1, Body: 'x' }));
     await s3.send(new AbortMultipartUploadCommand({ Bucket, Key: 'mp/aborted', UploadId: other.UploadId }));
-    await expect(
-      s3.send(new ListPartsCommand({ Bucket, Key: 'mp/aborted', UploadId: other.UploadId })),
-    ).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    await expect(s3.send(new ListPartsCommand({ Bucket, Key: 'mp/aborted', UploadId: other.UploadId }))).rejects.toMatchObject({
+      name: 'NoSuchUpload',
+    });
   });
 
   it('rejects a wrong secret', async () => {
@@ -225,9 +230,9 @@ describe('startS3Server (versitygw)', () => {
     it('without retries, a reset upload fails and leaves no object', async () => {
       const p = client(proxy.endpoint, { maxAttempts: 1 });
       proxy.inject({ kind: 'reset', afterBytes: 200_000 });
-      await expect(
-        p.send(new PutObjectCommand({ Bucket, Key: 'faults/three', Body: Buffer.alloc(3_000_000, 7) })),
-      ).rejects.toThrow(/ECONNRESET|socket hang up|EPIPE/);
+      await expect(p.send(new PutObjectCommand({ Bucket, Key: 'faults/three', Body: Buffer.alloc(3_000_000, 7) }))).rejects.toThrow(
+        /ECONNRESET|socket hang up|EPIPE/,
+      );
       await expect(s3.send(new HeadObjectCommand({ Bucket, Key: 'faults/three' }))).rejects.toMatchObject({
         $metadata: { httpStatusCode: 404 },
       });
@@ -289,8 +294,8 @@ describe('startS3Server lifecycle', () => {
     }
     const script = path.join(dir, 'fails.sh');
     fs.writeFileSync(script, '#!/bin/sh\necho "cannot start: broken on purpose" >&2\nexit 3\n', { mode: 0o755 });
-    await expect(
-      startS3Server({ bin: script, dir: path.join(dir, 'fails'), accessKey: 'a', secretKey: 'b' }),
-    ).rejects.toThrow(/exited \(code 3\)[\s\S]*broken on purpose/);
+    await expect(startS3Server({ bin: script, dir: path.join(dir, 'fails'), accessKey: 'a', secretKey: 'b' })).rejects.toThrow(
+      /exited \(code 3\)[\s\S]*broken on purpose/,
+    );
   });
 });

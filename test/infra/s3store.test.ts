@@ -35,7 +35,12 @@ beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-s3-'));
   server = await startS3Server({ bin: s3ServerBin(loadEnvPaths()), dir: path.join(tmp, 'data'), accessKey: ACCESS, secretKey: SECRET });
   proxy = await startFaultProxy({ host: '127.0.0.1', port: server.port });
-  admin = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+  admin = new S3Client({
+    endpoint: server.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET },
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -58,7 +63,15 @@ function storeOn(bucket: string, over: Partial<S3StoreOptions> & { maxAttempts?:
     ...(over.sdkChecksums === false ? { responseChecksumValidation: 'WHEN_REQUIRED' as const } : {}),
     credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET },
   });
-  return new S3Store({ bucket, prefix: 'team/srlm', cacheDir: path.join(tmp, `cache-${++seq}`), client, partSize: 5 * MiB, concurrency: 4, ...over });
+  return new S3Store({
+    bucket,
+    prefix: 'team/srlm',
+    cacheDir: path.join(tmp, `cache-${++seq}`),
+    client,
+    partSize: 5 * MiB,
+    concurrency: 4,
+    ...over,
+  });
 }
 
 storeContract('S3Store on Versity S3 Gateway', () => newStore(), { largeFileBytes: 12 * MiB });
@@ -126,13 +139,15 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     const err = await store.getBytes('runs/r/iter-1/judgments/shard-00000.jsonl').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IntegrityError);
     // the SDK's CRC check or srlm's sha256 check catches it, whichever runs first
-    expect((err as Error).message).toMatch(new RegExp(`^artifact ${store.rootUri}/runs/r/iter-1/judgments/shard-00000\\.jsonl: (sha256|the bytes read do not match)`));
+    expect((err as Error).message).toMatch(
+      new RegExp(`^artifact ${store.rootUri}/runs/r/iter-1/judgments/shard-00000\\.jsonl: (sha256|the bytes read do not match)`),
+    );
     expect((err as Error).message).toContain('(3 reads)');
     expect(store.stats.integrityRetries).toBe(2);
     await expect(store.localDir('runs/r/iter-1/judgments')).rejects.toThrow(/shard-00000\.jsonl: .*\(3 reads\)/);
   });
 
-  it('without the SDK\'s response checksums (servers that keep none), the recorded sha256 still catches corruption', async () => {
+  it("without the SDK's response checksums (servers that keep none), the recorded sha256 still catches corruption", async () => {
     const store = await newStore();
     const file = path.join(tmp, 'multi.bin');
     fs.writeFileSync(file, randomBytes(7 * MiB));
@@ -142,10 +157,14 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     fs.writeSync(fd, Buffer.from('corrupted'), 0, 9, 6 * MiB);
     fs.closeSync(fd);
     await expect(store.getBytes('models/l/m9/model.safetensors')).rejects.toThrow(
-      new RegExp(`^artifact ${store.rootUri}/models/l/m9/model\\.safetensors: (sha256 of the bytes read is [0-9a-f]{64}, the object's recorded sha256 is [0-9a-f]{64}|the bytes read do not match).*\\(3 reads\\)`),
+      new RegExp(
+        `^artifact ${store.rootUri}/models/l/m9/model\\.safetensors: (sha256 of the bytes read is [0-9a-f]{64}, the object's recorded sha256 is [0-9a-f]{64}|the bytes read do not match).*\\(3 reads\\)`,
+      ),
     );
     const reader = storeOn(store.bucket, { sdkChecksums: false });
-    await expect(reader.getBytes('models/l/m9/model.safetensors')).rejects.toThrow(/model\.safetensors: sha256 of the bytes read is .*\(3 reads\)/);
+    await expect(reader.getBytes('models/l/m9/model.safetensors')).rejects.toThrow(
+      /model\.safetensors: sha256 of the bytes read is .*\(3 reads\)/,
+    );
     await expect(reader.localDir('models/l/m9')).rejects.toThrow(/model\.safetensors: sha256 of the bytes read is .*\(3 reads\)/);
     expect(fs.existsSync(reader.cache.objectPath(sha256Hex(fs.readFileSync(file))))).toBe(false);
   });
@@ -198,8 +217,12 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     // read: the four manifests, and step 5's directory (its two files, verified against their sha256 as they arrive, and its manifest)
     const resumedManifest = (await writer.getBytes(`${prefix}/step-000005/manifest.json`)).length;
     expect(reader.stats.bytesDownloaded).toBe(manifestBytes + 2 * fileBytes + resumedManifest);
-    expect(sha256Hex(fs.readFileSync(path.join(scan.newest!.dir, 'optimizer.pt')))).toBe(JSON.parse(fs.readFileSync(path.join(tmp, 'big-5', 'manifest.json'), 'utf8')).files[1].sha256);
-    console.log(`checkpoint scan: bytes downloaded to scan 4 checkpoints (3 torn) of ${2 * fileBytes} bytes each: ${reader.stats.bytesDownloaded} (the resumed checkpoint's ${2 * fileBytes + resumedManifest} + manifests ${manifestBytes}); of the torn ones' files: 0`);
+    expect(sha256Hex(fs.readFileSync(path.join(scan.newest!.dir, 'optimizer.pt')))).toBe(
+      JSON.parse(fs.readFileSync(path.join(tmp, 'big-5', 'manifest.json'), 'utf8')).files[1].sha256,
+    );
+    console.log(
+      `checkpoint scan: bytes downloaded to scan 4 checkpoints (3 torn) of ${2 * fileBytes} bytes each: ${reader.stats.bytesDownloaded} (the resumed checkpoint's ${2 * fileBytes + resumedManifest} + manifests ${manifestBytes}); of the torn ones' files: 0`,
+    );
   });
 
   it('the content-addressed cache: a host that holds a file by sha256 downloads it no more', async () => {
@@ -236,7 +259,10 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
       bucket: store.bucket,
       prefix: 'x',
       cacheDir: path.join(tmp, 'cache-bad'),
-      client: new S3Client({ ...s3ClientConfig({ endpoint: proxy.endpoint }), credentials: { accessKeyId: ACCESS, secretAccessKey: wrong } }),
+      client: new S3Client({
+        ...s3ClientConfig({ endpoint: proxy.endpoint }),
+        credentials: { accessKeyId: ACCESS, secretAccessKey: wrong },
+      }),
     });
     const before = proxy.connections;
     const err = (await bad.putBytes('k', 'v').catch((e: unknown) => e)) as ApplicationFailure;
@@ -264,7 +290,11 @@ describe('S3Store faults and integrity (real server, fault proxy)', () => {
     await store.putBytes('e/small', 'x').catch(() => undefined);
     await store.putFile('e/large', file).catch(() => undefined);
     const writes = seen.filter((h) => !('x-amz-copy-source' in h));
-    const withSse = writes.filter((h) => h['x-amz-server-side-encryption'] === 'aws:kms' && h['x-amz-server-side-encryption-aws-kms-key-id'] === 'arn:aws:kms:us-east-1:111122223333:key/srlm-test');
+    const withSse = writes.filter(
+      (h) =>
+        h['x-amz-server-side-encryption'] === 'aws:kms' &&
+        h['x-amz-server-side-encryption-aws-kms-key-id'] === 'arn:aws:kms:us-east-1:111122223333:key/srlm-test',
+    );
     // PutObject and CreateMultipartUpload carry it (UploadPart and Complete need not)
     expect(withSse.length).toBeGreaterThanOrEqual(2);
   });

@@ -42,7 +42,12 @@ describe('a run whose training jobs run on SageMaker (moto)', () => {
   async function fakeContainer(req: Record<string, unknown>): Promise<void> {
     const name = req.TrainingJobName as string;
     const job = JSON.parse((req.HyperParameters as Record<string, string>).srlm_job!) as TrainJob;
-    const channels = Object.fromEntries((req.InputDataConfig as { ChannelName: string; DataSource: { S3DataSource: { S3Uri: string } } }[]).map((c) => [c.ChannelName, c.DataSource.S3DataSource.S3Uri]));
+    const channels = Object.fromEntries(
+      (req.InputDataConfig as { ChannelName: string; DataSource: { S3DataSource: { S3Uri: string } } }[]).map((c) => [
+        c.ChannelName,
+        c.DataSource.S3DataSource.S3Uri,
+      ]),
+    );
     const dir = fs.mkdtempSync(path.join(tmp, `container-${name}-`));
     const fetchPrefix = async (uri: string, to: string): Promise<void> => {
       const loc = parseS3Uri(uri);
@@ -57,10 +62,15 @@ describe('a run whose training jobs run on SageMaker (moto)', () => {
     await fetchPrefix(channels.model!, path.join(dir, 'model'));
     await fetchPrefix(channels.train!, path.join(dir, 'train'));
     const out = path.join(dir, 'out');
-    await new FakeCompute().train({ ...job, model: path.join(dir, 'model'), data: path.join(dir, 'train', path.posix.basename(job.data)), output: out }, {});
+    await new FakeCompute().train(
+      { ...job, model: path.join(dir, 'model'), data: path.join(dir, 'train', path.posix.basename(job.data)), output: out },
+      {},
+    );
     execFileSync('tar', ['-czf', path.join(dir, 'model.tar.gz'), '-C', out, '.']);
     const outLoc = parseS3Uri(`${(req.OutputDataConfig as { S3OutputPath: string }).S3OutputPath}/${name}/output/model.tar.gz`);
-    await s3.send(new PutObjectCommand({ Bucket: outLoc.bucket, Key: outLoc.prefix, Body: fs.readFileSync(path.join(dir, 'model.tar.gz')) }));
+    await s3.send(
+      new PutObjectCommand({ Bucket: outLoc.bucket, Key: outLoc.prefix, Body: fs.readFileSync(path.join(dir, 'model.tar.gz')) }),
+    );
     trained.push({ name, mode: job.mode });
     proxy.hold.delete(name);
   }
@@ -86,12 +96,20 @@ describe('a run whose training jobs run on SageMaker (moto)', () => {
       address: testTemporalAddress(),
       compute: fake,
       dir: tmp,
-      trainerFor: trainingBackends({ storeFor: defaultStoreFor(path.join(tmp, 'default-store'), path.join(tmp, 'objects')), wrapped: fake, sageMakerClient: sm, pollMs: 50 }),
+      trainerFor: trainingBackends({
+        storeFor: defaultStoreFor(path.join(tmp, 'default-store'), path.join(tmp, 'objects')),
+        wrapped: fake,
+        sageMakerClient: sm,
+        pollMs: 50,
+      }),
     });
   }, 120_000);
 
   afterAll(async () => {
-    await stack?.client.workflow.getHandle(runWorkflowId('smrun')).terminate('test over').catch(() => undefined);
+    await stack?.client.workflow
+      .getHandle(runWorkflowId('smrun'))
+      .terminate('test over')
+      .catch(() => undefined);
     await stack?.stop();
     sm?.destroy();
     s3?.destroy();
@@ -134,7 +152,8 @@ describe('a run whose training jobs run on SageMaker (moto)', () => {
     expect(trained.map((t) => t.mode).sort()).toEqual(['dpo', 'sft', 'sft']);
 
     // the published models hold what the container trained; the jobs' staging areas are gone
-    const keys = async (prefix: string): Promise<string[]> => ((await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!);
+    const keys = async (prefix: string): Promise<string[]> =>
+      ((await s3.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix }))).Contents ?? []).map((o) => o.Key!);
     const m2 = await keys('team/models/smrun/smrun.m2/');
     expect(m2.map((k) => path.posix.basename(k)).sort()).toEqual(['config.json', 'manifest.json', 'metrics.json', 'weights.bin']);
     expect(await keys('team/runs/smrun/train/')).toEqual([]);

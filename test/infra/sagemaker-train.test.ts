@@ -140,7 +140,15 @@ describe('SageMaker training backend (moto)', () => {
     const channels = Object.fromEntries((d.InputDataConfig ?? []).map((c) => [c.ChannelName, c.DataSource?.S3DataSource?.S3Uri]));
     expect(channels).toEqual({ model: `${store.uri(job.remote!.model_key!)}/`, train: `${prefix}/input/data/sft.jsonl` });
     const srlmJob = JSON.parse(d.HyperParameters!.srlm_job!) as Record<string, unknown>;
-    expect(srlmJob).toMatchObject({ mode: 'sft', model: '/opt/ml/input/data/model', data: '/opt/ml/input/data/train/sft.jsonl', output: '/opt/ml/model', checkpoint_dir: '/opt/ml/checkpoints', resume_from: null, lr: 1e-5 });
+    expect(srlmJob).toMatchObject({
+      mode: 'sft',
+      model: '/opt/ml/input/data/model',
+      data: '/opt/ml/input/data/train/sft.jsonl',
+      output: '/opt/ml/model',
+      checkpoint_dir: '/opt/ml/checkpoints',
+      resume_from: null,
+      lr: 1e-5,
+    });
     expect(srlmJob).not.toHaveProperty('remote');
     // the metric definitions as sent (moto replaces them with its own in what it stores)
     const sent = creates(base)[0]!.body.AlgorithmSpecification as { MetricDefinitions: { Name: string }[] };
@@ -172,7 +180,9 @@ describe('SageMaker training backend (moto)', () => {
     expect(events[0]).toMatchObject({ event: 'start', attached: true, job_name: base });
     expect(creates(base)).toHaveLength(1);
     expect((await describe_(base)).CreationTime).toEqual(created);
-    const list = await new SageMakerClient({ endpoint: moto.url, region: 'us-east-1' }).send(new ListTrainingJobsCommand({ NameContains: base }));
+    const list = await new SageMakerClient({ endpoint: moto.url, region: 'us-east-1' }).send(
+      new ListTrainingJobsCommand({ NameContains: base }),
+    );
     expect(list.TrainingJobSummaries?.map((s) => s.TrainingJobName)).toEqual([base]);
     expect(fs.existsSync(path.join(`${job.output}-2`, 'model.safetensors'))).toBe(true);
   });
@@ -196,7 +206,14 @@ describe('SageMaker training backend (moto)', () => {
     proxy.hold.delete(base);
     await run;
     expect(progress.length).toBeGreaterThanOrEqual(5);
-    expect(progress[1]).toMatchObject({ job_name: base, state: 'running', status: 'InProgress/Training', step: 3, total_steps: 10, loss: 1.25 });
+    expect(progress[1]).toMatchObject({
+      job_name: base,
+      state: 'running',
+      status: 'InProgress/Training',
+      step: 3,
+      total_steps: 10,
+      loss: 1.25,
+    });
     expect(progress.at(-1)).toMatchObject({ state: 'succeeded' });
     expect(proxy.ops('DescribeTrainingJob').filter((c) => c.body.TrainingJobName === base).length).toBeGreaterThanOrEqual(5);
   });
@@ -215,15 +232,27 @@ describe('SageMaker training backend (moto)', () => {
 
   it('a failed job: retryable with its reason; invalid input is not retried; the next attempt submits the next name', async () => {
     const { job, base } = await newJob();
-    proxy.hold.set(base, { TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'InternalServerError: We encountered an internal error.' });
-    const err = await trainer().train(job, {}).catch((e: unknown) => e);
+    proxy.hold.set(base, {
+      TrainingJobStatus: 'Failed',
+      SecondaryStatus: 'Failed',
+      FailureReason: 'InternalServerError: We encountered an internal error.',
+    });
+    const err = await trainer()
+      .train(job, {})
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'RemoteTrainingFailed', nonRetryable: false });
     expect((err as Error).message).toContain('InternalServerError: We encountered an internal error.');
 
     // the retry: base failed, so base-2 is created (SageMaker never frees a name)
-    proxy.hold.set(`${base}-2`, { TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'AlgorithmError: InvalidComputeInput: sft.jsonl:1: field "response" missing' });
-    const bad = await trainer().train(job, {}).catch((e: unknown) => e);
+    proxy.hold.set(`${base}-2`, {
+      TrainingJobStatus: 'Failed',
+      SecondaryStatus: 'Failed',
+      FailureReason: 'AlgorithmError: InvalidComputeInput: sft.jsonl:1: field "response" missing',
+    });
+    const bad = await trainer()
+      .train(job, {})
+      .catch((e: unknown) => e);
     expect(bad).toMatchObject({ type: 'InvalidComputeInput', nonRetryable: true });
     expect((bad as Error).message).toContain(`${base}-2 failed on its input`);
     expect(creates(base)).toHaveLength(1);
@@ -234,7 +263,9 @@ describe('SageMaker training backend (moto)', () => {
 
   it('a job completed without the model archive fails for good, naming the URI', async () => {
     const { job, base } = await newJob();
-    const err = await trainer().train(job, {}).catch((e: unknown) => e);
+    const err = await trainer()
+      .train(job, {})
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'RemoteOutputMissing', nonRetryable: true });
     expect((err as Error).message).toContain(`${ROOT}/${job.remote!.store_prefix}/output/${base}/output/model.tar.gz does not exist`);
   });

@@ -53,7 +53,9 @@ interface Exit {
 
 /** The entrypoint as the image runs it; `onStderr` sees its log lines as they come. */
 function entry(env: Record<string, string>, args: string[] = [], onStderr?: (line: string, pid: number) => void): Promise<Exit> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SRLM_') && !k.startsWith('SM_') && !k.startsWith('AWS_')));
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('SRLM_') && !k.startsWith('SM_') && !k.startsWith('AWS_')),
+  );
   const child = spawn(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'backends/train-entry.ts'), ...args], {
     cwd: repo,
     env: {
@@ -112,13 +114,21 @@ function safetensorsTensors(bytes: Buffer): string[] {
 
 function writeData(file: string, rows: number): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, Array.from({ length: rows }, (_, i) => JSON.stringify({ id: String(i), prompt: `Question ${i}: what is ${i} plus ${i}?`, completion: `The answer is ${2 * i}.` })).join('\n') + '\n');
+  fs.writeFileSync(
+    file,
+    Array.from({ length: rows }, (_, i) =>
+      JSON.stringify({ id: String(i), prompt: `Question ${i}: what is ${i} plus ${i}?`, completion: `The answer is ${2 * i}.` }),
+    ).join('\n') + '\n',
+  );
 }
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-train-entry-'));
   server = await startS3Server({ bin: s3ServerBin(paths), dir: path.join(tmp, 's3'), accessKey: ACCESS, secretKey: SECRET, quiet: true });
-  const client = new S3Client({ ...s3ClientConfig({ endpoint: server.endpoint }), credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET } });
+  const client = new S3Client({
+    ...s3ClientConfig({ endpoint: server.endpoint }),
+    credentials: { accessKeyId: ACCESS, secretAccessKey: SECRET },
+  });
   await client.send(new CreateBucketCommand({ Bucket: BUCKET }));
   store = new S3Store({ bucket: BUCKET, prefix: '', client, cacheDir: path.join(tmp, 'test-cache') });
   const compute = new PythonCompute({ python: paths.python, packageDir: path.join(repo, 'compute'), workDir: path.join(tmp, 'jobs') });
@@ -134,18 +144,48 @@ describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
   const settings = TrainingBackend.parse({ kind: 'kubernetes', image: 'srlm-train:1', gpusPerNode: 0 }) as KubernetesSettings;
 
   /** Stages model and data as the backend does; returns the environment of pod 0 (rendezvous on this host). */
-  async function stage(rows: number, over: Partial<TrainJob> = {}, backend = settings): Promise<{ env: Record<string, string>; inputs: StagedInputs }> {
+  async function stage(
+    rows: number,
+    over: Partial<TrainJob> = {},
+    backend = settings,
+  ): Promise<{ env: Record<string, string>; inputs: StagedInputs }> {
     const p = `${PREFIX}-${++seq}`;
     for (const f of fs.readdirSync(tiny)) await store.putFile(`${p}/input/model/${f}`, path.join(tiny, f));
     const data = path.join(tmp, `data-${seq}`, 'sft.jsonl');
     writeData(data, rows);
     await store.putFile(`${p}/input/data/sft.jsonl`, data);
-    const inputs = { modelUri: store.uri(`${p}/input/model`), dataUri: store.uri(`${p}/input/data/sft.jsonl`), outputUri: store.uri(`${p}/output`), checkpointUri: store.uri(`${p}/checkpoints`) };
-    const job = trainJobFixture({ mode: 'sft', model: tiny, data, output: path.join(tmp, 'unused'), lr: 1e-3, lr_end: 1e-4, batch_size: 2, max_length: 128, device: 'cpu', checkpoint_every: 2, ...over });
+    const inputs = {
+      modelUri: store.uri(`${p}/input/model`),
+      dataUri: store.uri(`${p}/input/data/sft.jsonl`),
+      outputUri: store.uri(`${p}/output`),
+      checkpointUri: store.uri(`${p}/checkpoints`),
+    };
+    const job = trainJobFixture({
+      mode: 'sft',
+      model: tiny,
+      data,
+      output: path.join(tmp, 'unused'),
+      lr: 1e-3,
+      lr_end: 1e-4,
+      batch_size: 2,
+      max_length: 128,
+      device: 'cpu',
+      checkpoint_every: 2,
+      ...over,
+    });
     const pod = trainingJobManifest(backend, `srlm-entry-${seq}`, job, inputs).spec!.template.spec!.containers[0]!;
     const env = Object.fromEntries((pod.env ?? []).map((e) => [e.name, e.value!]));
     // one node on this host: rank 0's address is ours (the pod would resolve <job>-0.<job>)
-    return { env: { ...env, SRLM_MASTER_ADDR: '127.0.0.1', SRLM_MASTER_PORT: String(await freePort()), JOB_COMPLETION_INDEX: '0', SRLM_TRAIN_WORK_DIR: path.join(tmp, `work-${seq}`) }, inputs };
+    return {
+      env: {
+        ...env,
+        SRLM_MASTER_ADDR: '127.0.0.1',
+        SRLM_MASTER_PORT: String(await freePort()),
+        JOB_COMPLETION_INDEX: '0',
+        SRLM_TRAIN_WORK_DIR: path.join(tmp, `work-${seq}`),
+      },
+      inputs,
+    };
   }
 
   const key = (uri: string): string => uri.slice(`s3://${BUCKET}/`.length);
@@ -188,9 +228,17 @@ describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
     const out = key(inputs.outputUri);
     const files = (await store.list(out)).map((k) => k.slice(out.length + 1));
     expect(files).toEqual(expect.arrayContaining(['config.json', 'model.safetensors', 'tokenizer.json', 'metrics.json']));
-    expect(JSON.parse((await store.getBytes(`${out}/config.json`)).toString())).toMatchObject({ model_type: 'llama', hidden_size: 64, num_hidden_layers: 2 });
+    expect(JSON.parse((await store.getBytes(`${out}/config.json`)).toString())).toMatchObject({
+      model_type: 'llama',
+      hidden_size: 64,
+      num_hidden_layers: 2,
+    });
     expect(safetensorsTensors(await store.getBytes(`${out}/model.safetensors`))).toContain('model.embed_tokens.weight');
-    expect(JSON.parse((await store.getBytes(`${out}/metrics.json`)).toString())).toMatchObject({ steps: 16, resumed_from_step: steps[0], world_size: 1 });
+    expect(JSON.parse((await store.getBytes(`${out}/metrics.json`)).toString())).toMatchObject({
+      steps: 16,
+      resumed_from_step: steps[0],
+      world_size: 1,
+    });
     // the second pod's checkpoints went up too (the newest kept: step 14, none at the last step)
     const kept = (await store.list(key(inputs.checkpointUri))).filter((k) => k.endsWith('/manifest.json'));
     expect(kept).toEqual([`${key(inputs.checkpointUri)}/step-000014/manifest.json`]);
@@ -213,7 +261,9 @@ describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
     expect(node0.stderr).toContain(`model uploaded to ${inputs.outputUri}`);
     const out = key(inputs.outputUri);
     expect(JSON.parse((await store.getBytes(`${out}/metrics.json`)).toString())).toMatchObject({ steps: 4, world_size: 2 });
-    expect((await store.list(key(inputs.checkpointUri))).filter((k) => k.endsWith('/manifest.json'))).toEqual([`${key(inputs.checkpointUri)}/step-000002/manifest.json`]);
+    expect((await store.list(key(inputs.checkpointUri))).filter((k) => k.endsWith('/manifest.json'))).toEqual([
+      `${key(inputs.checkpointUri)}/step-000002/manifest.json`,
+    ]);
   }, 240_000);
 
   it('bad settings and a bad job exit 2 with a message naming them; nothing is uploaded', async () => {
@@ -235,38 +285,71 @@ describe('train-entry: Kubernetes contract (S3 on Versity S3 Gateway)', () => {
     // compute/ refuses the job (found by the launcher before any rank starts)
     const bad = await entry({ ...env, SRLM_TRAIN_JOB: JSON.stringify({ ...JSON.parse(env.SRLM_TRAIN_JOB!), lr: -1 }) });
     expect(bad.code, bad.stderr).toBe(2);
-    expect(events(bad.stdout, 'error')[0]).toMatchObject({ kind: 'invalid_input', message: expect.stringContaining("key 'lr' must be > 0") });
+    expect(events(bad.stdout, 'error')[0]).toMatchObject({
+      kind: 'invalid_input',
+      message: expect.stringContaining("key 'lr' must be > 0"),
+    });
     expect(await store.list(key(inputs.outputUri))).toEqual([]);
   }, 120_000);
 });
 
 describe('train-entry: SageMaker contract (a temporary directory as /opt/ml)', () => {
-  const settings = TrainingBackend.parse({ kind: 'sagemaker', image: '1.dkr.ecr.x.amazonaws.com/srlm-train:1', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.m5.xlarge', nprocPerNode: 1 }) as SageMakerSettings;
+  const settings = TrainingBackend.parse({
+    kind: 'sagemaker',
+    image: '1.dkr.ecr.x.amazonaws.com/srlm-train:1',
+    roleArn: 'arn:aws:iam::123456789012:role/t',
+    instanceType: 'ml.m5.xlarge',
+    nprocPerNode: 1,
+  }) as SageMakerSettings;
 
   /** The container's /opt/ml as SageMaker lays it out, with the backend's hyperparameters. */
   function optMl(over: Record<string, unknown> = {}): string {
     const root = path.join(tmp, `opt-ml-${++seq}`);
     fs.cpSync(tiny, path.join(root, 'input/data/model'), { recursive: true });
     writeData(path.join(root, 'input/data/train/sft.jsonl'), 6);
-    const job = trainJobFixture({ mode: 'sft', model: tiny, data: '/w/sft.jsonl', output: '/w/out', lr: 1e-3, lr_end: 1e-4, batch_size: 2, max_length: 128, device: 'cpu', checkpoint_every: 1 });
-    const hp = createTrainingJobRequest(settings, `srlm-sm-${seq}`, job, { modelUri: 's3://b/m', dataUri: 's3://b/d/sft.jsonl', outputUri: 's3://b/o', checkpointUri: 's3://b/c' }).HyperParameters!;
+    const job = trainJobFixture({
+      mode: 'sft',
+      model: tiny,
+      data: '/w/sft.jsonl',
+      output: '/w/out',
+      lr: 1e-3,
+      lr_end: 1e-4,
+      batch_size: 2,
+      max_length: 128,
+      device: 'cpu',
+      checkpoint_every: 1,
+    });
+    const hp = createTrainingJobRequest(settings, `srlm-sm-${seq}`, job, {
+      modelUri: 's3://b/m',
+      dataUri: 's3://b/d/sft.jsonl',
+      outputUri: 's3://b/o',
+      checkpointUri: 's3://b/c',
+    }).HyperParameters!;
     const srlmJob = { ...JSON.parse(hp.srlm_job!), ...over };
     fs.mkdirSync(path.join(root, 'input/config'), { recursive: true });
     fs.writeFileSync(path.join(root, 'input/config/hyperparameters.json'), JSON.stringify({ ...hp, srlm_job: JSON.stringify(srlmJob) }));
-    fs.writeFileSync(path.join(root, 'input/config/resourceconfig.json'), JSON.stringify({ current_host: 'algo-1', hosts: ['algo-1'], network_interface_name: 'eth0' }));
+    fs.writeFileSync(
+      path.join(root, 'input/config/resourceconfig.json'),
+      JSON.stringify({ current_host: 'algo-1', hosts: ['algo-1'], network_interface_name: 'eth0' }),
+    );
     fs.mkdirSync(path.join(root, 'model'));
     return root;
   }
 
   it('trains from the channels, keeps the newest checkpoint in <root>/checkpoints and writes the model to <root>/model', async () => {
     const root = optMl();
-    const run = await entry({ SRLM_SAGEMAKER_ROOT: root, SRLM_TRAIN_WORK_DIR: path.join(tmp, `work-${seq}`), SRLM_MASTER_PORT: String(await freePort()) }, ['train']);
+    const run = await entry(
+      { SRLM_SAGEMAKER_ROOT: root, SRLM_TRAIN_WORK_DIR: path.join(tmp, `work-${seq}`), SRLM_MASTER_PORT: String(await freePort()) },
+      ['train'],
+    );
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toContain('sagemaker: node 0 of 1, 1 process(es) per node');
     expect(events(run.stdout, 'done')[0]).toMatchObject({ steps: 3 });
     // SageMaker's metric definitions read these lines
     expect(run.stdout).toMatch(/"step": 3/);
-    expect(fs.readdirSync(path.join(root, 'model'))).toEqual(expect.arrayContaining(['config.json', 'model.safetensors', 'metrics.json', 'tokenizer.json']));
+    expect(fs.readdirSync(path.join(root, 'model'))).toEqual(
+      expect.arrayContaining(['config.json', 'model.safetensors', 'metrics.json', 'tokenizer.json']),
+    );
     expect(safetensorsTensors(fs.readFileSync(path.join(root, 'model/model.safetensors')))).toContain('model.embed_tokens.weight');
     // checkpoints at steps 1 and 2 (none at the last); the older one removed
     expect(fs.readdirSync(path.join(root, 'checkpoints'))).toEqual(['step-000002']);
@@ -294,6 +377,8 @@ describe('train-entry: SageMaker contract (a temporary directory as /opt/ml)', (
     expect(nothing.stderr).toContain('no training job: set SRLM_TRAIN_JOB');
     const smOnly = await entry({ SM_CURRENT_HOST: 'algo-1', SRLM_SAGEMAKER_ROOT: path.join(tmp, 'nowhere') }, ['train']);
     expect(smOnly.code).toBe(2);
-    expect(smOnly.stderr).toContain(`this looks like SageMaker (SM_CURRENT_HOST, SRLM_SAGEMAKER_ROOT set) but ${path.join(tmp, 'nowhere', 'input/config/hyperparameters.json')} does not exist`);
+    expect(smOnly.stderr).toContain(
+      `this looks like SageMaker (SM_CURRENT_HOST, SRLM_SAGEMAKER_ROOT set) but ${path.join(tmp, 'nowhere', 'input/config/hyperparameters.json')} does not exist`,
+    );
   }, 120_000);
 });

@@ -42,7 +42,9 @@ describe('vLLM engine through the compute bridge (fake vllm)', () => {
     const config = RunConfig.parse({
       run: 'r',
       seed: { ift: '/abs/ift.jsonl' },
-      compute: { engine: { kind: 'vllm', tensorParallelSize: 2, gpuMemoryUtilization: 0.8, maxModelLen: 2048, dtype: 'float16', requestsPerCall: 3 } },
+      compute: {
+        engine: { kind: 'vllm', tensorParallelSize: 2, gpuMemoryUtilization: 0.8, maxModelLen: 2048, dtype: 'float16', requestsPerCall: 3 },
+      },
     });
     const engine = vllmEngines(python)(config)!;
     const requests: GenerateRequest[] = Array.from({ length: 7 }, (_, i) => ({
@@ -56,8 +58,18 @@ describe('vLLM engine through the compute bridge (fake vllm)', () => {
     }));
     const store = new LocalStore(path.join(tmp, 'store'));
     const res = await generateSharded({
-      store, compute: engine, workDir: path.join(tmp, 'work'), loc, part: 'all', model, requests,
-      shardSize: 3, partialFlushMs: 0, device: 'cpu', batchSize: 4, threads: 1,
+      store,
+      compute: engine,
+      workDir: path.join(tmp, 'work'),
+      loc,
+      part: 'all',
+      model,
+      requests,
+      shardSize: 3,
+      partialFlushMs: 0,
+      device: 'cpu',
+      batchSize: 4,
+      threads: 1,
     });
     expect(res.shards).toBe(3);
     expect(res.requestsGenerated).toBe(7);
@@ -71,9 +83,20 @@ describe('vLLM engine through the compute bridge (fake vllm)', () => {
         expect(o.tokens).toBeLessThanOrEqual(12);
       }
     }
-    for (const k of [0, 1, 2]) expect(await readCommittedShard(store, loc, 'all', k, requests.slice(k * 3, k * 3 + 3), () => undefined)).not.toBeNull();
-    const calls = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { call: string; kwargs?: Record<string, unknown>; prompts?: unknown[] });
-    expect(calls[0]!.kwargs).toMatchObject({ model, tensor_parallel_size: 2, gpu_memory_utilization: 0.8, max_model_len: 2048, dtype: 'float16' });
+    for (const k of [0, 1, 2])
+      expect(await readCommittedShard(store, loc, 'all', k, requests.slice(k * 3, k * 3 + 3), () => undefined)).not.toBeNull();
+    const calls = fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { call: string; kwargs?: Record<string, unknown>; prompts?: unknown[] });
+    expect(calls[0]!.kwargs).toMatchObject({
+      model,
+      tensor_parallel_size: 2,
+      gpu_memory_utilization: 0.8,
+      max_model_len: 2048,
+      dtype: 'float16',
+    });
     // requestsPerCall 3 over 7 requests of 2 samples: calls of 6, 6, 2 prompts, across the shards
     expect(calls.filter((c) => c.call === 'generate').map((c) => c.prompts!.length)).toEqual([6, 6, 2]);
   }, 120_000);

@@ -29,9 +29,21 @@ import { stageRecords } from '../helpers/stages';
 
 const env = loadEnvPaths();
 const RESIDENT = { idleSeconds: 600, affinitySeconds: 30, maxModels: 1, requestTimeoutSeconds: 600 };
-const VLLM: VllmJobEngine = { kind: 'vllm', tensor_parallel_size: 1, gpu_memory_utilization: 0.9, max_model_len: 2048, dtype: 'bfloat16', requests_per_call: 64 };
+const VLLM: VllmJobEngine = {
+  kind: 'vllm',
+  tensor_parallel_size: 1,
+  gpu_memory_utilization: 0.9,
+  max_model_len: 2048,
+  dtype: 'bfloat16',
+  requests_per_call: 64,
+};
 /** the compile cache outlives the test (later starts are faster); 1 GiB of KV cache is plenty here */
-const vllmEnv = (): Record<string, string> => ({ VLLM_CACHE_ROOT: path.join(env.cacheDir, 'vllm'), VLLM_CPU_KVCACHE_SPACE: '1', VLLM_USE_AOT_COMPILE: '0', TORCHINDUCTOR_CACHE_DIR: path.join(env.cacheDir, 'vllm', 'inductor') });
+const vllmEnv = (): Record<string, string> => ({
+  VLLM_CACHE_ROOT: path.join(env.cacheDir, 'vllm'),
+  VLLM_CPU_KVCACHE_SPACE: '1',
+  VLLM_USE_AOT_COMPILE: '0',
+  TORCHINDUCTOR_CACHE_DIR: path.join(env.cacheDir, 'vllm', 'inductor'),
+});
 
 /** Live (not zombie) processes of a process group, from /proc. */
 function groupPids(pgid: number): number[] {
@@ -50,105 +62,173 @@ function groupPids(pgid: number): number[] {
   return out;
 }
 
-describe.skipIf(!env.vllmPython)(env.vllmPython ? 'real vLLM on CPU' : 'real vLLM on CPU (skipped: no vLLM environment; run `bash scripts/bootstrap-vllm.sh`)', () => {
-  let tmp: string;
-  let model: string;
-  let pool: ResidentPool;
-  let resident: ResidentCompute;
+describe.skipIf(!env.vllmPython)(
+  env.vllmPython ? 'real vLLM on CPU' : 'real vLLM on CPU (skipped: no vLLM environment; run `bash scripts/bootstrap-vllm.sh`)',
+  () => {
+    let tmp: string;
+    let model: string;
+    let pool: ResidentPool;
+    let resident: ResidentCompute;
 
-  beforeAll(() => {
-    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-vllm-real-'));
-    model = packagedModel(env.python, env.cacheDir, tmp);
-    pool = new ResidentPool({ python: env.python, vllmPython: env.vllmPython!, packageDir: path.join(repoRoot(), 'compute'), logFile: path.join(tmp, 'servers.log'), env: vllmEnv(), killGraceMs: 20_000 });
-    resident = new ResidentCompute(pool, RESIDENT, new FakeCompute(), VLLM);
-  }, 240_000);
+    beforeAll(() => {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-vllm-real-'));
+      model = packagedModel(env.python, env.cacheDir, tmp);
+      pool = new ResidentPool({
+        python: env.python,
+        vllmPython: env.vllmPython!,
+        packageDir: path.join(repoRoot(), 'compute'),
+        logFile: path.join(tmp, 'servers.log'),
+        env: vllmEnv(),
+        killGraceMs: 20_000,
+      });
+      resident = new ResidentCompute(pool, RESIDENT, new FakeCompute(), VLLM);
+    }, 240_000);
 
-  afterAll(async () => {
-    await pool?.stopAll();
-    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
-  });
+    afterAll(async () => {
+      await pool?.stopAll();
+      if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+    });
 
-  it('resident vllm engine: the pool starts vLLM\'s OpenAI server and generates a job on it, n samples per request', async () => {
-    const dir = path.join(tmp, 'job');
-    fs.mkdirSync(dir);
-    const input = path.join(dir, 'shard-0.requests.jsonl');
-    const ids = ['r-0', 'r-1', 'r-2'];
-    fs.writeFileSync(input, ids.map((id, i) => JSON.stringify({ id, messages: [{ role: 'user', content: `Name a fruit (${i}).` }], n: 2, temperature: 0.7, top_p: 0.9, max_new_tokens: 16, seed: i }) + '\n').join(''));
-    const job: GenerateJob = { model, shards: [{ input, output: path.join(dir, 'shard-0.outputs.jsonl') }], device: 'cpu', batch_size: 4, threads: 1 };
-    const started = Date.now();
-    const done = await resident.generate(job, {});
-    const outs = fs.readFileSync(job.shards![0]!.output, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as GenerateOutput);
-    expect(outs.map((o) => o.id).sort()).toEqual(ids);
-    for (const o of outs) {
-      expect(o.outputs).toHaveLength(2);
-      for (const c of o.outputs) {
+    it("resident vllm engine: the pool starts vLLM's OpenAI server and generates a job on it, n samples per request", async () => {
+      const dir = path.join(tmp, 'job');
+      fs.mkdirSync(dir);
+      const input = path.join(dir, 'shard-0.requests.jsonl');
+      const ids = ['r-0', 'r-1', 'r-2'];
+      fs.writeFileSync(
+        input,
+        ids
+          .map(
+            (id, i) =>
+              JSON.stringify({
+                id,
+                messages: [{ role: 'user', content: `Name a fruit (${i}).` }],
+                n: 2,
+                temperature: 0.7,
+                top_p: 0.9,
+                max_new_tokens: 16,
+                seed: i,
+              }) + '\n',
+          )
+          .join(''),
+      );
+      const job: GenerateJob = {
+        model,
+        shards: [{ input, output: path.join(dir, 'shard-0.outputs.jsonl') }],
+        device: 'cpu',
+        batch_size: 4,
+        threads: 1,
+      };
+      const started = Date.now();
+      const done = await resident.generate(job, {});
+      const outs = fs
+        .readFileSync(job.shards![0]!.output, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as GenerateOutput);
+      expect(outs.map((o) => o.id).sort()).toEqual(ids);
+      for (const o of outs) {
+        expect(o.outputs).toHaveLength(2);
+        for (const c of o.outputs) {
+          expect(c.tokens).toBeGreaterThan(0);
+          expect(c.tokens).toBeLessThanOrEqual(16);
+          expect(c.text.trim()).not.toBe('');
+        }
+      }
+      expect(done.resident).toMatchObject({ reused: false });
+      const [server] = pool.list();
+      expect(server).toMatchObject({ model, engine: 'vllm', jobs: 1 });
+      // vLLM runs its engine core in a child process, in the server's process group
+      expect(groupPids(server!.pid!).length).toBeGreaterThanOrEqual(2);
+      console.log(
+        `[vllm-real] resident vLLM server up and first job done in ${((Date.now() - started) / 1000).toFixed(0)} s (load ${(done.resident as { load_seconds: number }).load_seconds.toFixed(0)} s)`,
+      );
+    }, 900_000);
+
+    it('a fleet of a vLLM host and a local-engine host: the candidates stage in two parts, complete and exactly once', async () => {
+      const storeRoot = path.join(tmp, 'store');
+      const store = new LocalStore(storeRoot);
+      const config = RunConfig.parse({
+        run: 'vllm-fleet',
+        seed: { ift: '/abs/ift.jsonl' },
+        store: { root: storeRoot },
+        candidates: { n: 2, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 16 } },
+        durability: { shardSize: 3, partialFlushSeconds: 0 },
+        compute: { device: 'cpu', generationBatchSize: 8, threads: 1, fleet: { parts: 2 } },
+      });
+      const prompts = await writeStage(store, {
+        run: config.run,
+        iteration: 1,
+        stage: 'prompts',
+        recordType: 'GeneratedPrompt',
+        producer: 'test',
+        configHash: 'test',
+        shardSize: 3,
+        records: Array.from({ length: 12 }, (_, i) => ({
+          id: `p${i}`,
+          prompt: `Give one tip about topic number ${i}.`,
+          iteration: 1,
+          shots: [],
+        })),
+      });
+      const modelRef = { modelId: 'smollm2', lineage: 'external', key: '', uri: model, sha256: '', externalPath: model };
+      const host = (name: string, compute: ConstructorParameters<typeof ResidentCompute>[2]) =>
+        createActivities({
+          storeFor: () => store,
+          compute,
+          workDir: path.join(tmp, `work-${name}`),
+          cacheDir: env.cacheDir,
+          heartbeatIntervalMs: 500,
+        });
+      const vllmHost = host('vllm', resident);
+      const localHost = host(
+        'local',
+        new PythonCompute({
+          python: env.python,
+          packageDir: path.join(repoRoot(), 'compute'),
+          workDir: path.join(tmp, 'work-local', 'jobs'),
+        }),
+      );
+      const input = { config, iteration: 1, model: modelRef, prompts, parts: 2 };
+      const [p0, p1] = (await Promise.all([
+        new MockActivityEnvironment().run(vllmHost.generateCandidatesPart, { ...input, part: 0 }),
+        new MockActivityEnvironment().run(localHost.generateCandidatesPart, { ...input, part: 1 }),
+      ])) as PartStats[];
+      expect(p0!.requestsGenerated).toBe(6);
+      expect(p1!.requestsGenerated).toBe(6);
+      // part 0 (one job of its two shards) went to the resident server of the first test: batch size and threads do not key a vLLM server
+      expect(pool.list()).toHaveLength(1);
+      expect(pool.list()[0]).toMatchObject({ engine: 'vllm', jobs: 2 });
+      const ref = (await new MockActivityEnvironment().run(localHost.generateCandidates, {
+        config,
+        iteration: 1,
+        model: modelRef,
+        prompts,
+        fleet: [p0!, p1!],
+      })) as ArtifactRef;
+      expect(ref.count).toBe(24);
+      const candidates = (await stageRecords(storeRoot, config.run, 1, 'candidates')) as Candidate[];
+      expect(candidates).toHaveLength(24);
+      expect(new Set(candidates.map((c) => c.id)).size).toBe(24);
+      const perPrompt = new Map<string, number[]>();
+      for (const c of candidates) perPrompt.set(c.promptId, [...(perPrompt.get(c.promptId) ?? []), c.index]);
+      expect([...perPrompt.keys()].sort()).toEqual(Array.from({ length: 12 }, (_, i) => `p${i}`).sort());
+      for (const idx of perPrompt.values()) expect(idx.sort()).toEqual([0, 1]);
+      for (const c of candidates) {
         expect(c.tokens).toBeGreaterThan(0);
         expect(c.tokens).toBeLessThanOrEqual(16);
-        expect(c.text.trim()).not.toBe('');
       }
-    }
-    expect(done.resident).toMatchObject({ reused: false });
-    const [server] = pool.list();
-    expect(server).toMatchObject({ model, engine: 'vllm', jobs: 1 });
-    // vLLM runs its engine core in a child process, in the server's process group
-    expect(groupPids(server!.pid!).length).toBeGreaterThanOrEqual(2);
-    console.log(`[vllm-real] resident vLLM server up and first job done in ${((Date.now() - started) / 1000).toFixed(0)} s (load ${(done.resident as { load_seconds: number }).load_seconds.toFixed(0)} s)`);
-  }, 900_000);
+    }, 900_000);
 
-  it('a fleet of a vLLM host and a local-engine host: the candidates stage in two parts, complete and exactly once', async () => {
-    const storeRoot = path.join(tmp, 'store');
-    const store = new LocalStore(storeRoot);
-    const config = RunConfig.parse({
-      run: 'vllm-fleet',
-      seed: { ift: '/abs/ift.jsonl' },
-      store: { root: storeRoot },
-      candidates: { n: 2, sampling: { temperature: 0.7, topP: 0.9, maxNewTokens: 16 } },
-      durability: { shardSize: 3, partialFlushSeconds: 0 },
-      compute: { device: 'cpu', generationBatchSize: 8, threads: 1, fleet: { parts: 2 } },
-    });
-    const prompts = await writeStage(store, {
-      run: config.run, iteration: 1, stage: 'prompts', recordType: 'GeneratedPrompt', producer: 'test', configHash: 'test', shardSize: 3,
-      records: Array.from({ length: 12 }, (_, i) => ({ id: `p${i}`, prompt: `Give one tip about topic number ${i}.`, iteration: 1, shots: [] })),
-    });
-    const modelRef = { modelId: 'smollm2', lineage: 'external', key: '', uri: model, sha256: '', externalPath: model };
-    const host = (name: string, compute: ConstructorParameters<typeof ResidentCompute>[2]) =>
-      createActivities({ storeFor: () => store, compute, workDir: path.join(tmp, `work-${name}`), cacheDir: env.cacheDir, heartbeatIntervalMs: 500 });
-    const vllmHost = host('vllm', resident);
-    const localHost = host('local', new PythonCompute({ python: env.python, packageDir: path.join(repoRoot(), 'compute'), workDir: path.join(tmp, 'work-local', 'jobs') }));
-    const input = { config, iteration: 1, model: modelRef, prompts, parts: 2 };
-    const [p0, p1] = (await Promise.all([
-      new MockActivityEnvironment().run(vllmHost.generateCandidatesPart, { ...input, part: 0 }),
-      new MockActivityEnvironment().run(localHost.generateCandidatesPart, { ...input, part: 1 }),
-    ])) as PartStats[];
-    expect(p0!.requestsGenerated).toBe(6);
-    expect(p1!.requestsGenerated).toBe(6);
-    // part 0 (one job of its two shards) went to the resident server of the first test: batch size and threads do not key a vLLM server
-    expect(pool.list()).toHaveLength(1);
-    expect(pool.list()[0]).toMatchObject({ engine: 'vllm', jobs: 2 });
-    const ref = (await new MockActivityEnvironment().run(localHost.generateCandidates, { config, iteration: 1, model: modelRef, prompts, fleet: [p0!, p1!] })) as ArtifactRef;
-    expect(ref.count).toBe(24);
-    const candidates = (await stageRecords(storeRoot, config.run, 1, 'candidates')) as Candidate[];
-    expect(candidates).toHaveLength(24);
-    expect(new Set(candidates.map((c) => c.id)).size).toBe(24);
-    const perPrompt = new Map<string, number[]>();
-    for (const c of candidates) perPrompt.set(c.promptId, [...(perPrompt.get(c.promptId) ?? []), c.index]);
-    expect([...perPrompt.keys()].sort()).toEqual(Array.from({ length: 12 }, (_, i) => `p${i}`).sort());
-    for (const idx of perPrompt.values()) expect(idx.sort()).toEqual([0, 1]);
-    for (const c of candidates) {
-      expect(c.tokens).toBeGreaterThan(0);
-      expect(c.tokens).toBeLessThanOrEqual(16);
-    }
-  }, 900_000);
-
-  it('stopping the pool stops the vLLM server and its engine core: nothing of its process group is left', async () => {
-    const [server] = pool.list();
-    expect(server).toBeDefined();
-    const pgid = server!.pid!;
-    expect(groupPids(pgid).length).toBeGreaterThanOrEqual(2);
-    await pool.stopAll();
-    expect(pool.list()).toEqual([]);
-    const deadline = Date.now() + 30_000;
-    while (groupPids(pgid).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
-    expect(groupPids(pgid)).toEqual([]);
-  }, 120_000);
-});
+    it('stopping the pool stops the vLLM server and its engine core: nothing of its process group is left', async () => {
+      const [server] = pool.list();
+      expect(server).toBeDefined();
+      const pgid = server!.pid!;
+      expect(groupPids(pgid).length).toBeGreaterThanOrEqual(2);
+      await pool.stopAll();
+      expect(pool.list()).toEqual([]);
+      const deadline = Date.now() + 30_000;
+      while (groupPids(pgid).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+      expect(groupPids(pgid)).toEqual([]);
+    }, 120_000);
+  },
+);

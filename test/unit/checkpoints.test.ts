@@ -31,7 +31,11 @@ describe('training checkpoints in the store', () => {
     ['a missing file', (d) => fs.rmSync(path.join(d, 'optimizer.pt')), /optimizer\.pt is missing/],
     ['a changed byte', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), 'weights at 1O'), /model\.safetensors sha256/],
     ['a truncated file', (d) => fs.writeFileSync(path.join(d, 'model.safetensors'), 'weights'), /model\.safetensors has 7 bytes/],
-    ['a manifest that is not one', (d) => fs.writeFileSync(path.join(d, 'manifest.json'), '{"kind":"model"}'), /not a valid checkpoint manifest/],
+    [
+      'a manifest that is not one',
+      (d) => fs.writeFileSync(path.join(d, 'manifest.json'), '{"kind":"model"}'),
+      /not a valid checkpoint manifest/,
+    ],
   ];
   for (const [what, tear, reason] of tearings) {
     it(`skips a torn checkpoint (${what}) for the one before it, saying why`, async () => {

@@ -77,7 +77,11 @@ describe('buildEftExamples', () => {
 
   it('deduplicates identical (prompt, judgment) examples across samples', () => {
     const same = (replyIndex: number, sample: number, score: number): EftJudgmentInput => ({
-      setId: 'set-1', replyIndex, sample, text: `Same text ${replyIndex}.\nScore: ${score}`, score,
+      setId: 'set-1',
+      replyIndex,
+      sample,
+      text: `Same text ${replyIndex}.\nScore: ${score}`,
+      score,
     });
     const { examples, stats } = buildEftExamples([set], [same(0, 0, 5), same(1, 0, 1), same(0, 1, 5), same(1, 1, 1)]);
     expect(examples).toHaveLength(2);
@@ -111,8 +115,12 @@ describe('buildEftExamples', () => {
     });
 
     it('keeps the same examples whatever the order of the judgments', () => {
-      const a = buildEftExamples(sets, judgments, { downsampleScore: 4 }).examples.map((e) => e.id).sort();
-      const b = buildEftExamples([...sets].reverse(), [...judgments].reverse(), { downsampleScore: 4 }).examples.map((e) => e.id).sort();
+      const a = buildEftExamples(sets, judgments, { downsampleScore: 4 })
+        .examples.map((e) => e.id)
+        .sort();
+      const b = buildEftExamples([...sets].reverse(), [...judgments].reverse(), { downsampleScore: 4 })
+        .examples.map((e) => e.id)
+        .sort();
       expect(a).toEqual(b);
     });
 

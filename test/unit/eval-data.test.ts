@@ -51,7 +51,9 @@ describe('loadEvalPrompts', () => {
     const dup = write('dup.jsonl', '{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n');
     await expect(loadEvalPrompts({ file: dup, offset: 0, max: 10 })).rejects.toThrow(/records 1 and 2 share the id "a"/);
     await expect(loadEvalPrompts({ file: dup, offset: 2, max: 10 })).rejects.toThrow(/has 2 records, none left after offset 2/);
-    await expect(loadEvalPrompts({ file: path.join(tmp, 'nope.json'), offset: 0, max: 1 })).rejects.toThrow(/evaluation\.prompts\.file: cannot read .*nope\.json \(ENOENT\)/);
+    await expect(loadEvalPrompts({ file: path.join(tmp, 'nope.json'), offset: 0, max: 1 })).rejects.toThrow(
+      /evaluation\.prompts\.file: cannot read .*nope\.json \(ENOENT\)/,
+    );
   });
 });
 

@@ -297,7 +297,18 @@ describe('headToHead', () => {
         { modelFirst: 'B', modelSecond: 'B' },
       ]),
     );
-    expect(h).toEqual({ model: 'demo.m2', opponent: 'demo.m1', judge: 'model:gemma3-270m', prompts: 6, wins: 1, losses: 1, ties: 4, winRate: 0.5, orderDisagreements: 2, unparsed: 3 });
+    expect(h).toEqual({
+      model: 'demo.m2',
+      opponent: 'demo.m1',
+      judge: 'model:gemma3-270m',
+      prompts: 6,
+      wins: 1,
+      losses: 1,
+      ties: 4,
+      winRate: 0.5,
+      orderDisagreements: 2,
+      unparsed: 3,
+    });
   });
 
   it('has a null win rate for no prompts', () => {
@@ -309,13 +320,25 @@ describe('headToHead', () => {
 describe('responseLengths', () => {
   it('gives count, mean and median characters and mean tokens', () => {
     // chars 3, 5, 0 -> mean 8/3, median 3; tokens 1, 2, 0 -> mean 1
-    const r = ResponseLengths.parse(responseLengths('demo.m2', [{ text: 'abc', tokens: 1 }, { text: 'hello', tokens: 2 }, { text: '', tokens: 0 }]));
+    const r = ResponseLengths.parse(
+      responseLengths('demo.m2', [
+        { text: 'abc', tokens: 1 },
+        { text: 'hello', tokens: 2 },
+        { text: '', tokens: 0 },
+      ]),
+    );
     expect(r).toMatchObject({ model: 'demo.m2', count: 3, medianChars: 3, meanTokens: 1 });
     expect(r.meanChars).toBeCloseTo(8 / 3, 12);
   });
 
   it('is null for no responses', () => {
-    expect(ResponseLengths.parse(responseLengths('demo.m2', []))).toEqual({ model: 'demo.m2', count: 0, meanChars: null, medianChars: null, meanTokens: null });
+    expect(ResponseLengths.parse(responseLengths('demo.m2', []))).toEqual({
+      model: 'demo.m2',
+      count: 0,
+      meanChars: null,
+      medianChars: null,
+      meanTokens: null,
+    });
   });
 });
 
@@ -329,7 +352,17 @@ function judgment(candidateId: string, score: number | null): Judgment {
 }
 
 function pair(chosenChars: number, rejectedChars: number): PreferencePair {
-  return { id: `pair${chosenChars}-${rejectedChars}`, promptId: 'p', prompt: 'q', chosen: 'x'.repeat(chosenChars), rejected: 'x'.repeat(rejectedChars), chosenId: 'c', rejectedId: 'r', chosenScore: 4, rejectedScore: 1 };
+  return {
+    id: `pair${chosenChars}-${rejectedChars}`,
+    promptId: 'p',
+    prompt: 'q',
+    chosen: 'x'.repeat(chosenChars),
+    rejected: 'x'.repeat(rejectedChars),
+    chosenId: 'c',
+    rejectedId: 'r',
+    chosenScore: 4,
+    rejectedScore: 1,
+  };
 }
 
 describe('RewardWatchAccumulator', () => {
@@ -344,7 +377,15 @@ describe('RewardWatchAccumulator', () => {
    * Pairs: chosen 4 vs rejected 2, chosen 1 vs rejected 7 -> gap ((4-2) + (1-7)) / 2 = -2.
    */
   const candidates = [candidate('c1', 10), candidate('c2', 20), candidate('c3', 30), candidate('c4', 40), candidate('c1', 99)];
-  const judgments = [judgment('c1', 2), judgment('c1', 4), judgment('c2', 4), judgment('c3', 5), judgment('c3', 4), judgment('c4', null), judgment('c9', 1)];
+  const judgments = [
+    judgment('c1', 2),
+    judgment('c1', 4),
+    judgment('c2', 4),
+    judgment('c3', 5),
+    judgment('c3', 4),
+    judgment('c4', null),
+    judgment('c9', 1),
+  ];
   const pairs = [pair(4, 2), pair(1, 7)];
 
   function check(w: RewardWatch): void {
@@ -377,7 +418,13 @@ describe('RewardWatchAccumulator', () => {
 
   it('is null throughout with nothing added', () => {
     const w = RewardWatch.parse(new RewardWatchAccumulator().watch());
-    expect(w).toEqual({ lengthScoreCorrelation: null, chosenRejectedCharGap: null, topScoreShare: null, scoreVariance: null, parseFailureRate: null });
+    expect(w).toEqual({
+      lengthScoreCorrelation: null,
+      chosenRejectedCharGap: null,
+      topScoreShare: null,
+      scoreVariance: null,
+      parseFailureRate: null,
+    });
   });
 
   it('has no correlation and zero variance for a constant judge', () => {
@@ -471,18 +518,30 @@ describe('decideGate', () => {
         judgeQuality: [],
         previousJudgeQuality: null,
         responses: [lengths('demo.m2', 900)],
-        watch: { lengthScoreCorrelation: null, chosenRejectedCharGap: null, topScoreShare: null, scoreVariance: null, parseFailureRate: null },
+        watch: {
+          lengthScoreCorrelation: null,
+          chosenRejectedCharGap: null,
+          topScoreShare: null,
+          scoreVariance: null,
+          parseFailureRate: null,
+        },
       }),
     );
     expect(d.passed).toBe(false);
     expect(d.checks.map((c) => [c.passed, c.value])).toEqual(GATE_CHECKS.map(() => [false, null]));
     const [vsPrevious, vsReference, accuracy, top, parse, growth] = d.checks.map((c) => c.message);
-    expect(vsPrevious).toBe('win rate against demo.m1 was not measured (evaluation.prompts, evaluation.judge and "previous" in evaluation.opponents provide it)');
+    expect(vsPrevious).toBe(
+      'win rate against demo.m1 was not measured (evaluation.prompts, evaluation.judge and "previous" in evaluation.opponents provide it)',
+    );
     expect(vsReference).toMatch(/against the reference outputs was not measured .*"reference" in evaluation.opponents/);
-    expect(accuracy).toBe('judge accuracy drop was not measured: no pairwise accuracy of demo.m1 and demo.m2 on held-out human rankings (evaluation.judgeSet provides it)');
+    expect(accuracy).toBe(
+      'judge accuracy drop was not measured: no pairwise accuracy of demo.m1 and demo.m2 on held-out human rankings (evaluation.judgeSet provides it)',
+    );
     expect(top).toMatch(/not measured.*config section judge/);
     expect(parse).toMatch(/judge parse rate was not measured/);
-    expect(growth).toBe('response length growth was not measured: no responses of demo.m1 on held-out prompts (evaluation.prompts provides them)');
+    expect(growth).toBe(
+      'response length growth was not measured: no responses of demo.m1 on held-out prompts (evaluation.prompts provides them)',
+    );
   });
 
   it('takes growth from empty responses to empty ones as 1, to longer ones as unmeasurable', () => {

@@ -46,15 +46,31 @@ describe('parseJsonl', () => {
   });
 
   it('names nested fields with their array index', () => {
-    const line = JSON.stringify({ id: 's', prompt: 'p', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: -1 }] });
+    const line = JSON.stringify({
+      id: 's',
+      prompt: 'p',
+      replies: [
+        { text: 'a', rank: 0 },
+        { text: 'b', rank: -1 },
+      ],
+    });
     const err = recordError(() => parseJsonl(line, RankedSet, 'seed/ranked.jsonl'));
     expect(err.message).toBe('seed/ranked.jsonl:1: field "replies[1].rank": must be >= 0');
     expect(err.field).toBe('replies[1].rank');
   });
 
-  it('shows a schema author\'s own message as written', () => {
-    const line = JSON.stringify({ id: 's', prompt: 'p', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 0 }] });
-    expect(recordError(() => parseJsonl(line, RankedSet, 'r.jsonl')).message).toBe('r.jsonl:1: field "replies": reply ranks must be distinct');
+  it("shows a schema author's own message as written", () => {
+    const line = JSON.stringify({
+      id: 's',
+      prompt: 'p',
+      replies: [
+        { text: 'a', rank: 0 },
+        { text: 'b', rank: 0 },
+      ],
+    });
+    expect(recordError(() => parseJsonl(line, RankedSet, 'r.jsonl')).message).toBe(
+      'r.jsonl:1: field "replies": reply ranks must be distinct',
+    );
   });
 
   it('names an unknown key', () => {
@@ -77,7 +93,10 @@ describe('parseJsonl', () => {
 
 describe('toJsonl', () => {
   it('writes one JSON document per line with a trailing newline, and round-trips', () => {
-    const records = [{ id: 'a', prompt: 'line\nbreak', response: 'r' }, { id: 'b', prompt: 'p', response: 'r' }];
+    const records = [
+      { id: 'a', prompt: 'line\nbreak', response: 'r' },
+      { id: 'b', prompt: 'p', response: 'r' },
+    ];
     const text = toJsonl(records);
     expect(text.split('\n')).toHaveLength(3);
     expect(text.endsWith('\n')).toBe(true);
@@ -97,7 +116,9 @@ describe('formatConfigError', () => {
   };
 
   it('names the key path of a value out of range', () => {
-    expect(errorsFor({ run: 'demo', seed: { ift: 'x' }, candidates: { n: 0 } })).toEqual(['configs/demo.json: "candidates.n": must be > 0']);
+    expect(errorsFor({ run: 'demo', seed: { ift: 'x' }, candidates: { n: 0 } })).toEqual([
+      'configs/demo.json: "candidates.n": must be > 0',
+    ]);
   });
 
   it('names an unknown key and where it is', () => {
@@ -106,7 +127,12 @@ describe('formatConfigError', () => {
   });
 
   it('lists every problem on its own line', () => {
-    const lines = errorsFor({ run: 'demo', seed: { ift: 'x' }, dpo: { lr: -1 }, prompts: { sampling: { temperature: 0.6, topP: 2, maxNewTokens: 1.5 } } });
+    const lines = errorsFor({
+      run: 'demo',
+      seed: { ift: 'x' },
+      dpo: { lr: -1 },
+      prompts: { sampling: { temperature: 0.6, topP: 2, maxNewTokens: 1.5 } },
+    });
     expect(lines).toEqual([
       'configs/demo.json: "prompts.sampling.topP": must be <= 1',
       'configs/demo.json: "prompts.sampling.maxNewTokens": expected an integer, received number',
@@ -114,9 +140,11 @@ describe('formatConfigError', () => {
     ]);
   });
 
-  it('explains a value that matches none of a union\'s forms', () => {
+  it("explains a value that matches none of a union's forms", () => {
     const [line] = errorsFor({ run: 'demo', seed: { ift: 'x' }, baseModel: { packaged: 'gpt-9' } });
-    expect(line).toMatch(/^configs\/demo\.json: "baseModel": matches none of the allowed forms \(closest: .*"baseModel\.packaged": must be one of "smollm2-135m-instruct", "gemma3-270m"/);
+    expect(line).toMatch(
+      /^configs\/demo\.json: "baseModel": matches none of the allowed forms \(closest: .*"baseModel\.packaged": must be one of "smollm2-135m-instruct", "gemma3-270m"/,
+    );
   });
 
   it('shows custom messages and missing keys', () => {

@@ -27,7 +27,9 @@ describe('findLeaks', () => {
 });
 
 describe('lineOfRecord and describeLeaks', () => {
-  const file = ['{"id": "a", "prompt": "One?"}', '', '{"id": "b", "prompt": "Say \\"hi\\"."}', '{"message_id": "m7", "text": "x"}'].join('\n');
+  const file = ['{"id": "a", "prompt": "One?"}', '', '{"id": "b", "prompt": "Say \\"hi\\"."}', '{"message_id": "m7", "text": "x"}'].join(
+    '\n',
+  );
 
   it('finds a record by its id, its prompt as JSON writes it, or an OASST message id', () => {
     expect(lineOfRecord(file, { id: 'a', text: 'One?' })).toBe(1);
@@ -37,7 +39,10 @@ describe('lineOfRecord and describeLeaks', () => {
   });
 
   it('names both records with file:line', () => {
-    const leaks = findLeaks([item('seed IFT example', 'i1', 'What is DNA?', 'ift.jsonl')], [item('evaluation prompt', 'eval-3', 'what is dna?', 'eval.jsonl')]);
+    const leaks = findLeaks(
+      [item('seed IFT example', 'i1', 'What is DNA?', 'ift.jsonl')],
+      [item('evaluation prompt', 'eval-3', 'what is dna?', 'eval.jsonl')],
+    );
     expect(describeLeaks(leaks, (x) => `${x.file}:${x.id === 'i1' ? 5 : 3}`)).toBe(
       '  evaluation prompt "eval-3" (eval.jsonl:3) shares the prompt "what is dna?" with seed IFT example "i1" (ift.jsonl:5)',
     );

@@ -12,7 +12,10 @@ const root = path.resolve(__dirname, '../..');
 // the import rules need no type information: checked without it, they need no TypeScript program
 const untyped = new ESLint({
   cwd: root,
-  overrideConfig: { languageOptions: { parserOptions: { projectService: false } }, rules: { '@typescript-eslint/no-floating-promises': 'off' } },
+  overrideConfig: {
+    languageOptions: { parserOptions: { projectService: false } },
+    rules: { '@typescript-eslint/no-floating-promises': 'off' },
+  },
 });
 const typed = new ESLint({ cwd: root });
 
@@ -56,7 +59,8 @@ describe('lint rules (eslint.config.mjs)', () => {
   });
 
   it('a floating promise is an error anywhere', async () => {
-    const text = 'async function later(): Promise<number> {\n  return 1;\n}\nexport function now(): void {\n  later();\n  void later();\n}\n';
+    const text =
+      'async function later(): Promise<number> {\n  return 1;\n}\nexport function now(): void {\n  later();\n  void later();\n}\n';
     expect(await problems('activities/run.ts', text, typed)).toEqual(['5:@typescript-eslint/no-floating-promises']);
   });
 });

@@ -46,10 +46,15 @@ describe('importOasstTrees on the real OASST2 sample', () => {
     }
 
     // Cross-check against the raw trees: only `en` roots, and the IFT response is the rank-0 reply.
-    const roots = new Map<string, OasstMessage>(text.trim().split('\n').map((l) => {
-      const t = JSON.parse(l) as { prompt: OasstMessage };
-      return [`oasst-${t.prompt.message_id}`, t.prompt] as const;
-    }));
+    const roots = new Map<string, OasstMessage>(
+      text
+        .trim()
+        .split('\n')
+        .map((l) => {
+          const t = JSON.parse(l) as { prompt: OasstMessage };
+          return [`oasst-${t.prompt.message_id}`, t.prompt] as const;
+        }),
+    );
     for (const e of ift) {
       const root = roots.get(e.id)!;
       expect(root.lang).toBe('en');
@@ -94,7 +99,10 @@ describe('importOasstTrees on hand-made trees', () => {
     const { ift, ranked, stats } = importOne(root);
     expect(ift).toEqual([]);
     expect(stats.skipped.no_rank0_reply).toBe(1);
-    expect(ranked[0]!.replies).toEqual([{ text: 'second', rank: 0 }, { text: 'third', rank: 1 }]);
+    expect(ranked[0]!.replies).toEqual([
+      { text: 'second', rank: 0 },
+      { text: 'third', rank: 1 },
+    ]);
   });
 
   it('makes no ranked set from fewer than two ranked replies, but still the IFT example', () => {
@@ -116,7 +124,7 @@ describe('importOasstTrees on hand-made trees', () => {
     expect(ift.map((e) => e.response)).toEqual(['Top answer']);
   });
 
-  it('accepts the export\'s extra fields', () => {
+  it("accepts the export's extra fields", () => {
     const root = { ...message('prompter', 'Q', { replies: [reply('A', 0), reply('B', 1)] }), emojis: { '+1': 2 }, labels: {} };
     expect(importOasstTrees(tree(root as OasstMessage), 't.jsonl', { lang: 'en' }).ift).toHaveLength(1);
   });
@@ -145,7 +153,10 @@ describe('importSelfInstructSeeds', () => {
     const line = JSON.stringify({
       name: 'capitals',
       instruction: 'Name the capital.',
-      instances: [{ input: '', output: 'Paris' }, { input: 'Spain', output: 'Madrid' }],
+      instances: [
+        { input: '', output: 'Paris' },
+        { input: 'Spain', output: 'Madrid' },
+      ],
       is_classification: false,
     });
     expect(importSelfInstructSeeds(line, 'seeds.jsonl')).toEqual([

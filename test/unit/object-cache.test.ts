@@ -40,7 +40,12 @@ describe('the content-addressed object cache', () => {
       { path: 'model.safetensors', sha256: w, bytes: 7 },
       { path: 'sub/config.json', sha256: c, bytes: 13 },
     ]);
-    expect(await cache.tree([{ path: 'sub/config.json', sha256: c, bytes: 13 }, { path: 'model.safetensors', sha256: w, bytes: 7 }])).toBe(a);
+    expect(
+      await cache.tree([
+        { path: 'sub/config.json', sha256: c, bytes: 13 },
+        { path: 'model.safetensors', sha256: w, bytes: 7 },
+      ]),
+    ).toBe(a);
     expect(fs.readFileSync(path.join(a, 'sub/config.json'), 'utf8')).toBe('{"layers": 2}');
     expect(fs.statSync(cache.objectPath(w)).nlink).toBe(2);
     await expect(cache.tree([{ path: '../escape', sha256: w, bytes: 7 }])).rejects.toThrow(/not a relative path/);
@@ -52,9 +57,15 @@ describe('the content-addressed object cache', () => {
     const old1 = await put(cache, randomBytes(mib));
     const shared = await put(cache, randomBytes(mib));
     const recent1 = await put(cache, randomBytes(mib));
-    const oldTree = await cache.tree([{ path: 'a', sha256: old1, bytes: mib }, { path: 'b', sha256: shared, bytes: mib }]);
+    const oldTree = await cache.tree([
+      { path: 'a', sha256: old1, bytes: mib },
+      { path: 'b', sha256: shared, bytes: mib },
+    ]);
     const olderTree = await cache.tree([{ path: 'b', sha256: shared, bytes: mib }]);
-    const recentTree = await cache.tree([{ path: 'c', sha256: recent1, bytes: mib }, { path: 'b', sha256: shared, bytes: mib }]);
+    const recentTree = await cache.tree([
+      { path: 'c', sha256: recent1, bytes: mib },
+      { path: 'b', sha256: shared, bytes: mib },
+    ]);
     const stray = await put(cache, randomBytes(mib)); // in no directory
     age(oldTree, 3);
     age(olderTree, 5);

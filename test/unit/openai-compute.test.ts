@@ -33,12 +33,31 @@ beforeEach(() => {
 });
 
 function engine(over: Partial<OpenAIComputeOptions> = {}): OpenAICompute {
-  return new OpenAICompute({ baseUrl: stub.url, model: 'stub-model', concurrency: 8, timeoutSeconds: 5, maxRetries: 3, backoffInitialMs: 5, backoffMaxMs: 20, wrapped: new FakeCompute(), ...over });
+  return new OpenAICompute({
+    baseUrl: stub.url,
+    model: 'stub-model',
+    concurrency: 8,
+    timeoutSeconds: 5,
+    maxRetries: 3,
+    backoffInitialMs: 5,
+    backoffMaxMs: 20,
+    wrapped: new FakeCompute(),
+    ...over,
+  });
 }
 
 function request(id: string, i: number, over: Partial<GenerateRequest> = {}): GenerateRequest {
   return i % 2 === 0
-    ? { id, messages: [{ role: 'user', content: `question ${i}` }], n: 4, temperature: 0.7, top_p: 0.9, max_new_tokens: 64, seed: i, ...over }
+    ? {
+        id,
+        messages: [{ role: 'user', content: `question ${i}` }],
+        n: 4,
+        temperature: 0.7,
+        top_p: 0.9,
+        max_new_tokens: 64,
+        seed: i,
+        ...over,
+      }
     : { id, prompt: `prompt ${i}`, n: 1, temperature: 0.6, top_p: 0.9, max_new_tokens: 64, seed: i, ...over };
 }
 
@@ -59,7 +78,11 @@ function makeJob(shards: number, per: number, mk = request): { job: GenerateJob;
 }
 
 function lines(file: string): GenerateOutput[] {
-  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as GenerateOutput);
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as GenerateOutput);
 }
 
 function allOutputs(job: GenerateJob): GenerateOutput[] {
@@ -115,14 +138,25 @@ describe('OpenAICompute (stub server)', () => {
     const kept = [{ id: 'r-0-0', outputs: [{ text: 'earlier', tokens: 1, finish_reason: 'stop' }] }];
     fs.writeFileSync(first.output, JSON.stringify(kept[0]) + '\n' + '{"id":"r-0-1","outputs":[{"te');
     // the second shard is already complete: no request of it is sent
-    fs.writeFileSync(job.shards![1]!.output, ids.slice(10).map((id) => JSON.stringify({ id, outputs: [] }) + '\n').join(''));
+    fs.writeFileSync(
+      job.shards![1]!.output,
+      ids
+        .slice(10)
+        .map((id) => JSON.stringify({ id, outputs: [] }) + '\n')
+        .join(''),
+    );
     const events: ComputeEvent[] = [];
     await engine().generate(job, { onEvent: (e) => events.push(e) });
     const outs = lines(first.output);
     expect(outs.map((o) => o.id).sort()).toEqual(ids.slice(0, 10).sort());
     expect(outs[0]!.outputs[0]!.text).toBe('earlier');
     expect(stub.served).toBe(9);
-    expect(events.filter((e) => e.event === 'shard_done').map((e) => e.shard).sort()).toEqual([0, 1]);
+    expect(
+      events
+        .filter((e) => e.event === 'shard_done')
+        .map((e) => e.shard)
+        .sort(),
+    ).toEqual([0, 1]);
   });
 
   it('keeps at most `concurrency` requests in flight', async () => {
@@ -139,7 +173,11 @@ describe('OpenAICompute (stub server)', () => {
       stub.failNext(5, status);
       const { job, ids } = makeJob(1, 6);
       const done = await engine({ concurrency: 2, maxRetries: 5 }).generate(job, {});
-      expect(allOutputs(job).map((o) => o.id).sort()).toEqual([...ids].sort());
+      expect(
+        allOutputs(job)
+          .map((o) => o.id)
+          .sort(),
+      ).toEqual([...ids].sort());
       expect(done.retries).toBe(5);
     }
   });
@@ -147,7 +185,9 @@ describe('OpenAICompute (stub server)', () => {
   it('gives up after maxRetries with a retryable error naming the request', async () => {
     stub.failNext(100, 503);
     const { job } = makeJob(1, 1);
-    const err = await engine({ maxRetries: 2 }).generate(job, {}).catch((e: unknown) => e);
+    const err = await engine({ maxRetries: 2 })
+      .generate(job, {})
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'ComputeFailed', nonRetryable: false });
     expect(String((err as Error).message)).toMatch(/request r-0-0 failed after 3 attempts: HTTP 503: stub: injected 503/);
     expect(stub.served).toBe(3);
@@ -156,7 +196,9 @@ describe('OpenAICompute (stub server)', () => {
   it('retries a request that times out', async () => {
     stub.options.delayMs = 1500;
     const { job } = makeJob(1, 1);
-    const err = await engine({ timeoutSeconds: 0.2, maxRetries: 1 }).generate(job, {}).catch((e: unknown) => e);
+    const err = await engine({ timeoutSeconds: 0.2, maxRetries: 1 })
+      .generate(job, {})
+      .catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/request r-0-0 failed after 2 attempts: timed out/);
   });
 
@@ -164,13 +206,17 @@ describe('OpenAICompute (stub server)', () => {
     const { job } = makeJob(1, 1);
     const gone = await startStubOpenAI();
     await gone.close();
-    const err = await engine({ baseUrl: gone.url, maxRetries: 1 }).generate(job, {}).catch((e: unknown) => e);
+    const err = await engine({ baseUrl: gone.url, maxRetries: 1 })
+      .generate(job, {})
+      .catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/request r-0-0 failed after 2 attempts: connection error: ECONNREFUSED/);
   });
 
   it('fails at once on a 4xx other than 408/429, naming the request and the server message', async () => {
     const { job } = makeJob(1, 3);
-    const err = await engine({ baseUrl: stub.url.replace('/v1', '/nope') }).generate(job, {}).catch((e: unknown) => e);
+    const err = await engine({ baseUrl: stub.url.replace('/v1', '/nope') })
+      .generate(job, {})
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'InvalidComputeInput', nonRetryable: true });
     expect(String((err as Error).message)).toMatch(/request r-0-\d rejected with HTTP 404: stub: no route/);
   });
@@ -205,12 +251,16 @@ describe('OpenAICompute (stub server)', () => {
 
     // a server that echoes the key back in its error message
     const { job: bad } = makeJob(1, 1);
-    const err = await engine({ apiKeyEnv: 'SRLM_TEST_API_KEY', env, baseUrl: `${stub.url}/${key}` }).generate(bad, {}).catch((e: unknown) => e);
+    const err = await engine({ apiKeyEnv: 'SRLM_TEST_API_KEY', env, baseUrl: `${stub.url}/${key}` })
+      .generate(bad, {})
+      .catch((e: unknown) => e);
     expect(String((err as Error).message)).toMatch(/HTTP 404/);
     expect(String((err as Error).message)).not.toContain(key);
     expect(String((err as Error).message)).toContain('***');
 
-    const unset = await engine({ apiKeyEnv: 'SRLM_TEST_UNSET_API_KEY', env: {} }).generate(bad, {}).catch((e: unknown) => e);
+    const unset = await engine({ apiKeyEnv: 'SRLM_TEST_UNSET_API_KEY', env: {} })
+      .generate(bad, {})
+      .catch((e: unknown) => e);
     expect(unset).toMatchObject({ nonRetryable: true });
     expect(String((unset as Error).message)).toMatch(/SRLM_TEST_UNSET_API_KEY/);
   });
@@ -226,7 +276,9 @@ describe('OpenAICompute (stub server)', () => {
     ];
     for (const [opts, message] of refused) {
       const { job } = makeJob(1, 1);
-      const err = await engine({ env, ...opts }).generate(job, {}).catch((e: unknown) => e);
+      const err = await engine({ env, ...opts })
+        .generate(job, {})
+        .catch((e: unknown) => e);
       expect(err, JSON.stringify(opts)).toMatchObject({ nonRetryable: true });
       expect(String((err as Error).message)).toMatch(message);
       expect(String((err as Error).message)).not.toMatch(/secret|sk-ok|corp"/);

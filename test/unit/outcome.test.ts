@@ -8,7 +8,9 @@ describe("srlm run's last screen", () => {
     const o = describeRunOutcome({ run: 'r', summaries: [iteration2, iteration3], finalModel: 'r.m4', promoted: 'r.m3' });
     expect(o.tone).toBe('held');
     const text = o.lines.join('\n');
-    expect(text).toMatch(new RegExp(`^Promotion gate held back ${iteration3.evaluation!.model.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(iteration 3\\): `));
+    expect(text).toMatch(
+      new RegExp(`^Promotion gate held back ${iteration3.evaluation!.model.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(iteration 3\\): `),
+    );
     for (const c of iteration3.evaluation!.gate!.checks.filter((x) => !x.passed)) expect(text).toContain(c.message || c.name);
     expect(text).toContain('the next iteration trained from the last accepted model instead: r.m3');
     expect(text).toContain('the safeguard working, not an error');

@@ -139,13 +139,29 @@ describe('selectPreferencePairs', () => {
 describe('summarizePairs', () => {
   it('averages chosen and rejected scores and lengths, null for no pairs', () => {
     const pair = (chosen: string, rejected: string, cs: number, rs: number): PreferencePair => ({
-      id: chosen, promptId: chosen, prompt: 'p', chosen, rejected, chosenId: 'a', rejectedId: 'b', chosenScore: cs, rejectedScore: rs,
+      id: chosen,
+      promptId: chosen,
+      prompt: 'p',
+      chosen,
+      rejected,
+      chosenId: 'a',
+      rejectedId: 'b',
+      chosenScore: cs,
+      rejectedScore: rs,
     });
     expect(summarizePairs([pair('aaaa', 'bb', 5, 1), pair('cc', 'dddd', 4, 2)])).toEqual({
-      kept: 2, meanChosenScore: 4.5, meanRejectedScore: 1.5, meanChosenChars: 3, meanRejectedChars: 3,
+      kept: 2,
+      meanChosenScore: 4.5,
+      meanRejectedScore: 1.5,
+      meanChosenChars: 3,
+      meanRejectedChars: 3,
     });
     expect(summarizePairs([])).toEqual({
-      kept: 0, meanChosenScore: null, meanRejectedScore: null, meanChosenChars: null, meanRejectedChars: null,
+      kept: 0,
+      meanChosenScore: null,
+      meanRejectedScore: null,
+      meanChosenChars: null,
+      meanRejectedChars: null,
     });
   });
 });
@@ -183,7 +199,7 @@ describe('PairSelector (streamed pair selection)', () => {
 
   function batches<T>(items: readonly T[], rng: () => number): T[][] {
     const out: T[][] = [];
-    for (let i = 0; i < items.length; ) {
+    for (let i = 0; i < items.length;) {
       const n = 1 + Math.floor(rng() * 97);
       out.push(items.slice(i, i + n));
       i += n;

@@ -120,14 +120,18 @@ describe('planRun', () => {
   it('refuses a tensor parallel size that leaves no room for one sequence, and one that does not divide the heads', () => {
     const tp1 = planRun(config70b((c) => (c.compute.engine.tensorParallelSize = 1)));
     // bf16 weights on one GPU: 141.1 GB = 131.4 GiB > 72 GiB
-    expect(tp1.problems.join('\n')).toMatch(/sampling does not fit: weights 131\.4 GiB per GPU \(70\.55B parameters x 2 bytes \/ tensor parallel 1\)/);
+    expect(tp1.problems.join('\n')).toMatch(
+      /sampling does not fit: weights 131\.4 GiB per GPU \(70\.55B parameters x 2 bytes \/ tensor parallel 1\)/,
+    );
     const tp3 = planRun(config70b((c) => (c.compute.engine.tensorParallelSize = 3)));
     expect(tp3.problems).toContain("sampling: tensorParallelSize 3 does not divide the model's 64 attention heads (vLLM needs it to)");
   });
 
   it('refuses a global batch the training processes do not divide', () => {
     const p = planRun(config70b((c) => (c.dpo.batchSize = 16)));
-    expect(p.problems).toContain('dpo: batchSize 16 is not divisible by the 32 training processes (each takes batchSize / processes examples per step): use a multiple of 32');
+    expect(p.problems).toContain(
+      'dpo: batchSize 16 is not divisible by the 32 training processes (each takes batchSize / processes examples per step): use a multiple of 32',
+    );
   });
 
   it('plans the demo on CPU: SmolLM2 in fp32, one process, activations without checkpointing', () => {
@@ -150,7 +154,9 @@ describe('planRun', () => {
   });
 
   it('needs the shape of a model given by path', () => {
-    expect(() => planRun(config70b((c) => delete c.plan.architecture))).toThrow(/"plan.architecture": needed to plan a base model given by path \(\/models\/llama-3-70b\)/);
+    expect(() => planRun(config70b((c) => delete c.plan.architecture))).toThrow(
+      /"plan.architecture": needed to plan a base model given by path \(\/models\/llama-3-70b\)/,
+    );
   });
 });
 
@@ -170,7 +176,9 @@ describe('srlm plan', () => {
     raw.compute.training.nodes = 1;
     const file = path.join(dir, 'fp32-8gpu.json');
     fs.writeFileSync(file, JSON.stringify(raw));
-    const err = await promisify(execFile)(path.join(ROOT, 'node_modules/.bin/tsx'), [path.join(ROOT, 'cli/srlm.ts'), 'plan', file], { cwd: ROOT }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+    const err = await promisify(execFile)(path.join(ROOT, 'node_modules/.bin/tsx'), [path.join(ROOT, 'cli/srlm.ts'), 'plan', file], {
+      cwd: ROOT,
+    }).catch((e: { code: number; stdout: string; stderr: string }) => e);
     expect('code' in err ? err.code : 0).toBe(1);
     expect(err.stdout).toContain('model: llama-3-70b: 70.55B parameters');
     expect(err.stdout).toMatch(/INFEASIBLE: SFT does not fit: \d+\.\d GiB per GPU/);

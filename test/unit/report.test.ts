@@ -5,7 +5,12 @@ import { expectedCounts, HOSTILE, iteration1, iteration2, iteration3, RUN, summa
 
 const parsed = Object.values(summaryFiles).map((s) => IterationSummary.parse(s));
 // out of order on purpose: the renderers sort by iteration
-const report = (over: Partial<RunReport> = {}): RunReport => ({ run: RUN, generatedAt: '2026-11-27T14:00:00.000Z', summaries: [parsed[2]!, parsed[0]!, parsed[1]!], ...over });
+const report = (over: Partial<RunReport> = {}): RunReport => ({
+  run: RUN,
+  generatedAt: '2026-11-27T14:00:00.000Z',
+  summaries: [parsed[2]!, parsed[0]!, parsed[1]!],
+  ...over,
+});
 
 /** Each <svg data-chart> with its markup. */
 function charts(html: string): Map<string, string> {
@@ -19,7 +24,11 @@ function charts(html: string): Map<string, string> {
 
 /** The plotted elements of a chart: tag, data-series, data-value. */
 function marks(svg: string): { tag: string; series: string; value: number }[] {
-  return [...svg.matchAll(/<(rect|circle)\b[^>]*\bdata-series="([^"]*)"[^>]*\bdata-value="([^"]*)"/g)].map((m) => ({ tag: m[1]!, series: m[2]!, value: Number(m[3]) }));
+  return [...svg.matchAll(/<(rect|circle)\b[^>]*\bdata-series="([^"]*)"[^>]*\bdata-value="([^"]*)"/g)].map((m) => ({
+    tag: m[1]!,
+    series: m[2]!,
+    value: Number(m[3]),
+  }));
 }
 
 /** Rows of the Markdown table that follows `heading`, as arrays of cells. */
@@ -30,7 +39,12 @@ function mdTable(mdText: string, heading: string): string[][] {
   const rows: string[][] = [];
   let k = start + 1;
   while (k < lines.length && !lines[k]!.startsWith('|')) k++;
-  for (; k < lines.length && lines[k]!.startsWith('|'); k++) rows.push(lines[k]!.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
+  for (; k < lines.length && lines[k]!.startsWith('|'); k++)
+    rows.push(
+      lines[k]!.slice(1, -1)
+        .split(/(?<!\\)\|/)
+        .map((c) => c.trim()),
+    );
   return rows.filter((r) => !r.every((c) => /^-+:?$/.test(c)));
 }
 
@@ -62,7 +76,12 @@ describe('renderReportHtml', () => {
       { tag: 'rect', series: 'losses', value: 14 },
     ]);
     // win rates labelled over the bars; the empty comparison says n/a
-    expect([...byName.get('head-to-head')!.matchAll(/class="bar-label"[^>]*>([^<]*)</g)].map((m) => m[1])).toEqual(['60.0%', '30.0%', '30.0%', 'n/a']);
+    expect([...byName.get('head-to-head')!.matchAll(/class="bar-label"[^>]*>([^<]*)</g)].map((m) => m[1])).toEqual([
+      '60.0%',
+      '30.0%',
+      '30.0%',
+      'n/a',
+    ]);
     const jq = marks(byName.get('judge-quality')!);
     expect(jq.filter((m) => m.series === 'kendallTau').map((m) => m.value)).toEqual([0.16, 0.2]);
     expect(jq.filter((m) => m.series === 'spearman').map((m) => m.value)).toEqual([0.21, 0.27, -0.12]);
@@ -73,9 +92,17 @@ describe('renderReportHtml', () => {
   it('marks a null where a bar would stand and leaves it out of a line', () => {
     const heldOut = byName.get('held-out-lengths')!;
     expect(heldOut).toMatch(/class="na"[^>]*>n\/a/);
-    expect(marks(heldOut).filter((m) => m.series === 'medianChars').map((m) => m.value)).toEqual([410, 470]);
+    expect(
+      marks(heldOut)
+        .filter((m) => m.series === 'medianChars')
+        .map((m) => m.value),
+    ).toEqual([410, 470]);
     // the lengths line of held-out responses has no point in iteration 1 (no evaluation)
-    expect(marks(byName.get('lengths')!).filter((m) => m.series === 'held-out').map((m) => m.value)).toEqual([497.25, 780]);
+    expect(
+      marks(byName.get('lengths')!)
+        .filter((m) => m.series === 'held-out')
+        .map((m) => m.value),
+    ).toEqual([497.25, 780]);
   });
 
   it('makes a held-back model obvious and says it is the safeguard, not an error: a banner, a held panel and its unmet checks', () => {
@@ -84,8 +111,15 @@ describe('renderReportHtml', () => {
     expect(banner).toContain('the next iteration trained from the last accepted model instead');
     expect(banner).toContain('the safeguard working, not an error');
     expect(banner).not.toMatch(/FAILED|error:/);
-    const gates = [...html.matchAll(/<div class="gate [a-z]+" data-gate="([a-z]+)" data-iteration="(\d+)"/g)].map((m) => [Number(m[2]), m[1]]);
-    expect(gates).toEqual([[1, 'none'], [2, 'passed'], [3, 'failed']]);
+    const gates = [...html.matchAll(/<div class="gate [a-z]+" data-gate="([a-z]+)" data-iteration="(\d+)"/g)].map((m) => [
+      Number(m[2]),
+      m[1],
+    ]);
+    expect(gates).toEqual([
+      [1, 'none'],
+      [2, 'passed'],
+      [3, 'failed'],
+    ]);
     const failed = html.slice(html.indexOf('data-gate="failed"'));
     expect(failed.match(/data-check="failed"/g)).toHaveLength(2);
     expect(failed).toContain('Gate held this model back: the next iteration trained from the last accepted model instead.');
@@ -102,7 +136,13 @@ describe('renderReportHtml', () => {
   });
 
   it('escapes text from the data: run name, model ids, messages', () => {
-    const hostile = renderReportHtml(report({ run: `x"><img src=x onerror=alert(2)>`, models: [{ modelId: HOSTILE, lineage: 'l<i>', parent: 'm3', method: 'dpo', createdAt: '2026-11-27', metrics: {}, promoted: true }], promoted: [{ lineage: 'l<i>', modelId: HOSTILE, previous: 'm3', reason: 'rollback: <b>gate</b>' }] }));
+    const hostile = renderReportHtml(
+      report({
+        run: `x"><img src=x onerror=alert(2)>`,
+        models: [{ modelId: HOSTILE, lineage: 'l<i>', parent: 'm3', method: 'dpo', createdAt: '2026-11-27', metrics: {}, promoted: true }],
+        promoted: [{ lineage: 'l<i>', modelId: HOSTILE, previous: 'm3', reason: 'rollback: <b>gate</b>' }],
+      }),
+    );
     expect(hostile).not.toMatch(/<script/i);
     expect(hostile).not.toContain('<img');
     expect(hostile).not.toContain('<i>');
@@ -111,7 +151,43 @@ describe('renderReportHtml', () => {
     expect(hostile).toContain('x&quot;&gt;&lt;img src=x onerror=alert(2)&gt;');
     // the only elements are the page's own
     const tags = new Set([...hostile.matchAll(/<([a-zA-Z][a-zA-Z0-9]*)/g)].map((m) => m[1]!.toLowerCase()));
-    expect([...tags].filter((t) => !['html', 'head', 'meta', 'title', 'style', 'body', 'main', 'h1', 'h2', 'h3', 'p', 'section', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'code', 'span', 'strong', 'a', 'div', 'svg', 'g', 'rect', 'circle', 'line', 'polyline', 'text'].includes(t))).toEqual([]);
+    expect(
+      [...tags].filter(
+        (t) =>
+          ![
+            'html',
+            'head',
+            'meta',
+            'title',
+            'style',
+            'body',
+            'main',
+            'h1',
+            'h2',
+            'h3',
+            'p',
+            'section',
+            'table',
+            'thead',
+            'tbody',
+            'tr',
+            'th',
+            'td',
+            'code',
+            'span',
+            'strong',
+            'a',
+            'div',
+            'svg',
+            'g',
+            'rect',
+            'circle',
+            'line',
+            'polyline',
+            'text',
+          ].includes(t),
+      ),
+    ).toEqual([]);
   });
 
   it('references nothing outside the file', () => {
@@ -182,7 +258,9 @@ describe('renderReportMarkdown', () => {
     expect(watch[3]).toEqual(['3', '0.71', '407.75', '50.0%', '–', '12.3%']);
     expect(text).toContain('Iteration 1: no evaluation configured.');
     expect(text).toContain('Iteration 3: gate **held the model back** (on failure: rollback).');
-    expect(text).toMatch(/^\*\*Promotion gate held back the model of iteration 3\*\* \(on failure: rollback\): .*the safeguard working, not an error/m);
+    expect(text).toMatch(
+      /^\*\*Promotion gate held back the model of iteration 3\*\* \(on failure: rollback\): .*the safeguard working, not an error/m,
+    );
     expect(text).not.toContain('FAILED');
     const checks = mdTable(text, 'Iteration 3: gate **held the model back** (on failure: rollback).');
     expect(checks.slice(1).map((r) => r[1])).toEqual(['not met', 'not met', 'pass']);

@@ -8,14 +8,36 @@ const SHA = 'a'.repeat(64);
 
 /** For every schema: a valid example, and invalid variants with the field each must name. */
 const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = {
-  SafeName: { valid: 'demo-run_1.a', invalid: [['../etc', ''], ['', ''], ['a/b', ''], ['a..b', '']] },
+  SafeName: {
+    valid: 'demo-run_1.a',
+    invalid: [
+      ['../etc', ''],
+      ['', ''],
+      ['a/b', ''],
+      ['a..b', ''],
+    ],
+  },
   ModelSource: {
     valid: { packaged: 'smollm2-135m-instruct' },
-    invalid: [[{ packaged: 'gpt-9' }, ''], [{ path: '' }, 'path'], [{}, '']],
+    invalid: [
+      [{ packaged: 'gpt-9' }, ''],
+      [{ path: '' }, 'path'],
+      [{}, ''],
+    ],
   },
-  SeedConfig: { valid: { oasst: 'seed/trees.jsonl' }, invalid: [[{ ranked: 'r.jsonl' }, ''], [{ ift: 'x', lang: 'e' }, 'lang']] },
+  SeedConfig: {
+    valid: { oasst: 'seed/trees.jsonl' },
+    invalid: [
+      [{ ranked: 'r.jsonl' }, ''],
+      [{ ift: 'x', lang: 'e' }, 'lang'],
+    ],
+  },
   PlanConfig: {
-    valid: { architecture: 'llama-3-70b', trainingGpu: 'a100-80gb', samplingGpu: { memoryGiB: 141, bf16Tflops: 989, fp32Tflops: 67, bandwidthGBs: 4800 } },
+    valid: {
+      architecture: 'llama-3-70b',
+      trainingGpu: 'a100-80gb',
+      samplingGpu: { memoryGiB: 141, bf16Tflops: 989, fp32Tflops: 67, bandwidthGBs: 4800 },
+    },
     invalid: [
       [{ architecture: 'llama-9-1t' }, 'architecture'],
       [{ architecture: { layers: 2, hidden: 64, heads: 4, kvHeads: 2, ffn: 128 } }, 'architecture'],
@@ -31,15 +53,46 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
       [{ temperature: 0.7, topP: 0.9, maxNewTokens: 0 }, 'maxNewTokens'],
     ],
   },
-  SftConfig: { valid: {}, invalid: [[{ lr: 0 }, 'lr'], [{ dropout: 1 }, 'dropout'], [{ batchSize: 2.5 }, 'batchSize']] },
-  DpoConfig: { valid: { beta: 0.5 }, invalid: [[{ beta: 0 }, 'beta'], [{ lr: -1e-6 }, 'lr'], [{ lrEnd: 1 }, 'lrEnd']] },
+  SftConfig: {
+    valid: {},
+    invalid: [
+      [{ lr: 0 }, 'lr'],
+      [{ dropout: 1 }, 'dropout'],
+      [{ batchSize: 2.5 }, 'batchSize'],
+    ],
+  },
+  DpoConfig: {
+    valid: { beta: 0.5 },
+    invalid: [
+      [{ beta: 0 }, 'beta'],
+      [{ lr: -1e-6 }, 'lr'],
+      [{ lrEnd: 1 }, 'lrEnd'],
+    ],
+  },
   EftConfig: { valid: { samples: 2 }, invalid: [[{ samples: 0 }, 'samples']] },
   PromptGenConfig: {
     valid: { count: 50, seedShots: 8, generatedShots: 0 },
-    invalid: [[{ rougeLThreshold: 0 }, 'rougeLThreshold'], [{ seedShots: -1 }, 'seedShots'], [{ model: { path: '' } }, 'model.path']],
+    invalid: [
+      [{ rougeLThreshold: 0 }, 'rougeLThreshold'],
+      [{ seedShots: -1 }, 'seedShots'],
+      [{ model: { path: '' } }, 'model.path'],
+    ],
   },
-  CandidateConfig: { valid: { n: 2 }, invalid: [[{ n: 0 }, 'n'], [{ n: 5_000_000 }, 'n'], [{ sampling: { temperature: 1 } }, 'sampling.topP']] },
-  JudgeConfig: { valid: { samples: 1 }, invalid: [[{ samples: 0 }, 'samples'], [{ extra: 1 }, '']] },
+  CandidateConfig: {
+    valid: { n: 2 },
+    invalid: [
+      [{ n: 0 }, 'n'],
+      [{ n: 5_000_000 }, 'n'],
+      [{ sampling: { temperature: 1 } }, 'sampling.topP'],
+    ],
+  },
+  JudgeConfig: {
+    valid: { samples: 1 },
+    invalid: [
+      [{ samples: 0 }, 'samples'],
+      [{ extra: 1 }, ''],
+    ],
+  },
   GenerationEngine: {
     valid: { kind: 'openai', baseUrl: 'https://gpu-1:8000/v1', model: 'm1', apiKeyEnv: 'OPENAI_API_KEY' },
     invalid: [
@@ -85,7 +138,11 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
     ],
   },
   EvaluationConfig: {
-    valid: { prompts: { file: 'eval.json', max: 8 }, judgeSet: { ranked: 'ranked.jsonl', offset: 8 }, judge: { kind: 'model', model: { packaged: 'gemma3-270m' } } },
+    valid: {
+      prompts: { file: 'eval.json', max: 8 },
+      judgeSet: { ranked: 'ranked.jsonl', offset: 8 },
+      judge: { kind: 'model', model: { packaged: 'gemma3-270m' } },
+    },
     invalid: [
       [{}, ''],
       [{ judgeSet: { ranked: 'a.jsonl', oasst: 'b.jsonl' } }, 'judgeSet'],
@@ -95,9 +152,18 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
       [{ prompts: { file: 'e.json' }, gate: { maxJudgeAccuracyDrop: 0.1 } }, 'gate.maxJudgeAccuracyDrop'],
     ],
   },
-  EvalPrompt: { valid: { id: 'alpaca-1', instruction: 'Say hi', reference: 'Hi!' }, invalid: [[{ id: 'x', instruction: '' }, 'instruction']] },
-  EvalResponse: { valid: { id: 'r', promptId: 'p', model: 'demo.m2', text: 'hi', tokens: 1, finishReason: 'stop' }, invalid: [[{ id: 'r', promptId: 'p', model: 'm', text: '', tokens: -1, finishReason: 'stop' }, 'tokens']] },
-  PairwiseVerdict: { valid: { id: 'v', promptId: 'p', order: 'model-first', text: 'A wins', verdict: 'A' }, invalid: [[{ id: 'v', promptId: 'p', order: 'first', text: '', verdict: null }, 'order']] },
+  EvalPrompt: {
+    valid: { id: 'alpaca-1', instruction: 'Say hi', reference: 'Hi!' },
+    invalid: [[{ id: 'x', instruction: '' }, 'instruction']],
+  },
+  EvalResponse: {
+    valid: { id: 'r', promptId: 'p', model: 'demo.m2', text: 'hi', tokens: 1, finishReason: 'stop' },
+    invalid: [[{ id: 'r', promptId: 'p', model: 'm', text: '', tokens: -1, finishReason: 'stop' }, 'tokens']],
+  },
+  PairwiseVerdict: {
+    valid: { id: 'v', promptId: 'p', order: 'model-first', text: 'A wins', verdict: 'A' },
+    invalid: [[{ id: 'v', promptId: 'p', order: 'first', text: '', verdict: null }, 'order']],
+  },
   TrainingBackend: {
     valid: { kind: 'kubernetes', image: 'registry/srlm-train:1', nodes: 2, gpusPerNode: 8 },
     invalid: [
@@ -108,8 +174,21 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
       [{ kind: 'slurm' }, 'kind'],
     ],
   },
-  ComputeConfig: { valid: { device: 'cpu' }, invalid: [[{ device: 'tpu' }, 'device'], [{ threads: -1 }, 'threads']] },
-  DurabilityConfig: { valid: { shardSize: 8, checkpointEvery: 0 }, invalid: [[{ shardSize: 0 }, 'shardSize'], [{ checkpointEvery: -1 }, 'checkpointEvery'], [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds']] },
+  ComputeConfig: {
+    valid: { device: 'cpu' },
+    invalid: [
+      [{ device: 'tpu' }, 'device'],
+      [{ threads: -1 }, 'threads'],
+    ],
+  },
+  DurabilityConfig: {
+    valid: { shardSize: 8, checkpointEvery: 0 },
+    invalid: [
+      [{ shardSize: 0 }, 'shardSize'],
+      [{ checkpointEvery: -1 }, 'checkpointEvery'],
+      [{ heartbeatTimeoutSeconds: 1.5 }, 'heartbeatTimeoutSeconds'],
+    ],
+  },
   StoreConfig: {
     valid: { root: 's3://srlm-artifacts/team', s3: { region: 'eu-west-1', sse: 'AES256' } },
     invalid: [
@@ -119,7 +198,14 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
     ],
   },
   S3Options: {
-    valid: { endpoint: 'http://127.0.0.1:7070', forcePathStyle: true, sse: 'aws:kms', kmsKeyId: 'alias/srlm', partSizeMiB: 64, concurrency: 16 },
+    valid: {
+      endpoint: 'http://127.0.0.1:7070',
+      forcePathStyle: true,
+      sse: 'aws:kms',
+      kmsKeyId: 'alias/srlm',
+      partSizeMiB: 64,
+      concurrency: 16,
+    },
     invalid: [
       [{ endpoint: 'not a url' }, 'endpoint'],
       [{ partSizeMiB: 4 }, 'partSizeMiB'],
@@ -129,27 +215,66 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
   },
   RunConfig: {
     valid: { run: 'demo', seed: { ift: 'seed/ift.jsonl' } },
-    invalid: [[{ run: 'demo', seed: { ift: 'x' }, candidates: { n: 0 } }, 'candidates.n'], [{ seed: { ift: 'x' } }, 'run']],
+    invalid: [
+      [{ run: 'demo', seed: { ift: 'x' }, candidates: { n: 0 } }, 'candidates.n'],
+      [{ seed: { ift: 'x' } }, 'run'],
+    ],
   },
   IftExample: {
     valid: { id: 'a', prompt: 'Say hi.', response: 'Hi!', source: 'test' },
-    invalid: [[{ id: 'a', prompt: 'Say hi.', response: '' }, 'response'], [{ id: 'a', prompt: 1, response: 'r' }, 'prompt']],
+    invalid: [
+      [{ id: 'a', prompt: 'Say hi.', response: '' }, 'response'],
+      [{ id: 'a', prompt: 1, response: 'r' }, 'prompt'],
+    ],
   },
   RankedSet: {
-    valid: { id: 's', prompt: 'p', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 1 }] },
+    valid: {
+      id: 's',
+      prompt: 'p',
+      replies: [
+        { text: 'a', rank: 0 },
+        { text: 'b', rank: 1 },
+      ],
+    },
     invalid: [
       [{ id: 's', prompt: 'p', replies: [{ text: 'a', rank: 0 }] }, 'replies'],
-      [{ id: 's', prompt: 'p', replies: [{ text: 'a', rank: 0 }, { text: 'b', rank: 0 }] }, 'replies'],
-      [{ id: 's', prompt: 'p', replies: [{ text: 'a', rank: 0 }, { text: '', rank: 1 }] }, 'replies[1].text'],
+      [
+        {
+          id: 's',
+          prompt: 'p',
+          replies: [
+            { text: 'a', rank: 0 },
+            { text: 'b', rank: 0 },
+          ],
+        },
+        'replies',
+      ],
+      [
+        {
+          id: 's',
+          prompt: 'p',
+          replies: [
+            { text: 'a', rank: 0 },
+            { text: '', rank: 1 },
+          ],
+        },
+        'replies[1].text',
+      ],
     ],
   },
   SftExample: {
     valid: { id: 'e', prompt: 'p', completion: 'c', kind: 'eft' },
-    invalid: [[{ id: 'e', prompt: 'p', completion: 'c', kind: 'dpo' }, 'kind'], [{ id: 'e', prompt: 'p', completion: '', kind: 'ift' }, 'completion']],
+    invalid: [
+      [{ id: 'e', prompt: 'p', completion: 'c', kind: 'dpo' }, 'kind'],
+      [{ id: 'e', prompt: 'p', completion: '', kind: 'ift' }, 'completion'],
+    ],
   },
   GeneratedPrompt: {
     valid: { id: 'g', prompt: 'Name a river.', iteration: 1, shots: ['s1', 's2'] },
-    invalid: [[{ id: 'g', prompt: 'Name a river.', iteration: 0, shots: [] }, 'iteration'], [{ id: 'g', prompt: 'x', iteration: 1, shots: [3] }, 'shots[0]']],
+    invalid: [
+      [{ id: 'g', prompt: 'Name a river.', iteration: 0, shots: [] }, 'iteration'],
+      [{ id: 'g', prompt: 'x', iteration: 1, shots: [3] }, 'shots[0]'],
+    ],
   },
   Candidate: {
     valid: { id: 'c', promptId: 'p', prompt: 'q', index: 0, text: '', tokens: 0, finishReason: 'length' },
@@ -166,20 +291,86 @@ const CASES: Record<string, { valid: unknown; invalid: [unknown, string][] }> = 
     ],
   },
   PreferencePair: {
-    valid: { id: 'x', promptId: 'p', prompt: 'q', chosen: 'a', rejected: 'b', chosenId: 'c1', rejectedId: 'c2', chosenScore: 4, rejectedScore: 2 },
-    invalid: [[{ id: 'x', promptId: 'p', prompt: 'q', chosen: 'a', rejected: 'b', chosenId: '', rejectedId: 'c2', chosenScore: 4, rejectedScore: 2 }, 'chosenId']],
+    valid: {
+      id: 'x',
+      promptId: 'p',
+      prompt: 'q',
+      chosen: 'a',
+      rejected: 'b',
+      chosenId: 'c1',
+      rejectedId: 'c2',
+      chosenScore: 4,
+      rejectedScore: 2,
+    },
+    invalid: [
+      [
+        {
+          id: 'x',
+          promptId: 'p',
+          prompt: 'q',
+          chosen: 'a',
+          rejected: 'b',
+          chosenId: '',
+          rejectedId: 'c2',
+          chosenScore: 4,
+          rejectedScore: 2,
+        },
+        'chosenId',
+      ],
+    ],
   },
   ShardEntry: {
     valid: { key: 'runs/demo/iter-1/pairs/shard-0.jsonl', count: 3, sha256: SHA, bytes: 100 },
     invalid: [[{ key: 'k', count: 3, sha256: 'abc', bytes: 100 }, 'sha256']],
   },
   StageManifest: {
-    valid: { kind: 'stage', run: 'demo', iteration: 1, stage: 'pairs', recordType: 'PreferencePair', count: 3, shards: [{ key: 'k', count: 3, sha256: SHA, bytes: 1 }], producer: 'srlm', configHash: 'h', createdAt: '2024-01-01T00:00:00Z' },
-    invalid: [[{ kind: 'model', run: 'demo', iteration: 1, stage: 's', recordType: 'r', count: 0, shards: [], producer: 'p', configHash: 'h', createdAt: 'now' }, 'kind']],
+    valid: {
+      kind: 'stage',
+      run: 'demo',
+      iteration: 1,
+      stage: 'pairs',
+      recordType: 'PreferencePair',
+      count: 3,
+      shards: [{ key: 'k', count: 3, sha256: SHA, bytes: 1 }],
+      producer: 'srlm',
+      configHash: 'h',
+      createdAt: '2024-01-01T00:00:00Z',
+    },
+    invalid: [
+      [
+        {
+          kind: 'model',
+          run: 'demo',
+          iteration: 1,
+          stage: 's',
+          recordType: 'r',
+          count: 0,
+          shards: [],
+          producer: 'p',
+          configHash: 'h',
+          createdAt: 'now',
+        },
+        'kind',
+      ],
+    ],
   },
   ModelManifest: {
-    valid: { kind: 'model', modelId: 'M1', lineage: 'demo', parent: null, method: 'sft', files: [{ path: 'model.safetensors', sha256: SHA, bytes: 10 }], trainedOn: ['k'], createdAt: 'now' },
-    invalid: [[{ kind: 'model', modelId: 'M1', lineage: 'demo', parent: null, method: 'ppo', files: [], trainedOn: [], createdAt: 'now' }, 'method']],
+    valid: {
+      kind: 'model',
+      modelId: 'M1',
+      lineage: 'demo',
+      parent: null,
+      method: 'sft',
+      files: [{ path: 'model.safetensors', sha256: SHA, bytes: 10 }],
+      trainedOn: ['k'],
+      createdAt: 'now',
+    },
+    invalid: [
+      [
+        { kind: 'model', modelId: 'M1', lineage: 'demo', parent: null, method: 'ppo', files: [], trainedOn: [], createdAt: 'now' },
+        'method',
+      ],
+    ],
   },
   ArtifactRef: {
     valid: { uri: 'file:///tmp/x', key: 'k', count: 1, sha256: SHA },
@@ -243,8 +434,14 @@ describe('RunConfig', () => {
   });
 
   it('rejects unknown keys at the top level and inside sections', () => {
-    expect(RunConfig.safeParse({ ...minimal, itertions: 3 }).error!.issues[0]).toMatchObject({ code: 'unrecognized_keys', keys: ['itertions'] });
-    expect(RunConfig.safeParse({ ...minimal, judge: { sample: 3 } }).error!.issues[0]).toMatchObject({ code: 'unrecognized_keys', path: ['judge'] });
+    expect(RunConfig.safeParse({ ...minimal, itertions: 3 }).error!.issues[0]).toMatchObject({
+      code: 'unrecognized_keys',
+      keys: ['itertions'],
+    });
+    expect(RunConfig.safeParse({ ...minimal, judge: { sample: 3 } }).error!.issues[0]).toMatchObject({
+      code: 'unrecognized_keys',
+      path: ['judge'],
+    });
   });
 
   it('rejects n = 0 candidates and a negative learning rate', () => {
@@ -258,11 +455,27 @@ describe('RunConfig', () => {
   });
 
   it('compute.resident: defaults, bounds, and refused with the openai engine (whose server already holds its model)', () => {
-    expect(RunConfig.parse({ ...minimal, compute: { resident: {} } }).compute.resident).toEqual({ idleSeconds: 600, affinitySeconds: 30, maxModels: 1, requestTimeoutSeconds: 1800 });
+    expect(RunConfig.parse({ ...minimal, compute: { resident: {} } }).compute.resident).toEqual({
+      idleSeconds: 600,
+      affinitySeconds: 30,
+      maxModels: 1,
+      requestTimeoutSeconds: 1800,
+    });
     expect(RunConfig.parse(minimal).compute.resident).toBeUndefined();
-    expect(RunConfig.safeParse({ ...minimal, compute: { resident: { maxModels: 0 } } }).error!.issues[0]!.path).toEqual(['compute', 'resident', 'maxModels']);
-    expect(RunConfig.safeParse({ ...minimal, compute: { resident: { affinitySeconds: 0 } } }).error!.issues[0]!.path).toEqual(['compute', 'resident', 'affinitySeconds']);
-    const openai = RunConfig.safeParse({ ...minimal, compute: { engine: { kind: 'openai', baseUrl: 'http://h/v1', model: 'm' }, resident: {} } });
+    expect(RunConfig.safeParse({ ...minimal, compute: { resident: { maxModels: 0 } } }).error!.issues[0]!.path).toEqual([
+      'compute',
+      'resident',
+      'maxModels',
+    ]);
+    expect(RunConfig.safeParse({ ...minimal, compute: { resident: { affinitySeconds: 0 } } }).error!.issues[0]!.path).toEqual([
+      'compute',
+      'resident',
+      'affinitySeconds',
+    ]);
+    const openai = RunConfig.safeParse({
+      ...minimal,
+      compute: { engine: { kind: 'openai', baseUrl: 'http://h/v1', model: 'm' }, resident: {} },
+    });
     expect(openai.error!.issues[0]).toMatchObject({ path: ['compute', 'resident'] });
     expect(openai.error!.issues[0]!.message).toMatch(/already holds its model/);
     expect(RunConfig.safeParse({ ...minimal, compute: { engine: { kind: 'vllm' }, resident: { maxModels: 2 } } }).success).toBe(true);
@@ -275,11 +488,21 @@ describe('RunConfig', () => {
 
 describe('size limits', () => {
   it('name the field, the bound, what it protects and how to raise it', () => {
-    const r = RunConfig.safeParse({ run: 'x', seed: { ift: 'a.jsonl' }, candidates: { n: 5_000_000 }, sft: { maxLength: 1e12 }, prompts: { count: 1e9 } });
+    const r = RunConfig.safeParse({
+      run: 'x',
+      seed: { ift: 'a.jsonl' },
+      candidates: { n: 5_000_000 },
+      sft: { maxLength: 1e12 },
+      prompts: { count: 1e9 },
+    });
     expect(r.success).toBe(false);
     const text = r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    expect(text).toContain("candidates.n: must be at most 64: the limit protects against an unplanned bill (compute time); if a run truly needs more, raise the limit in core/schemas.ts");
-    expect(text).toContain("sft.maxLength: must be at most 262,144: the limit protects the workers' memory; if a run truly needs more, raise the limit in core/schemas.ts");
+    expect(text).toContain(
+      'candidates.n: must be at most 64: the limit protects against an unplanned bill (compute time); if a run truly needs more, raise the limit in core/schemas.ts',
+    );
+    expect(text).toContain(
+      "sft.maxLength: must be at most 262,144: the limit protects the workers' memory; if a run truly needs more, raise the limit in core/schemas.ts",
+    );
     expect(text.some((t) => t.startsWith('prompts.count: must be at most 10,000,000'))).toBe(true);
   });
 });

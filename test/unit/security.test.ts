@@ -4,7 +4,16 @@ import { isLoopbackHost, keyDestinationProblem, keyEnvProblem } from '../../core
 describe('which environment variables a config may name as an API key', () => {
   it('allows OPENAI_API_KEY and SRLM_*_API_KEY, refuses everything else', () => {
     for (const ok of ['OPENAI_API_KEY', 'SRLM_JUDGE_API_KEY', 'SRLM_GPU_1_API_KEY']) expect(keyEnvProblem(ok), ok).toBeNull();
-    for (const bad of ['AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'TEMPORAL_API_KEY', 'TEMPORAL_TLS_CLIENT_KEY_DATA', 'HOME', 'SRLM_API_KEY', 'OPENAI_API_KEY_2', 'XSRLM_A_API_KEY']) {
+    for (const bad of [
+      'AWS_SECRET_ACCESS_KEY',
+      'AWS_SESSION_TOKEN',
+      'TEMPORAL_API_KEY',
+      'TEMPORAL_TLS_CLIENT_KEY_DATA',
+      'HOME',
+      'SRLM_API_KEY',
+      'OPENAI_API_KEY_2',
+      'XSRLM_A_API_KEY',
+    ]) {
       expect(keyEnvProblem(bad), bad).toMatch(/not an allowed API key variable.*SRLM_ALLOWED_KEY_ENVS/);
     }
   });

@@ -1,10 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  buildSelfInstructRequest,
-  chooseDemonstrations,
-  mulberry32,
-  parseGeneratedInstructions,
-} from '../../core/selfInstruct';
+import { buildSelfInstructRequest, chooseDemonstrations, mulberry32, parseGeneratedInstructions } from '../../core/selfInstruct';
 
 const DEMOS = Array.from({ length: 8 }, (_, k) => `Demonstration task number ${k + 1}.`);
 
@@ -34,7 +29,11 @@ describe('buildSelfInstructRequest', () => {
 
 describe('parseGeneratedInstructions', () => {
   const cases: [string, string, string[]][] = [
-    ['a bare continuation of the cue', ' Suggest five names for a golden retriever puppy.', ['Suggest five names for a golden retriever puppy.']],
+    [
+      'a bare continuation of the cue',
+      ' Suggest five names for a golden retriever puppy.',
+      ['Suggest five names for a golden retriever puppy.'],
+    ],
     ['a repeated label', 'Task 9: Explain why the sky is blue to a five-year-old.', ['Explain why the sky is blue to a five-year-old.']],
     [
       'a continuation followed by more numbered tasks',
@@ -61,7 +60,11 @@ describe('parseGeneratedInstructions', () => {
       'Task 9: Classify the sentiment of this review.\n\nThe food was cold and the waiter was rude.\nTask 10: Suggest a title for a mystery novel.',
       ['Classify the sentiment of this review.\n\nThe food was cold and the waiter was rude.', 'Suggest a title for a mystery novel.'],
     ],
-    ['a markdown heading label on its own line', '### Task 9\nExplain compound interest.\n\n### Task 10\nName a prime number above 100.', ['Explain compound interest.', 'Name a prime number above 100.']],
+    [
+      'a markdown heading label on its own line',
+      '### Task 9\nExplain compound interest.\n\n### Task 10\nName a prime number above 100.',
+      ['Explain compound interest.', 'Name a prime number above 100.'],
+    ],
     ['a label with a period', 'Task 9. Explain compound interest with an example.', ['Explain compound interest with an example.']],
     ['lower-case label and no space', 'task 9:Recommend three podcasts about history.', ['Recommend three podcasts about history.']],
     ['an empty generation', '', []],

@@ -7,7 +7,15 @@ import { chunk, generateSharded, parseOutputLines, readCommittedShard, shardKeys
 import { LocalStore } from '../../store/store';
 import { FakeCompute } from '../../testing/fake-compute';
 
-const req = (i: number): GenerateRequest => ({ id: `q${i}`, messages: [{ role: 'user', content: `question ${i}` }], n: 2, temperature: 0.7, top_p: 0.9, max_new_tokens: 16, seed: i });
+const req = (i: number): GenerateRequest => ({
+  id: `q${i}`,
+  messages: [{ role: 'user', content: `question ${i}` }],
+  n: 2,
+  temperature: 0.7,
+  top_p: 0.9,
+  max_new_tokens: 16,
+  seed: i,
+});
 const loc = { run: 'r', iteration: 1, stage: 'candidates' };
 
 describe('parseOutputLines', () => {
@@ -32,7 +40,20 @@ describe('generateSharded (FakeCompute)', () => {
   });
 
   const run = (fake: FakeCompute, requests: GenerateRequest[], workDir = path.join(tmp, 'work')) =>
-    generateSharded({ store, compute: fake, workDir, loc, part: 'all', model: tmp, requests, shardSize: 3, partialFlushMs: 0, device: 'cpu', batchSize: 4, threads: 1 });
+    generateSharded({
+      store,
+      compute: fake,
+      workDir,
+      loc,
+      part: 'all',
+      model: tmp,
+      requests,
+      shardSize: 3,
+      partialFlushMs: 0,
+      device: 'cpu',
+      batchSize: 4,
+      threads: 1,
+    });
 
   it('commits every shard and reuses committed shards on a second call', async () => {
     const requests = Array.from({ length: 7 }, (_, i) => req(i));

@@ -53,8 +53,21 @@ const summary: IterationSummary = {
   modelOut: 'M2',
   prompts: { requested: 100, generated: 140, kept: 100, dropped: { too_short: 12, similar_to_existing: 28 } },
   candidates: { count: 400, meanTokens: 211.5, medianTokens: 198, meanChars: 903.25 },
-  judge: { judgments: 1200, parsed: 1150, parseRate: 1150 / 1200, histogram: { '0': 10, '1': 40, '2': 100, '3': 300, '4': 600, '5': 100 }, meanScore: 3.4 },
-  pairs: { kept: 80, dropped: { tie: 15, too_few_scored: 5 }, meanChosenScore: 4.6, meanRejectedScore: 2.1, meanChosenChars: 1000, meanRejectedChars: 800 },
+  judge: {
+    judgments: 1200,
+    parsed: 1150,
+    parseRate: 1150 / 1200,
+    histogram: { '0': 10, '1': 40, '2': 100, '3': 300, '4': 600, '5': 100 },
+    meanScore: 3.4,
+  },
+  pairs: {
+    kept: 80,
+    dropped: { tie: 15, too_few_scored: 5 },
+    meanChosenScore: 4.6,
+    meanRejectedScore: 2.1,
+    meanChosenChars: 1000,
+    meanRejectedChars: 800,
+  },
   dpo: { loss: 0.61, rewardAccuracy: 0.7, rewardMargin: 0.35, steps: 5 },
   timings: { prompts: 120.5, candidates: 300, judge: 250, pairs: 1, dpo: 600 },
   skipped: {},
@@ -95,7 +108,10 @@ describe('renderIterationSummaryMarkdown', () => {
 
   it('lists skipped requests by reason, and has no such section when nothing was skipped', () => {
     expect(md).not.toContain('## Skipped');
-    const withSkips = renderIterationSummaryMarkdown({ ...summary, skipped: { 'prompts over the context': 3, 'empty candidates (not judged)': 2 } });
+    const withSkips = renderIterationSummaryMarkdown({
+      ...summary,
+      skipped: { 'prompts over the context': 3, 'empty candidates (not judged)': 2 },
+    });
     expect(withSkips).toContain('## Skipped');
     expect(withSkips).toContain('| prompts over the context | 3 |');
     expect(withSkips).toContain('| empty candidates (not judged) | 2 |');
@@ -116,8 +132,21 @@ describe('renderIterationSummaryMarkdown', () => {
 
 describe('summarizeCandidates and summarizeJudgments', () => {
   it('compute the candidate and judge sections of the summary', () => {
-    const c = (tokens: number, text: string): Candidate => ({ id: text, promptId: 'p', prompt: 'p', index: 0, text, tokens, finishReason: 'stop' });
-    expect(summarizeCandidates([c(10, 'ab'), c(30, 'abcd'), c(20, 'abc')])).toEqual({ count: 3, meanTokens: 20, medianTokens: 20, meanChars: 3 });
+    const c = (tokens: number, text: string): Candidate => ({
+      id: text,
+      promptId: 'p',
+      prompt: 'p',
+      index: 0,
+      text,
+      tokens,
+      finishReason: 'stop',
+    });
+    expect(summarizeCandidates([c(10, 'ab'), c(30, 'abcd'), c(20, 'abc')])).toEqual({
+      count: 3,
+      meanTokens: 20,
+      medianTokens: 20,
+      meanChars: 3,
+    });
     const j = (score: number | null): Judgment => ({ id: String(score), candidateId: 'c', promptId: 'p', sample: 0, text: '', score });
     expect(summarizeJudgments([j(4), j(null), j(3.5), j(5)])).toEqual({
       judgments: 4,
@@ -131,8 +160,23 @@ describe('summarizeCandidates and summarizeJudgments', () => {
 
 describe('CandidateSummary and JudgmentSummary (batch by batch)', () => {
   it('give what summarizeCandidates and summarizeJudgments give on the whole stage', () => {
-    const cs: Candidate[] = Array.from({ length: 101 }, (_, i) => ({ id: `c${i}`, promptId: `p${i >> 2}`, prompt: 'p', index: i % 4, text: 'x'.repeat((i * 37) % 53), tokens: (i * 7919) % 97, finishReason: 'stop' }));
-    const js: Judgment[] = Array.from({ length: 303 }, (_, i) => ({ id: `j${i}`, candidateId: `c${i % 101}`, promptId: 'p', sample: 0, text: '', score: i % 7 === 0 ? null : ((i * 13) % 11) / 2.2 }));
+    const cs: Candidate[] = Array.from({ length: 101 }, (_, i) => ({
+      id: `c${i}`,
+      promptId: `p${i >> 2}`,
+      prompt: 'p',
+      index: i % 4,
+      text: 'x'.repeat((i * 37) % 53),
+      tokens: (i * 7919) % 97,
+      finishReason: 'stop',
+    }));
+    const js: Judgment[] = Array.from({ length: 303 }, (_, i) => ({
+      id: `j${i}`,
+      candidateId: `c${i % 101}`,
+      promptId: 'p',
+      sample: 0,
+      text: '',
+      score: i % 7 === 0 ? null : ((i * 13) % 11) / 2.2,
+    }));
     const c = new CandidateSummary();
     const j = new JudgmentSummary();
     for (let i = 0; i < cs.length; i += 10) c.add(cs.slice(i, i + 10));
@@ -144,14 +188,34 @@ describe('CandidateSummary and JudgmentSummary (batch by batch)', () => {
   });
 });
 
-describe('stage statistics (a manifest\'s stats, parsed where read)', () => {
+describe("stage statistics (a manifest's stats, parsed where read)", () => {
   it('a count a stage published before it existed, or not as a number, reads as 0; unknown fields are kept', () => {
-    const parsed = JudgmentStageStats.parse({ judgments: 12, parsed: 10, parseRate: 10 / 12, parseFailures: { 'no score': 2 }, tokens: 'many', fleetParts: 3 });
-    expect(parsed).toMatchObject({ judgments: 12, parsed: 10, parseFailures: { 'no score': 2 }, tokens: 0, emptyCandidates: 0, skipped: 0, fleetParts: 3 });
+    const parsed = JudgmentStageStats.parse({
+      judgments: 12,
+      parsed: 10,
+      parseRate: 10 / 12,
+      parseFailures: { 'no score': 2 },
+      tokens: 'many',
+      fleetParts: 3,
+    });
+    expect(parsed).toMatchObject({
+      judgments: 12,
+      parsed: 10,
+      parseFailures: { 'no score': 2 },
+      tokens: 0,
+      emptyCandidates: 0,
+      skipped: 0,
+      fleetParts: 3,
+    });
   });
 
   it('per-reason tallies default to none', () => {
     expect(PairStageStats.parse({ prompts: 4, pairs: 3 }).dropped).toEqual({});
-    expect(PromptStageStats.parse({ requested: 8, generated: 20, filters: { kept: 5, 'too short': 2 } })).toMatchObject({ requested: 8, generated: 20, kept: 0, filters: { kept: 5, 'too short': 2 } });
+    expect(PromptStageStats.parse({ requested: 8, generated: 20, filters: { kept: 5, 'too short': 2 } })).toMatchObject({
+      requested: 8,
+      generated: 20,
+      kept: 0,
+      filters: { kept: 5, 'too short': 2 },
+    });
   });
 });

@@ -62,7 +62,12 @@ describe('compute.training config', () => {
   it('absent or local: the worker trains; the remote kinds take their defaults', () => {
     expect(config(undefined).compute.training).toBeUndefined();
     expect(config({ kind: 'local' }).compute.training).toEqual({ kind: 'local' });
-    const sm = config({ kind: 'sagemaker', image: '1.dkr.ecr.x.amazonaws.com/t:1', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.p4d.24xlarge' }).compute.training;
+    const sm = config({
+      kind: 'sagemaker',
+      image: '1.dkr.ecr.x.amazonaws.com/t:1',
+      roleArn: 'arn:aws:iam::123456789012:role/t',
+      instanceType: 'ml.p4d.24xlarge',
+    }).compute.training;
     expect(sm).toMatchObject({ instanceCount: 1, volumeSizeGB: 100, maxRuntimeSeconds: 86400, spot: false, pollSeconds: 30 });
     const k = config({ kind: 'kubernetes', image: 'img:1' }).compute.training;
     expect(k).toMatchObject({ namespace: 'default', nodes: 1, gpusPerNode: 1, backoffLimit: 2, pollSeconds: 15 });
@@ -72,36 +77,74 @@ describe('compute.training config', () => {
     expect(configErrors({ kind: 'sagemaker', image: 'x', roleArn: 'role', instanceType: 'p4d' })).toMatch(
       /"compute\.training\.image": must be an image URI[\s\S]*"compute\.training\.roleArn": must be an IAM role ARN[\s\S]*"compute\.training\.instanceType": must be a SageMaker instance type/,
     );
-    expect(configErrors({ kind: 'sagemaker', image: 'a/b', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.g5.xlarge', maxWaitSeconds: 10 })).toContain(
-      '"compute.training.maxWaitSeconds": is only meaningful with spot: true',
+    expect(
+      configErrors({
+        kind: 'sagemaker',
+        image: 'a/b',
+        roleArn: 'arn:aws:iam::123456789012:role/t',
+        instanceType: 'ml.g5.xlarge',
+        maxWaitSeconds: 10,
+      }),
+    ).toContain('"compute.training.maxWaitSeconds": is only meaningful with spot: true');
+    expect(
+      configErrors({
+        kind: 'sagemaker',
+        image: 'a/b',
+        roleArn: 'arn:aws:iam::123456789012:role/t',
+        instanceType: 'ml.g5.xlarge',
+        spot: true,
+        maxRuntimeSeconds: 100,
+        maxWaitSeconds: 10,
+      }),
+    ).toContain('"compute.training.maxWaitSeconds": must be >= maxRuntimeSeconds');
+    expect(configErrors({ kind: 'kubernetes', image: 'i', namespace: 'ML_Team' })).toMatch(
+      /"compute\.training\.namespace": must be a DNS-1123 label/,
     );
-    expect(configErrors({ kind: 'sagemaker', image: 'a/b', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.g5.xlarge', spot: true, maxRuntimeSeconds: 100, maxWaitSeconds: 10 })).toContain(
-      '"compute.training.maxWaitSeconds": must be >= maxRuntimeSeconds',
-    );
-    expect(configErrors({ kind: 'kubernetes', image: 'i', namespace: 'ML_Team' })).toMatch(/"compute\.training\.namespace": must be a DNS-1123 label/);
     expect(configErrors({ kind: 'kubernetes', image: 'i', nodes: 0 })).toMatch(/"compute\.training\.nodes"/);
-    expect(configErrors({ kind: 'kubernetes', image: 'i', tolerations: [{ operator: 'Maybe' }] })).toMatch(/"compute\.training\.tolerations\[0\]\.operator"/);
+    expect(configErrors({ kind: 'kubernetes', image: 'i', tolerations: [{ operator: 'Maybe' }] })).toMatch(
+      /"compute\.training\.tolerations\[0\]\.operator"/,
+    );
     expect(configErrors({ kind: 'kubernetes', image: 'i', replicas: 2 })).toContain('unknown key "replicas" at "compute.training"');
     expect(configErrors({ kind: 'slurm' })).toMatch(/"compute\.training\.kind"/);
   });
 });
 
 describe('torchrun settings of the remote kinds (distributed, processes per node)', () => {
-  const inputs = { modelUri: 's3://b/p/input/model', dataUri: 's3://b/p/input/data/sft.jsonl', outputUri: 's3://b/p/output', checkpointUri: 's3://b/p/checkpoints' };
+  const inputs = {
+    modelUri: 's3://b/p/input/model',
+    dataUri: 's3://b/p/input/data/sft.jsonl',
+    outputUri: 's3://b/p/output',
+    checkpointUri: 's3://b/p/checkpoints',
+  };
   const job = trainJobFixture({ mode: 'sft', model: '/m', data: '/w/sft.jsonl', output: '/w/out' });
   const sagemaker = { kind: 'sagemaker', image: 'a/b', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.p4d.24xlarge' };
 
   it('Kubernetes: strategy, fsdpLayerClass and nprocPerNode reach the pods; nprocPerNode defaults to the GPUs', () => {
-    const k = config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 8, nprocPerNode: 4, strategy: 'fsdp', fsdpLayerClass: 'LlamaDecoderLayer' }).compute.training as KubernetesSettings;
-    const env = (s: KubernetesSettings): Record<string, string> => Object.fromEntries((trainingJobManifest(s, 'srlm-x-1', job, inputs).spec!.template.spec!.containers[0]!.env ?? []).map((e) => [e.name, e.value!]));
+    const k = config({
+      kind: 'kubernetes',
+      image: 'img:1',
+      gpusPerNode: 8,
+      nprocPerNode: 4,
+      strategy: 'fsdp',
+      fsdpLayerClass: 'LlamaDecoderLayer',
+    }).compute.training as KubernetesSettings;
+    const env = (s: KubernetesSettings): Record<string, string> =>
+      Object.fromEntries(
+        (trainingJobManifest(s, 'srlm-x-1', job, inputs).spec!.template.spec!.containers[0]!.env ?? []).map((e) => [e.name, e.value!]),
+      );
     expect(env(k).SRLM_NPROC_PER_NODE).toBe('4');
     expect(JSON.parse(env(k).SRLM_TRAIN_JOB!).distributed).toEqual({ strategy: 'fsdp', fsdp_layer_class: 'LlamaDecoderLayer' });
     const plain = config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 8 }).compute.training as KubernetesSettings;
     expect(env(plain).SRLM_NPROC_PER_NODE).toBe('8');
     expect(JSON.parse(env(plain).SRLM_TRAIN_JOB!).distributed).toEqual({ strategy: 'ddp' });
     // CPU pods: gloo ranks
-    expect(env(config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 0, nprocPerNode: 2 }).compute.training as KubernetesSettings).SRLM_NPROC_PER_NODE).toBe('2');
-    expect(env(config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 0 }).compute.training as KubernetesSettings).SRLM_NPROC_PER_NODE).toBe('1');
+    expect(
+      env(config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 0, nprocPerNode: 2 }).compute.training as KubernetesSettings)
+        .SRLM_NPROC_PER_NODE,
+    ).toBe('2');
+    expect(
+      env(config({ kind: 'kubernetes', image: 'img:1', gpusPerNode: 0 }).compute.training as KubernetesSettings).SRLM_NPROC_PER_NODE,
+    ).toBe('1');
   });
 
   it('SageMaker: distributed in srlm_job, srlm_nproc_per_node only when configured', () => {
@@ -109,19 +152,34 @@ describe('torchrun settings of the remote kinds (distributed, processes per node
     const hp = createTrainingJobRequest(s, 'srlm-x-1', job, inputs).HyperParameters!;
     expect(hp.srlm_nproc_per_node).toBe('8');
     expect(JSON.parse(hp.srlm_job!).distributed).toEqual({ strategy: 'fsdp' });
-    const plain = createTrainingJobRequest(config(sagemaker).compute.training as SageMakerSettings, 'srlm-x-1', job, inputs).HyperParameters!;
+    const plain = createTrainingJobRequest(
+      config(sagemaker).compute.training as SageMakerSettings,
+      'srlm-x-1',
+      job,
+      inputs,
+    ).HyperParameters!;
     expect(Object.keys(plain)).toEqual(['srlm_job']);
     expect(JSON.parse(plain.srlm_job!).distributed).toEqual({ strategy: 'ddp' });
   });
 
   it('errors name the field', () => {
-    expect(configErrors({ kind: 'kubernetes', image: 'i', gpusPerNode: 4, nprocPerNode: 8 })).toContain('"compute.training.nprocPerNode": must be at most gpusPerNode (4): one process per GPU');
-    expect(configErrors({ kind: 'kubernetes', image: 'i', gpusPerNode: 0, strategy: 'fsdp' })).toContain('"compute.training.strategy": "fsdp" needs CUDA GPUs: set gpusPerNode (it is 0)');
-    expect(configErrors({ kind: 'kubernetes', image: 'i', fsdpLayerClass: 'LlamaDecoderLayer' })).toContain('"compute.training.fsdpLayerClass": is only meaningful with strategy: "fsdp"');
+    expect(configErrors({ kind: 'kubernetes', image: 'i', gpusPerNode: 4, nprocPerNode: 8 })).toContain(
+      '"compute.training.nprocPerNode": must be at most gpusPerNode (4): one process per GPU',
+    );
+    expect(configErrors({ kind: 'kubernetes', image: 'i', gpusPerNode: 0, strategy: 'fsdp' })).toContain(
+      '"compute.training.strategy": "fsdp" needs CUDA GPUs: set gpusPerNode (it is 0)',
+    );
+    expect(configErrors({ kind: 'kubernetes', image: 'i', fsdpLayerClass: 'LlamaDecoderLayer' })).toContain(
+      '"compute.training.fsdpLayerClass": is only meaningful with strategy: "fsdp"',
+    );
     expect(configErrors({ ...sagemaker, strategy: 'zero3' })).toMatch(/"compute\.training\.strategy"/);
     expect(configErrors({ ...sagemaker, nprocPerNode: 0 })).toMatch(/"compute\.training\.nprocPerNode"/);
-    expect(configErrors({ ...sagemaker, strategy: 'fsdp', fsdpLayerClass: 'not a class' })).toContain('"compute.training.fsdpLayerClass": must be a Python class name');
-    expect(configErrors({ kind: 'local', strategy: 'fsdp' })).toContain('"compute.training.strategy": is only meaningful with launcher: "torchrun"');
+    expect(configErrors({ ...sagemaker, strategy: 'fsdp', fsdpLayerClass: 'not a class' })).toContain(
+      '"compute.training.fsdpLayerClass": must be a Python class name',
+    );
+    expect(configErrors({ kind: 'local', strategy: 'fsdp' })).toContain(
+      '"compute.training.strategy": is only meaningful with launcher: "torchrun"',
+    );
   });
 
   it('an fsdp layout gets its own job digest whatever the backend (trainDistributed)', () => {
@@ -143,7 +201,10 @@ describe('torchrun settings of the remote kinds (distributed, processes per node
 
 describe('status mapping', () => {
   it('SageMaker', () => {
-    expect(sageMakerStatus({ TrainingJobStatus: 'InProgress', SecondaryStatus: 'Starting' })).toEqual({ state: 'pending', detail: 'InProgress/Starting' });
+    expect(sageMakerStatus({ TrainingJobStatus: 'InProgress', SecondaryStatus: 'Starting' })).toEqual({
+      state: 'pending',
+      detail: 'InProgress/Starting',
+    });
     expect(
       sageMakerStatus({
         TrainingJobStatus: 'InProgress',
@@ -158,39 +219,86 @@ describe('status mapping', () => {
     expect(sageMakerStatus({ TrainingJobStatus: 'InProgress', SecondaryStatus: 'Interrupted' }).state).toBe('pending');
     expect(sageMakerStatus({ TrainingJobStatus: 'Completed', SecondaryStatus: 'Completed' }).state).toBe('succeeded');
     expect(sageMakerStatus({ TrainingJobStatus: 'Stopping', SecondaryStatus: 'Stopping' }).state).toBe('stopping');
-    expect(sageMakerStatus({ TrainingJobStatus: 'Stopped', SecondaryStatus: 'MaxRuntimeExceeded' })).toMatchObject({ state: 'stopped', detail: 'Stopped/MaxRuntimeExceeded' });
-    expect(sageMakerStatus({ TrainingJobStatus: 'Failed', SecondaryStatus: 'Failed', FailureReason: 'CapacityError: Unable to provision requested ML compute capacity.' })).toMatchObject({
+    expect(sageMakerStatus({ TrainingJobStatus: 'Stopped', SecondaryStatus: 'MaxRuntimeExceeded' })).toMatchObject({
+      state: 'stopped',
+      detail: 'Stopped/MaxRuntimeExceeded',
+    });
+    expect(
+      sageMakerStatus({
+        TrainingJobStatus: 'Failed',
+        SecondaryStatus: 'Failed',
+        FailureReason: 'CapacityError: Unable to provision requested ML compute capacity.',
+      }),
+    ).toMatchObject({
       state: 'failed',
       invalidInput: false,
       reason: 'CapacityError: Unable to provision requested ML compute capacity.',
     });
-    expect(sageMakerStatus({ TrainingJobStatus: 'Failed', FailureReason: 'AlgorithmError: InvalidComputeInput: bad row' }).invalidInput).toBe(true);
+    expect(
+      sageMakerStatus({ TrainingJobStatus: 'Failed', FailureReason: 'AlgorithmError: InvalidComputeInput: bad row' }).invalidInput,
+    ).toBe(true);
   });
 
   it('Kubernetes batch/v1 Job', () => {
-    expect(kubernetesStatus({ status: {} }, 2)).toEqual({ state: 'pending', detail: 'Pending (active 0/2, ready 0, succeeded 0, failed 0)' });
+    expect(kubernetesStatus({ status: {} }, 2)).toEqual({
+      state: 'pending',
+      detail: 'Pending (active 0/2, ready 0, succeeded 0, failed 0)',
+    });
     expect(kubernetesStatus({ status: { active: 2, ready: 1 } }, 2).state).toBe('pending');
-    expect(kubernetesStatus({ status: { active: 2, ready: 2 } }, 2)).toMatchObject({ state: 'running', detail: 'Running (active 2/2, ready 2, succeeded 0, failed 0)' });
-    expect(kubernetesStatus({ status: { succeeded: 2, conditions: [{ type: 'SuccessCriteriaMet', status: 'True' }] } }, 2).state).toBe('pending');
+    expect(kubernetesStatus({ status: { active: 2, ready: 2 } }, 2)).toMatchObject({
+      state: 'running',
+      detail: 'Running (active 2/2, ready 2, succeeded 0, failed 0)',
+    });
+    expect(kubernetesStatus({ status: { succeeded: 2, conditions: [{ type: 'SuccessCriteriaMet', status: 'True' }] } }, 2).state).toBe(
+      'pending',
+    );
     expect(kubernetesStatus({ status: { succeeded: 2, conditions: [{ type: 'Complete', status: 'True' }] } }, 2).state).toBe('succeeded');
-    expect(kubernetesStatus({ status: { conditions: [{ type: 'Complete', status: 'False' }], active: 1, ready: 1 } }, 1).state).toBe('running');
+    expect(kubernetesStatus({ status: { conditions: [{ type: 'Complete', status: 'False' }], active: 1, ready: 1 } }, 1).state).toBe(
+      'running',
+    );
     expect(kubernetesStatus({ status: { conditions: [{ type: 'FailureTarget', status: 'True' }] } }, 2).state).toBe('stopping');
     expect(kubernetesStatus({ status: { conditions: [{ type: 'Suspended', status: 'True' }] } }, 2).state).toBe('pending');
-    expect(kubernetesStatus({ status: { conditions: [{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'Job was active longer than specified deadline' }] } }, 2)).toMatchObject({
+    expect(
+      kubernetesStatus(
+        {
+          status: {
+            conditions: [
+              { type: 'Failed', status: 'True', reason: 'DeadlineExceeded', message: 'Job was active longer than specified deadline' },
+            ],
+          },
+        },
+        2,
+      ),
+    ).toMatchObject({
       state: 'failed',
       invalidInput: false,
       reason: 'DeadlineExceeded: Job was active longer than specified deadline',
     });
-    expect(kubernetesStatus({ status: { conditions: [{ type: 'Failed', status: 'True', reason: 'PodFailurePolicy', message: 'exit code 2' }] } }, 2).invalidInput).toBe(true);
+    expect(
+      kubernetesStatus(
+        { status: { conditions: [{ type: 'Failed', status: 'True', reason: 'PodFailurePolicy', message: 'exit code 2' }] } },
+        2,
+      ).invalidInput,
+    ).toBe(true);
   });
 });
 
 describe('trainerFor', () => {
   it('picks the backend the config names, none for local or absent', () => {
     const kc = new KubeConfig();
-    kc.loadFromOptions({ clusters: [{ name: 'c', server: 'http://127.0.0.1:1' }], users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x' });
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: 'http://127.0.0.1:1' }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
+      currentContext: 'x',
+    });
     const client = new SageMakerClient({ region: 'us-east-1' });
-    const pick = trainingBackends({ storeFor: () => new LocalStore(path.join(os.tmpdir(), 'srlm-unused')), wrapped: new FakeCompute(), sageMakerClient: client, kubeConfig: kc });
+    const pick = trainingBackends({
+      storeFor: () => new LocalStore(path.join(os.tmpdir(), 'srlm-unused')),
+      wrapped: new FakeCompute(),
+      sageMakerClient: client,
+      kubeConfig: kc,
+    });
     expect(pick(config(undefined))).toBeUndefined();
     expect(pick(config({ kind: 'local' }))).toBeUndefined();
     const sm = pick(config({ kind: 'sagemaker', image: 'a/b', roleArn: 'arn:aws:iam::123456789012:role/t', instanceType: 'ml.g5.xlarge' }));

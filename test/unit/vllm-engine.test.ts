@@ -28,19 +28,45 @@ class RecordingBackend implements ComputeBackend {
 }
 
 const base = { run: 'r', seed: { ift: '/abs/ift.jsonl' } };
-const GEN_JOB: GenerateJob = { model: '/models/m1', shards: [{ input: '/w/a.jsonl', output: '/w/a.out' }], device: 'auto', batch_size: 16, threads: 0 };
+const GEN_JOB: GenerateJob = {
+  model: '/models/m1',
+  shards: [{ input: '/w/a.jsonl', output: '/w/a.out' }],
+  device: 'auto',
+  batch_size: 16,
+  threads: 0,
+};
 
 describe('compute.engine kind vllm', () => {
   it('parses with defaults and maps to the job-file engine', () => {
     const cfg = RunConfig.parse({ ...base, compute: { engine: { kind: 'vllm' } } });
-    expect(cfg.compute.engine).toEqual({ kind: 'vllm', tensorParallelSize: 1, gpuMemoryUtilization: 0.9, dtype: 'auto', requestsPerCall: 1024 });
+    expect(cfg.compute.engine).toEqual({
+      kind: 'vllm',
+      tensorParallelSize: 1,
+      gpuMemoryUtilization: 0.9,
+      dtype: 'auto',
+      requestsPerCall: 1024,
+    });
     const full = RunConfig.parse({
       ...base,
-      compute: { engine: { kind: 'vllm', tensorParallelSize: 4, gpuMemoryUtilization: 0.85, maxModelLen: 8192, dtype: 'bfloat16', requestsPerCall: 256 } },
+      compute: {
+        engine: {
+          kind: 'vllm',
+          tensorParallelSize: 4,
+          gpuMemoryUtilization: 0.85,
+          maxModelLen: 8192,
+          dtype: 'bfloat16',
+          requestsPerCall: 256,
+        },
+      },
     });
     if (full.compute.engine?.kind !== 'vllm') throw new Error('expected vllm');
     expect(vllmJobEngine(full.compute.engine)).toEqual({
-      kind: 'vllm', tensor_parallel_size: 4, gpu_memory_utilization: 0.85, max_model_len: 8192, dtype: 'bfloat16', requests_per_call: 256,
+      kind: 'vllm',
+      tensor_parallel_size: 4,
+      gpu_memory_utilization: 0.85,
+      max_model_len: 8192,
+      dtype: 'bfloat16',
+      requests_per_call: 256,
     });
     expect(vllmJobEngine({ ...full.compute.engine, maxModelLen: undefined }).max_model_len).toBeNull();
   });
@@ -83,7 +109,10 @@ describe('compute.engine kind vllm', () => {
 describe('workers/main.ts settings', () => {
   it('reads flags, else SRLM_QUEUES / SRLM_COMPUTE_CONCURRENCY, else all queues and 1', () => {
     expect(parseWorkerArgs([], {})).toEqual({ queues: ['orchestration', 'generation', 'training'], computeConcurrency: 1 });
-    expect(parseWorkerArgs([], { SRLM_QUEUES: 'generation', SRLM_COMPUTE_CONCURRENCY: '2' })).toEqual({ queues: ['generation'], computeConcurrency: 2 });
+    expect(parseWorkerArgs([], { SRLM_QUEUES: 'generation', SRLM_COMPUTE_CONCURRENCY: '2' })).toEqual({
+      queues: ['generation'],
+      computeConcurrency: 2,
+    });
     expect(parseWorkerArgs(['--queues', 'training,orchestration', '--compute-concurrency', '3'], { SRLM_QUEUES: 'generation' })).toEqual({
       queues: ['training', 'orchestration'],
       computeConcurrency: 3,
@@ -93,7 +122,9 @@ describe('workers/main.ts settings', () => {
   it('refuses bad values naming the flag or variable', () => {
     expect(() => parseWorkerArgs(['--queues', 'gpu'], {})).toThrow('--queues: unknown queue "gpu"');
     expect(() => parseWorkerArgs([], { SRLM_QUEUES: 'generation,judge' })).toThrow('SRLM_QUEUES: unknown queue "judge"');
-    expect(() => parseWorkerArgs([], { SRLM_COMPUTE_CONCURRENCY: '0' })).toThrow('SRLM_COMPUTE_CONCURRENCY: must be an integer from 1 to 64');
+    expect(() => parseWorkerArgs([], { SRLM_COMPUTE_CONCURRENCY: '0' })).toThrow(
+      'SRLM_COMPUTE_CONCURRENCY: must be an integer from 1 to 64',
+    );
     expect(() => parseWorkerArgs(['--compute-concurrency', '1.5'], {})).toThrow('--compute-concurrency: must be an integer');
     expect(() => parseWorkerArgs(['--queues'], {})).toThrow('--queues: a value is required');
     expect(() => parseWorkerArgs(['--queue', 'generation'], {})).toThrow('unknown flag --queue');
@@ -105,7 +136,12 @@ describe('loadEnvPaths in a container image (no .srlm/env.json)', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-paths-'));
     try {
       const p = loadEnvPaths(root, { SRLM_PYTHON: '/opt/srlm/venv/bin/python', SRLM_CACHE_DIR: '/var/cache/srlm' });
-      expect(p).toMatchObject({ python: '/opt/srlm/venv/bin/python', temporal: 'temporal', cacheDir: '/var/cache/srlm', venv: '/opt/srlm/venv' });
+      expect(p).toMatchObject({
+        python: '/opt/srlm/venv/bin/python',
+        temporal: 'temporal',
+        cacheDir: '/var/cache/srlm',
+        venv: '/opt/srlm/venv',
+      });
       expect(() => loadEnvPaths(root, {})).toThrow(/env\.json not found.*SRLM_PYTHON/);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });

@@ -96,7 +96,12 @@ describe('resident-model affinity (compute.resident, FakeCompute workers)', () =
     await Promise.all([a.ready, b.ready]);
     const root = path.join(tmp, 'store-two');
     try {
-      await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config: config(run, root) }], workflowExecutionTimeout: '5 minutes' });
+      await client.workflow.execute('srlmRun', {
+        taskQueue: TASK_QUEUES.orchestration,
+        workflowId: runWorkflowId(run),
+        args: [{ config: config(run, root) }],
+        workflowExecutionTimeout: '5 minutes',
+      });
     } finally {
       a.child.kill('SIGTERM');
       b.child.kill('SIGTERM');
@@ -128,7 +133,12 @@ describe('resident-model affinity (compute.resident, FakeCompute workers)', () =
     await Promise.all([a.ready, b.ready]);
     const root = path.join(tmp, 'store-fleet');
     try {
-      await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config: config(run, root, { fleet: { parts: 3 } }) }], workflowExecutionTimeout: '5 minutes' });
+      await client.workflow.execute('srlmRun', {
+        taskQueue: TASK_QUEUES.orchestration,
+        workflowId: runWorkflowId(run),
+        args: [{ config: config(run, root, { fleet: { parts: 3 } }) }],
+        workflowExecutionTimeout: '5 minutes',
+      });
     } finally {
       a.child.kill('SIGTERM');
       b.child.kill('SIGTERM');
@@ -148,7 +158,11 @@ describe('resident-model affinity (compute.resident, FakeCompute workers)', () =
       const started = e.activityTaskStartedEventAttributes;
       if (started && parts.has(String(started.scheduledEventId))) ranBy.set(String(started.scheduledEventId), started.identity ?? '');
     }
-    const of = (type: string) => [...parts.entries()].filter(([, p]) => p.type === type).map(([id, p]) => ({ ...p, identity: ranBy.get(id)! })).sort((x, y) => x.part - y.part);
+    const of = (type: string) =>
+      [...parts.entries()]
+        .filter(([, p]) => p.type === type)
+        .map(([id, p]) => ({ ...p, identity: ranBy.get(id)! }))
+        .sort((x, y) => x.part - y.part);
     const cands = of('generateCandidatesPart');
     const judges = of('judgeCandidatesPart');
     expect(cands.map((c) => c.queue)).toEqual([TASK_QUEUES.generation, TASK_QUEUES.generation, TASK_QUEUES.generation]);
@@ -169,16 +183,27 @@ describe('resident-model affinity (compute.resident, FakeCompute workers)', () =
     // alone at first, and slow: it writes the prompts, then takes the pinned candidates
     const a = generationWorker('host-k', 400);
     await a.ready;
-    const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(run), args: [{ config: config(run, root) }], workflowExecutionTimeout: '5 minutes' });
+    const handle = await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(run),
+      args: [{ config: config(run, root) }],
+      workflowExecutionTimeout: '5 minutes',
+    });
     // running now (a started event reaches the history only when the attempt ends): the iteration's pending activities
-    await waitFor('candidates running on host-k', async () => {
-      try {
-        const d = await client.workflow.getHandle(iterationWorkflowId(run, 1)).describe();
-        return (d.raw.pendingActivities ?? []).some((p) => p.activityType?.name === 'generateCandidates' && p.lastWorkerIdentity === 'host-k' && Number(p.state) === 2);
-      } catch {
-        return false; // the iteration has not started yet
-      }
-    }, 120_000);
+    await waitFor(
+      'candidates running on host-k',
+      async () => {
+        try {
+          const d = await client.workflow.getHandle(iterationWorkflowId(run, 1)).describe();
+          return (d.raw.pendingActivities ?? []).some(
+            (p) => p.activityType?.name === 'generateCandidates' && p.lastWorkerIdentity === 'host-k' && Number(p.state) === 2,
+          );
+        } catch {
+          return false; // the iteration has not started yet
+        }
+      },
+      120_000,
+    );
     a.child.kill('SIGKILL');
     await a.exited;
     const b = generationWorker('host-l', 0);
@@ -198,7 +223,11 @@ describe('resident-model affinity (compute.resident, FakeCompute workers)', () =
     // then the shared queue, where host-l took it
     expect(runs[1]).toMatchObject({ queue: TASK_QUEUES.generation, identity: 'host-l', end: 'completed' });
     // judgments follow the model to host-l
-    expect((await activityRuns(client, run)).find((r) => r.type === 'judgeCandidates')).toMatchObject({ queue: hostQueue('host-l'), identity: 'host-l', end: 'completed' });
+    expect((await activityRuns(client, run)).find((r) => r.type === 'judgeCandidates')).toMatchObject({
+      queue: hostQueue('host-l'),
+      identity: 'host-l',
+      end: 'completed',
+    });
     const records = await runRecords(root, run, 1);
     expect(records['1/candidates']).toHaveLength(48);
   }, 240_000);

@@ -30,8 +30,18 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
   beforeAll(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-eval-wf-'));
     promptsFile = path.join(tmp, 'held-out.jsonl');
-    const prompts = ['Name three uses of copper.', 'Write a two-line poem about rain.', 'What is 17 times 3?', 'Give one tip for sleeping well.', 'Explain what a leap year is.', 'Translate "good morning" into French.'];
-    fs.writeFileSync(promptsFile, prompts.map((p, i) => JSON.stringify({ id: `h${i + 1}`, instruction: p, output: `A reference answer to: ${p}` })).join('\n') + '\n');
+    const prompts = [
+      'Name three uses of copper.',
+      'Write a two-line poem about rain.',
+      'What is 17 times 3?',
+      'Give one tip for sleeping well.',
+      'Explain what a leap year is.',
+      'Translate "good morning" into French.',
+    ];
+    fs.writeFileSync(
+      promptsFile,
+      prompts.map((p, i) => JSON.stringify({ id: `h${i + 1}`, instruction: p, output: `A reference answer to: ${p}` })).join('\n') + '\n',
+    );
     // position bias: the fake judge always prefers the response shown first
     fake = new FakeCompute({ pairwiseVerdict: 'A', logFile: requestLog() });
     stack = await startTestStack({ address: testTemporalAddress(), compute: fake, dir: tmp });
@@ -62,7 +72,12 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
   }
 
   async function run(cfg: RunConfigInput): Promise<RunResult> {
-    return stack.client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(String(cfg.run)), args: [{ config: cfg }], workflowExecutionTimeout: '5 minutes' });
+    return stack.client.workflow.execute('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(String(cfg.run)),
+      args: [{ config: cfg }],
+      workflowExecutionTimeout: '5 minutes',
+    });
   }
 
   it('evaluates every iteration: responses, judge quality, head-to-head in both orders, length watch; a passed gate promotes the final model', async () => {
@@ -80,7 +95,17 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
       expect(e.headToHead.map((h) => h.opponent)).toEqual([prev, 'ev-pass.sft-baseline', 'reference']);
       for (const h of e.headToHead) {
         // a judge that always picks the first response agrees with itself in neither order: all ties
-        expect(h).toMatchObject({ model: out, prompts: 6, wins: 0, losses: 0, ties: 6, winRate: 0.5, orderDisagreements: 6, unparsed: 0, judge: 'model:smollm2-135m-instruct' });
+        expect(h).toMatchObject({
+          model: out,
+          prompts: 6,
+          wins: 0,
+          losses: 0,
+          ties: 6,
+          winRate: 0.5,
+          orderDisagreements: 6,
+          unparsed: 0,
+          judge: 'model:smollm2-135m-instruct',
+        });
       }
       expect(e.judgeQuality.map((j) => j.model)).toEqual([prev, out]);
       for (const j of e.judgeQuality) {
@@ -133,7 +158,9 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
     expect(promoted).toMatchObject({ modelId: 'ev-stop.m1', run: 'ev-stop' });
     expect(promoted.reason).toMatch(/ev-stop\.m2 did not pass its promotion gate; ev-stop\.m1 is the newest model that did/);
     const progress = await stack.client.workflow.getHandle(runWorkflowId('ev-stop')).query(progressQuery);
-    expect(progress.gates).toEqual([{ iteration: 1, model: 'ev-stop.m2', passed: false, onFail: 'stop', failed: [gate.checks[0]!.message] }]);
+    expect(progress.gates).toEqual([
+      { iteration: 1, model: 'ev-stop.m2', passed: false, onFail: 'stop', failed: [gate.checks[0]!.message] },
+    ]);
     expect(progress.status).toBe('completed');
   });
 
@@ -141,7 +168,9 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
     const result = await run(config('ev-back', { minWinRateVsPrevious: 0.6, onFail: 'rollback' }));
     expect(result.summaries).toHaveLength(2);
     const store = new LocalStore(path.join(tmp, 'store-ev-back'));
-    const m3 = ModelManifest.parse(JSON.parse((await store.getBytes(result.models.find((m) => m.name === 'M3')!.model.key)).toString('utf8')));
+    const m3 = ModelManifest.parse(
+      JSON.parse((await store.getBytes(result.models.find((m) => m.name === 'M3')!.model.key)).toString('utf8')),
+    );
     expect(m3.parent).toBe('ev-back.m1');
     expect(result.summaries[1]!.modelIn).toBe('ev-back.m1');
     expect(result.promoted).toBe('ev-back.m1');
@@ -153,7 +182,12 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
     await run(cfg);
     const store = new LocalStore(path.join(tmp, 'store-ev-rho'));
     const pairs = await readStage(store, (await findStage(store, { run: 'ev-rho', iteration: 1, stage: 'pairs' }))!, PreferencePair);
-    const candidates = new Map((await readStage(store, (await findStage(store, { run: 'ev-rho', iteration: 1, stage: 'candidates' }))!, Candidate)).map((c) => [c.id, c]));
+    const candidates = new Map(
+      (await readStage(store, (await findStage(store, { run: 'ev-rho', iteration: 1, stage: 'candidates' }))!, Candidate)).map((c) => [
+        c.id,
+        c,
+      ]),
+    );
     expect(pairs.length).toBeGreaterThan(0);
     for (const p of pairs) {
       const group = [...candidates.values()].filter((c) => c.promptId === p.promptId);
@@ -167,6 +201,8 @@ describe('evaluation and the promotion gate (FakeCompute)', () => {
   it('refuses a gate threshold the evaluation cannot measure, naming the field, before any work', async () => {
     const cfg = config('ev-bad', { maxJudgeAccuracyDrop: 0.05 });
     delete (cfg.evaluation as { judgeSet?: unknown }).judgeSet;
-    await expect(run(cfg)).rejects.toMatchObject({ cause: { message: expect.stringMatching(/"evaluation\.gate\.maxJudgeAccuracyDrop": is measured only with `evaluation\.judgeSet`/) } });
+    await expect(run(cfg)).rejects.toMatchObject({
+      cause: { message: expect.stringMatching(/"evaluation\.gate\.maxJudgeAccuracyDrop": is measured only with `evaluation\.judgeSet`/) },
+    });
   });
 });

@@ -68,7 +68,12 @@ async function activityRuns(client: Client): Promise<{ type: string; identity: s
     const scheduled = e.activityTaskScheduledEventAttributes;
     if (scheduled) types.set(String(e.eventId), scheduled.activityType?.name ?? '');
     const started = e.activityTaskStartedEventAttributes;
-    if (started) out.push({ type: types.get(String(started.scheduledEventId)) ?? '?', identity: started.identity ?? '', attempt: started.attempt ?? 1 });
+    if (started)
+      out.push({
+        type: types.get(String(started.scheduledEventId)) ?? '?',
+        identity: started.identity ?? '',
+        attempt: started.attempt ?? 1,
+      });
   }
   return out;
 }
@@ -123,7 +128,13 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
           queues: ['generation'],
           identity,
           computeConcurrency: 1,
-          deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: fakes[k]!, workDir: work, cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+          deps: {
+            storeFor: defaultStoreFor(path.join(tmp, 'default-store')),
+            compute: fakes[k]!,
+            workDir: work,
+            cacheDir: path.join(tmp, 'cache'),
+            heartbeatIntervalMs: 200,
+          },
           heartbeatThrottleMs: 200,
         })),
       );
@@ -140,7 +151,12 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
   }
 
   const runToEnd = async (cfg: RunConfigInput): Promise<void> => {
-    await client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(RUN), args: [{ config: cfg }], workflowExecutionTimeout: '5 minutes' });
+    await client.workflow.execute('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(RUN),
+      args: [{ config: cfg }],
+      workflowExecutionTimeout: '5 minutes',
+    });
   };
 
   it('reference: one generation worker, parts = 1 (as without a fleet: no part activities, no patch marker)', async () => {
@@ -165,7 +181,7 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     referenceModel = fs.readFileSync(path.join(root, `models/${RUN}/${RUN}.m2/weights.bin`), 'utf8');
   }, 180_000);
 
-  it('parts = 3 over two workers: both take parts, each at most one at a time, and the stages are byte-identical to one worker\'s', async () => {
+  it("parts = 3 over two workers: both take parts, each at most one at a time, and the stages are byte-identical to one worker's", async () => {
     const gen = await generationWorkers(['gen-a', 'gen-b'], 25);
     const root = path.join(tmp, 'store-fleet');
     const started = Date.now();
@@ -180,7 +196,10 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     const runs = await activityRuns(client);
     for (const type of ['generateCandidatesPart', 'judgeCandidatesPart']) {
       const by = countBy(runs.filter((r) => r.type === type).map((r) => r.identity));
-      expect(Object.values(by).reduce((a, b) => a + b, 0), type).toBe(3);
+      expect(
+        Object.values(by).reduce((a, b) => a + b, 0),
+        type,
+      ).toBe(3);
       expect(Object.keys(by).sort(), type).toEqual(['gen-a', 'gen-b']);
       expect(await scheduledAtOnce(client, type), type).toBe(3);
     }
@@ -197,16 +216,22 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
       expect(fleet.shards).toEqual(single.shards);
       expect(fleet.stats.fleetParts).toBe(3);
       // the parts' work is the stage's: as much generated as by the single worker, nothing reused
-      for (const k of ['requestsGenerated', 'shards', 'skipped', 'shardsReused']) expect(fleet.stats[k], `${stage} ${k}`).toBe(single.stats[k]);
+      for (const k of ['requestsGenerated', 'shards', 'skipped', 'shardsReused'])
+        expect(fleet.stats[k], `${stage} ${k}`).toBe(single.stats[k]);
       expect(fleet.stats.tokens).toBe(single.stats.tokens);
     }
     expect(manifest(root, 'judgments').stats.emptyCandidates).toBeGreaterThan(0);
     expect(fs.readFileSync(path.join(root, `models/${RUN}/${RUN}.m2/weights.bin`), 'utf8')).toBe(referenceModel);
   }, 180_000);
 
-  it('evaluation on a fleet: the models and opponents are evaluated at once on both workers, with a single worker\'s results', async () => {
+  it("evaluation on a fleet: the models and opponents are evaluated at once on both workers, with a single worker's results", async () => {
     const heldOut = path.join(tmp, 'held-out.jsonl');
-    fs.writeFileSync(heldOut, ['Name three uses of copper.', 'What is 17 times 3?', 'Explain what a leap year is.', 'Give one tip for sleeping well.'].map((p, i) => JSON.stringify({ id: `h${i + 1}`, instruction: p, output: `A reference answer to: ${p}` })).join('\n') + '\n');
+    fs.writeFileSync(
+      heldOut,
+      ['Name three uses of copper.', 'What is 17 times 3?', 'Explain what a leap year is.', 'Give one tip for sleeping well.']
+        .map((p, i) => JSON.stringify({ id: `h${i + 1}`, instruction: p, output: `A reference answer to: ${p}` }))
+        .join('\n') + '\n',
+    );
     const evaluated = (root: string, parts: number): RunConfigInput => ({
       ...config(root, parts),
       evaluation: {
@@ -217,7 +242,8 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
         judgeSamples: 2,
       },
     });
-    const summaryOf = (root: string) => JSON.parse(fs.readFileSync(path.join(root, 'runs', RUN, 'iter-1', 'summary.json'), 'utf8')) as { evaluation: unknown };
+    const summaryOf = (root: string) =>
+      JSON.parse(fs.readFileSync(path.join(root, 'runs', RUN, 'iter-1', 'summary.json'), 'utf8')) as { evaluation: unknown };
 
     let gen = await generationWorkers(['gen-eval-ref'], 0);
     try {
@@ -238,15 +264,24 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     await recordHistory(testTemporalAddress(), 'iteration-fleet-evaluated', iterationWorkflowId(RUN, 1));
     const runs = await activityRuns(client);
     // M2, M1 and the SFT baseline answer at once; M1 and M2 judge at once; three head-to-heads at once
-    for (const [type, n] of [['evalResponses', 3], ['evalJudgeQuality', 2], ['evalHeadToHead', 3]] as const) {
+    for (const [type, n] of [
+      ['evalResponses', 3],
+      ['evalJudgeQuality', 2],
+      ['evalHeadToHead', 3],
+    ] as const) {
       const by = countBy(runs.filter((r) => r.type === type).map((r) => r.identity));
-      expect(Object.values(by).reduce((a, b) => a + b, 0), type).toBe(n);
+      expect(
+        Object.values(by).reduce((a, b) => a + b, 0),
+        type,
+      ).toBe(n);
       expect(Object.keys(by).sort(), type).toEqual(['gen-eval-a', 'gen-eval-b']);
       expect(await scheduledAtOnce(client, type), type).toBe(n);
     }
     for (const f of gen.fakes) expect(f.maxInFlight).toBe(1);
     const fleet = summaryOf(path.join(tmp, 'store-eval-fleet')).evaluation;
-    expect(fleet).toMatchObject({ headToHead: [{ opponent: `${RUN}.m1` }, { opponent: `${RUN}.sft-baseline` }, { opponent: 'reference' }] });
+    expect(fleet).toMatchObject({
+      headToHead: [{ opponent: `${RUN}.m1` }, { opponent: `${RUN}.sft-baseline` }, { opponent: 'reference' }],
+    });
     expect(fleet).toEqual(summaryOf(path.join(tmp, 'store-eval-ref')).evaluation);
   }, 180_000);
 
@@ -255,30 +290,47 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     const log = path.join(tmp, 'generated.log');
     const workOf = (id: string): string => path.join(tmp, `work-proc-${id}`);
     const spawnGen = (id: string): WorkerProcess => {
-      const w = spawnWorker(testTemporalAddress(), 'generation', workOf(id), { SRLM_FAKE_DELAY_MS: '60', SRLM_FAKE_LOG: log, SRLM_FAKE_EMPTY_RATE: String(EMPTY_RATE), SRLM_TEST_IDENTITY: id });
+      const w = spawnWorker(testTemporalAddress(), 'generation', workOf(id), {
+        SRLM_FAKE_DELAY_MS: '60',
+        SRLM_FAKE_LOG: log,
+        SRLM_FAKE_EMPTY_RATE: String(EMPTY_RATE),
+        SRLM_TEST_IDENTITY: id,
+      });
       procs.push(w);
       return w;
     };
     const a = spawnGen('proc-a');
     const b = spawnGen('proc-b');
     await Promise.all([a.ready, b.ready]);
-    const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(RUN), args: [{ config: config(root, 3) }], workflowExecutionTimeout: '5 minutes' });
+    const handle = await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(RUN),
+      args: [{ config: config(root, 3) }],
+      workflowExecutionTimeout: '5 minutes',
+    });
 
     // proc-a is generating a judgments shard that is not committed yet
     const partsDir = (work: string) => path.join(work, 'runs', RUN, 'iter-1', 'judgments', 'parts', 'all');
     let killedShard = '';
-    await waitFor('proc-a mid-part in judgments', () => {
-      const dir = partsDir(workOf('proc-a'));
-      if (!fs.existsSync(dir)) return false;
-      for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.outputs.jsonl'))) {
-        const lines = fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).length;
-        if (lines >= 1 && !fs.existsSync(path.join(stageDir(root, 'judgments'), 'parts', 'all', f.replace('.outputs.jsonl', '.commit.json')))) {
-          killedShard = f;
-          return true;
+    await waitFor(
+      'proc-a mid-part in judgments',
+      () => {
+        const dir = partsDir(workOf('proc-a'));
+        if (!fs.existsSync(dir)) return false;
+        for (const f of fs.readdirSync(dir).filter((n) => n.endsWith('.outputs.jsonl'))) {
+          const lines = fs.readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean).length;
+          if (
+            lines >= 1 &&
+            !fs.existsSync(path.join(stageDir(root, 'judgments'), 'parts', 'all', f.replace('.outputs.jsonl', '.commit.json')))
+          ) {
+            killedShard = f;
+            return true;
+          }
         }
-      }
-      return false;
-    }, 120_000);
+        return false;
+      },
+      120_000,
+    );
     a.child.kill('SIGKILL');
     await a.exited;
 
@@ -297,7 +349,9 @@ describe('a generation fleet (compute.fleet.parts, FakeCompute workers)', () => 
     const ids = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
     const redone = ids.length - new Set(ids).size;
     expect(redone).toBeLessThanOrEqual(SHARD);
-    console.log(`[fleet] killed proc-a in ${killedShard}; generated ${ids.length} requests for ${new Set(ids).size} distinct, redone ${redone}`);
+    console.log(
+      `[fleet] killed proc-a in ${killedShard}; generated ${ids.length} requests for ${new Set(ids).size} distinct, redone ${redone}`,
+    );
     // the other worker stops as a worker does (its polls end): nothing of a later test goes to it
     b.child.kill('SIGTERM');
     expect(await b.exited).toBe(0);

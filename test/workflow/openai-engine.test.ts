@@ -30,12 +30,22 @@ describe('a run with the openai engine (stub server)', () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-openai-wf-'));
     stub = await startStubOpenAI();
     fake = new FakeCompute();
-    const compute = new OpenAICompute({ baseUrl: stub.url, model: 'stub-model', concurrency: 16, timeoutSeconds: 30, maxRetries: 3, wrapped: fake });
+    const compute = new OpenAICompute({
+      baseUrl: stub.url,
+      model: 'stub-model',
+      concurrency: 16,
+      timeoutSeconds: 30,
+      maxRetries: 3,
+      wrapped: fake,
+    });
     stack = await startTestStack({ address: testTemporalAddress(), compute, dir: tmp });
   });
 
   afterAll(async () => {
-    await stack?.client.workflow.getHandle(runWorkflowId('oai')).terminate('test over').catch(() => undefined);
+    await stack?.client.workflow
+      .getHandle(runWorkflowId('oai'))
+      .terminate('test over')
+      .catch(() => undefined);
     await stack?.stop();
     await stub?.close();
   });
@@ -53,7 +63,12 @@ describe('a run with the openai engine (stub server)', () => {
       store: { root },
     };
     const t0 = Date.now();
-    const result: RunResult = await stack.client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('oai'), args: [{ config }], workflowExecutionTimeout: '5 minutes' });
+    const result: RunResult = await stack.client.workflow.execute('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId('oai'),
+      args: [{ config }],
+      workflowExecutionTimeout: '5 minutes',
+    });
     const seconds = (Date.now() - t0) / 1000;
     expect(result.models.map((m) => m.name)).toEqual(['M0', 'SFT baseline', 'M1', 'M2']);
 
@@ -81,6 +96,8 @@ describe('a run with the openai engine (stub server)', () => {
     expect(fake.calls.filter((c) => c.kind === 'generate')).toEqual([]);
     expect(fake.calls.filter((c) => c.kind === 'train').length).toBeGreaterThanOrEqual(2);
     expect(stub.maxInFlight).toBeLessThanOrEqual(16);
-    console.log(`openai-engine run: ${PROMPTS} prompts, ${candidates.length} candidates, ${judgments.length} judgments, ${stub.served} HTTP requests in ${seconds.toFixed(1)} s`);
+    console.log(
+      `openai-engine run: ${PROMPTS} prompts, ${candidates.length} candidates, ${judgments.length} judgments, ${stub.served} HTTP requests in ${seconds.toFixed(1)} s`,
+    );
   }, 240_000);
 });

@@ -14,7 +14,17 @@ import { LocalStore } from '../../store/store';
 import { readCommittedShard } from '../../activities/shards';
 import type { RunConfigInput } from '../../core/schemas';
 import { loadEnvPaths, repoRoot } from '../../infra/paths';
-import { iterationProgressQuery, iterationWorkflowId, type LiveStage, progressQuery, runWorkflowId, type RunProgress, scheduledRunName, TASK_QUEUES, type RunResult } from '../../workflows/contract';
+import {
+  iterationProgressQuery,
+  iterationWorkflowId,
+  type LiveStage,
+  progressQuery,
+  runWorkflowId,
+  type RunProgress,
+  scheduledRunName,
+  TASK_QUEUES,
+  type RunResult,
+} from '../../workflows/contract';
 import { FakeCompute } from '../../testing/fake-compute';
 import { recordHistory } from '../helpers/histories';
 import { startTestStack, type TestStack, waitFor } from '../helpers/stack';
@@ -51,13 +61,21 @@ describe('recovering runs (FakeCompute)', () => {
 
   afterAll(async () => {
     // leave nothing running for the next test file's workers to pick up
-    await client?.workflow.getHandle(runWorkflowId('rec')).terminate('test over').catch(() => undefined);
+    await client?.workflow
+      .getHandle(runWorkflowId('rec'))
+      .terminate('test over')
+      .catch(() => undefined);
     await stack?.stop();
   });
 
   const handle = (name: string) => client.workflow.getHandle(runWorkflowId(name));
   const execute = (c: RunConfigInput): Promise<RunResult> =>
-    client.workflow.execute('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId(String(c.run)), args: [{ config: c }], workflowExecutionTimeout: '5 minutes' });
+    client.workflow.execute('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId(String(c.run)),
+      args: [{ config: c }],
+      workflowExecutionTimeout: '5 minutes',
+    });
 
   /** Makes `<root>/runs/<run>/iter-1/candidates` a file, so nothing can be written beneath it. */
   function blockCandidates(root: string, name: string): string {
@@ -68,7 +86,9 @@ describe('recovering runs (FakeCompute)', () => {
   }
 
   const generateCallsFor = (name: string, stage: string): number =>
-    fake.calls.filter((c) => c.kind === 'generate' && JSON.stringify(c.job).includes(`/runs/${name}/iter-`) && JSON.stringify(c.job).includes(`/${stage}/`)).length;
+    fake.calls.filter(
+      (c) => c.kind === 'generate' && JSON.stringify(c.job).includes(`/runs/${name}/iter-`) && JSON.stringify(c.job).includes(`/${stage}/`),
+    ).length;
 
   let reference: Awaited<ReturnType<typeof runRecords>>;
   let referenceModel: string;
@@ -133,7 +153,18 @@ describe('recovering runs (FakeCompute)', () => {
     await expect(execute(config('rec', root))).rejects.toBeInstanceOf(WorkflowFailedError);
     fs.rmSync(blocker);
     const temporal = loadEnvPaths(repoRoot()).temporal;
-    const out = await run(temporal, ['workflow', 'reset', '--address', testTemporalAddress(), '--workflow-id', runWorkflowId('rec'), '--type', 'FirstWorkflowTask', '--reason', 'store fixed']);
+    const out = await run(temporal, [
+      'workflow',
+      'reset',
+      '--address',
+      testTemporalAddress(),
+      '--workflow-id',
+      runWorkflowId('rec'),
+      '--type',
+      'FirstWorkflowTask',
+      '--reason',
+      'store fixed',
+    ]);
     expect(out.stdout + out.stderr).toMatch(/Resetting workflow srlm-rec/);
     const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
     expect(result.finalModel.modelId).toBe('rec.m2');
@@ -141,7 +172,7 @@ describe('recovering runs (FakeCompute)', () => {
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
-  it('docs/operations.md\'s Temporal CLI steps (show, extract the input, start) resume a failed run', async () => {
+  it("docs/operations.md's Temporal CLI steps (show, extract the input, start) resume a failed run", async () => {
     const root = path.join(tmp, 'store-cli');
     const blocker = blockCandidates(root, 'rec');
     await expect(execute(config('rec', root))).rejects.toBeInstanceOf(WorkflowFailedError);
@@ -151,29 +182,65 @@ describe('recovering runs (FakeCompute)', () => {
     const a = ['--address', testTemporalAddress()];
     const shown = await run(temporal, ['workflow', 'show', ...a, '--workflow-id', 'srlm-rec', '--output', 'json'], { maxBuffer: 64 << 20 });
     fs.writeFileSync(path.join(dir, 'history.json'), shown.stdout);
-    const extract = 'const h = require("./history.json"); process.stdout.write(Buffer.from(h.events[0].workflowExecutionStartedEventAttributes.input.payloads[0].data, "base64"))';
+    const extract =
+      'const h = require("./history.json"); process.stdout.write(Buffer.from(h.events[0].workflowExecutionStartedEventAttributes.input.payloads[0].data, "base64"))';
     const input = await run(process.execPath, ['-e', extract], { cwd: dir });
     fs.writeFileSync(path.join(dir, 'input.json'), input.stdout);
-    await run(temporal, ['workflow', 'start', ...a, '--type', 'srlmRun', '--task-queue', 'srlm-orchestration', '--workflow-id', 'srlm-rec', '--input-file', path.join(dir, 'input.json')]);
+    await run(temporal, [
+      'workflow',
+      'start',
+      ...a,
+      '--type',
+      'srlmRun',
+      '--task-queue',
+      'srlm-orchestration',
+      '--workflow-id',
+      'srlm-rec',
+      '--input-file',
+      path.join(dir, 'input.json'),
+    ]);
     const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
     expect(result.finalModel.modelId).toBe('rec.m2');
     expect(await runRecords(root, 'rec', 1)).toEqual(reference);
     fs.rmSync(path.join(tmp, 'work', 'runs', 'rec'), { recursive: true, force: true });
   });
 
-  it('`temporal workflow query --name progress` answers with the stage\'s shard counts and tokens/s; `srlm watch` draws them as bars until the run completes', async () => {
+  it("`temporal workflow query --name progress` answers with the stage's shard counts and tokens/s; `srlm watch` draws them as bars until the run completes", async () => {
     const root = path.join(tmp, 'store-watch');
     fake.opts.delayPerRequestMs = 120;
     try {
-      await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
-      const watching = run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'watch', 'rec', '--interval', '0.3'], {
-        cwd: repo,
-        env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() },
-        timeout: 120_000,
+      await client.workflow.start('srlmRun', {
+        taskQueue: TASK_QUEUES.orchestration,
+        workflowId: runWorkflowId('rec'),
+        args: [{ config: config('rec', root) }],
       });
+      const watching = run(
+        path.join(repo, 'node_modules/.bin/tsx'),
+        [path.join(repo, 'cli/srlm.ts'), 'watch', 'rec', '--interval', '0.3'],
+        {
+          cwd: repo,
+          env: { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() },
+          timeout: 120_000,
+        },
+      );
       // the Temporal CLI's query, on the run and on its iteration, while candidates are generated
       const query = async (workflowId: string): Promise<RunProgress> =>
-        JSON.parse((await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'query', '--address', testTemporalAddress(), '--workflow-id', workflowId, '--name', 'progress', '--output', 'json'])).stdout).queryResult[0] as RunProgress;
+        JSON.parse(
+          (
+            await run(loadEnvPaths(repoRoot()).temporal, [
+              'workflow',
+              'query',
+              '--address',
+              testTemporalAddress(),
+              '--workflow-id',
+              workflowId,
+              '--name',
+              'progress',
+              '--output',
+              'json',
+            ])
+          ).stdout,
+        ).queryResult[0] as RunProgress;
       let seen: LiveStage | undefined;
       await waitFor(
         'live judging progress with committed shards in the query',
@@ -211,7 +278,10 @@ describe('recovering runs (FakeCompute)', () => {
     fs.writeFileSync(file, `[profile.tests]\naddress = "${testTemporalAddress()}"\nnamespace = "default"\n`);
     const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_CONFIG_FILE: file, TEMPORAL_PROFILE: 'tests' };
     delete env.TEMPORAL_ADDRESS;
-    const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'status', 'rec', '--json'], { cwd: repo, env });
+    const out = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'status', 'rec', '--json'], {
+      cwd: repo,
+      env,
+    });
     const p = JSON.parse(out.stdout) as { run: string; status: string };
     expect(p.run).toBe('rec');
     expect(p.status).toBe('completed');
@@ -220,9 +290,13 @@ describe('recovering runs (FakeCompute)', () => {
     expect(listed.stdout).toMatch(/srlmRun/);
   });
 
-  it('`srlm pause` holds a run between stages; the Temporal CLI\'s resume signal lets it finish', async () => {
+  it("`srlm pause` holds a run between stages; the Temporal CLI's resume signal lets it finish", async () => {
     const root = path.join(tmp, 'store-pause');
-    const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
+    const handle = await client.workflow.start('srlmRun', {
+      taskQueue: TASK_QUEUES.orchestration,
+      workflowId: runWorkflowId('rec'),
+      args: [{ config: config('rec', root) }],
+    });
     const store = new LocalStore(root);
     const child = client.workflow.getHandle(iterationWorkflowId('rec', 1));
     try {
@@ -246,7 +320,16 @@ describe('recovering runs (FakeCompute)', () => {
       expect(p.paused?.reason).toBe('disk check');
       const status = await run(tsx, [path.join(repo, 'cli/srlm.ts'), 'status', 'rec'], { cwd: repo, env });
       expect(status.stdout).toMatch(/paused since .*: disk check/);
-      await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'signal', '--address', testTemporalAddress(), '--workflow-id', runWorkflowId('rec'), '--name', 'resume']);
+      await run(loadEnvPaths(repoRoot()).temporal, [
+        'workflow',
+        'signal',
+        '--address',
+        testTemporalAddress(),
+        '--workflow-id',
+        runWorkflowId('rec'),
+        '--name',
+        'resume',
+      ]);
       const result = (await handle.result()) as RunResult;
       await recordHistory(testTemporalAddress(), 'run-paused-resumed', runWorkflowId('rec'));
       await recordHistory(testTemporalAddress(), 'iteration-paused-resumed', iterationWorkflowId('rec', 1));
@@ -263,8 +346,17 @@ describe('recovering runs (FakeCompute)', () => {
     const file = path.join(tmp, 'sa-run.json');
     fs.writeFileSync(file, JSON.stringify(config('rec', root)));
     const env = { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() };
-    const started = await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'start', '--config', file, '--json'], { cwd: repo, env });
-    expect(JSON.parse(started.stdout)).toMatchObject({ run: 'rec', workflowId: 'srlm-rec', attached: false, configHash: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    const started = await run(
+      path.join(repo, 'node_modules/.bin/tsx'),
+      [path.join(repo, 'cli/srlm.ts'), 'start', '--config', file, '--json'],
+      { cwd: repo, env },
+    );
+    expect(JSON.parse(started.stdout)).toMatchObject({
+      run: 'rec',
+      workflowId: 'srlm-rec',
+      attached: false,
+      configHash: expect.stringMatching(/^[0-9a-f]{16}$/),
+    });
     expect(started.stderr).not.toMatch(/without search attributes/);
     const result = (await client.workflow.getHandle(runWorkflowId('rec')).result()) as RunResult;
     await recordHistory(testTemporalAddress(), 'run-search-attributes', runWorkflowId('rec'));
@@ -286,12 +378,21 @@ describe('recovering runs (FakeCompute)', () => {
     const file = path.join(tmp, 'nightly.json');
     fs.writeFileSync(file, JSON.stringify({ ...config('nightly', root), lineage: 'rec', baseModel: { promoted: 'rec' } }));
     const env = { ...process.env, TEMPORAL_ADDRESS: testTemporalAddress() };
-    const srlm = async (...args: string[]) => (await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'schedule', ...args], { cwd: repo, env })).stdout;
-    expect(await srlm('create', 'nightly', '--config', file, '--cron', '0 3 1 1 *', '--note', 'weekly retraining')).toContain('Created schedule srlm-schedule-nightly');
+    const srlm = async (...args: string[]) =>
+      (await run(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'schedule', ...args], { cwd: repo, env }))
+        .stdout;
+    expect(await srlm('create', 'nightly', '--config', file, '--cron', '0 3 1 1 *', '--note', 'weekly retraining')).toContain(
+      'Created schedule srlm-schedule-nightly',
+    );
     try {
-      expect(JSON.parse(await srlm('list', '--json'))).toContainEqual({ name: 'nightly', scheduleId: 'srlm-schedule-nightly', paused: false });
+      expect(JSON.parse(await srlm('list', '--json'))).toContainEqual({
+        name: 'nightly',
+        scheduleId: 'srlm-schedule-nightly',
+        paused: false,
+      });
       expect(await srlm('trigger', 'nightly')).toContain('triggered');
-      const firstRun = async () => (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: { workflowId: string }[] }).recentRuns[0]?.workflowId;
+      const firstRun = async () =>
+        (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: { workflowId: string }[] }).recentRuns[0]?.workflowId;
       await waitFor('the triggered run', async () => Boolean(await firstRun()), 30_000, 500);
       const workflowId = (await firstRun())!;
       expect(workflowId).toMatch(/^srlm-nightly-\d{4}-/);
@@ -302,7 +403,10 @@ describe('recovering runs (FakeCompute)', () => {
       expect(result.run).toBe(scheduledRunName(workflowId));
       expect(result.finalModel.lineage).toBe('rec');
       expect(result.finalModel.modelId).toBe(`${result.run}.m2`);
-      expect(JSON.parse(fs.readFileSync(path.join(root, 'models/rec/promoted.json'), 'utf8'))).toMatchObject({ modelId: result.finalModel.modelId, previous: 'rec.m2' });
+      expect(JSON.parse(fs.readFileSync(path.join(root, 'models/rec/promoted.json'), 'utf8'))).toMatchObject({
+        modelId: result.finalModel.modelId,
+        previous: 'rec.m2',
+      });
       expect(await srlm('pause', 'nightly', '--note', 'holiday')).toContain('paused');
       const described = await srlm('describe', 'nightly');
       expect(described).toContain('PAUSED — holiday');
@@ -310,7 +414,12 @@ describe('recovering runs (FakeCompute)', () => {
       expect(await srlm('unpause', 'nightly')).toContain('active');
       // a backfill over a past firing time starts one more run
       expect(await srlm('backfill', 'nightly', '--from', '2026-01-01T00:00:00Z', '--to', '2026-01-01T06:00:00Z')).toContain('backfilling');
-      await waitFor('the backfilled run', async () => (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: unknown[] }).recentRuns.length >= 2, 30_000, 500);
+      await waitFor(
+        'the backfilled run',
+        async () => (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: unknown[] }).recentRuns.length >= 2,
+        30_000,
+        500,
+      );
       const recent = (JSON.parse(await srlm('describe', 'nightly', '--json')) as { recentRuns: { workflowId: string }[] }).recentRuns;
       const backfilled = recent.map((r) => r.workflowId).find((id) => id !== workflowId)!;
       expect(backfilled).toContain('2026-01-01T03:00:00Z');
@@ -321,13 +430,33 @@ describe('recovering runs (FakeCompute)', () => {
     expect(JSON.parse(await srlm('list', '--json'))).toEqual([]);
   });
 
-  it('docs/operations.md\'s `temporal schedule create` command makes a schedule whose runs work the same', async () => {
+  it("docs/operations.md's `temporal schedule create` command makes a schedule whose runs work the same", async () => {
     const root = path.join(tmp, 'store-ref');
     const cfg = { ...config('tcli', root), lineage: 'rec', baseModel: { promoted: 'rec' } };
     const temporal = loadEnvPaths(repoRoot()).temporal;
     const a = ['--address', testTemporalAddress()];
-    await run(temporal, ['schedule', 'create', ...a, '--schedule-id', 'srlm-schedule-tcli', '--cron', '0 3 * * 1', '--overlap-policy', 'Skip', '--catchup-window', '6h', '--pause-on-failure',
-      '--type', 'srlmRun', '--task-queue', 'srlm-orchestration', '--workflow-id', 'srlm-tcli', '--input', JSON.stringify({ config: cfg, scheduled: true })]);
+    await run(temporal, [
+      'schedule',
+      'create',
+      ...a,
+      '--schedule-id',
+      'srlm-schedule-tcli',
+      '--cron',
+      '0 3 * * 1',
+      '--overlap-policy',
+      'Skip',
+      '--catchup-window',
+      '6h',
+      '--pause-on-failure',
+      '--type',
+      'srlmRun',
+      '--task-queue',
+      'srlm-orchestration',
+      '--workflow-id',
+      'srlm-tcli',
+      '--input',
+      JSON.stringify({ config: cfg, scheduled: true }),
+    ]);
     try {
       await run(temporal, ['schedule', 'trigger', ...a, '--schedule-id', 'srlm-schedule-tcli']);
       const recent = async () => (await client.schedule.getHandle('srlm-schedule-tcli').describe()).info.recentActions[0];
@@ -345,7 +474,20 @@ describe('recovering runs (FakeCompute)', () => {
     const temporal = loadEnvPaths(repoRoot()).temporal;
     const input = JSON.stringify({ config: { ...config('badcli', path.join(tmp, 'store-bad')), judge: { samplez: 3 } } });
     const t0 = Date.now();
-    const err = await run(temporal, ['workflow', 'execute', '--address', testTemporalAddress(), '--type', 'srlmRun', '--task-queue', 'srlm-orchestration', '--workflow-id', 'srlm-badcli', '--input', input]).then(
+    const err = await run(temporal, [
+      'workflow',
+      'execute',
+      '--address',
+      testTemporalAddress(),
+      '--type',
+      'srlmRun',
+      '--task-queue',
+      'srlm-orchestration',
+      '--workflow-id',
+      'srlm-badcli',
+      '--input',
+      input,
+    ]).then(
       () => null,
       (e: { stdout: string; stderr: string }) => e,
     );
@@ -359,17 +501,32 @@ describe('recovering runs (FakeCompute)', () => {
   it('cancelling a run stops generation within seconds and keeps committed shards', async () => {
     const root = path.join(tmp, 'store-cancel');
     try {
-      const handle = await client.workflow.start('srlmRun', { taskQueue: TASK_QUEUES.orchestration, workflowId: runWorkflowId('rec'), args: [{ config: config('rec', root) }] });
+      const handle = await client.workflow.start('srlmRun', {
+        taskQueue: TASK_QUEUES.orchestration,
+        workflowId: runWorkflowId('rec'),
+        args: [{ config: config('rec', root) }],
+      });
       const store = new LocalStore(root);
       // slow generation down once the prompts exist, so cancellation meets a running stage
       await waitFor('prompts', () => store.exists('runs/rec/iter-1/prompts/manifest.json'), 60_000);
       fake.opts.delayPerRequestMs = 500;
       // wait until candidates have a committed shard and more are being generated
-      await waitFor('a committed candidates shard', () => store.exists('runs/rec/iter-1/candidates/parts/all/shard-00000.commit.json'), 60_000);
+      await waitFor(
+        'a committed candidates shard',
+        () => store.exists('runs/rec/iter-1/candidates/parts/all/shard-00000.commit.json'),
+        60_000,
+      );
       const abortedBefore = fake.aborted;
       const t0 = Date.now();
       // the Temporal CLI's cancel (`srlm cancel` sends the same request and waits like this)
-      await run(loadEnvPaths(repoRoot()).temporal, ['workflow', 'cancel', '--address', testTemporalAddress(), '--workflow-id', runWorkflowId('rec')]);
+      await run(loadEnvPaths(repoRoot()).temporal, [
+        'workflow',
+        'cancel',
+        '--address',
+        testTemporalAddress(),
+        '--workflow-id',
+        runWorkflowId('rec'),
+      ]);
       let status = 'RUNNING';
       await waitFor('the run to stop', async () => (status = (await handle.describe()).status.name) !== 'RUNNING', 30_000, 100);
       const seconds = (Date.now() - t0) / 1000;
@@ -382,7 +539,13 @@ describe('recovering runs (FakeCompute)', () => {
       if (p) expect(p.status).toBe('cancelled');
       // published artifacts stay valid
       expect((await runRecords(root, 'rec', 1))['1/prompts']).toEqual(reference['1/prompts']);
-      const shard0 = await readCommittedShard(store, { run: 'rec', iteration: 1, stage: 'candidates' }, 'all', 0, await firstShardRequests(tmp));
+      const shard0 = await readCommittedShard(
+        store,
+        { run: 'rec', iteration: 1, stage: 'candidates' },
+        'all',
+        0,
+        await firstShardRequests(tmp),
+      );
       expect(shard0?.size).toBe(4);
     } finally {
       fake.opts.delayPerRequestMs = 0;

@@ -10,11 +10,32 @@ import { describe, expect, it } from 'vitest';
 import { installQuietRuntime, workflowBundle } from '../../workers';
 import { HISTORIES_DIR } from '../helpers/histories';
 
-const files = fs.existsSync(HISTORIES_DIR) ? fs.readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.json')).sort() : [];
+const files = fs.existsSync(HISTORIES_DIR)
+  ? fs
+      .readdirSync(HISTORIES_DIR)
+      .filter((f) => f.endsWith('.json'))
+      .sort()
+  : [];
 
 describe('replaying recorded histories', () => {
   it('has the fixtures: a completed run and its iterations, a failed run, a cancelled run, a paused one, an iteration on a fleet', () => {
-    expect(files).toEqual(expect.arrayContaining(['run-completed.json', 'iteration-completed.json', 'run-failed-store-error.json', 'run-cancelled.json', 'run-resumed.json', 'run-paused-resumed.json', 'iteration-paused-resumed.json', 'run-search-attributes.json', 'iteration-search-attributes.json', 'run-scheduled-promoted.json', 'run-evaluated.json', 'iteration-fleet.json', 'iteration-fleet-evaluated.json']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'run-completed.json',
+        'iteration-completed.json',
+        'run-failed-store-error.json',
+        'run-cancelled.json',
+        'run-resumed.json',
+        'run-paused-resumed.json',
+        'iteration-paused-resumed.json',
+        'run-search-attributes.json',
+        'iteration-search-attributes.json',
+        'run-scheduled-promoted.json',
+        'run-evaluated.json',
+        'iteration-fleet.json',
+        'iteration-fleet-evaluated.json',
+      ]),
+    );
   });
 
   for (const file of files) {

@@ -54,7 +54,13 @@ describe('srlmRun workflow (FakeCompute)', () => {
       connection: native,
       namespace: 'default',
       queues: ALL_QUEUES,
-      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: fake, workDir: path.join(tmp, 'work'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+      deps: {
+        storeFor: defaultStoreFor(path.join(tmp, 'default-store')),
+        compute: fake,
+        workDir: path.join(tmp, 'work'),
+        cacheDir: path.join(tmp, 'cache'),
+        heartbeatIntervalMs: 200,
+      },
     });
     running = Promise.all(workers.map((w) => w.run()));
   });
@@ -110,8 +116,16 @@ describe('srlmRun workflow (FakeCompute)', () => {
 
   it('compute.training local with launcher torchrun: every training job carries the launch and the strategy', async () => {
     const before = fake.calls.length;
-    await runToEnd(demoConfig('wf-torchrun', path.join(tmp, 'store-tr'), { iterations: 1, compute: { training: { kind: 'local', launcher: 'torchrun', nprocPerNode: 2, strategy: 'ddp' } } }));
-    const jobs = fake.calls.slice(before).filter((c) => c.kind === 'train').map((c) => c.job as TrainJob);
+    await runToEnd(
+      demoConfig('wf-torchrun', path.join(tmp, 'store-tr'), {
+        iterations: 1,
+        compute: { training: { kind: 'local', launcher: 'torchrun', nprocPerNode: 2, strategy: 'ddp' } },
+      }),
+    );
+    const jobs = fake.calls
+      .slice(before)
+      .filter((c) => c.kind === 'train')
+      .map((c) => c.job as TrainJob);
     expect(jobs.map((j) => j.mode)).toEqual(['sft', 'sft', 'dpo']); // SFT baseline, M1, M2
     for (const j of jobs) {
       expect(j.launcher).toEqual({ kind: 'torchrun', nproc_per_node: 2 });
@@ -134,7 +148,10 @@ describe('srlmRun workflow (FakeCompute)', () => {
         const s = judgments.filter((j) => j.candidateId === id && j.score !== null).map((j) => j.score!);
         return s.reduce((a, b) => a + b, 0) / s.length;
       };
-      const scored = candidates.filter((c) => c.promptId === pair.promptId).map((c) => meanOf(c.id)).filter((x) => !Number.isNaN(x));
+      const scored = candidates
+        .filter((c) => c.promptId === pair.promptId)
+        .map((c) => meanOf(c.id))
+        .filter((x) => !Number.isNaN(x));
       expect(meanOf(pair.chosenId)).toBe(Math.max(...scored));
       expect(meanOf(pair.rejectedId)).toBe(Math.min(...scored));
       expect(pair.chosenId).not.toBe(pair.rejectedId);
@@ -147,8 +164,16 @@ describe('srlmRun workflow (FakeCompute)', () => {
   it('`srlm models` shows the lineage: M0 -> M1 -> M2 -> M3 with parents, methods and data', async () => {
     const root = path.join(tmp, 'store-a');
     const cli = (args: string[]) =>
-      execFileSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'models', '--store', root, ...args], { encoding: 'utf8' });
-    const entries = JSON.parse(cli(['--json'])) as { modelId: string; parent: string | null; method: string; depth: number; trainedOn: string[] }[];
+      execFileSync(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'cli/srlm.ts'), 'models', '--store', root, ...args], {
+        encoding: 'utf8',
+      });
+    const entries = JSON.parse(cli(['--json'])) as {
+      modelId: string;
+      parent: string | null;
+      method: string;
+      depth: number;
+      trainedOn: string[];
+    }[];
     const byId = Object.fromEntries(entries.map((e) => [e.modelId, e]));
     expect(Object.keys(byId).sort()).toEqual(['wf-a.m0', 'wf-a.m1', 'wf-a.m2', 'wf-a.m3', 'wf-a.sft-baseline']);
     expect(byId['wf-a.m3']).toMatchObject({ parent: 'wf-a.m2', method: 'dpo', depth: 3 });
@@ -212,10 +237,18 @@ describe('srlmRun workflow (FakeCompute)', () => {
       connection: native,
       namespace: 'default',
       queues: ALL_QUEUES,
-      deps: { storeFor: defaultStoreFor(path.join(tmp, 'default-store')), compute: tieFake, workDir: path.join(tmp, 'work-tie'), cacheDir: path.join(tmp, 'cache'), heartbeatIntervalMs: 200 },
+      deps: {
+        storeFor: defaultStoreFor(path.join(tmp, 'default-store')),
+        compute: tieFake,
+        workDir: path.join(tmp, 'work-tie'),
+        cacheDir: path.join(tmp, 'cache'),
+        heartbeatIntervalMs: 200,
+      },
     });
     running = Promise.all(workers.map((w) => w.run()));
-    const err = await runToEnd(demoConfig('wf-tie', path.join(tmp, 'store-tie'), { iterations: 1, seed: { ift: path.join(repo, 'seed/ift.jsonl') } })).catch((e: unknown) => e);
+    const err = await runToEnd(
+      demoConfig('wf-tie', path.join(tmp, 'store-tie'), { iterations: 1, seed: { ift: path.join(repo, 'seed/ift.jsonl') } }),
+    ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const message = String((err as WorkflowFailedError).cause?.message);
     expect(((err as WorkflowFailedError).cause as ApplicationFailure).type).toBe('NoPreferencePairs');

@@ -29,12 +29,32 @@ from types import SimpleNamespace
 __version__ = "0.0.0+fake"
 
 _SAMPLING_KEYS = {
-    "n", "temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "stop", "stop_token_ids",
-    "skip_special_tokens", "ignore_eos", "presence_penalty", "frequency_penalty", "repetition_penalty",
+    "n",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "max_tokens",
+    "seed",
+    "stop",
+    "stop_token_ids",
+    "skip_special_tokens",
+    "ignore_eos",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
 }
 _LLM_KEYS = {
-    "model", "tokenizer", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len", "dtype", "seed",
-    "trust_remote_code", "enforce_eager", "quantization",
+    "model",
+    "tokenizer",
+    "tensor_parallel_size",
+    "gpu_memory_utilization",
+    "max_model_len",
+    "dtype",
+    "seed",
+    "trust_remote_code",
+    "enforce_eager",
+    "quantization",
 }
 
 
@@ -101,12 +121,14 @@ class LLM:
     def generate(self, prompts, sampling_params=None, use_tqdm=True):
         if not isinstance(sampling_params, list) or len(sampling_params) != len(prompts):
             raise TypeError("fake LLM.generate: expects one SamplingParams per prompt")
-        _log({
-            "call": "generate",
-            "use_tqdm": use_tqdm,
-            "prompts": [p["prompt_token_ids"] for p in prompts],
-            "params": [sp.kwargs for sp in sampling_params],
-        })
+        _log(
+            {
+                "call": "generate",
+                "use_tqdm": use_tqdm,
+                "prompts": [p["prompt_token_ids"] for p in prompts],
+                "params": [sp.kwargs for sp in sampling_params],
+            }
+        )
         results = []
         for i, (prompt, sp) in enumerate(zip(prompts, sampling_params)):
             ids = prompt["prompt_token_ids"]

@@ -35,7 +35,24 @@ def main(argv: list[str]) -> int:
     time.sleep(float(os.environ.get("FAKE_VLLM_START_DELAY", "0")))
     from srlm_compute.serve import main as serve
 
-    return serve(["--model", args.model, "--host", args.host, "--port", str(args.port), "--device", "cpu", "--batch-size", "8", "--threads", "2", "--served-model-name", args.served_model_name])
+    return serve(
+        [
+            "--model",
+            args.model,
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "8",
+            "--threads",
+            "2",
+            "--served-model-name",
+            args.served_model_name,
+        ]
+    )
 
 
 if __name__ == "__main__":
