@@ -191,17 +191,27 @@ describe('srlm run rejects bad input before starting anything', () => {
           }),
         )
         .join('\n') + '\n';
-    const res = await srlmRun(
-      {
-        run: 'x',
-        seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl', maxRanked: 1 },
-        evaluation: { judgeSet: { ranked: 'ranked.jsonl', offset: 1 } },
-      },
-      { 'ift.jsonl': ift(10), 'ranked.jsonl': ranked },
-    );
-    // validation passed: the run then fails to reach the (absent) server, not on its data
+    // `srlm validate` runs the same checks as `srlm run` without starting a server and a run
+    // (`srlm run` would start the embedded stack once validation passes)
+    const dir = fs.mkdtempSync(path.join(tmp, 'case-'));
+    fs.writeFileSync(path.join(dir, 'ift.jsonl'), ift(10));
+    fs.writeFileSync(path.join(dir, 'ranked.jsonl'), ranked);
+    const file = path.join(dir, 'run.json');
+    const config = {
+      run: 'x',
+      seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl', maxRanked: 1 },
+      evaluation: { judgeSet: { ranked: 'ranked.jsonl', offset: 1 } },
+    };
+    fs.writeFileSync(file, JSON.stringify(config));
+    const res = await runCli(['validate', '--config', file, '--json'], { env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+    expect(res.code, res.stderr).toBe(0);
     expect(res.stderr).not.toMatch(/leaks into training/);
-    expect(res.stderr).not.toMatch(/ranked\.jsonl/);
+    const out = JSON.parse(res.stdout) as { inputs: { field: string; records: number }[] };
+    expect(out.inputs.find((i) => i.field === 'evaluation.judgeSet')?.records).toBe(2);
+    // the leak case the other tests refuse: held-out sets that EFT also uses
+    fs.writeFileSync(file, JSON.stringify({ ...config, seed: { ...config.seed, maxRanked: 2 } }));
+    const leak = await runCli(['validate', '--config', file], { env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+    expect(leak.code).toBe(1);
   });
 
   for (const [what, config, files, pattern] of cases) {
