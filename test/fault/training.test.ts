@@ -140,7 +140,7 @@ describe('fault tests: the training process (real TRL, tiny model)', () => {
     const handle = await client.workflow.start('srlmRun', {
       taskQueue: TASK_QUEUES.orchestration,
       workflowId: runWorkflowId('tr'),
-      args: [{ config: config(root, 200) }],
+      args: [{ config: config(root, 100) }], // long enough to cancel mid-training (sft.epochs is bounded at 100)
     });
     await waitFor('a published checkpoint', async () => (await publishedStep(root)) >= EVERY);
     const [pid] = await trainPids(tmp);

@@ -72,8 +72,12 @@ describe('srlm report on an S3 store', () => {
   it('names the run and the bucket when the run has no summaries there', async () => {
     const res = await report('s3://reports/elsewhere', path.join(tmp, 'none'));
     expect(res.code).toBe(1);
-    expect(res.stderr.trim()).toBe(
-      `error: run "${RUN}" has no iteration summaries in the store s3://reports/elsewhere (looked for s3://reports/elsewhere/runs/${RUN}/iter-*/summary.json)`,
-    );
+    // with --json the error is JSON too
+    expect(JSON.parse(res.stderr.trim())).toEqual({
+      error: {
+        kind: 'invalid-input',
+        message: `run "${RUN}" has no iteration summaries in the store s3://reports/elsewhere (looked for s3://reports/elsewhere/runs/${RUN}/iter-*/summary.json)`,
+      },
+    });
   });
 });
