@@ -31,6 +31,19 @@ const ift = (n: number) =>
     JSON.stringify({ id: `i${i}`, prompt: `Explain topic number ${i} in two sentences.`, response: `Topic ${i} is explained here.` }),
   ).join('\n') + '\n';
 
+/** `n` ranked sets r0..r(n-1) of two replies each. */
+const rankedSets = (n: number) =>
+  Array.from({ length: n }, (_, k) =>
+    JSON.stringify({
+      id: `r${k}`,
+      prompt: `Question ${k}?`,
+      replies: [
+        { text: 'a', rank: 0 },
+        { text: 'b', rank: 1 },
+      ],
+    }),
+  ).join('\n') + '\n';
+
 describe('srlm run rejects bad input before starting anything', () => {
   beforeAll(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'srlm-cli-'));
@@ -159,38 +172,14 @@ describe('srlm run rejects bad input before starting anything', () => {
       { run: 'x', seed: { ift: 'ift.jsonl', ranked: 'ranked.jsonl' }, evaluation: { judgeSet: { ranked: 'ranked.jsonl', offset: 1 } } },
       {
         'ift.jsonl': ift(10),
-        'ranked.jsonl':
-          [0, 1, 2]
-            .map((k) =>
-              JSON.stringify({
-                id: `r${k}`,
-                prompt: `Question ${k}?`,
-                replies: [
-                  { text: 'a', rank: 0 },
-                  { text: 'b', rank: 1 },
-                ],
-              }),
-            )
-            .join('\n') + '\n',
+        'ranked.jsonl': rankedSets(3),
       },
       /evaluation ranked set "r1" \(ranked\.jsonl:2\) shares the id "r1" with seed ranked set \(EFT\) "r1" \(ranked\.jsonl:2\)/,
     ],
   ];
 
   it('accepts held-out ranked sets past the ones EFT uses (seed.maxRanked)', async () => {
-    const ranked =
-      [0, 1, 2]
-        .map((k) =>
-          JSON.stringify({
-            id: `r${k}`,
-            prompt: `Question ${k}?`,
-            replies: [
-              { text: 'a', rank: 0 },
-              { text: 'b', rank: 1 },
-            ],
-          }),
-        )
-        .join('\n') + '\n';
+    const ranked = rankedSets(3);
     // `srlm validate` runs the same checks as `srlm run` without starting a server and a run
     // (`srlm run` would start the embedded stack once validation passes)
     const dir = fs.mkdtempSync(path.join(tmp, 'case-'));
